@@ -1,0 +1,3 @@
+from botenv.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,301 @@
+"""BotEnvironment: one running Rasa server fleet, its stores, broker and model delivery."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from botenv.api.errors import Reader, SpecError
+from botenv.api.refs import SecretKeyRef, secret_key
+
+TRACKER_TYPES = ("memory", "sql", "redis", "mongod", "dynamo", "custom")
+LOCK_TYPES = ("memory", "redis", "custom")
+SQL_DIALECTS = ("postgresql", "sqlite", "oracle")
+JWT_METHODS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512",
+               "PS256", "PS384", "PS512")
+_CLASS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_TAG_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+_QUEUE = re.compile(r"^[A-Za-z0-9_.:-]{1,255}$")
+_URL = re.compile(r"^https?://\S+$")
+# Children are named rasa-<environment>; a Service name is a DNS-1035 label of <= 63 chars.
+MAX_ENVIRONMENT_NAME = 58
+
+
+@dataclasses.dataclass(frozen=True)
+class CredentialRef:
+    """A Secret holding a username and/or a password under the given keys."""
+
+    name: str
+    username_key: str
+    password_key: str
+    field: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackerStoreSpec:
+    type: str = "memory"
+    dialect: str = "postgresql"
+    host: str = ""
+    port: int | None = None
+    db: str | int | None = None
+    login_db: str = ""
+    query: dict[str, str] = dataclasses.field(default_factory=dict)
+    key_prefix: str = ""
+    use_ssl: bool | None = None
+    record_exp: int | None = None
+    auth_source: str = ""
+    collection: str = ""
+    table_name: str = ""
+    region: str = ""
+    class_name: str = ""
+    params: dict = dataclasses.field(default_factory=dict)
+    credentials: CredentialRef | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LockStoreSpec:
+    type: str = "memory"
+    host: str = ""
+    port: int | None = None
+    db: int | None = None
+    key_prefix: str = ""
+    use_ssl: bool | None = None
+    class_name: str = ""
+    params: dict = dataclasses.field(default_factory=dict)
+    credentials: CredentialRef | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class EventBrokerSpec:
+    host: str
+    port: int = 5672
+    queue: str = ""
+    exchange_name: str = ""
+    params: dict = dataclasses.field(default_factory=dict)
+    credentials: CredentialRef | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ServiceSpec:
+    type: str = "ClusterIP"
+    port: int = 5005
+    annotations: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvironmentSpec:
+    name: str
+    namespace: str
+    image: str
+    model_tag: str
+    replicas: int = 1
+    image_pull_policy: str = ""
+    image_pull_secrets: tuple[str, ...] = ()
+    delivery: str = "pull"
+    rollout: str = "Restart"
+    pull_interval_seconds: int = 10
+    auth_token: SecretKeyRef | None = None
+    jwt_secret: SecretKeyRef | None = None
+    jwt_method: str = "HS256"
+    cors: tuple[str, ...] = ()
+    tracker_store: TrackerStoreSpec = TrackerStoreSpec()
+    lock_store: LockStoreSpec = LockStoreSpec()
+    event_broker: EventBrokerSpec | None = None
+    credentials: SecretKeyRef | None = None
+    action_endpoint_url: str = ""
+    env: tuple[dict, ...] = ()
+    env_from: tuple[dict, ...] = ()
+    resources: dict = dataclasses.field(default_factory=dict)
+    node_selector: dict[str, str] = dataclasses.field(default_factory=dict)
+    tolerations: tuple[dict, ...] = ()
+    affinity: dict = dataclasses.field(default_factory=dict)
+    pod_annotations: dict[str, str] = dataclasses.field(default_factory=dict)
+    pod_labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    service_account_name: str = ""
+    service: ServiceSpec = ServiceSpec()
+
+
+def _credentials(parent: Reader, with_username: bool = True) -> CredentialRef | None:
+    ref = parent.child("secretRef")
+    if ref is None:
+        return None
+    password = secret_key(ref, "passwordKey", "password")
+    username_key = secret_key(ref, "usernameKey", "username").key if with_username else ""
+    return CredentialRef(password.name, username_key, password.key, ref.path)
+
+
+def _class_name(reader: Reader) -> str:
+    value = reader.str("class")
+    if not value:
+        reader.fail(f"{reader.path}.class", "is required for type custom: module.Class")
+    elif not _CLASS.match(value):
+        reader.fail(f"{reader.path}.class", f"must be a dotted module.Class path, got {value!r}")
+    return value
+
+
+def _tracker_store(spec: Reader) -> TrackerStoreSpec:
+    store = spec.child("trackerStore") or Reader({}, "spec.trackerStore", spec.problems)
+    kind = store.enum("type", TRACKER_TYPES, "memory")
+    port = store.int("port", minimum=1, maximum=65535)
+    db = store.data.get("db")
+    if db is not None and (isinstance(db, bool) or not isinstance(db, int | str)):
+        store.fail("spec.trackerStore.db", "must be a string or an integer")
+        db = None
+    parsed = TrackerStoreSpec(
+        type=kind,
+        dialect=store.enum("dialect", SQL_DIALECTS, "postgresql"),
+        host=store.str("host"),
+        port=port,
+        db=db,
+        login_db=store.str("loginDb"),
+        query=store.str_map("query"),
+        key_prefix=store.str("keyPrefix"),
+        use_ssl=store.bool("useSsl"),
+        record_exp=store.int("recordExp", minimum=0),
+        auth_source=store.str("authSource"),
+        collection=store.str("collection"),
+        table_name=store.str("tableName"),
+        region=store.str("region"),
+        class_name=_class_name(store) if kind == "custom" else "",
+        params=store.dict("params"),
+        credentials=_credentials(store),
+    )
+    if kind in ("sql", "redis", "mongod") and not parsed.host and parsed.dialect != "sqlite":
+        store.fail("spec.trackerStore.host", f"is required for type {kind}: the server's host name")
+    if kind == "redis" and isinstance(db, str) and not db.isdigit():
+        store.fail("spec.trackerStore.db", f"must be a Redis database number for type redis, "
+                                           f"got {db!r}")
+    return parsed
+
+
+def _lock_store(spec: Reader) -> LockStoreSpec:
+    store = spec.child("lockStore") or Reader({}, "spec.lockStore", spec.problems)
+    kind = store.enum("type", LOCK_TYPES, "memory")
+    parsed = LockStoreSpec(
+        type=kind,
+        host=store.str("host"),
+        port=store.int("port", minimum=1, maximum=65535),
+        db=store.int("db", minimum=0),
+        key_prefix=store.str("keyPrefix"),
+        use_ssl=store.bool("useSsl"),
+        class_name=_class_name(store) if kind == "custom" else "",
+        params=store.dict("params"),
+        credentials=_credentials(store, with_username=False),
+    )
+    if kind == "redis" and not parsed.host:
+        store.fail("spec.lockStore.host", "is required for type redis: the Redis host name")
+    return parsed
+
+
+def _event_broker(spec: Reader) -> EventBrokerSpec | None:
+    broker = spec.child("eventBroker")
+    if broker is None:
+        return None
+    broker.enum("type", ("pika",), "pika")
+    queue = broker.str("queue")
+    if queue and (not _QUEUE.match(queue) or queue.startswith("amq.")):
+        broker.fail("spec.eventBroker.queue", "must be 1-255 characters of letters, digits, "
+                    f"'_', '.', ':' or '-' and not start with 'amq.', got {queue!r}")
+    host = broker.str("host")
+    if not host:
+        broker.fail("spec.eventBroker.host", "is required: the RabbitMQ host name")
+    if broker.child("secretRef") is None:
+        broker.fail("spec.eventBroker.secretRef", "is required: Rasa's pika broker needs a "
+                    "username and a password (keys username, password)")
+    return EventBrokerSpec(
+        host=host,
+        port=broker.int("port", 5672, minimum=1, maximum=65535) or 5672,
+        queue=queue,
+        exchange_name=broker.str("exchangeName"),
+        params=broker.dict("params"),
+        credentials=_credentials(broker),
+    )
+
+
+def _objects(reader: Reader, key: str, required: str = "") -> tuple[dict, ...]:
+    items = reader.list(key)
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            reader.fail(f"{reader.path}.{key}[{i}]", "must be an object")
+        elif required and not item.get(required):
+            reader.fail(f"{reader.path}.{key}[{i}].{required}", "is required")
+    return tuple(i for i in items if isinstance(i, dict))
+
+
+def parse_environment(body: dict, default_image: str) -> EnvironmentSpec:
+    """Parse and check a BotEnvironment body; raise SpecError naming every bad field."""
+    problems: list[str] = []
+    meta = body.get("metadata") or {}
+    name, namespace = meta.get("name", ""), meta.get("namespace", "")
+    if len(name) > MAX_ENVIRONMENT_NAME or not _DNS_LABEL.match(name):
+        problems.append(f"metadata.name: must be at most {MAX_ENVIRONMENT_NAME} characters of "
+                        f"a-z, 0-9 and '-', starting with a letter (its Service is "
+                        f"rasa-<name>), got {name!r}")
+    spec = Reader(body.get("spec") or {}, "spec", problems)
+
+    model_tag = spec.str("modelTag") or name
+    if not _TAG_NAME.match(model_tag) or len(model_tag) > 253:
+        spec.fail("spec.modelTag", f"must be the name of a ModelTag, got {model_tag!r}")
+    auth = spec.child("auth") or Reader({}, "spec.auth", problems)
+    token_ref, jwt_ref = auth.child("tokenSecretRef"), auth.child("jwtSecretRef")
+    credentials_ref = spec.child("credentialsSecretRef")
+    service = spec.child("service") or Reader({}, "spec.service", problems)
+    action_url = (spec.child("actionEndpoint") or Reader({}, "", problems)).str("url")
+    if action_url and not _URL.match(action_url):
+        spec.fail("spec.actionEndpoint.url", f"must be an http(s):// URL, got {action_url!r}")
+    cors = spec.list("cors")
+    if any(not isinstance(c, str) for c in cors):
+        spec.fail("spec.cors", "must be a list of origins (strings), e.g. ['*']")
+
+    parsed = EnvironmentSpec(
+        name=name,
+        namespace=namespace,
+        image=spec.str("image") or default_image,
+        model_tag=model_tag,
+        replicas=spec.int("replicas", 1, minimum=0, maximum=1000) or 0,
+        image_pull_policy=spec.str("imagePullPolicy"),
+        image_pull_secrets=tuple(s.get("name", "") for s in _objects(spec, "imagePullSecrets",
+                                                                      "name")),
+        delivery=spec.enum("delivery", ("pull", "remoteStorage"), "pull"),
+        rollout=spec.enum("rollout", ("Restart", "HotSwap"), "Restart"),
+        pull_interval_seconds=spec.int("pullIntervalSeconds", 10, minimum=1, maximum=86400) or 10,
+        auth_token=secret_key(token_ref, "key", "token") if token_ref else None,
+        jwt_secret=secret_key(jwt_ref, "key", "jwt-secret") if jwt_ref else None,
+        jwt_method=auth.enum("jwtMethod", JWT_METHODS, "HS256"),
+        cors=tuple(c for c in cors if isinstance(c, str)),
+        tracker_store=_tracker_store(spec),
+        lock_store=_lock_store(spec),
+        event_broker=_event_broker(spec),
+        credentials=(secret_key(credentials_ref, "key", "credentials.yml")
+                     if credentials_ref else None),
+        action_endpoint_url=action_url,
+        env=_objects(spec, "env", "name"),
+        env_from=_objects(spec, "envFrom"),
+        resources=spec.dict("resources"),
+        node_selector=spec.str_map("nodeSelector"),
+        tolerations=_objects(spec, "tolerations"),
+        affinity=spec.dict("affinity"),
+        pod_annotations=spec.str_map("podAnnotations"),
+        pod_labels=spec.str_map("podLabels"),
+        service_account_name=spec.str("serviceAccountName"),
+        service=ServiceSpec(
+            type=service.enum("type", ("ClusterIP", "NodePort", "LoadBalancer"), "ClusterIP"),
+            port=service.int("port", 5005, minimum=1, maximum=65535) or 5005,
+            annotations=service.str_map("annotations"),
+        ),
+    )
+    if parsed.replicas > 1 and parsed.lock_store.type == "memory":
+        spec.fail("spec.lockStore", f"must be redis or custom when spec.replicas > 1 (got "
+                  f"{parsed.replicas} replicas): an in-memory lock store lets two replicas "
+                  "handle one conversation at once")
+    if parsed.replicas > 1 and parsed.tracker_store.type == "memory":
+        spec.fail("spec.trackerStore", f"must not be memory when spec.replicas > 1 (got "
+                  f"{parsed.replicas} replicas): each replica would keep its own, partial "
+                  "conversations")
+    if parsed.rollout == "HotSwap" and parsed.delivery != "pull":
+        spec.fail("spec.rollout", "HotSwap needs delivery: pull (the pods pull the new model "
+                  "themselves); with remoteStorage the model is a start-up flag, use Restart")
+    if problems:
+        raise SpecError(problems)
+    return parsed

@@ -1,0 +1,77 @@
+"""ModelTag: a movable name for one trained model in storage."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from botenv.api.errors import Reader, SpecError
+from botenv.api.refs import secret_name
+
+PROVIDERS = ("s3", "gcs", "azure", "http", "local")
+_URL = re.compile(r"^https?://\S+$")
+
+
+@dataclasses.dataclass(frozen=True)
+class StorageSpec:
+    provider: str
+    bucket: str = ""
+    prefix: str = ""
+    endpoint: str = ""
+    region: str = ""
+    url: str = ""
+    path: str = ""
+    secret_name: str = ""
+
+    def object_key(self, model: str) -> str:
+        """The model's full key inside the bucket (Rasa 3.6 ignores REMOTE_STORAGE_PATH)."""
+        prefix = self.prefix.strip("/")
+        return f"{prefix}/{model}" if prefix else model
+
+
+@dataclasses.dataclass(frozen=True)
+class TagSpec:
+    model: str
+    storage: StorageSpec
+
+
+def parse_tag(body: dict) -> TagSpec:
+    problems: list[str] = []
+    spec = Reader(body.get("spec") or {}, "spec", problems)
+    model = spec.str("model")
+    if not model:
+        spec.fail("spec.model", "is required: the model's object name, e.g. 20190506-100418.tar.gz")
+    elif model.startswith("/") or ".." in model.split("/") or any(c.isspace() for c in model):
+        spec.fail("spec.model", f"must be an object name without '..', spaces or a leading '/', "
+                                f"got {model!r}")
+
+    storage = spec.child("storage")
+    if storage is None:
+        spec.fail("spec.storage", "is required: where the model is stored")
+        storage = Reader({}, "spec.storage", problems)
+    provider = storage.enum("provider", PROVIDERS, "s3")
+    if "provider" not in storage.data:
+        storage.fail("spec.storage.provider", f"is required: one of {', '.join(PROVIDERS)}")
+    ref = storage.child("secretRef")
+    parsed = StorageSpec(
+        provider=provider,
+        bucket=storage.str("bucket"),
+        prefix=storage.str("prefix"),
+        endpoint=storage.str("endpoint"),
+        region=storage.str("region"),
+        url=storage.str("url"),
+        path=storage.str("path"),
+        secret_name=secret_name(ref) if ref is not None else "",
+    )
+    if provider in ("s3", "gcs", "azure") and not parsed.bucket:
+        storage.fail("spec.storage.bucket", f"is required for provider {provider} "
+                                            "(the bucket, or the Azure container)")
+    if provider == "http" and not _URL.match(parsed.url):
+        storage.fail("spec.storage.url", "is required for provider http: an http(s):// base URL")
+    if provider == "local" and not parsed.path.startswith("/"):
+        storage.fail("spec.storage.path", "is required for provider local: an absolute directory")
+    if parsed.endpoint and not _URL.match(parsed.endpoint):
+        storage.fail("spec.storage.endpoint", f"must be an http(s):// URL, got {parsed.endpoint!r}")
+    if problems:
+        raise SpecError(problems)
+    return TagSpec(model=model, storage=parsed)

@@ -1,0 +1,1 @@
+"""Reconcile flows: gather inputs (indexes, Secrets), render, apply, report status."""

@@ -1,0 +1,195 @@
+"""One reconcile of a BotEnvironment: gather -> render -> apply what differs -> status."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import json
+import logging
+
+from kubernetes.client.exceptions import ApiException
+
+from botenv.api import SpecError, parse_environment, parse_tag
+from botenv.api.environment import EnvironmentSpec
+from botenv.api.tag import StorageSpec
+from botenv.controller import queues
+from botenv.controller.state import State
+from botenv.kube.diff import contains
+from botenv.render import conditions as cond
+from botenv.render import names
+from botenv.render import secretenv as se
+from botenv.render.configmap import configmap
+from botenv.render.deployment import ModelRef, deployment, needs_probe_script
+from botenv.render.endpoints import endpoints
+from botenv.render.hashing import secrets_hash, stable_hash
+from botenv.render.service import service
+from botenv.render.status import Problem, environment_status, events
+
+log = logging.getLogger(__name__)
+
+
+class Blocked(Exception):
+    """The spec cannot be applied now; what is running stays as it is."""
+
+    def __init__(self, reason: str, message: str, *, degraded: bool = True) -> None:
+        super().__init__(message)
+        self.problem = Problem(reason, message, degraded)
+
+
+@dataclasses.dataclass
+class Plan:
+    children: list[dict]
+    applied: dict  # status fields describing what the children serve
+
+
+def _model(state: State, spec: EnvironmentSpec) -> ModelRef:
+    tag = state.tag(spec.namespace, spec.model_tag)
+    if tag is None:
+        raise Blocked("TagNotFound", f"ModelTag {spec.model_tag!r} not found in namespace "
+                      f"{spec.namespace}: create it, or set spec.modelTag to an existing tag")
+    status = tag.get("status") or {}
+    if not status.get("model"):
+        ready = cond.get(status.get("conditions"), cond.READY)
+        why = f": {ready['message']}" if ready.get("message") else ""
+        raise Blocked("WaitingForTag", f"ModelTag {spec.model_tag!r} has no model yet{why}",
+                      degraded=False)
+    storage = StorageSpec(provider="http")
+    if spec.delivery == "remoteStorage":
+        try:
+            storage = parse_tag(tag).storage
+        except SpecError as exc:
+            raise Blocked("TagInvalid", f"ModelTag {spec.model_tag!r}: {exc}") from exc
+    return ModelRef(tag=spec.model_tag, model=status["model"],
+                    digest=status.get("digest", ""), storage=storage)
+
+
+def _read_secrets(state: State, namespace: str, uses: list[se.SecretUse]
+                  ) -> tuple[dict[str, frozenset[str] | None], dict[str, dict[str, str]]]:
+    present: dict[str, frozenset[str] | None] = {}
+    data: dict[str, dict[str, str]] = {}
+    for name in sorted({u.secret for u in uses}):
+        values = state.kube.get_secret_data(namespace, name)
+        present[name] = None if values is None else frozenset(values)
+        data[name] = values or {}
+    return present, data
+
+
+async def plan(state: State, body: dict) -> Plan:
+    meta = body["metadata"]
+    try:
+        spec = parse_environment(body, state.settings.default_image)
+    except SpecError as exc:
+        raise Blocked("InvalidSpec", str(exc)) from exc
+    model = _model(state, spec)
+
+    queue = ""
+    if spec.event_broker is not None:
+        other = queues.holder(body, state.all_environments())
+        if other is not None:
+            o = other["metadata"]
+            _, queue = queues.queue_of(body)
+            raise Blocked(queues.QUEUE_CONFLICT,
+                          f"event queue {queue!r} on broker {spec.event_broker.host}:"
+                          f"{spec.event_broker.port} is already used by BotEnvironment "
+                          f"{o['namespace']}/{o['name']}: set spec.eventBroker.queue to another "
+                          "name, or leave it empty for a unique derived name")
+        queue = spec.event_broker.queue or names.derived_queue(spec.namespace, spec.name)
+
+    try:
+        uses = se.secret_uses(spec, model.storage if spec.delivery == "remoteStorage" else None)
+    except SpecError as exc:
+        raise Blocked("InvalidSpec", str(exc)) from exc
+    present, data = await asyncio.to_thread(_read_secrets, state, spec.namespace, uses)
+    missing = se.missing_keys(uses, present)
+    if missing:
+        raise Blocked("SecretMissing", "; ".join(missing))
+    usable = se.usable(uses, present)
+
+    model_url = names.model_url(state.settings.model_server_url, spec.namespace, spec.model_tag)
+    doc = endpoints(spec, model_url=model_url, queue=queue,
+                    used_vars={u.var for u in usable if u.var})
+    config = configmap(environment=spec.name, namespace=spec.namespace, tag=spec.model_tag,
+                       uid=meta["uid"], endpoints=doc,
+                       needs_probe_script=needs_probe_script(spec))
+    hashed = [(u.secret, u.key, base64.b64decode(data[u.secret][u.key])) for u in usable]
+    try:
+        deploy = deployment(spec, model=model, uid=meta["uid"], uses=usable,
+                            config_hash=stable_hash(config["data"]),
+                            secrets_hash=secrets_hash(meta["uid"], hashed))
+    except SpecError as exc:
+        raise Blocked("InvalidSpec", str(exc)) from exc
+    applied = {
+        "model": {"tag": model.tag, "name": model.model, "digest": model.digest or None},
+        "modelServerUrl": model_url if spec.delivery == "pull" else None,
+        "queue": queue or None,
+        "endpoint": names.service_endpoint(spec.name, spec.namespace, spec.service.port),
+    }
+    applied["model"] = {k: v for k, v in applied["model"].items() if v}
+    return Plan(children=[config, service(spec, tag=spec.model_tag, uid=meta["uid"]), deploy],
+                applied=applied)
+
+
+def _apply(state: State, children: list[dict]) -> None:
+    """Apply the children that differ from what the API server holds. The Deployment is
+    checked with a dry run first, so a spec the server rejects changes nothing."""
+    stale = [c for c in children if not contains(
+        state.child(c["kind"], c["metadata"]["namespace"], c["metadata"]["name"]), c)]
+    if not stale:
+        return
+    try:
+        for child in stale:
+            if child["kind"] == "Deployment" and len(stale) > 1:
+                state.kube.apply(child, dry_run=True)
+        for child in stale:
+            state.kube.apply(child)
+            log.info("applied %s %s/%s", child["kind"], child["metadata"]["namespace"],
+                     child["metadata"]["name"])
+    except ApiException as exc:
+        if exc.status in (400, 422):
+            raise Blocked("InvalidSpec", f"the API server rejected {child['kind']} "
+                          f"{child['metadata']['name']}: {_api_message(exc)}") from exc
+        raise
+
+
+def _api_message(exc: ApiException) -> str:
+    try:
+        return json.loads(exc.body or "{}").get("message") or str(exc.reason)
+    except ValueError:
+        return str(exc.reason)
+
+
+async def reconcile(state: State, namespace: str, name: str) -> None:
+    body = state.environment(namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return  # deleted: garbage collection removes the children
+    previous = body.get("status") or {}
+    problem, applied = None, None
+    try:
+        result = await plan(state, body)
+        await asyncio.to_thread(_apply, state, result.children)
+        applied = result.applied
+    except Blocked as blocked:
+        problem = blocked.problem
+        log.warning("BotEnvironment %s/%s not applied: %s", namespace, name, problem.message)
+    replicas = (body.get("spec") or {}).get("replicas", 1)
+    timestamp = cond.now()
+    status = environment_status(
+        previous=previous, generation=body["metadata"].get("generation", 0), problem=problem,
+        deployment=state.child("Deployment", namespace, names.rasa_name(name)),
+        replicas=replicas if isinstance(replicas, int) else 1, applied=applied,
+        timestamp=timestamp)
+    if status == previous:
+        return
+    await asyncio.to_thread(_report, state, body, previous, status, timestamp)
+
+
+def _report(state: State, body: dict, previous: dict, status: dict, timestamp: str) -> None:
+    meta = body["metadata"]
+    patch = dict(status)
+    for key in ("model", "modelServerUrl", "queue", "endpoint"):
+        if key in previous and key not in status:
+            patch[key] = None  # merge patch: remove fields that no longer apply
+    state.kube.patch_status("BotEnvironment", meta["namespace"], meta["name"], patch)
+    for type_, reason, message in events(previous, status):
+        state.kube.event(body, type_, reason, message, timestamp)

@@ -1,0 +1,45 @@
+"""Event queues are unique per broker: who holds a queue two environments ask for."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from botenv.render import names
+
+QUEUE_CONFLICT = "QueueConflict"
+
+
+def queue_of(body: dict) -> tuple[str, str] | None:
+    """(broker identity, queue) the environment asks for, or None without a broker."""
+    broker = (body.get("spec") or {}).get("eventBroker")
+    if not isinstance(broker, dict) or not broker.get("host"):
+        return None
+    meta = body["metadata"]
+    queue = broker.get("queue") or names.derived_queue(meta["namespace"], meta["name"])
+    return names.broker_identity(str(broker["host"]), int(broker.get("port") or 5672),
+                                 meta["namespace"]), queue
+
+
+def _rank(body: dict, queue: str) -> tuple:
+    status = body.get("status") or {}
+    degraded = next((c for c in status.get("conditions") or [] if c.get("type") == "Degraded"),
+                    {})
+    in_force = status.get("queue") == queue and degraded.get("reason") != QUEUE_CONFLICT
+    meta = body["metadata"]
+    # The environment already publishing to the queue keeps it; otherwise the older one.
+    return (not in_force, meta.get("creationTimestamp", ""), meta["namespace"], meta["name"])
+
+
+def holder(me: dict, everyone: Iterable[dict]) -> dict | None:
+    """The other environment that holds the queue `me` asks for, or None if `me` may use it."""
+    mine = queue_of(me)
+    if mine is None:
+        return None
+    key = (me["metadata"]["namespace"], me["metadata"]["name"])
+    rivals = [b for b in everyone
+              if (b["metadata"]["namespace"], b["metadata"]["name"]) != key
+              and not b["metadata"].get("deletionTimestamp") and queue_of(b) == mine]
+    if not rivals:
+        return None
+    winner = min([me, *rivals], key=lambda b: _rank(b, mine[1]))
+    return None if winner is me else winner

@@ -1,0 +1,69 @@
+"""A coalescing work queue: each key is processed by one worker at a time, and a key added
+while it is being processed runs once more afterwards. Many events for one object
+(a rollout produces dozens) collapse into few reconciles."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Hashable
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 60.0
+
+
+class WorkQueue:
+    def __init__(self, handler: Callable[[Hashable], Awaitable[None]], workers: int) -> None:
+        self._handler = handler
+        self._workers = workers
+        self._queue: asyncio.Queue[Hashable] = asyncio.Queue()
+        self._queued: set[Hashable] = set()
+        self._running: set[Hashable] = set()
+        self._dirty: set[Hashable] = set()
+        self._failures: dict[Hashable, int] = {}
+        self._tasks: list[asyncio.Task] = []
+        self.idle = asyncio.Event()
+
+    def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._tasks = [asyncio.create_task(self._work(), name=f"botenv-worker-{i}")
+                       for i in range(self._workers)]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def add(self, key: Hashable) -> None:
+        if key in self._running:
+            self._dirty.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self.idle.clear()
+            self._queue.put_nowait(key)
+
+    def add_after(self, key: Hashable, delay: float) -> None:
+        asyncio.get_running_loop().call_later(delay, self.add, key)
+
+    async def _work(self) -> None:
+        while True:
+            key = await self._queue.get()
+            self._queued.discard(key)
+            self._running.add(key)
+            try:
+                await self._handler(key)
+                self._failures.pop(key, None)
+            except Exception as exc:  # noqa: BLE001 -- a failed reconcile is retried
+                count = self._failures[key] = self._failures.get(key, 0) + 1
+                delay = min(MAX_BACKOFF, 0.5 * 2 ** count)
+                log.error("reconcile of %s failed (retry in %.0fs): %s", key, delay, exc)
+                self.add_after(key, delay)
+            finally:
+                self._running.discard(key)
+                self._queue.task_done()
+                if key in self._dirty:
+                    self._dirty.discard(key)
+                    self.add(key)
+                if not self._queued and not self._running:
+                    self.idle.set()

@@ -1,0 +1,178 @@
+"""kopf wiring. Handlers only index objects and enqueue keys: one reconcile path serves
+create, update, operator restart, drift of a child and periodic resync. No handler here
+writes to the watched objects (no kopf annotations or finalizers): status is the only
+field botenv writes on its custom resources."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import os
+from collections.abc import Hashable
+
+import kopf
+import kubernetes
+import urllib3
+
+from botenv import GROUP, VERSION
+from botenv.controller import environment as environment_reconciler
+from botenv.controller import queues
+from botenv.controller import tag as tag_reconciler
+from botenv.controller.state import ENV, TAG, State, tag_of
+from botenv.controller.workqueue import WorkQueue
+from botenv.kube.client import Kube
+from botenv.render.names import ENVIRONMENT_LABEL, MANAGED_BY
+from botenv.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+CHILD_SELECTORS = (("v1", "configmaps"), ("v1", "services"), ("apps", "v1", "deployments"))
+# The running state, set at start-up (one operator per process).
+STATE: State | None = None
+QUEUE: WorkQueue | None = None
+
+
+def snapshot(body: kopf.Body) -> dict:
+    """A plain copy for the indexes, without managedFields (large, and never read)."""
+    data = copy.deepcopy(dict(body))
+    data["metadata"] = {k: v for k, v in data.get("metadata", {}).items()
+                        if k != "managedFields"}
+    return data
+
+
+def load_kubernetes_config() -> None:
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        # The client reads $KUBECONFIG once at import; read it now, when it is used.
+        kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
+    if not kubernetes.client.Configuration.get_default_copy().verify_ssl:
+        # The kubeconfig asked for insecure-skip-tls-verify; one warning per request
+        # would drown the log.
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+
+
+@kopf.on.login()
+def login(**kwargs: object) -> kopf.ConnectionInfo | None:
+    """kopf's own watches use the same identity as botenv's API calls: the pod's service
+    account in a cluster, otherwise $KUBECONFIG (read now, not at import)."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, botenvironments_idx: kopf.Index,
+                  modeltags_idx: kopf.Index, configmaps_idx: kopf.Index,
+                  services_idx: kopf.Index, deployments_idx: kopf.Index,
+                  **_: object) -> None:
+    global STATE, QUEUE
+    config = Settings.from_env()
+    # Children are watched through a server-side label selector: only botenv's own objects
+    # are listed, never every ConfigMap of the cluster.
+    for selector in CHILD_SELECTORS:
+        settings.watching.label_selectors[selector] = "app.kubernetes.io/managed-by=botenv"
+    settings.posting.enabled = False  # botenv posts its own, deduplicated Events
+    settings.watching.server_timeout = 300
+    load_kubernetes_config()
+    STATE = State(kube=Kube(), settings=config, environments=botenvironments_idx,
+                  tags=modeltags_idx, children={"ConfigMap": configmaps_idx,
+                                                "Service": services_idx,
+                                                "Deployment": deployments_idx})
+    QUEUE = WorkQueue(_process, workers=config.workers)
+    STATE.enqueue = QUEUE.add
+    QUEUE.start()
+    asyncio.get_running_loop().create_task(_resync(config.resync_seconds))
+    log.info("botenv operator started: model server %s, resync every %.0fs",
+             config.model_server_url, config.resync_seconds)
+
+
+@kopf.on.cleanup()
+async def cleanup(**_: object) -> None:
+    if QUEUE is not None:
+        await QUEUE.stop()
+
+
+async def _process(key: Hashable) -> None:
+    kind, namespace, name = key  # type: ignore[misc]
+    if kind == ENV:
+        await environment_reconciler.reconcile(STATE, namespace, name)
+    else:
+        await tag_reconciler.reconcile(STATE, namespace, name)
+
+
+async def _resync(period: float) -> None:
+    """Level-based safety net: every object is reconciled again periodically (this is
+    also how a rotated Secret is noticed, since Secrets are not watched)."""
+    while True:
+        await asyncio.sleep(period)
+        for namespace, name in list(STATE.environments):
+            QUEUE.add((ENV, namespace, name))
+        for namespace, name in list(STATE.tags):
+            QUEUE.add((TAG, namespace, name))
+
+
+def _enqueue(key: tuple[str, str, str]) -> None:
+    if QUEUE is not None:
+        QUEUE.add(key)
+
+
+@kopf.index(GROUP, VERSION, "botenvironments")
+def botenvironments_idx(namespace: str, name: str, body: kopf.Body,
+                        **_: object) -> dict:
+    return {(namespace, name): snapshot(body)}
+
+
+@kopf.index(GROUP, VERSION, "modeltags")
+def modeltags_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+    return {(namespace, name): snapshot(body)}
+
+
+@kopf.index("v1", "configmaps", labels=MANAGED)
+def configmaps_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+    return {(namespace, name): snapshot(body)}
+
+
+@kopf.index("v1", "services", labels=MANAGED)
+def services_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+    return {(namespace, name): snapshot(body)}
+
+
+@kopf.index("apps", "v1", "deployments", labels=MANAGED)
+def deployments_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+    return {(namespace, name): snapshot(body)}
+
+
+@kopf.on.event(GROUP, VERSION, "botenvironments")
+def environment_event(namespace: str, name: str, body: kopf.Body, **_: object) -> None:
+    _enqueue((ENV, namespace, name))
+    _enqueue((TAG, namespace, tag_of(body)))
+    # Tags that listed it (the environment may have moved to another tag or gone).
+    for tag_ns, tag_name in list(STATE.tags if STATE else []):
+        tag = STATE.tag(tag_ns, tag_name)
+        if tag_ns == namespace and tag and name in (tag.get("status") or {}).get(
+                "environments", []):
+            _enqueue((TAG, tag_ns, tag_name))
+    # Environments waiting for a queue this one may have released.
+    for other in STATE.all_environments() if STATE else []:
+        degraded = next((c for c in (other.get("status") or {}).get("conditions") or []
+                         if c.get("type") == "Degraded"), {})
+        if degraded.get("reason") == queues.QUEUE_CONFLICT:
+            _enqueue((ENV, other["metadata"]["namespace"], other["metadata"]["name"]))
+
+
+@kopf.on.event(GROUP, VERSION, "modeltags")
+def tag_event(namespace: str, name: str, **_: object) -> None:
+    _enqueue((TAG, namespace, name))
+    for body in STATE.all_environments() if STATE else []:
+        if body["metadata"]["namespace"] == namespace and tag_of(body) == name:
+            _enqueue((ENV, namespace, body["metadata"]["name"]))
+
+
+@kopf.on.event("v1", "configmaps", labels=MANAGED)
+@kopf.on.event("v1", "services", labels=MANAGED)
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+def child_event(namespace: str, labels: kopf.Labels, **_: object) -> None:
+    environment = labels.get(ENVIRONMENT_LABEL)
+    if environment:
+        _enqueue((ENV, namespace, environment))

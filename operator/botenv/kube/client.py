@@ -1,0 +1,113 @@
+"""A small typed facade over the kubernetes client: the few calls botenv makes.
+
+Every write goes through here and is counted (`writes`), so tests and metrics can check
+that an idle operator writes nothing.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+import uuid
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from botenv import FIELD_MANAGER, GROUP, VERSION
+
+log = logging.getLogger(__name__)
+
+_PATHS = {
+    ("v1", "ConfigMap"): "/api/v1/namespaces/{ns}/configmaps",
+    ("v1", "Service"): "/api/v1/namespaces/{ns}/services",
+    ("v1", "Secret"): "/api/v1/namespaces/{ns}/secrets",
+    ("v1", "Event"): "/api/v1/namespaces/{ns}/events",
+    ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{ns}/deployments",
+    (f"{GROUP}/{VERSION}", "BotEnvironment"): f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/"
+                                              "botenvironments",
+    (f"{GROUP}/{VERSION}", "ModelTag"): f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/modeltags",
+}
+
+
+def _path(api_version: str, kind: str, namespace: str, name: str = "") -> str:
+    base = _PATHS[(api_version, kind)].format(ns=namespace)
+    return f"{base}/{name}" if name else base
+
+
+class Kube:
+    def __init__(self, api_client: kubernetes.client.ApiClient | None = None) -> None:
+        self.api = api_client or kubernetes.client.ApiClient()
+        self.writes: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+
+    def _count(self, what: str) -> None:
+        with self._lock:
+            self.writes[what] += 1
+
+    def _call(self, method: str, path: str, *, body: object = None,
+              query: list[tuple[str, str]] | None = None, content_type: str = "") -> dict:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        request = self.api.param_serialize(
+            method=method, resource_path=path, query_params=query or [],
+            header_params=headers, body=body, auth_settings=["BearerToken"])
+        response = self.api.call_api(*request, _request_timeout=30)
+        data = response.read()
+        if not 200 <= response.status <= 299:
+            raise ApiException(http_resp=response)
+        return json.loads(data) if data else {}
+
+    def get_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The Secret's base64 data, or None when it does not exist. Callers hash it."""
+        try:
+            secret = self._call("GET", _path("v1", "Secret", namespace, name))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return dict(secret.get("data") or {})
+
+    def apply(self, obj: dict, *, dry_run: bool = False) -> dict:
+        """Server-side apply as botenv's field manager; force, since botenv owns these
+        fields of its children (a hand edit of them is drift to repair). A dry run checks
+        the object with the server's validation and admission, writing nothing."""
+        meta = obj["metadata"]
+        path = _path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+        if dry_run:
+            query.append(("dryRun", "All"))
+        else:
+            self._count(f"apply {obj['kind']}")
+        return self._call("PATCH", path, body=json.dumps(obj), query=query,
+                          content_type="application/apply-patch+yaml")
+
+    def patch_status(self, kind: str, namespace: str, name: str, status: dict) -> dict:
+        self._count(f"status {kind}")
+        path = _path(f"{GROUP}/{VERSION}", kind, namespace, name) + "/status"
+        return self._call("PATCH", path, body={"status": status},
+                          content_type="application/merge-patch+json")
+
+    def event(self, involved: dict, type_: str, reason: str, message: str,
+              timestamp: str) -> None:
+        meta = involved["metadata"]
+        self._count("create Event")
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:12]}",
+                         "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": involved["apiVersion"], "kind": involved["kind"],
+                               "name": meta["name"], "namespace": meta["namespace"],
+                               "uid": meta.get("uid", "")},
+            "type": type_, "reason": reason, "message": message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "firstTimestamp": timestamp, "lastTimestamp": timestamp, "count": 1,
+        }
+        try:
+            self._call("POST", _path("v1", "Event", meta["namespace"]), body=body)
+        except ApiException as exc:  # events are best effort: never fail a reconcile on one
+            log.warning("could not post event %s for %s: %s", reason, meta["name"], exc.reason)

@@ -1,0 +1,203 @@
+"""The environment's Deployment: `rasa run --enable-api` with its endpoints, secrets and model."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from botenv.api.environment import EnvironmentSpec
+from botenv.api.errors import SpecError
+from botenv.api.tag import StorageSpec
+from botenv.render import names, probe
+from botenv.render import secretenv as se
+from botenv.render.configmap import ENDPOINTS_FILE
+
+RASA_PORT = 5005
+CONFIG_DIR = "/etc/botenv/rasa"
+REMOTE_STORAGE = {"s3": "aws", "gcs": "gcs", "azure": "azure"}
+# Rasa 3.6's S3 persistor fails without a region, even for S3-compatible stores.
+DEFAULT_S3_REGION = "us-east-1"
+
+MODEL_ANNOTATION = "botenv.dev/model"
+DIGEST_ANNOTATION = "botenv.dev/model-digest"
+CONFIG_HASH_ANNOTATION = "botenv.dev/config-hash"
+SECRETS_HASH_ANNOTATION = "botenv.dev/secrets-hash"
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelRef:
+    """What the environment's tag resolves to now."""
+
+    tag: str
+    model: str
+    digest: str
+    storage: StorageSpec
+
+
+def needs_probe_script(spec: EnvironmentSpec) -> bool:
+    return spec.auth_token is not None or spec.jwt_secret is not None
+
+
+def _remote_storage_args_env(spec: EnvironmentSpec, model: ModelRef) -> tuple[list[str],
+                                                                              list[dict]]:
+    storage = model.storage
+    if storage.provider not in REMOTE_STORAGE:
+        raise SpecError([f"spec.delivery: remoteStorage needs a tag stored in s3, gcs or azure; "
+                         f"ModelTag {model.tag!r} uses {storage.provider}: use delivery: pull"])
+    if storage.endpoint and storage.provider != "s3":
+        raise SpecError([f"spec.delivery: Rasa's {storage.provider} persistor cannot use the "
+                         f"custom endpoint of ModelTag {model.tag!r} (storage.endpoint): use "
+                         "delivery: pull"])
+    args = ["--model", storage.object_key(model.model),
+            "--remote-storage", REMOTE_STORAGE[storage.provider]]
+    env: list[dict] = []
+    if storage.provider == "s3":
+        env += [{"name": "BUCKET_NAME", "value": storage.bucket},
+                {"name": "AWS_DEFAULT_REGION", "value": storage.region or DEFAULT_S3_REGION}]
+        if storage.endpoint:
+            env.append({"name": "AWS_ENDPOINT_URL", "value": storage.endpoint})
+    elif storage.provider == "gcs":
+        env.append({"name": "BUCKET_NAME", "value": storage.bucket})
+        if storage.secret_name:
+            env.append({"name": "GOOGLE_APPLICATION_CREDENTIALS", "value": se.GCS_KEY_PATH})
+    else:
+        env.append({"name": "AZURE_CONTAINER", "value": storage.bucket})
+    return args, env
+
+
+def _args(spec: EnvironmentSpec) -> list[str]:
+    args = ["run", "--enable-api", "--port", str(RASA_PORT),
+            "--endpoints", f"{CONFIG_DIR}/{ENDPOINTS_FILE}"]
+    if spec.credentials:
+        args += ["--credentials", se.CREDENTIALS_FILE]
+    # $(VAR) is expanded by the kubelet from the container's env: the secret stays out of
+    # the Deployment object.
+    if spec.auth_token:
+        args += ["--auth-token", f"$({se.AUTH_TOKEN})"]
+    if spec.jwt_secret:
+        args += ["--jwt-secret", f"$({se.JWT_SECRET})", "--jwt-method", spec.jwt_method]
+    if spec.cors:
+        args += ["--cors", *spec.cors]
+    return args
+
+
+def _env(spec: EnvironmentSpec, uses: list[se.SecretUse], extra: list[dict]) -> list[dict]:
+    env: list[dict] = [{"name": "RASA_ENVIRONMENT", "value": spec.name}]
+    env += extra
+    for use in uses:
+        if use.var:
+            env.append({"name": use.var, "valueFrom": {"secretKeyRef": {
+                "name": use.secret, "key": use.key}}})
+    if spec.jwt_secret:
+        env.append({"name": "BOTENV_JWT_METHOD", "value": spec.jwt_method})
+    # The user's variables win over botenv's by name; one entry per name (server-side apply
+    # treats env as a map keyed by name and rejects duplicates).
+    merged = {e["name"]: e for e in env}
+    merged.update({e["name"]: e for e in spec.env})
+    return list(merged.values())
+
+
+def _volumes(spec: EnvironmentSpec, uses: list[se.SecretUse]) -> tuple[list[dict], list[dict]]:
+    volumes = [{"name": "rasa-config", "configMap": {
+        "name": names.endpoints_configmap_name(spec.name)}}]
+    mounts = [{"name": "rasa-config", "mountPath": CONFIG_DIR, "readOnly": True}]
+    for i, use in enumerate(u for u in uses if u.mount):
+        directory, filename = use.mount.rsplit("/", 1)
+        volumes.append({"name": f"secret-{i}", "secret": {
+            "secretName": use.secret, "items": [{"key": use.key, "path": filename}]}})
+        mounts.append({"name": f"secret-{i}", "mountPath": directory, "readOnly": True})
+    return volumes, mounts
+
+
+def _probes(spec: EnvironmentSpec) -> dict:
+    if needs_probe_script(spec):
+        readiness: dict = {"exec": {"command": ["python", f"{CONFIG_DIR}/{probe.PROBE_FILE}"]}}
+    else:
+        readiness = {"httpGet": {"path": "/status", "port": "http"}}
+    return {
+        # Rasa opens its port only after the first model load, which may take minutes for
+        # large models: the startup probe holds liveness back until then.
+        "startupProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 5,
+                         "failureThreshold": 120, "timeoutSeconds": 3},
+        # GET / answers even without a model: right for liveness, wrong for readiness.
+        "livenessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 15,
+                          "timeoutSeconds": 5, "failureThreshold": 4},
+        # /status is 200 only when a model is loaded.
+        "readinessProbe": {**readiness, "periodSeconds": 5, "timeoutSeconds": 5,
+                           "failureThreshold": 2},
+    }
+
+
+def deployment(spec: EnvironmentSpec, *, model: ModelRef, uid: str,
+               uses: list[se.SecretUse], config_hash: str, secrets_hash: str) -> dict:
+    """`uses` are the Secret keys that exist and are injected (see secretenv.usable)."""
+    if (spec.jwt_secret and not spec.auth_token and not spec.jwt_method.startswith("HS")):
+        raise SpecError(["spec.auth.tokenSecretRef: is required with an asymmetric jwtMethod "
+                         f"({spec.jwt_method}): the readiness check needs a credential to ask "
+                         "Rasa's /status whether a model is loaded"])
+    args = _args(spec)
+    extra_env: list[dict] = []
+    if spec.delivery == "remoteStorage":
+        storage_args, extra_env = _remote_storage_args_env(spec, model)
+        args += storage_args
+    annotations = dict(spec.pod_annotations)
+    annotations[CONFIG_HASH_ANNOTATION] = config_hash
+    annotations[SECRETS_HASH_ANNOTATION] = secrets_hash
+    # With HotSwap the pods pull the new model themselves; the template stays as it is.
+    if spec.rollout == "Restart":
+        annotations[MODEL_ANNOTATION] = model.model
+        if model.digest:
+            annotations[DIGEST_ANNOTATION] = model.digest
+    volumes, mounts = _volumes(spec, uses)
+
+    container: dict = {
+        "name": "rasa",
+        "image": spec.image,
+        "args": args,
+        "ports": [{"name": "http", "containerPort": RASA_PORT, "protocol": "TCP"}],
+        "env": _env(spec, uses, extra_env),
+        "volumeMounts": mounts,
+        **_probes(spec),
+    }
+    if spec.image_pull_policy:
+        container["imagePullPolicy"] = spec.image_pull_policy
+    if spec.env_from:
+        container["envFrom"] = [dict(e) for e in spec.env_from]
+    if spec.resources:
+        container["resources"] = spec.resources
+
+    pod_spec: dict = {"containers": [container], "volumes": volumes}
+    if spec.service_account_name:
+        pod_spec["serviceAccountName"] = spec.service_account_name
+    if spec.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": n} for n in spec.image_pull_secrets]
+    if spec.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in spec.tolerations]
+    if spec.affinity:
+        pod_spec["affinity"] = spec.affinity
+
+    labels = names.labels(spec.name, model.tag)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": names.rasa_name(spec.name),
+            "namespace": spec.namespace,
+            "labels": labels,
+            "ownerReferences": [names.owner_reference(spec.name, uid)],
+        },
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": names.selector_labels(spec.name)},
+            # Never fewer serving pods than asked for while rolling to a new model.
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "revisionHistoryLimit": 5,
+            "template": {
+                "metadata": {"labels": {**spec.pod_labels, **labels},
+                             "annotations": annotations},
+                "spec": pod_spec,
+            },
+        },
+    }

@@ -1,0 +1,141 @@
+"""Which Secret keys become which environment variables (and files) in a Rasa pod.
+
+This is the single list both the Deployment renderer and the secret reader use, so what is
+hashed, what is checked for existence and what is injected never drift apart. Values are
+only ever referenced (`secretKeyRef`, Secret volumes), never copied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from botenv.api.environment import CredentialRef, EnvironmentSpec
+from botenv.api.errors import SpecError
+from botenv.api.tag import StorageSpec
+
+# Variables botenv defines for endpoints.yml's ${VAR} references and for rasa's flags.
+AUTH_TOKEN = "BOTENV_AUTH_TOKEN"
+JWT_SECRET = "BOTENV_JWT_SECRET"
+TRACKER_USERNAME = "BOTENV_TRACKER_STORE_USERNAME"
+TRACKER_PASSWORD = "BOTENV_TRACKER_STORE_PASSWORD"
+LOCK_PASSWORD = "BOTENV_LOCK_STORE_PASSWORD"
+BROKER_USERNAME = "BOTENV_EVENT_BROKER_USERNAME"
+BROKER_PASSWORD = "BOTENV_EVENT_BROKER_PASSWORD"
+
+CREDENTIALS_FILE = "/etc/botenv/credentials/credentials.yml"
+GCS_KEY_FILE = "credentials.json"
+GCS_KEY_PATH = f"/etc/botenv/gcs/{GCS_KEY_FILE}"
+
+
+@dataclasses.dataclass(frozen=True)
+class SecretUse:
+    """One Secret key a pod needs. `group` ties optional keys: at least one of a group must
+    exist (a store may use a password without a username, or the other way round)."""
+
+    var: str  # environment variable, or "" when mounted as a file instead
+    secret: str
+    key: str
+    field: str  # the spec field that named it, for error messages
+    optional: bool = False
+    group: str = ""
+    mount: str = ""  # the file path it is mounted at, for keys Rasa reads as files
+
+
+def _credential_uses(ref: CredentialRef | None, username_var: str, password_var: str,
+                     *, both_required: bool = False) -> list[SecretUse]:
+    """A username/password Secret. Unless both are required, either key may be absent
+    (a Redis password without a user, a database user with no password)."""
+    if ref is None:
+        return []
+    group = "" if both_required or not username_var else ref.field
+    uses = [SecretUse(password_var, ref.name, ref.password_key, f"{ref.field}.passwordKey",
+                      optional=bool(group), group=group)]
+    if username_var:
+        uses.insert(0, SecretUse(username_var, ref.name, ref.username_key,
+                                 f"{ref.field}.usernameKey", optional=bool(group), group=group))
+    return uses
+
+
+def storage_uses(storage: StorageSpec, field: str) -> list[SecretUse]:
+    """Credentials Rasa itself reads for `--remote-storage` (names Rasa's persistors read)."""
+    if not storage.secret_name:
+        return []
+    name = storage.secret_name
+    if storage.provider == "s3":
+        return [SecretUse(v, name, v, field) for v in ("AWS_ACCESS_KEY_ID",
+                                                      "AWS_SECRET_ACCESS_KEY")]
+    if storage.provider == "azure":
+        return [SecretUse(v, name, v, field) for v in ("AZURE_ACCOUNT_NAME",
+                                                      "AZURE_ACCOUNT_KEY")]
+    if storage.provider == "gcs":
+        return [SecretUse("", name, GCS_KEY_FILE, field, mount=GCS_KEY_PATH)]
+    return []
+
+
+def secret_uses(spec: EnvironmentSpec, storage: StorageSpec | None) -> list[SecretUse]:
+    uses: list[SecretUse] = []
+    if spec.auth_token:
+        uses.append(SecretUse(AUTH_TOKEN, spec.auth_token.name, spec.auth_token.key,
+                              spec.auth_token.field))
+    if spec.jwt_secret:
+        uses.append(SecretUse(JWT_SECRET, spec.jwt_secret.name, spec.jwt_secret.key,
+                              spec.jwt_secret.field))
+    tracker = spec.tracker_store
+    if tracker.type == "dynamo":
+        # boto3 reads the standard AWS variables; the secret's two keys hold them.
+        uses += _credential_uses(tracker.credentials, "AWS_ACCESS_KEY_ID",
+                                 "AWS_SECRET_ACCESS_KEY")
+    else:
+        uses += _credential_uses(tracker.credentials, TRACKER_USERNAME, TRACKER_PASSWORD)
+    uses += _credential_uses(spec.lock_store.credentials, "", LOCK_PASSWORD)
+    if spec.event_broker:
+        # Rasa's pika broker takes username and password as required arguments.
+        uses += _credential_uses(spec.event_broker.credentials, BROKER_USERNAME, BROKER_PASSWORD,
+                                 both_required=True)
+    if spec.credentials:
+        uses.append(SecretUse("", spec.credentials.name, spec.credentials.key,
+                              spec.credentials.field, mount=CREDENTIALS_FILE))
+    if spec.delivery == "remoteStorage" and storage is not None:
+        uses += storage_uses(storage, f"ModelTag {spec.model_tag} spec.storage.secretRef")
+    seen: dict[str, SecretUse] = {}
+    for use in uses:
+        other = seen.setdefault(use.var, use) if use.var else use
+        if other is not use and (other.secret, other.key) != (use.secret, use.key):
+            raise SpecError([f"{use.field}: sets {use.var}, which {other.field} sets from "
+                             f"another Secret; use one Secret for both"])
+    return uses
+
+
+def _ref_field(field: str) -> str:
+    """spec.x.secretRef.passwordKey -> spec.x.secretRef: where the Secret itself was named."""
+    head, _, last = field.rpartition(".")
+    return head if head and last in ("key", "usernameKey", "passwordKey") else field
+
+
+def missing_keys(uses: list[SecretUse], present: dict[str, frozenset[str] | None]) -> list[str]:
+    """Problems a user can act on: a missing Secret, or a missing key in one.
+    `present` maps a Secret name to its keys, or None when the Secret does not exist."""
+    problems: list[str] = []
+    groups: dict[str, list[SecretUse]] = {}
+    for use in uses:
+        keys = present.get(use.secret)
+        if keys is None:
+            problem = f"Secret {use.secret!r} not found (named by {_ref_field(use.field)})"
+            if problem not in problems:
+                problems.append(problem)
+        elif use.group:
+            groups.setdefault(use.group, []).append(use)
+        elif use.key not in keys:
+            problems.append(f"Secret {use.secret!r} has no key {use.key!r} (named by {use.field})")
+    for group in groups.values():
+        keys = present.get(group[0].secret) or frozenset()
+        if not any(u.key in keys for u in group):
+            wanted = " or ".join(repr(u.key) for u in group)
+            problems.append(f"Secret {group[0].secret!r} has neither key {wanted} "
+                            f"(named by {group[0].group})")
+    return problems
+
+
+def usable(uses: list[SecretUse], present: dict[str, frozenset[str] | None]) -> list[SecretUse]:
+    """The uses whose keys exist (optional keys that are absent are left out)."""
+    return [u for u in uses if u.key in (present.get(u.secret) or frozenset())]

@@ -1,0 +1,28 @@
+"""The environment's Service: Rasa's HTTP API and channels."""
+
+from __future__ import annotations
+
+from botenv.api.environment import EnvironmentSpec
+from botenv.render import names
+
+
+def service(spec: EnvironmentSpec, *, tag: str, uid: str) -> dict:
+    metadata: dict = {
+        "name": names.rasa_name(spec.name),
+        "namespace": spec.namespace,
+        "labels": names.labels(spec.name, tag),
+        "ownerReferences": [names.owner_reference(spec.name, uid)],
+    }
+    if spec.service.annotations:
+        metadata["annotations"] = dict(spec.service.annotations)
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata,
+        "spec": {
+            "type": spec.service.type,
+            "selector": names.selector_labels(spec.name),
+            "ports": [{"name": "http", "port": spec.service.port, "targetPort": "http",
+                       "protocol": "TCP"}],
+        },
+    }

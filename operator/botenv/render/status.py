@@ -1,0 +1,120 @@
+"""Desired status of a BotEnvironment from what was applied and what the Deployment reports."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from botenv.render import conditions as cond
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """Why the environment's spec was not (fully) applied. Messages never carry secrets."""
+
+    reason: str
+    message: str
+    # False for a wait that resolves by itself (a tag not resolved yet): Progressing,
+    # not Degraded, and no Warning event.
+    degraded: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Rollout:
+    done: bool
+    message: str
+    stalled: bool = False
+
+
+def rollout(deployment: dict | None, replicas: int) -> Rollout:
+    """Read the Deployment's progress as `kubectl rollout status` does."""
+    if deployment is None:
+        return Rollout(False, "waiting for the Deployment to be created")
+    status = deployment.get("status") or {}
+    for c in status.get("conditions") or []:
+        if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded":
+            return Rollout(False, f"rollout stalled: {c.get('message', '')}", stalled=True)
+    if status.get("observedGeneration", 0) < deployment["metadata"].get("generation", 0):
+        return Rollout(False, "waiting for the Deployment controller to see the new spec")
+    updated = status.get("updatedReplicas", 0)
+    total = status.get("replicas", 0)
+    available = status.get("availableReplicas", 0)
+    if updated < replicas:
+        return Rollout(False, f"rolling out: {updated} of {replicas} replicas updated")
+    if total > updated:
+        return Rollout(False, f"rolling out: {total - updated} old replicas terminating")
+    if available < replicas:
+        return Rollout(False, f"rolling out: {available} of {replicas} updated replicas "
+                              "available")
+    return Rollout(True, f"{available} of {replicas} replicas serve the model")
+
+
+def conditions(problem: Problem | None, progress: Rollout, generation: int) -> list[dict]:
+    if problem is None and progress.stalled:
+        problem = Problem("RolloutStalled", progress.message)
+    if problem is not None and not problem.degraded:
+        return [
+            cond.condition(cond.READY, False, problem.reason, problem.message, generation),
+            cond.condition(cond.PROGRESSING, True, problem.reason, problem.message, generation),
+            cond.condition(cond.DEGRADED, False, "AsExpected", "nothing is wrong yet",
+                           generation),
+        ]
+    ready = problem is None and progress.done
+    if ready:
+        ready_reason, ready_message = "Ready", progress.message
+    elif problem is not None:
+        ready_reason, ready_message = problem.reason, problem.message
+    else:
+        ready_reason, ready_message = "RollingOut", progress.message
+    return [
+        cond.condition(cond.READY, ready, ready_reason, ready_message, generation),
+        cond.condition(cond.PROGRESSING, not progress.done and not progress.stalled,
+                       "RollingOut" if not progress.done else "RolloutComplete",
+                       progress.message, generation),
+        cond.condition(cond.DEGRADED, problem is not None,
+                       problem.reason if problem else "AsExpected",
+                       problem.message if problem else "spec applied", generation),
+    ]
+
+
+def environment_status(*, previous: dict, generation: int, problem: Problem | None,
+                       deployment: dict | None, replicas: int, applied: dict | None,
+                       timestamp: str) -> dict:
+    """`applied` holds model/queue/endpoint fields when this reconcile applied the spec; on a
+    problem they stay as they were, since the running Deployment was left as it was."""
+    status = {k: v for k, v in previous.items() if k in ("model", "modelServerUrl", "queue",
+                                                        "endpoint")}
+    if applied is not None:
+        status = {k: v for k, v in applied.items() if v not in (None, "", {})}
+    live = (deployment or {}).get("status") or {}
+    progress = rollout(deployment, replicas)
+    status.update({
+        "observedGeneration": generation,
+        "replicas": live.get("replicas", 0),
+        "readyReplicas": live.get("readyReplicas", 0),
+        "updatedReplicas": live.get("updatedReplicas", 0),
+        "conditions": cond.merge(previous.get("conditions"),
+                                 conditions(problem, progress, generation), timestamp),
+    })
+    return status
+
+
+def events(previous: dict, current: dict) -> list[tuple[str, str, str]]:
+    """(type, reason, message) Events for what changed between two statuses."""
+    out: list[tuple[str, str, str]] = []
+    old_deg, new_deg = (cond.get(s.get("conditions"), cond.DEGRADED) for s in (previous, current))
+    if new_deg.get("status") == "True" and (old_deg.get("status") != "True"
+                                            or old_deg.get("reason") != new_deg.get("reason")):
+        out.append(("Warning", new_deg["reason"], new_deg.get("message", "")))
+    elif old_deg.get("status") == "True" and new_deg.get("status") == "False":
+        out.append(("Normal", "Recovered", "spec applied again"))
+    old_model, new_model = previous.get("model") or {}, current.get("model") or {}
+    if new_model and (old_model.get("name"), old_model.get("digest")) != (
+            new_model.get("name"), new_model.get("digest")):
+        was = f" (was {old_model['name']})" if old_model.get("name") else ""
+        out.append(("Normal", "ModelChanged",
+                    f"serving model {new_model.get('name')} of tag {new_model.get('tag')}{was}"))
+    old_ready = cond.get(previous.get("conditions"), cond.READY).get("status")
+    new_ready = cond.get(current.get("conditions"), cond.READY)
+    if new_ready.get("status") == "True" and old_ready != "True":
+        out.append(("Normal", "Ready", new_ready.get("message", "")))
+    return out

@@ -1,0 +1,43 @@
+"""Operator settings, read once from `BOTENV_*` environment variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    # Base URL of botenv's model server; a tag's pull URL is BASE/models/<ns>/tags/<tag>.
+    model_server_url: str = "http://botenv-model-server.botenv-system.svc:8080"
+    default_image: str = "rasa/rasa:3.6.21-full"
+    # How many earlier models a ModelTag keeps in status.history (rollback targets).
+    history_limit: int = 10
+    # Every environment is reconciled again at this period: Secrets are not watched
+    # (watching every Secret of a cluster costs memory), so rotation is seen here.
+    resync_seconds: float = 60.0
+    workers: int = 8
+    # Namespaces to watch; empty means all namespaces.
+    namespaces: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        default = cls()
+
+        def get(name: str, fallback: str) -> str:
+            return env.get(f"BOTENV_{name}", "").strip() or fallback
+
+        namespaces = tuple(n.strip() for n in get("NAMESPACES", "").split(",") if n.strip())
+        try:
+            return cls(
+                model_server_url=get("MODEL_SERVER_URL", default.model_server_url).rstrip("/"),
+                default_image=get("DEFAULT_IMAGE", default.default_image),
+                history_limit=int(get("HISTORY_LIMIT", str(default.history_limit))),
+                resync_seconds=float(get("RESYNC_SECONDS", str(default.resync_seconds))),
+                workers=int(get("WORKERS", str(default.workers))),
+                namespaces=namespaces,
+            )
+        except ValueError as exc:
+            raise ValueError(f"invalid BOTENV_* setting: {exc}") from exc

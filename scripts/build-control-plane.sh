@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# Build the project's own Kubernetes control plane (kube-apiserver and
+# kube-controller-manager 1.20.2 from Debian's source package, plus Debian's
+# etcd) into ${BOTENV_CACHE:-$HOME/.cache/botenv}/kubernetes-$BUILD_ID/bin/.
+#
+# Idempotent: exits at once when the binaries are there. Only apt registries
+# are used (no Docker, no prebuilt downloads). Needs root (or sudo) for apt.
+set -Eeuo pipefail
+
+K8S_VERSION=1.20.2
+# Bump the suffix when the build's patches change, so caches built without them are
+# not reused (tests/support/controlplane.py BUILD_ID must match).
+BUILD_ID="$K8S_VERSION-p2"
+CACHE="${BOTENV_CACHE:-$HOME/.cache/botenv}"
+ROOT="$CACHE/kubernetes-$BUILD_ID"
+BIN="$ROOT/bin"
+SRC="$ROOT/src"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+BINARIES=(etcd kube-apiserver kube-controller-manager)
+TOTAL=7
+STEP_NO=0
+STEP_NAME="starting"
+
+say() { echo "[build-control-plane] $*" >&2; }
+step() {
+    STEP_NO=$1
+    STEP_NAME=$2
+    echo "[build-control-plane $STEP_NO/$TOTAL] $STEP_NAME" >&2
+}
+on_error() {
+    local rc=$?
+    say "FAILED at step $STEP_NO/$TOTAL ($STEP_NAME), exit code $rc."
+    say "Fix the cause above and run scripts/build-control-plane.sh again; finished steps are reused."
+    exit "$rc"
+}
+trap on_error ERR
+
+has_kubernetes_source() {
+    [[ $(apt-cache showsrc kubernetes 2>/dev/null | grep -c '^Package: kubernetes$') -gt 0 ]]
+}
+
+have_all_binaries() {
+    local b
+    for b in "${BINARIES[@]}"; do
+        [[ -x "$BIN/$b" ]] || return 1
+    done
+}
+
+# Everything runs inside main so bash parses the whole script before acting:
+# editing or pulling this file during a build cannot derail a running one.
+main() {
+    if have_all_binaries; then
+        say "control plane binaries already built in $BIN"
+        exit 0
+    fi
+
+    SUDO=()
+    if [[ $(id -u) -ne 0 ]]; then
+        command -v sudo >/dev/null || { say "need root or sudo to install apt packages"; exit 1; }
+        SUDO=(sudo)
+    fi
+
+    mkdir -p "$ROOT"
+    # One build at a time per cache (two test sessions may start together).
+    exec 9>"$ROOT/.build.lock"
+    if ! flock -n 9; then
+        say "another build is running in $ROOT; waiting for it"
+        flock 9
+    fi
+    if have_all_binaries; then
+        say "control plane binaries were built meanwhile in $BIN"
+        exit 0
+    fi
+
+    # ---------------------------------------------------------------------------
+    step 1 "installing build tools from apt (golang-go, etcd-server, make, rsync, openssl, python3)"
+    # command -> Debian package that provides it
+    declare -A PKG_FOR=(
+        [go]=golang-go [etcd]=etcd-server [make]=make [rsync]=rsync
+        [openssl]=openssl [python3]=python3 [tar]=tar [flock]=util-linux [setsid]=util-linux
+    )
+    missing=()
+    for cmd in "${!PKG_FOR[@]}"; do
+        command -v "$cmd" >/dev/null || missing+=("${PKG_FOR[$cmd]}")
+    done
+    if ((${#missing[@]})); then
+        say "missing packages: ${missing[*]}"
+        STEP_NAME="apt-get update"
+        "${SUDO[@]}" apt-get update -q
+        STEP_NAME="apt-get install ${missing[*]}"
+        DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -q "${missing[@]}"
+    else
+        say "all build tools present ($(go version | cut -d' ' -f3), etcd $(etcd --version | awk 'NR == 1 {print $3}'))"
+    fi
+
+    # ---------------------------------------------------------------------------
+    step 2 "enabling Debian source packages (deb-src) in apt"
+    SRC_LIST=/etc/apt/sources.list.d/botenv-debian-src.sources
+    # Pipelines here read their input to the end: an early-closing reader
+    # (grep -q, head) would make pipefail report the writer's SIGPIPE.
+    if has_kubernetes_source; then
+        say "deb-src already enabled"
+    else
+        # Twin every deb822 stanza of the main Debian archive as deb-src (same
+        # URIs/Suites/Components/Signed-By); also old one-line sources.list.
+        tmp_list=$(mktemp)
+        for f in /etc/apt/sources.list.d/*.sources; do
+            [[ -e "$f" && "$f" != "$SRC_LIST" ]] || continue
+            awk -v RS='' -v ORS='\n\n' '
+                /(^|\n)Types:[^\n]*deb/ && /(^|\n)URIs:[^\n]*\/debian\/?([ \n]|$)/ {
+                    n = split($0, lines, "\n"); out = ""
+                    for (i = 1; i <= n; i++) {
+                        if (lines[i] ~ /^#/) continue
+                        if (lines[i] ~ /^Types:/) lines[i] = "Types: deb-src"
+                        out = out lines[i] "\n"
+                    }
+                    printf "%s\n", out
+                }' "$f" >>"$tmp_list"
+        done
+        if [[ -f /etc/apt/sources.list ]]; then
+            grep -E '^deb\s+.*/debian/?\s' /etc/apt/sources.list \
+                | sed -E 's/^deb(\s)/deb-src\1/' >"$tmp_list.oneline" || true
+            if [[ -s "$tmp_list.oneline" ]]; then
+                "${SUDO[@]}" cp "$tmp_list.oneline" /etc/apt/sources.list.d/botenv-debian-src.list
+            fi
+            rm -f "$tmp_list.oneline"
+        fi
+        if [[ -s "$tmp_list" ]]; then
+            "${SUDO[@]}" install -m 0644 "$tmp_list" "$SRC_LIST"
+            say "wrote $SRC_LIST"
+        fi
+        rm -f "$tmp_list"
+        STEP_NAME="apt-get update (with deb-src)"
+        "${SUDO[@]}" apt-get update -q
+        STEP_NAME="looking up source package kubernetes"
+        has_kubernetes_source || {
+            say "apt knows no source package 'kubernetes' even with deb-src enabled; check /etc/apt/sources.list.d/"
+            false
+        }
+    fi
+
+    # ---------------------------------------------------------------------------
+    step 3 "downloading Debian source package kubernetes ($K8S_VERSION, about 30 MB)"
+    DL="$ROOT/download"
+    mkdir -p "$DL"
+    orig=$(find "$DL" -maxdepth 1 -name "kubernetes_*.orig.tar.*" -print -quit)
+    if [[ -z "$orig" ]]; then
+        (cd "$DL" && apt-get source --download-only -q kubernetes)
+        orig=$(find "$DL" -maxdepth 1 -name "kubernetes_*.orig.tar.*" -print -quit)
+    fi
+    [[ -n "$orig" ]] || { say "apt-get source gave no kubernetes_*.orig.tar.* in $DL"; false; }
+    say "source: $(basename "$orig")"
+
+    # ---------------------------------------------------------------------------
+    step 4 "unpacking the source (with vendor/)"
+    if [[ -f "$SRC/.botenv-unpacked" ]]; then
+        say "reusing unpacked source in $SRC"
+    else
+        rm -rf "$SRC" "$SRC.partial"
+        mkdir -p "$SRC.partial"
+        tar -xf "$orig" -C "$SRC.partial" || {
+            rm -f "$orig"  # probably a broken download: fetch it again next run
+            say "could not unpack $(basename "$orig"); removed it, run again to re-download"
+            false
+        }
+        # The tarball has a single top directory; make SRC the source root.
+        top=$(find "$SRC.partial" -mindepth 1 -maxdepth 1)
+        if [[ $(echo "$top" | wc -l) -eq 1 && -d "$top" ]]; then
+            mv "$top" "$SRC"
+            rmdir "$SRC.partial"
+        else
+            mv "$SRC.partial" "$SRC"
+        fi
+        [[ -f "$SRC/Makefile" && -d "$SRC/vendor" ]] || { say "unpacked tree lacks Makefile or vendor/"; false; }
+        touch "$SRC/.botenv-unpacked"
+    fi
+
+    # ---------------------------------------------------------------------------
+    step 5 "patching vendored code for today's Go (reflect2 mapiterinit, kube-openapi zero values)"
+    python3 "$HERE/patch-reflect2.py" "$SRC/vendor/github.com/modern-go/reflect2"
+    python3 "$HERE/patch-kube-openapi.py" "$SRC/vendor/k8s.io/kube-openapi"
+
+    # ---------------------------------------------------------------------------
+    step 6 "compiling kube-apiserver and kube-controller-manager (about 8 minutes on 2 cores)"
+    GOARCH_=$(go env GOARCH)
+    mkdir -p "$SRC/.go/src/k8s.io"
+    ln -sfn ../../.. "$SRC/.go/src/k8s.io/kubernetes"
+    # Version stamped into the binaries (there is no git history in the tarball).
+    local minor=${K8S_VERSION#*.}
+    printf "%s\n" "KUBE_GIT_COMMIT=''" "KUBE_GIT_TREE_STATE='clean'" \
+        "KUBE_GIT_VERSION='v$K8S_VERSION'" "KUBE_GIT_MAJOR='${K8S_VERSION%%.*}'" \
+        "KUBE_GIT_MINOR='${minor%%.*}'" >"$SRC/.botenv-version"
+    make_log="$ROOT/make.log"
+    : >"$make_log"
+    started=$SECONDS
+    (
+        cd "$SRC"
+        # Own process group (setsid does not fork here: a background job of a
+        # non-interactive shell is no group leader), so that stopping this
+        # script can stop all of make's go processes and nothing else.
+        # hack/lib/golang.sh then sets its own GOPATH/GOCACHE under _output/.
+        exec setsid env GOPATH="$SRC/.go" CGO_ENABLED=0 \
+            KUBE_GIT_VERSION_FILE="$SRC/.botenv-version" \
+            make WHAT="cmd/kube-apiserver cmd/kube-controller-manager"
+    ) >"$make_log" 2>&1 &
+    make_pid=$!
+    trap 'kill -TERM -- "-$make_pid" 2>/dev/null || true' EXIT
+    trap 'say "interrupted"; exit 130' INT
+    trap 'say "terminated"; exit 143' TERM
+    # Show make's own lines as they come, plus a heartbeat while go is silent.
+    tail -n +1 -f --pid="$make_pid" "$make_log" | sed -u 's/^/    | /' >&2 &
+    tail_pid=$!
+    while kill -0 "$make_pid" 2>/dev/null; do
+        for _ in $(seq 60); do
+            sleep 1
+            kill -0 "$make_pid" 2>/dev/null || break 2
+        done
+        say "still compiling, $((SECONDS - started)) s elapsed (full log: $make_log)"
+    done
+    make_rc=0
+    wait "$make_pid" || make_rc=$?
+    wait "$tail_pid" 2>/dev/null || true
+    trap - EXIT INT TERM
+    if ((make_rc != 0)); then
+        say "make failed (exit $make_rc); last lines of $make_log:"
+        tail -n 30 "$make_log" >&2
+        false
+    fi
+    say "compiled in $((SECONDS - started)) s"
+
+    # ---------------------------------------------------------------------------
+    step 7 "installing binaries into $BIN and removing the source tree"
+    out="$SRC/_output/local/bin/linux/$GOARCH_"
+    staging="$ROOT/bin.partial"
+    rm -rf "$staging"
+    mkdir -p "$staging"
+    for b in kube-apiserver kube-controller-manager; do
+        [[ -x "$out/$b" ]] || { say "make did not produce $out/$b"; false; }
+        cp "$out/$b" "$staging/$b"
+    done
+    cp "$(command -v etcd)" "$staging/etcd"
+    "$staging/kube-apiserver" --version >&2
+    # Rename last: a half-finished build never looks like a done one.
+    rm -rf "$BIN"
+    mv "$staging" "$BIN"
+    rm -rf "$SRC" "$DL"
+    say "done: $BIN"
+    ls -l "$BIN" >&2
+}
+
+main "$@"

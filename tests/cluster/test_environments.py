@@ -1,0 +1,351 @@
+"""The operator against a real API server and controller manager: what it creates, how
+it rolls, how it reports, and what it leaves alone."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+
+import pytest
+import yaml
+
+from tests.support.kubectl import condition, eventually
+from tests.support.pods import make_ready
+
+pytestmark = pytest.mark.cluster
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def ns(kubectl):
+    name = f"bots-{next(_names)}"
+    kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    return name
+
+
+def tag(ns: str, name: str, model: str) -> dict:
+    return {
+        "apiVersion": "botenv.dev/v1alpha1",
+        "kind": "ModelTag",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"model": model, "storage": {"provider": "s3", "bucket": "rasa-models"}},
+    }
+
+
+def env(ns: str, name: str, **spec: object) -> dict:
+    return {
+        "apiVersion": "botenv.dev/v1alpha1",
+        "kind": "BotEnvironment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": spec,
+    }
+
+
+def secret(ns: str, name: str, **data: str) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": ns},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
+
+
+def deployment(kubectl, ns, environment):
+    return kubectl.get("deployment", f"rasa-{environment}", ns)
+
+
+def replicasets(kubectl, ns, environment):
+    return kubectl.list("replicasets", ns, f"botenv.dev/environment={environment}")
+
+
+def wait_degraded(kubectl, ns, name, reason):
+    return eventually(
+        lambda: (
+            condition(kubectl.get("benv", name, ns), "Degraded")
+            if condition(kubectl.get("benv", name, ns), "Degraded").get("reason") == reason
+            else None
+        ),
+        message=f"{name} Degraded {reason}",
+    )
+
+
+def test_environment_reconciled_into_children(kubectl, operator, ns):
+    kubectl.apply(
+        tag(ns, "production", "20190506-100418.tar.gz"),
+        secret(ns, "tracker-db", username="rasa", password="pw-1"),
+        secret(ns, "rabbitmq", username="mq", password="mq-pw"),
+        env(
+            ns,
+            "production",
+            replicas=2,
+            trackerStore={
+                "type": "sql",
+                "host": "postgres.db",
+                "port": 5432,
+                "db": "rasa",
+                "secretRef": {"name": "tracker-db"},
+            },
+            lockStore={"type": "redis", "host": "redis.db"},
+            eventBroker={"host": "rabbitmq.mq", "secretRef": {"name": "rabbitmq"}},
+        ),
+    )
+    deploy = eventually(lambda: deployment(kubectl, ns, "production"), message="Deployment")
+    cm = kubectl.get("configmap", "rasa-production-endpoints", ns)
+    svc = kubectl.get("service", "rasa-production", ns)
+    owner = kubectl.get("benv", "production", ns)["metadata"]["uid"]
+    for child in (deploy, cm, svc):
+        ref = child["metadata"]["ownerReferences"][0]
+        assert (ref["kind"], ref["uid"], ref["controller"]) == ("BotEnvironment", owner, True)
+        assert child["metadata"]["labels"]["botenv.dev/tag"] == "production"
+        assert child["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "botenv"
+
+    endpoints = yaml.safe_load(cm["data"]["endpoints.yml"])
+    assert endpoints["models"]["url"].endswith(f"/models/{ns}/tags/production")
+    assert endpoints["tracker_store"]["password"] == "${BOTENV_TRACKER_STORE_PASSWORD}"
+    assert endpoints["event_broker"]["queues"] == [f"rasa_{ns}_production_events"]
+    container = deploy["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"][:2] == ["run", "--enable-api"]
+    env_vars = {e["name"]: e for e in container["env"]}
+    assert env_vars["RASA_ENVIRONMENT"]["value"] == "production"
+    assert env_vars["BOTENV_TRACKER_STORE_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "tracker-db",
+        "key": "password",
+    }
+    assert (
+        deploy["spec"]["template"]["metadata"]["annotations"]["botenv.dev/model"]
+        == "20190506-100418.tar.gz"
+    )
+
+    benv = eventually(
+        lambda: (
+            kubectl.get("benv", "production", ns).get("status", {}).get("conditions")
+            and kubectl.get("benv", "production", ns)
+        )
+    )
+    status = benv["status"]
+    assert status["queue"] == f"rasa_{ns}_production_events"
+    assert status["model"] == {"tag": "production", "name": "20190506-100418.tar.gz"}
+    assert status["endpoint"] == f"http://rasa-production.{ns}.svc:5005"
+    assert condition(benv, "Ready")["status"] == "False"  # no pod is ready yet
+    assert condition(benv, "Progressing")["status"] == "True"
+    mtag = eventually(
+        lambda: (
+            kubectl.get("mtag", "production", ns)["status"].get("environments")
+            and kubectl.get("mtag", "production", ns)
+        )
+    )
+    assert mtag["status"]["environments"] == ["production"]
+
+
+def test_ready_when_pods_ready_and_kubectl_wait_works(kubectl, operator, ns):
+    kubectl.apply(tag(ns, "staging", "a.tar.gz"), env(ns, "staging"))
+    eventually(lambda: deployment(kubectl, ns, "staging"))
+    eventually(
+        lambda: make_ready(kubectl, ns, "botenv.dev/environment=staging") == 1,
+        message="pod created and marked ready",
+    )
+    kubectl.run("wait", "--for=condition=Ready", "benv/staging", "-n", ns, "--timeout=30s")
+    benv = kubectl.get("benv", "staging", ns)
+    assert benv["status"]["readyReplicas"] == 1
+    assert benv["status"]["observedGeneration"] == benv["metadata"]["generation"]
+    assert condition(benv, "Degraded")["status"] == "False"
+    events = kubectl.list("events", ns)
+    reasons = {e["reason"] for e in events if e["involvedObject"]["name"] == "staging"}
+    assert {"ModelChanged", "Ready"} <= reasons
+
+
+def test_tag_move_rolls_only_environments_on_that_tag(kubectl, operator, ns):
+    kubectl.apply(
+        tag(ns, "experimental", "m1.tar.gz"),
+        tag(ns, "production", "p1.tar.gz"),
+        env(ns, "exp-a", modelTag="experimental"),
+        env(ns, "exp-b", modelTag="experimental"),
+        env(ns, "production"),
+    )
+    for name in ("exp-a", "exp-b", "production"):
+        eventually(lambda n=name: len(replicasets(kubectl, ns, n)) == 1, message=name)
+    kubectl.patch("mtag", "experimental", ns, {"spec": {"model": "m2.tar.gz"}})
+    for name in ("exp-a", "exp-b"):
+        eventually(
+            lambda n=name: len(replicasets(kubectl, ns, n)) == 2,
+            message=f"a new ReplicaSet for {name}",
+        )
+        annotations = deployment(kubectl, ns, name)["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["botenv.dev/model"] == "m2.tar.gz"
+    operator.settle()
+    assert len(replicasets(kubectl, ns, "production")) == 1
+    history = kubectl.get("mtag", "experimental", ns)["status"]["history"]
+    assert history[0]["model"] == "m1.tar.gz"
+
+
+def test_hotswap_environment_does_not_roll_on_tag_move(kubectl, operator, ns):
+    kubectl.apply(tag(ns, "canary", "m1.tar.gz"), env(ns, "canary", rollout="HotSwap"))
+    eventually(lambda: len(replicasets(kubectl, ns, "canary")) == 1)
+    kubectl.patch("mtag", "canary", ns, {"spec": {"model": "m2.tar.gz"}})
+    eventually(
+        lambda: kubectl.get("benv", "canary", ns)["status"]["model"]["name"] == "m2.tar.gz",
+        message="status follows the tag",
+    )
+    operator.settle()
+    assert len(replicasets(kubectl, ns, "canary")) == 1
+
+
+def test_secret_rotation_rolls_only_its_users(kubectl, operator, ns):
+    kubectl.apply(
+        tag(ns, "t", "m.tar.gz"),
+        secret(ns, "auth-a", token="first"),
+        secret(ns, "auth-b", token="other"),
+        env(ns, "uses-a", modelTag="t", auth={"tokenSecretRef": {"name": "auth-a"}}),
+        env(ns, "uses-b", modelTag="t", auth={"tokenSecretRef": {"name": "auth-b"}}),
+    )
+    for name in ("uses-a", "uses-b"):
+        eventually(lambda n=name: len(replicasets(kubectl, ns, n)) == 1, message=name)
+    kubectl.apply(secret(ns, "auth-a", token="rotated"))
+    operator.resync_now()  # Secrets are not watched: the periodic resync sees rotation
+    eventually(lambda: len(replicasets(kubectl, ns, "uses-a")) == 2, message="uses-a rolled")
+    operator.settle()
+    assert len(replicasets(kubectl, ns, "uses-b")) == 1
+
+
+def test_missing_secret_degrades_and_keeps_running_deployment(kubectl, operator, ns):
+    kubectl.apply(
+        tag(ns, "t", "m.tar.gz"),
+        secret(ns, "auth", token="x"),
+        env(ns, "stable", modelTag="t", auth={"tokenSecretRef": {"name": "auth"}}),
+    )
+    before = eventually(lambda: deployment(kubectl, ns, "stable"))
+    kubectl.patch(
+        "benv",
+        "stable",
+        ns,
+        {
+            "spec": {
+                "replicas": 3,
+                "lockStore": {"type": "redis", "host": "redis"},
+                "trackerStore": {"type": "redis", "host": "redis"},
+                "auth": {"tokenSecretRef": {"name": "gone"}},
+            }
+        },
+    )
+    degraded = wait_degraded(kubectl, ns, "stable", "SecretMissing")
+    assert "'gone'" in degraded["message"] and "tokenSecretRef" in degraded["message"]
+    benv = kubectl.get("benv", "stable", ns)
+    assert condition(benv, "Ready")["status"] == "False"
+    assert benv["status"]["observedGeneration"] == benv["metadata"]["generation"]
+    after = deployment(kubectl, ns, "stable")
+    assert after["metadata"]["generation"] == before["metadata"]["generation"]
+    assert after["spec"]["replicas"] == 1
+    warnings = [e for e in kubectl.list("events", ns) if e["reason"] == "SecretMissing"]
+    assert warnings and warnings[0]["type"] == "Warning"
+    # Creating the Secret repairs it without any other change.
+    kubectl.apply(secret(ns, "gone", token="y"))
+    operator.resync_now()
+    eventually(lambda: deployment(kubectl, ns, "stable")["spec"]["replicas"] == 3)
+    eventually(
+        lambda: condition(kubectl.get("benv", "stable", ns), "Degraded")["status"] == "False"
+    )
+
+
+def test_missing_tag_degrades(kubectl, operator, ns):
+    kubectl.apply(env(ns, "orphan", modelTag="nope"))
+    degraded = wait_degraded(kubectl, ns, "orphan", "TagNotFound")
+    assert "'nope'" in degraded["message"]
+    assert deployment(kubectl, ns, "orphan") is None
+    kubectl.apply(tag(ns, "nope", "m.tar.gz"))
+    eventually(lambda: deployment(kubectl, ns, "orphan"), message="created once the tag exists")
+
+
+def test_invalid_spec_degrades_with_field(kubectl, operator, ns):
+    kubectl.apply(tag(ns, "t", "m.tar.gz"), env(ns, "solo", modelTag="t"))
+    eventually(lambda: deployment(kubectl, ns, "solo"))
+    kubectl.patch("benv", "solo", ns, {"spec": {"replicas": 2}})  # memory lock store
+    degraded = wait_degraded(kubectl, ns, "solo", "InvalidSpec")
+    assert "spec.lockStore" in degraded["message"]
+    assert deployment(kubectl, ns, "solo")["spec"]["replicas"] == 1
+
+
+def test_queue_conflict_later_environment_degraded(kubectl, operator, ns):
+    broker = {"host": "rabbitmq.mq", "queue": "shared", "secretRef": {"name": "mq"}}
+    kubectl.apply(
+        tag(ns, "t", "m.tar.gz"),
+        secret(ns, "mq", username="u", password="p"),
+        env(ns, "first", modelTag="t", eventBroker=broker),
+    )
+    eventually(
+        lambda: (kubectl.get("benv", "first", ns).get("status") or {}).get("queue") == "shared",
+        message="first holds the queue",
+    )
+    first_before = deployment(kubectl, ns, "first")
+    kubectl.apply(env(ns, "second", modelTag="t", eventBroker=broker))
+    degraded = wait_degraded(kubectl, ns, "second", "QueueConflict")
+    assert f"{ns}/first" in degraded["message"]
+    assert deployment(kubectl, ns, "second") is None
+    operator.settle()
+    first = deployment(kubectl, ns, "first")
+    assert first["metadata"]["generation"] == first_before["metadata"]["generation"]
+    assert condition(kubectl.get("benv", "first", ns), "Degraded")["status"] == "False"
+    # The queue is released when the first environment goes.
+    kubectl.delete("benv", "first", ns)
+    eventually(lambda: deployment(kubectl, ns, "second"), message="second takes the queue")
+
+
+def test_drift_is_repaired(kubectl, operator, ns):
+    kubectl.apply(tag(ns, "t", "m.tar.gz"), env(ns, "drift", modelTag="t"))
+    eventually(lambda: deployment(kubectl, ns, "drift"))
+    kubectl.delete("configmap", "rasa-drift-endpoints", ns)
+    eventually(
+        lambda: kubectl.get("configmap", "rasa-drift-endpoints", ns), message="ConfigMap restored"
+    )
+    kubectl.run("set", "image", "deployment/rasa-drift", "rasa=evil/image:1", "-n", ns)
+    eventually(
+        lambda: (
+            deployment(kubectl, ns, "drift")["spec"]["template"]["spec"]["containers"][0]["image"]
+            == "rasa/rasa:3.6.21-full"
+        ),
+        message="image restored",
+    )
+    kubectl.delete("service", "rasa-drift", ns)
+    eventually(lambda: kubectl.get("service", "rasa-drift", ns), message="Service restored")
+
+
+def test_idle_reconcile_writes_nothing(kubectl, operator, ns):
+    kubectl.apply(
+        tag(ns, "t", "m.tar.gz"),
+        secret(ns, "auth", token="x"),
+        env(
+            ns,
+            "quiet",
+            modelTag="t",
+            auth={"tokenSecretRef": {"name": "auth"}},
+            resources={"requests": {"cpu": "1000m", "memory": "1024Mi"}},
+        ),
+    )
+    eventually(lambda: deployment(kubectl, ns, "quiet"))
+    eventually(lambda: condition(kubectl.get("benv", "quiet", ns), "Progressing"))
+    operator.settle()
+    before = operator.writes
+    for _ in range(3):
+        operator.resync_now()
+        operator.settle()
+    assert operator.writes == before
+
+
+def test_delete_garbage_collects_children(kubectl, operator, ns):
+    kubectl.apply(tag(ns, "t", "m.tar.gz"), env(ns, "doomed", modelTag="t"))
+    eventually(lambda: replicasets(kubectl, ns, "doomed"))
+    kubectl.delete("benv", "doomed", ns)
+    eventually(
+        lambda: (
+            deployment(kubectl, ns, "doomed") is None
+            and kubectl.get("configmap", "rasa-doomed-endpoints", ns) is None
+            and kubectl.get("service", "rasa-doomed", ns) is None
+            and not replicasets(kubectl, ns, "doomed")
+        ),
+        timeout=60,
+        message="children garbage-collected",
+    )
+    eventually(
+        lambda: kubectl.get("mtag", "t", ns)["status"]["environments"] == [],
+        message="tag no longer lists it",
+    )

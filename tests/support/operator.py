@@ -1,0 +1,71 @@
+"""Run the botenv operator in-process (kopf's KopfRunner) so tests can read its
+write counters; it talks to the API server through its own kubeconfig like any process."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from kopf.testing import KopfRunner
+
+import botenv.handlers.operator as wiring
+
+
+class OperatorProcess:
+    def __init__(self, kubeconfig: Path, env: dict[str, str]) -> None:
+        self.kubeconfig = kubeconfig
+        self.env = env
+        self.runner: KopfRunner | None = None
+
+    def start(self) -> OperatorProcess:
+        os.environ["KUBECONFIG"] = str(self.kubeconfig)
+        os.environ.update(self.env)
+        self.runner = KopfRunner(
+            ["run", "--standalone", "--all-namespaces", "-m", "botenv.handlers"], timeout=60
+        )
+        self.runner.__enter__()
+        deadline = time.monotonic() + 60
+        while wiring.STATE is None or wiring.QUEUE is None:
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the operator did not start within 60 s")
+            time.sleep(0.1)
+        return self
+
+    def stop(self) -> None:
+        if self.runner is not None:
+            self.runner.timeout = 30
+            self.runner.__exit__(None, None, None)
+            self.runner = None
+            wiring.STATE = wiring.QUEUE = None
+
+    @property
+    def writes(self) -> int:
+        return sum(wiring.STATE.kube.writes.values())
+
+    def settle(self, timeout: float = 30.0, quiet: float = 1.5) -> None:
+        """Wait until the work queue has been idle for `quiet` seconds."""
+        deadline = time.monotonic() + timeout
+        idle_since = None
+        while time.monotonic() < deadline:
+            if wiring.QUEUE.idle.is_set():
+                idle_since = idle_since or time.monotonic()
+                if time.monotonic() - idle_since >= quiet:
+                    return
+            else:
+                idle_since = None
+            time.sleep(0.1)
+        raise AssertionError("the operator did not settle")
+
+    def resync_now(self) -> None:
+        """Enqueue every known object, as the periodic resync does."""
+        loop_call = wiring.QUEUE
+        for ns, name in list(wiring.STATE.environments):
+            _threadsafe_add(loop_call, ("env", ns, name))
+        for ns, name in list(wiring.STATE.tags):
+            _threadsafe_add(loop_call, ("tag", ns, name))
+
+
+def _threadsafe_add(queue: wiring.WorkQueue, key: tuple) -> None:
+    queue.loop.call_soon_threadsafe(queue.add, key)
