@@ -349,3 +349,67 @@ def test_delete_garbage_collects_children(kubectl, operator, ns):
         lambda: kubectl.get("mtag", "t", ns)["status"]["environments"] == [],
         message="tag no longer lists it",
     )
+
+
+def test_operator_restart_applies_changes_made_while_down_and_nothing_else(
+    kubectl, operator, ns
+):
+    kubectl.apply(tag(ns, "t", "m.tar.gz"), env(ns, "steady", modelTag="t"),
+                  env(ns, "edited", modelTag="t"))
+    for name in ("steady", "edited"):
+        eventually(lambda n=name: condition(kubectl.get("benv", n, ns), "Progressing"),
+                   message=name)
+    operator.settle()
+    operator.stop()
+    # While the operator is down: a spec change, and a child deleted by hand.
+    kubectl.patch("benv", "edited", ns, {"spec": {"image": "rasa/rasa:3.6.20-full"}})
+    kubectl.delete("service", "rasa-steady", ns)
+    operator.start()
+    eventually(lambda: deployment(kubectl, ns, "edited")["spec"]["template"]["spec"][
+        "containers"][0]["image"] == "rasa/rasa:3.6.20-full", message="change applied")
+    eventually(lambda: kubectl.get("service", "rasa-steady", ns), message="Service restored")
+    operator.settle()
+    # Exactly what changed was written: the edited Deployment and the deleted Service.
+    # The steady environment's status did not change, so it was not written; the edited
+    # one's follows its rollout.
+    assert operator.writes_in(ns, "rasa-edited") == {"apply Deployment": 1}
+    assert operator.writes_in(ns, "rasa-steady") == {"apply Service": 1}
+    assert operator.writes_in(ns, "steady") == {}
+    assert operator.writes_in(ns, "edited").get("status BotEnvironment", 0) >= 1
+    assert "apply ConfigMap" not in operator.writes_in(ns)
+
+
+def test_no_secret_value_reaches_configmaps_annotations_status_or_events(
+    kubectl, operator, ns
+):
+    values = {"token": "tok-9f8e7d", "jwt": "jwt-5a4b3c", "db": "dbpw-1q2w3e",
+              "lock": "lockpw-7u8i9o", "mq": "mqpw-0p9o8i", "key": "awskey-3e4r5t"}
+    storage = {"provider": "s3", "bucket": "models", "secretRef": {"name": "s3"}}
+    kubectl.apply(
+        {**tag(ns, "t", "m.tar.gz"), "spec": {"model": "m.tar.gz", "storage": storage}},
+        secret(ns, "auth", token=values["token"], **{"jwt-secret": values["jwt"]}),
+        secret(ns, "db", username="rasa", password=values["db"]),
+        secret(ns, "lock", password=values["lock"]),
+        secret(ns, "mq", username="rasa", password=values["mq"]),
+        secret(ns, "s3", AWS_ACCESS_KEY_ID="AKIA-id", AWS_SECRET_ACCESS_KEY=values["key"]),
+        env(ns, "secretive", modelTag="t", delivery="remoteStorage", replicas=2,
+            auth={"tokenSecretRef": {"name": "auth"}, "jwtSecretRef": {"name": "auth"}},
+            trackerStore={"type": "sql", "host": "pg", "secretRef": {"name": "db"}},
+            lockStore={"type": "redis", "host": "redis", "secretRef": {"name": "lock"}},
+            eventBroker={"host": "mq", "secretRef": {"name": "mq"}}))
+    eventually(lambda: deployment(kubectl, ns, "secretive"))
+    eventually(lambda: condition(kubectl.get("benv", "secretive", ns), "Progressing"))
+    # Rotate one, so hashes and events are produced for a change too.
+    kubectl.apply(secret(ns, "db", username="rasa", password=values["db"] + "-2"))
+    operator.resync_now()
+    eventually(lambda: len(replicasets(kubectl, ns, "secretive")) == 2)
+    operator.settle()
+    visible = [kubectl.list(kind, ns) for kind in ("configmaps", "deployments", "replicasets",
+                                                   "services", "events", "botenvironments",
+                                                   "modeltags")]
+    text = str(visible)
+    for value in values.values():
+        assert value not in text
+        assert base64.b64encode(value.encode()).decode() not in text
+    cm = kubectl.get("configmap", "rasa-secretive-endpoints", ns)["data"]["endpoints.yml"]
+    assert "${BOTENV_EVENT_BROKER_PASSWORD}" in cm

@@ -42,7 +42,16 @@ class OperatorProcess:
 
     @property
     def writes(self) -> int:
+        """Write calls (applies, status patches, events) since this operator started."""
         return sum(wiring.STATE.kube.writes.values())
+
+    def writes_in(self, namespace: str, name: str = "") -> dict[str, int]:
+        """Write calls by kind in a namespace (on objects named `name`, if given)."""
+        counts: dict[str, int] = {}
+        for (what, ns, obj), n in wiring.STATE.kube.writes.items():
+            if ns == namespace and name in ("", obj):
+                counts[what] = counts.get(what, 0) + n
+        return counts
 
     def settle(self, timeout: float = 30.0, quiet: float = 1.5) -> None:
         """Wait until the work queue has been idle for `quiet` seconds."""

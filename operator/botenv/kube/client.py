@@ -39,12 +39,13 @@ def _path(api_version: str, kind: str, namespace: str, name: str = "") -> str:
 class Kube:
     def __init__(self, api_client: kubernetes.client.ApiClient | None = None) -> None:
         self.api = api_client or kubernetes.client.ApiClient()
-        self.writes: collections.Counter[str] = collections.Counter()
+        # (what, namespace, name) -> count of write calls made
+        self.writes: collections.Counter[tuple[str, str, str]] = collections.Counter()
         self._lock = threading.Lock()
 
-    def _count(self, what: str) -> None:
+    def _count(self, what: str, namespace: str, name: str) -> None:
         with self._lock:
-            self.writes[what] += 1
+            self.writes[(what, namespace, name)] += 1
 
     def _call(self, method: str, path: str, *, body: object = None,
               query: list[tuple[str, str]] | None = None, content_type: str = "") -> dict:
@@ -80,12 +81,12 @@ class Kube:
         if dry_run:
             query.append(("dryRun", "All"))
         else:
-            self._count(f"apply {obj['kind']}")
+            self._count(f"apply {obj['kind']}", meta["namespace"], meta["name"])
         return self._call("PATCH", path, body=json.dumps(obj), query=query,
                           content_type="application/apply-patch+yaml")
 
     def patch_status(self, kind: str, namespace: str, name: str, status: dict) -> dict:
-        self._count(f"status {kind}")
+        self._count(f"status {kind}", namespace, name)
         path = _path(f"{GROUP}/{VERSION}", kind, namespace, name) + "/status"
         return self._call("PATCH", path, body={"status": status},
                           content_type="application/merge-patch+json")
@@ -93,7 +94,7 @@ class Kube:
     def event(self, involved: dict, type_: str, reason: str, message: str,
               timestamp: str) -> None:
         meta = involved["metadata"]
-        self._count("create Event")
+        self._count("create Event", meta["namespace"], meta["name"])
         body = {
             "apiVersion": "v1",
             "kind": "Event",
