@@ -50,7 +50,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-control-plane.sh"
 REQUIRED = ("etcd", "kube-apiserver")
 CONTROLLER_MANAGER = "kube-controller-manager"
-SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/24"
+# Room for thousands of Services (benchmarks create one per environment).
+SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 
 
 class ControlPlaneError(RuntimeError):

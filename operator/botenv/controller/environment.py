@@ -37,6 +37,10 @@ class Blocked(Exception):
         self.problem = Problem(reason, message, degraded)
 
 
+class ApiFailure(Blocked):
+    """The API server failed a call (not a validation error): reported, then retried."""
+
+
 @dataclasses.dataclass
 class Plan:
     children: list[dict]
@@ -69,7 +73,11 @@ def _read_secrets(state: State, namespace: str, uses: list[se.SecretUse]
     present: dict[str, frozenset[str] | None] = {}
     data: dict[str, dict[str, str]] = {}
     for name in sorted({u.secret for u in uses}):
-        values = state.kube.get_secret_data(namespace, name)
+        try:
+            values = state.kube.get_secret_data(namespace, name)
+        except ApiException as exc:
+            raise ApiFailure("SecretUnreadable", f"could not read Secret {name!r} "
+                             f"({exc.status}): {api_message(exc)}; retrying") from exc
         present[name] = None if values is None else frozenset(values)
         data[name] = values or {}
     return present, data
@@ -139,20 +147,24 @@ def _apply(state: State, children: list[dict]) -> None:
         return
     try:
         for child in stale:
-            if child["kind"] == "Deployment" and len(stale) > 1:
+            meta = child["metadata"]
+            running = state.child("Deployment", meta["namespace"], meta["name"])
+            if child["kind"] == "Deployment" and running is not None and len(stale) > 1:
                 state.kube.apply(child, dry_run=True)
         for child in stale:
-            state.kube.apply(child)
+            state.remember(state.kube.apply(child))
             log.info("applied %s %s/%s", child["kind"], child["metadata"]["namespace"],
                      child["metadata"]["name"])
     except ApiException as exc:
+        what = f"{child['kind']} {child['metadata']['name']}"
         if exc.status in (400, 422):
-            raise Blocked("InvalidSpec", f"the API server rejected {child['kind']} "
-                          f"{child['metadata']['name']}: {_api_message(exc)}") from exc
-        raise
+            raise Blocked("InvalidSpec", f"the API server rejected {what}: "
+                          f"{api_message(exc)}") from exc
+        raise ApiFailure("ApplyFailed", f"could not apply {what} ({exc.status}): "
+                          f"{api_message(exc)}; retrying") from exc
 
 
-def _api_message(exc: ApiException) -> str:
+def api_message(exc: ApiException) -> str:
     try:
         return json.loads(exc.body or "{}").get("message") or str(exc.reason)
     except ValueError:
@@ -164,13 +176,14 @@ async def reconcile(state: State, namespace: str, name: str) -> None:
     if body is None or body["metadata"].get("deletionTimestamp"):
         return  # deleted: garbage collection removes the children
     previous = body.get("status") or {}
-    problem, applied = None, None
+    problem, applied, retry = None, None, None
     try:
         result = await plan(state, body)
         await asyncio.to_thread(_apply, state, result.children)
         applied = result.applied
     except Blocked as blocked:
         problem = blocked.problem
+        retry = blocked if isinstance(blocked, ApiFailure) else None
         log.warning("BotEnvironment %s/%s not applied: %s", namespace, name, problem.message)
     replicas = (body.get("spec") or {}).get("replicas", 1)
     timestamp = cond.now()
@@ -179,9 +192,10 @@ async def reconcile(state: State, namespace: str, name: str) -> None:
         deployment=state.child("Deployment", namespace, names.rasa_name(name)),
         replicas=replicas if isinstance(replicas, int) else 1, applied=applied,
         timestamp=timestamp)
-    if status == previous:
-        return
-    await asyncio.to_thread(_report, state, body, previous, status, timestamp)
+    if status != previous:
+        await asyncio.to_thread(_report, state, body, previous, status, timestamp)
+    if retry is not None:
+        raise retry  # the work queue retries with backoff
 
 
 def _report(state: State, body: dict, previous: dict, status: dict, timestamp: str) -> None:
@@ -190,6 +204,7 @@ def _report(state: State, body: dict, previous: dict, status: dict, timestamp: s
     for key in ("model", "modelServerUrl", "queue", "endpoint"):
         if key in previous and key not in status:
             patch[key] = None  # merge patch: remove fields that no longer apply
-    state.kube.patch_status("BotEnvironment", meta["namespace"], meta["name"], patch)
+    state.remember(state.kube.patch_status("BotEnvironment", meta["namespace"], meta["name"],
+                                           patch))
     for type_, reason, message in events(previous, status):
         state.kube.event(body, type_, reason, message, timestamp)

@@ -11,6 +11,13 @@ from botenv.settings import Settings
 ENV, TAG = "env", "tag"
 
 
+def _rv(obj: dict) -> int:
+    try:
+        return int(obj["metadata"]["resourceVersion"])
+    except (KeyError, ValueError):
+        return -1
+
+
 def only(index: Mapping | None, key: object) -> dict | None:
     """The single object stored under a key of a kopf index, if any."""
     if index is None or key not in index:
@@ -27,15 +34,45 @@ class State:
     tags: Mapping  # (ns, name) -> ModelTag snapshot
     children: Mapping[str, Mapping]  # kind -> (ns, name) -> owned child snapshot
     enqueue: object = None  # callable(key), set when the work queue starts
+    # Objects as the API server returned them from botenv's own writes, until the watch
+    # delivers that version (or a newer one): without this, a reconcile that runs before
+    # the watch event arrives would see the old object and write the same change again.
+    written: dict[tuple[str, str, str], dict] = dataclasses.field(default_factory=dict)
+
+    def remember(self, obj: dict) -> None:
+        meta = obj.get("metadata") or {}
+        if obj.get("kind") and meta.get("name"):
+            self.written[(obj["kind"], meta.get("namespace", ""), meta["name"])] = obj
+
+    def forget(self, kind: str, namespace: str, name: str) -> None:
+        self.written.pop((kind, namespace, name), None)
+
+    def _fresher(self, kind: str, namespace: str, name: str, indexed: dict | None
+                 ) -> dict | None:
+        key = (kind, namespace, name)
+        mine = self.written.get(key)
+        if mine is None:
+            return indexed
+        if indexed is not None and _rv(indexed) >= _rv(mine):
+            self.written.pop(key, None)  # the watch has caught up
+            return indexed
+        return mine
 
     def environment(self, namespace: str, name: str) -> dict | None:
-        return only(self.environments, (namespace, name))
+        indexed = only(self.environments, (namespace, name))
+        if indexed is None:
+            return None  # deleted: never resurrect it from what botenv wrote
+        return self._fresher("BotEnvironment", namespace, name, indexed)
 
     def tag(self, namespace: str, name: str) -> dict | None:
-        return only(self.tags, (namespace, name))
+        indexed = only(self.tags, (namespace, name))
+        if indexed is None:
+            return None
+        return self._fresher("ModelTag", namespace, name, indexed)
 
     def child(self, kind: str, namespace: str, name: str) -> dict | None:
-        return only(self.children.get(kind), (namespace, name))
+        return self._fresher(kind, namespace, name,
+                             only(self.children.get(kind), (namespace, name)))
 
     def all_environments(self) -> Iterator[dict]:
         for key in list(self.environments):

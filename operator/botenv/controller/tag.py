@@ -64,7 +64,7 @@ async def reconcile(state: State, namespace: str, name: str) -> None:
 def _report(state: State, body: dict, previous: dict, status: dict, timestamp: str) -> None:
     meta = body["metadata"]
     patch = {**status, "digest": status.get("digest"), "size": status.get("size")}
-    state.kube.patch_status("ModelTag", meta["namespace"], meta["name"], patch)
+    state.remember(state.kube.patch_status("ModelTag", meta["namespace"], meta["name"], patch))
     old, new = previous.get("model"), status.get("model")
     if new != old:
         users_ = ", ".join(status["environments"]) or "none"

@@ -8,9 +8,18 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Hashable
 
+from kubernetes.client.exceptions import ApiException
+
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 60.0
+
+
+def _describe(exc: Exception) -> str:
+    """One line: API errors carry whole HTTP responses in their str()."""
+    if isinstance(exc, ApiException):
+        return f"API error {exc.status} {exc.reason}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 class WorkQueue:
@@ -57,7 +66,8 @@ class WorkQueue:
             except Exception as exc:  # noqa: BLE001 -- a failed reconcile is retried
                 count = self._failures[key] = self._failures.get(key, 0) + 1
                 delay = min(MAX_BACKOFF, 0.5 * 2 ** count)
-                log.error("reconcile of %s failed (retry in %.0fs): %s", key, delay, exc)
+                log.error("reconcile of %s failed (retry in %.0fs): %s", "/".join(key[1:]),
+                          delay, _describe(exc))
                 self.add_after(key, delay)
             finally:
                 self._running.discard(key)

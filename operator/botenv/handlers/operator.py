@@ -172,7 +172,10 @@ def tag_event(namespace: str, name: str, **_: object) -> None:
 @kopf.on.event("v1", "configmaps", labels=MANAGED)
 @kopf.on.event("v1", "services", labels=MANAGED)
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-def child_event(namespace: str, labels: kopf.Labels, **_: object) -> None:
+def child_event(namespace: str, name: str, labels: kopf.Labels, body: kopf.Body,
+                type: str | None, **_: object) -> None:
+    if type == "DELETED" and STATE is not None:
+        STATE.forget(body.get("kind", ""), namespace, name)
     environment = labels.get(ENVIRONMENT_LABEL)
     if environment:
         _enqueue((ENV, namespace, environment))
