@@ -144,7 +144,10 @@ def deployments_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> 
 
 
 @kopf.on.event(GROUP, VERSION, "botenvironments")
-def environment_event(namespace: str, name: str, body: kopf.Body, **_: object) -> None:
+def environment_event(namespace: str, name: str, body: kopf.Body, type: str | None,
+                      **_: object) -> None:
+    if type == "DELETED" and STATE is not None:
+        STATE.forget("BotEnvironment", namespace, name)
     _enqueue((ENV, namespace, name))
     _enqueue((TAG, namespace, tag_of(body)))
     # Tags that listed it (the environment may have moved to another tag or gone).
@@ -162,7 +165,9 @@ def environment_event(namespace: str, name: str, body: kopf.Body, **_: object) -
 
 
 @kopf.on.event(GROUP, VERSION, "modeltags")
-def tag_event(namespace: str, name: str, **_: object) -> None:
+def tag_event(namespace: str, name: str, type: str | None, **_: object) -> None:
+    if type == "DELETED" and STATE is not None:
+        STATE.forget("ModelTag", namespace, name)
     _enqueue((TAG, namespace, name))
     for body in STATE.all_environments() if STATE else []:
         if body["metadata"]["namespace"] == namespace and tag_of(body) == name:
