@@ -413,3 +413,26 @@ def test_no_secret_value_reaches_configmaps_annotations_status_or_events(
         assert base64.b64encode(value.encode()).decode() not in text
     cm = kubectl.get("configmap", "rasa-secretive-endpoints", ns)["data"]["endpoints.yml"]
     assert "${BOTENV_EVENT_BROKER_PASSWORD}" in cm
+
+
+def test_pull_token_provisioned_once_and_follows_the_tag(kubectl, operator, ns):
+    kubectl.apply(tag(ns, "a", "m.tar.gz"), tag(ns, "b", "n.tar.gz"),
+                  env(ns, "puller", modelTag="a"))
+    token_secret = eventually(lambda: kubectl.get("secret", "rasa-puller-pull", ns))
+    assert token_secret["metadata"]["labels"]["botenv.dev/pull-token"] == "true"
+    assert token_secret["metadata"]["labels"]["botenv.dev/tag"] == "a"
+    token = token_secret["data"]["token"]
+    assert len(base64.b64decode(token)) >= 32
+    container = eventually(lambda: deployment(kubectl, ns, "puller"))["spec"]["template"][
+        "spec"]["containers"][0]
+    env_vars = {e["name"]: e for e in container["env"]}
+    assert env_vars["BOTENV_PULL_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "rasa-puller-pull", "key": "token"}
+    endpoints = yaml.safe_load(kubectl.get("configmap", "rasa-puller-endpoints", ns)["data"][
+        "endpoints.yml"])
+    assert endpoints["models"]["headers"] == {"Authorization": "Bearer ${BOTENV_PULL_TOKEN}"}
+    # Moving the environment to another tag relabels the token, never rotates it.
+    kubectl.patch("benv", "puller", ns, {"spec": {"modelTag": "b"}})
+    eventually(lambda: kubectl.get("secret", "rasa-puller-pull", ns)["metadata"]["labels"][
+        "botenv.dev/tag"] == "b", message="token relabelled")
+    assert kubectl.get("secret", "rasa-puller-pull", ns)["data"]["token"] == token

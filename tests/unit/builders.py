@@ -122,6 +122,9 @@ def render_all(
         present = {}
         for use in uses:
             present[use.secret] = frozenset(present.get(use.secret) or ()) | {use.key}
+    # botenv provisions the pull token itself: it exists unless a test says otherwise
+    present = {names.pull_token_secret_name(parsed.name): frozenset({se.PULL_TOKEN_KEY}),
+               **present}
     usable = se.usable(uses, present)
     if not queue and parsed.event_broker is not None:
         queue = parsed.event_broker.queue or names.derived_queue(parsed.namespace, parsed.name)

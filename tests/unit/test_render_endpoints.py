@@ -278,6 +278,8 @@ def test_pull_delivery_points_rasa_at_the_tag_on_the_model_server():
     assert endpoints_of(modelTag="candidate", pullIntervalSeconds=30)["models"] == {
         "url": f"{MODEL_SERVER}/models/bots/tags/candidate",
         "wait_time_between_pulls": 30,
+        # the environment's own credential, as a header (Rasa expands ${VAR})
+        "headers": {"Authorization": "Bearer ${BOTENV_PULL_TOKEN}"},
     }
 
 

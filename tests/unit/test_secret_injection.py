@@ -17,7 +17,8 @@ BROKER = {"host": "rabbitmq.mq", "secretRef": {"name": "rabbitmq"}}
 
 
 def uses_of(**fields: object) -> list[se.SecretUse]:
-    return se.secret_uses(spec(**fields), None)
+    """The Secrets a user named (the pull token botenv provisions itself is left out)."""
+    return [u for u in se.secret_uses(spec(**fields), None) if u.var != se.PULL_TOKEN]
 
 
 # --- missing_keys ---------------------------------------------------------------------------
@@ -287,3 +288,12 @@ def test_stable_hash_follows_content_not_key_order():
     two = {"readiness.py": "x", "endpoints.yml": "models: {}\n"}
     assert hashing.stable_hash(one) == hashing.stable_hash(two)
     assert hashing.stable_hash(one) != hashing.stable_hash({**one, "endpoints.yml": "{}\n"})
+
+
+def test_pull_delivery_uses_the_provisioned_pull_token():
+    uses = se.secret_uses(spec(), None)
+    (token,) = [u for u in uses if u.var == se.PULL_TOKEN]
+    assert (token.secret, token.key) == ("rasa-production-pull", "token")
+    assert not token.optional
+    assert not [u for u in se.secret_uses(spec(delivery="remoteStorage"), None)
+                if u.var == se.PULL_TOKEN]

@@ -17,7 +17,7 @@ from botenv.controller import queues
 from botenv.controller.state import State
 from botenv.kube.diff import contains
 from botenv.render import conditions as cond
-from botenv.render import names
+from botenv.render import names, pulltoken
 from botenv.render import secretenv as se
 from botenv.render.configmap import configmap
 from botenv.render.deployment import ModelRef, deployment, needs_probe_script
@@ -27,6 +27,10 @@ from botenv.render.service import service
 from botenv.render.status import Problem, environment_status, events
 
 log = logging.getLogger(__name__)
+
+# Creates pull-token Secrets; a manager of its own, so botenv's later applies (labels
+# only) never own, and so never remove, the token.
+PULL_TOKEN_MANAGER = "botenv-pull-token"
 
 
 class Blocked(Exception):
@@ -66,6 +70,30 @@ def _model(state: State, spec: EnvironmentSpec) -> ModelRef:
             raise Blocked("TagInvalid", f"ModelTag {spec.model_tag!r}: {exc}") from exc
     return ModelRef(tag=spec.model_tag, model=status["model"],
                     digest=status.get("digest", ""), storage=storage)
+
+
+def _ensure_pull_token(state: State, spec: EnvironmentSpec, uid: str) -> None:
+    """Create the environment's pull-token Secret once; keep its labels (the tag it opens)
+    current without ever touching the token."""
+    name = names.pull_token_secret_name(spec.name)
+    wanted = pulltoken.labels_only(environment=spec.name, namespace=spec.namespace,
+                                   tag=spec.model_tag, uid=uid)
+    live = state.child("Secret", spec.namespace, name)
+    try:
+        if live is None:
+            created = state.kube.create(pulltoken.secret(
+                environment=spec.name, namespace=spec.namespace, tag=spec.model_tag, uid=uid,
+                token=pulltoken.new_token()), field_manager=PULL_TOKEN_MANAGER)
+            if created is not None:
+                state.remember(created)
+                log.info("created pull token Secret %s/%s", spec.namespace, name)
+                return
+            live = {}  # it existed already: make sure of its labels below
+        if not contains(live, wanted):
+            state.remember(state.kube.apply(wanted))
+    except ApiException as exc:
+        raise ApiFailure("ApplyFailed", f"could not write Secret {name} ({exc.status}): "
+                         f"{api_message(exc)}; retrying") from exc
 
 
 def _read_secrets(state: State, namespace: str, uses: list[se.SecretUse]
@@ -108,6 +136,8 @@ async def plan(state: State, body: dict) -> Plan:
         uses = se.secret_uses(spec, model.storage if spec.delivery == "remoteStorage" else None)
     except SpecError as exc:
         raise Blocked("InvalidSpec", str(exc)) from exc
+    if spec.delivery == "pull":
+        await asyncio.to_thread(_ensure_pull_token, state, spec, meta["uid"])
     present, data = await asyncio.to_thread(_read_secrets, state, spec.namespace, uses)
     missing = se.missing_keys(uses, present)
     if missing:

@@ -28,7 +28,8 @@ from botenv.settings import Settings
 log = logging.getLogger(__name__)
 
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
-CHILD_SELECTORS = (("v1", "configmaps"), ("v1", "services"), ("apps", "v1", "deployments"))
+CHILD_SELECTORS = (("v1", "configmaps"), ("v1", "services"), ("v1", "secrets"),
+                   ("apps", "v1", "deployments"))
 # The running state, set at start-up (one operator per process).
 STATE: State | None = None
 QUEUE: WorkQueue | None = None
@@ -64,7 +65,8 @@ def login(**kwargs: object) -> kopf.ConnectionInfo | None:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, botenvironments_idx: kopf.Index,
                   modeltags_idx: kopf.Index, configmaps_idx: kopf.Index,
-                  services_idx: kopf.Index, deployments_idx: kopf.Index,
+                  services_idx: kopf.Index, secrets_idx: kopf.Index,
+                  deployments_idx: kopf.Index,
                   **_: object) -> None:
     global STATE, QUEUE
     config = Settings.from_env()
@@ -78,6 +80,7 @@ async def startup(settings: kopf.OperatorSettings, botenvironments_idx: kopf.Ind
     STATE = State(kube=Kube(), settings=config, environments=botenvironments_idx,
                   tags=modeltags_idx, children={"ConfigMap": configmaps_idx,
                                                 "Service": services_idx,
+                                                "Secret": secrets_idx,
                                                 "Deployment": deployments_idx})
     QUEUE = WorkQueue(_process, workers=config.workers)
     STATE.enqueue = QUEUE.add
@@ -138,6 +141,12 @@ def services_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dic
     return {(namespace, name): snapshot(body)}
 
 
+@kopf.index("v1", "secrets", labels=MANAGED)
+def secrets_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+    # Only botenv's own Secrets (pull tokens) match the selector; users' are never listed.
+    return {(namespace, name): snapshot(body)}
+
+
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)
 def deployments_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
@@ -176,6 +185,7 @@ def tag_event(namespace: str, name: str, type: str | None, **_: object) -> None:
 
 @kopf.on.event("v1", "configmaps", labels=MANAGED)
 @kopf.on.event("v1", "services", labels=MANAGED)
+@kopf.on.event("v1", "secrets", labels=MANAGED)
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
 def child_event(namespace: str, name: str, labels: kopf.Labels, body: kopf.Body,
                 type: str | None, **_: object) -> None:

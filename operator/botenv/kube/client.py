@@ -85,6 +85,19 @@ class Kube:
         return self._call("PATCH", path, body=json.dumps(obj), query=query,
                           content_type="application/apply-patch+yaml")
 
+    def create(self, obj: dict, field_manager: str) -> dict | None:
+        """Create `obj`; None when it exists already. For objects whose content botenv
+        makes once (a pull token) and must not re-apply."""
+        meta = obj["metadata"]
+        self._count(f"create {obj['kind']}", meta["namespace"], meta["name"])
+        try:
+            return self._call("POST", _path(obj["apiVersion"], obj["kind"], meta["namespace"]),
+                              body=obj, query=[("fieldManager", field_manager)])
+        except ApiException as exc:
+            if exc.status == 409:
+                return None
+            raise
+
     def patch_status(self, kind: str, namespace: str, name: str, status: dict) -> dict:
         self._count(f"status {kind}", namespace, name)
         path = _path(f"{GROUP}/{VERSION}", kind, namespace, name) + "/status"

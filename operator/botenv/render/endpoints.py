@@ -103,6 +103,9 @@ def endpoints(spec: EnvironmentSpec, *, model_url: str, queue: str,
     doc: dict = {}
     if spec.delivery == "pull":
         doc["models"] = {"url": model_url, "wait_time_between_pulls": spec.pull_interval_seconds}
+        if se.PULL_TOKEN in used_vars:
+            # A header, not Rasa's `token` (a query parameter that lands in access logs).
+            doc["models"]["headers"] = {"Authorization": "Bearer " + _ref(se.PULL_TOKEN)}
     for key, value in (
         ("tracker_store", tracker_store(spec, used_vars)),
         ("lock_store", lock_store(spec, used_vars)),

@@ -10,6 +10,8 @@ from botenv import API_VERSION
 MANAGED_BY = "botenv"
 ENVIRONMENT_LABEL = "botenv.dev/environment"
 TAG_LABEL = "botenv.dev/tag"
+# Marks pull-token Secrets; the model server watches only these (server-side selector).
+PULL_TOKEN_LABEL = "botenv.dev/pull-token"
 COMPONENT = "rasa-server"
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
@@ -21,6 +23,11 @@ def rasa_name(environment: str) -> str:
 
 def endpoints_configmap_name(environment: str) -> str:
     return f"rasa-{environment}-endpoints"
+
+
+def pull_token_secret_name(environment: str) -> str:
+    """The Secret holding the environment's own credential for the model server."""
+    return f"rasa-{environment}-pull"
 
 
 def label_value(value: str) -> str:

@@ -12,6 +12,7 @@ import dataclasses
 from botenv.api.environment import CredentialRef, EnvironmentSpec
 from botenv.api.errors import SpecError
 from botenv.api.tag import StorageSpec
+from botenv.render import names
 
 # Variables botenv defines for endpoints.yml's ${VAR} references and for rasa's flags.
 AUTH_TOKEN = "BOTENV_AUTH_TOKEN"
@@ -21,6 +22,8 @@ TRACKER_PASSWORD = "BOTENV_TRACKER_STORE_PASSWORD"
 LOCK_PASSWORD = "BOTENV_LOCK_STORE_PASSWORD"
 BROKER_USERNAME = "BOTENV_EVENT_BROKER_USERNAME"
 BROKER_PASSWORD = "BOTENV_EVENT_BROKER_PASSWORD"
+PULL_TOKEN = "BOTENV_PULL_TOKEN"
+PULL_TOKEN_KEY = "token"
 
 CREDENTIALS_FILE = "/etc/botenv/credentials/credentials.yml"
 GCS_KEY_FILE = "credentials.json"
@@ -97,6 +100,10 @@ def secret_uses(spec: EnvironmentSpec, storage: StorageSpec | None) -> list[Secr
                               spec.credentials.field, mount=CREDENTIALS_FILE))
     if spec.delivery == "remoteStorage" and storage is not None:
         uses += storage_uses(storage, f"ModelTag {spec.model_tag} spec.storage.secretRef")
+    if spec.delivery == "pull":
+        # The environment's own model-server credential, a Secret botenv provisions.
+        uses.append(SecretUse(PULL_TOKEN, names.pull_token_secret_name(spec.name),
+                              PULL_TOKEN_KEY, "the pull token botenv provisions"))
     seen: dict[str, SecretUse] = {}
     for use in uses:
         other = seen.setdefault(use.var, use) if use.var else use
