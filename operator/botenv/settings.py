@@ -17,6 +17,9 @@ class Settings:
     # Every environment is reconciled again at this period: Secrets are not watched
     # (watching every Secret of a cluster costs memory), so rotation is seen here.
     resync_seconds: float = 60.0
+    # How long a tag's storage stat is trusted; a resync after that stats again, which is
+    # how a model re-uploaded under the same name is noticed.
+    resolve_seconds: float = 60.0
     workers: int = 8
     # Namespaces to watch; empty means all namespaces.
     namespaces: tuple[str, ...] = ()
@@ -36,6 +39,7 @@ class Settings:
                 default_image=get("DEFAULT_IMAGE", default.default_image),
                 history_limit=int(get("HISTORY_LIMIT", str(default.history_limit))),
                 resync_seconds=float(get("RESYNC_SECONDS", str(default.resync_seconds))),
+                resolve_seconds=float(get("RESOLVE_SECONDS", str(default.resolve_seconds))),
                 workers=int(get("WORKERS", str(default.workers))),
                 namespaces=namespaces,
             )

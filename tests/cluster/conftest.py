@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.controlplane import ControlPlane, find_binaries
+from tests.support.emulators import MotoServer
 from tests.support.kubectl import Kubectl
 from tests.support.operator import OperatorProcess
 
@@ -75,6 +76,15 @@ def operator(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[Operator
         "BOTENV_MODEL_SERVER_URL": "http://botenv-model-server.botenv-system.svc:8080",
         # Secrets are not watched: tests trigger the resync themselves (resync_now).
         "BOTENV_RESYNC_SECONDS": "3600",
+        # Storage stats are re-done on every resync_now() a test triggers.
+        "BOTENV_RESOLVE_SECONDS": "0.5",
     }).start()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """A real S3 API (moto server) that checks credentials."""
+    with MotoServer(tmp_path_factory.mktemp("moto")) as server:
+        yield server

@@ -4,8 +4,13 @@ it rolls, how it reports, and what it leaves alone."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import itertools
+import tempfile
+import time
+from pathlib import Path
 
+import boto3
 import pytest
 import yaml
 
@@ -24,12 +29,26 @@ def ns(kubectl):
     return name
 
 
-def tag(ns: str, name: str, model: str) -> dict:
+# Models live in a real directory (storage provider `local`): the operator runs in this
+# process, so it resolves them by reading the files, as it would a mounted volume.
+MODELS = Path(tempfile.mkdtemp(prefix="botenv-test-models-"))
+
+
+def model_file(model: str, content: bytes | None = None) -> Path:
+    path = MODELS / model
+    if content is not None or not path.exists():
+        path.write_bytes(content if content is not None else f"model {model}".encode())
+    return path
+
+
+def tag(ns: str, name: str, model: str, *, create_model: bool = True) -> dict:
+    if create_model:
+        model_file(model)
     return {
         "apiVersion": "botenv.dev/v1alpha1",
         "kind": "ModelTag",
         "metadata": {"name": name, "namespace": ns},
-        "spec": {"model": model, "storage": {"provider": "s3", "bucket": "rasa-models"}},
+        "spec": {"model": model, "storage": {"provider": "local", "path": str(MODELS)}},
     }
 
 
@@ -125,7 +144,8 @@ def test_environment_reconciled_into_children(kubectl, operator, ns):
     )
     status = benv["status"]
     assert status["queue"] == f"rasa_{ns}_production_events"
-    assert status["model"] == {"tag": "production", "name": "20190506-100418.tar.gz"}
+    assert status["model"] == {"tag": "production", "name": "20190506-100418.tar.gz",
+                               "digest": hashlib.md5(b"model 20190506-100418.tar.gz").hexdigest()}
     assert status["endpoint"] == f"http://rasa-production.{ns}.svc:5005"
     assert condition(benv, "Ready")["status"] == "False"  # no pod is ready yet
     assert condition(benv, "Progressing")["status"] == "True"
@@ -165,6 +185,7 @@ def test_tag_move_rolls_only_environments_on_that_tag(kubectl, operator, ns):
     )
     for name in ("exp-a", "exp-b", "production"):
         eventually(lambda n=name: len(replicasets(kubectl, ns, n)) == 1, message=name)
+    model_file("m2.tar.gz")
     kubectl.patch("mtag", "experimental", ns, {"spec": {"model": "m2.tar.gz"}})
     for name in ("exp-a", "exp-b"):
         eventually(
@@ -182,6 +203,7 @@ def test_tag_move_rolls_only_environments_on_that_tag(kubectl, operator, ns):
 def test_hotswap_environment_does_not_roll_on_tag_move(kubectl, operator, ns):
     kubectl.apply(tag(ns, "canary", "m1.tar.gz"), env(ns, "canary", rollout="HotSwap"))
     eventually(lambda: len(replicasets(kubectl, ns, "canary")) == 1)
+    model_file("m2.tar.gz")
     kubectl.patch("mtag", "canary", ns, {"spec": {"model": "m2.tar.gz"}})
     eventually(
         lambda: kubectl.get("benv", "canary", ns)["status"]["model"]["name"] == "m2.tar.gz",
@@ -380,18 +402,25 @@ def test_operator_restart_applies_changes_made_while_down_and_nothing_else(
 
 
 def test_no_secret_value_reaches_configmaps_annotations_status_or_events(
-    kubectl, operator, ns
+    kubectl, operator, s3, ns
 ):
     values = {"token": "tok-9f8e7d", "jwt": "jwt-5a4b3c", "db": "dbpw-1q2w3e",
-              "lock": "lockpw-7u8i9o", "mq": "mqpw-0p9o8i", "key": "awskey-3e4r5t"}
-    storage = {"provider": "s3", "bucket": "models", "secretRef": {"name": "s3"}}
+              "lock": "lockpw-7u8i9o", "mq": "mqpw-0p9o8i", "key": s3.secret_access_key}
+    bucket = f"models-{ns}"
+    client = boto3.client("s3", endpoint_url=s3.url, region_name="us-east-1",
+                          aws_access_key_id=s3.access_key_id,
+                          aws_secret_access_key=s3.secret_access_key)
+    client.create_bucket(Bucket=bucket)
+    client.put_object(Bucket=bucket, Key="m.tar.gz", Body=b"a model")
+    storage = {"provider": "s3", "bucket": bucket, "endpoint": s3.url,
+               "secretRef": {"name": "s3"}}
     kubectl.apply(
         {**tag(ns, "t", "m.tar.gz"), "spec": {"model": "m.tar.gz", "storage": storage}},
         secret(ns, "auth", token=values["token"], **{"jwt-secret": values["jwt"]}),
         secret(ns, "db", username="rasa", password=values["db"]),
         secret(ns, "lock", password=values["lock"]),
         secret(ns, "mq", username="rasa", password=values["mq"]),
-        secret(ns, "s3", AWS_ACCESS_KEY_ID="AKIA-id", AWS_SECRET_ACCESS_KEY=values["key"]),
+        secret(ns, "s3", **s3.credentials),
         env(ns, "secretive", modelTag="t", delivery="remoteStorage", replicas=2,
             auth={"tokenSecretRef": {"name": "auth"}, "jwtSecretRef": {"name": "auth"}},
             trackerStore={"type": "sql", "host": "pg", "secretRef": {"name": "db"}},
@@ -436,3 +465,56 @@ def test_pull_token_provisioned_once_and_follows_the_tag(kubectl, operator, ns):
     eventually(lambda: kubectl.get("secret", "rasa-puller-pull", ns)["metadata"]["labels"][
         "botenv.dev/tag"] == "b", message="token relabelled")
     assert kubectl.get("secret", "rasa-puller-pull", ns)["data"]["token"] == token
+
+
+def test_tag_resolves_digest_from_storage_into_the_pod_template(kubectl, operator, ns):
+    model_file("digest.tar.gz", b"first upload")
+    kubectl.apply(tag(ns, "t", "digest.tar.gz"), env(ns, "digested", modelTag="t"))
+    mtag = eventually(lambda: (kubectl.get("mtag", "t", ns).get("status") or {}).get("digest")
+                      and kubectl.get("mtag", "t", ns), message="tag resolved")
+    digest = mtag["status"]["digest"]
+    assert digest == hashlib.md5(b"first upload").hexdigest()
+    assert mtag["status"]["size"] == len(b"first upload")
+    assert condition(mtag, "Ready")["reason"] == "Resolved"
+    annotations = eventually(lambda: deployment(kubectl, ns, "digested"))["spec"]["template"][
+        "metadata"]["annotations"]
+    assert annotations["botenv.dev/model-digest"] == digest
+    assert kubectl.get("benv", "digested", ns)["status"]["model"]["digest"] == digest
+
+
+def test_tag_moved_to_a_missing_model_changes_nothing_running(kubectl, operator, ns):
+    kubectl.apply(tag(ns, "t", "good.tar.gz"), env(ns, "guarded", modelTag="t"))
+    eventually(lambda: len(replicasets(kubectl, ns, "guarded")) == 1)
+    kubectl.patch("mtag", "t", ns, {"spec": {"model": "missing.tar.gz"}})
+    ready = eventually(lambda: condition(kubectl.get("mtag", "t", ns), "Ready")
+                       if condition(kubectl.get("mtag", "t", ns), "Ready").get("reason")
+                       == "ModelNotFound" else None, message="ModelNotFound")
+    assert "missing.tar.gz" in ready["message"] and "stays on good.tar.gz" in ready["message"]
+    assert kubectl.get("mtag", "t", ns)["status"]["model"] == "good.tar.gz"
+    operator.resync_now()
+    operator.settle()
+    assert len(replicasets(kubectl, ns, "guarded")) == 1
+    assert kubectl.get("benv", "guarded", ns)["status"]["model"]["name"] == "good.tar.gz"
+    # Uploading the model makes the move happen.
+    model_file("missing.tar.gz")
+    operator.resync_now()
+    eventually(lambda: len(replicasets(kubectl, ns, "guarded")) == 2, message="rolled")
+
+
+def test_model_reuploaded_under_the_same_name_rolls_restart_environments(kubectl, operator,
+                                                                         ns):
+    model_file("same-name.tar.gz", b"v1")
+    kubectl.apply(tag(ns, "t", "same-name.tar.gz", create_model=False),
+                  env(ns, "restarting", modelTag="t"),
+                  env(ns, "hotswapping", modelTag="t", rollout="HotSwap"))
+    for name in ("restarting", "hotswapping"):
+        eventually(lambda n=name: len(replicasets(kubectl, ns, n)) == 1, message=name)
+    time.sleep(1.1)  # let the mtime move, so the new content is read
+    model_file("same-name.tar.gz", b"v2 with other content")
+    operator.resync_now()
+    eventually(lambda: len(replicasets(kubectl, ns, "restarting")) == 2, message="restarted")
+    eventually(lambda: kubectl.get("benv", "hotswapping", ns)["status"]["model"]["digest"]
+               == hashlib.md5(b"v2 with other content").hexdigest(),
+               message="HotSwap status follows the digest")
+    operator.settle()
+    assert len(replicasets(kubectl, ns, "hotswapping")) == 1

@@ -1,8 +1,11 @@
-"""ModelTag status: the resolution, its bounded history and the environments using it."""
+"""ModelTag status: the resolution against storage, its bounded history, the environments
+using it, and what happens when the model cannot be resolved."""
 
 from __future__ import annotations
 
+from botenv.controller.resolve import Unresolved
 from botenv.controller.tag import tag_status
+from botenv.storage import ObjectInfo
 
 T0, T1, T2, T3 = (
     "2024-01-01T00:00:00Z",
@@ -12,35 +15,26 @@ T0, T1, T2, T3 = (
 )
 
 
-def status(
-    previous: dict,
-    model: str | None,
-    *,
-    problem: str = "",
-    timestamp: str,
-    environments: list[str] | None = None,
-    history_limit: int = 10,
-    generation: int = 1,
-) -> dict:
-    return tag_status(
-        previous,
-        model=model,
-        problem=problem,
-        environments=environments if environments is not None else [],
-        generation=generation,
-        history_limit=history_limit,
-        timestamp=timestamp,
-    )
+def status(previous: dict, model: str, *, digest: str = "", problem: Unresolved | None = None,
+           timestamp: str, environments: list[str] | None = None, history_limit: int = 10,
+           generation: int = 1) -> dict:
+    """The next status when storage says `model` has `digest` (default: d-<model>), or,
+    with a problem, when it could not be resolved."""
+    resolved = None if problem else ObjectInfo(key=model, digest=digest or f"d-{model}",
+                                               size=len(model))
+    return tag_status(previous, resolved=resolved, model=model, problem=problem,
+                      environments=environments if environments is not None else [],
+                      generation=generation, history_limit=history_limit,
+                      timestamp=timestamp)
 
 
 def ready(s: dict) -> dict:
     return next(c for c in s["conditions"] if c["type"] == "Ready")
 
 
-def test_first_resolution_has_no_history():
-    s = status({}, "m1.tar.gz", timestamp=T0, environments=["production"])
-    assert s["model"] == "m1.tar.gz"
-    assert s["resolvedAt"] == T0
+def test_first_resolution_records_digest_and_size_and_has_no_history():
+    s = status({}, "m1.tar.gz", digest="abc", timestamp=T0, environments=["production"])
+    assert (s["model"], s["digest"], s["size"], s["resolvedAt"]) == ("m1.tar.gz", "abc", 9, T0)
     assert s["history"] == []
     assert s["environments"] == ["production"]
     assert s["observedGeneration"] == 1
@@ -48,16 +42,20 @@ def test_first_resolution_has_no_history():
     assert "m1.tar.gz" in ready(s)["message"]
 
 
-def test_moving_the_tag_pushes_the_previous_model_to_the_front_of_history():
+def test_moving_the_tag_pushes_the_previous_resolution_to_the_front_of_history():
     s1 = status({}, "m1.tar.gz", timestamp=T0)
-    s1["digest"] = "d1"  # filled in by whoever resolved it
     s2 = status(s1, "m2.tar.gz", timestamp=T1, generation=2)
-    assert s2["model"] == "m2.tar.gz"
-    assert s2["resolvedAt"] == T1
-    assert s2["history"] == [{"model": "m1.tar.gz", "digest": "d1", "resolvedAt": T0}]
+    assert (s2["model"], s2["resolvedAt"]) == ("m2.tar.gz", T1)
+    assert s2["history"] == [{"model": "m1.tar.gz", "digest": "d-m1.tar.gz", "resolvedAt": T0}]
     s3 = status(s2, "m3.tar.gz", timestamp=T2, generation=3)
     assert [h["model"] for h in s3["history"]] == ["m2.tar.gz", "m1.tar.gz"]
-    assert s3["history"][0] == {"model": "m2.tar.gz", "resolvedAt": T1}
+
+
+def test_a_model_reuploaded_under_the_same_name_is_a_new_resolution():
+    s1 = status({}, "m1.tar.gz", digest="old", timestamp=T0)
+    s2 = status(s1, "m1.tar.gz", digest="new", timestamp=T1)
+    assert (s2["digest"], s2["resolvedAt"]) == ("new", T1)
+    assert s2["history"] == [{"model": "m1.tar.gz", "digest": "old", "resolvedAt": T0}]
 
 
 def test_history_is_bounded():
@@ -67,49 +65,40 @@ def test_history_is_bounded():
     assert [h["model"] for h in s["history"]] == ["m8.tar.gz", "m7.tar.gz", "m6.tar.gz"]
 
 
-def test_unchanged_model_keeps_resolution_and_history():
+def test_unchanged_resolution_writes_nothing_new():
     s1 = status({}, "m1.tar.gz", timestamp=T0)
-    s2 = status(s1, "m2.tar.gz", timestamp=T1)
-    s2["digest"], s2["size"] = "d2", 42
-    again = status(s2, "m2.tar.gz", timestamp=T2)
-    assert again == s2  # nothing to write
+    again = status(s1, "m1.tar.gz", timestamp=T2)
+    assert again == s1
 
 
-def test_an_invalid_spec_keeps_the_last_resolution():
+def test_a_missing_model_keeps_the_last_resolution_and_says_why():
     s1 = status({}, "m1.tar.gz", timestamp=T0, environments=["production"])
-    s1["digest"] = "d1"
-    bad = status(
-        s1,
-        None,
-        problem="spec.storage.bucket: is required for provider s3",
-        timestamp=T1,
-        environments=["production"],
-        generation=2,
-    )
-    assert bad["model"] == "m1.tar.gz"
-    assert bad["digest"] == "d1"
-    assert bad["resolvedAt"] == T0
+    missing = Unresolved("ModelNotFound", "model 'm2.tar.gz' not found at s3://models")
+    bad = status(s1, "m2.tar.gz", problem=missing, timestamp=T1, environments=["production"],
+                 generation=2)
+    assert (bad["model"], bad["digest"], bad["resolvedAt"]) == ("m1.tar.gz", "d-m1.tar.gz", T0)
     assert bad["history"] == []
     assert bad["observedGeneration"] == 2
     r = ready(bad)
-    assert (r["status"], r["reason"]) == ("False", "InvalidSpec")
-    assert "spec.storage.bucket" in r["message"]
-    assert r["lastTransitionTime"] == T1
+    assert (r["status"], r["reason"], r["lastTransitionTime"]) == ("False", "ModelNotFound", T1)
+    assert "m2.tar.gz" in r["message"] and "stays on m1.tar.gz" in r["message"]
 
 
-def test_fixing_the_spec_makes_it_ready_again():
+def test_fixing_the_model_makes_it_ready_again():
     s1 = status({}, "m1.tar.gz", timestamp=T0)
-    bad = status(s1, None, problem="spec.model: is required", timestamp=T1)
+    bad = status(s1, "typo.tar.gz", problem=Unresolved("ModelNotFound", "no"), timestamp=T1)
     fixed = status(bad, "m2.tar.gz", timestamp=T2)
     assert fixed["model"] == "m2.tar.gz"
     assert [h["model"] for h in fixed["history"]] == ["m1.tar.gz"]
     assert (ready(fixed)["status"], ready(fixed)["lastTransitionTime"]) == ("True", T2)
 
 
-def test_invalid_from_the_start_has_no_model():
-    bad = status({}, None, problem="spec.model: is required", timestamp=T0)
+def test_unresolvable_from_the_start_has_no_model():
+    bad = status({}, "m.tar.gz", problem=Unresolved("StorageUnavailable", "down"),
+                 timestamp=T0)
     assert "model" not in bad
     assert ready(bad)["status"] == "False"
+    assert "no environment can start" in ready(bad)["message"]
 
 
 def test_environments_are_listed_and_updated():

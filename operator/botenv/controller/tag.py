@@ -6,8 +6,10 @@ import asyncio
 import logging
 
 from botenv.api import SpecError, parse_tag
+from botenv.controller.resolve import Unresolved
 from botenv.controller.state import State, tag_of
 from botenv.render import conditions as cond
+from botenv.storage import ObjectInfo
 
 log = logging.getLogger(__name__)
 
@@ -18,26 +20,32 @@ def users(state: State, namespace: str, name: str) -> list[str]:
                   and not b["metadata"].get("deletionTimestamp"))
 
 
-def tag_status(previous: dict, *, model: str | None, problem: str, environments: list[str],
-               generation: int, history_limit: int, timestamp: str) -> dict:
-    """Pure: the tag's next status. `model` is the model it now resolves to, or None when
-    the spec cannot be applied (the last good resolution then stays in force)."""
+def tag_status(previous: dict, *, resolved: ObjectInfo | None, model: str,
+               problem: Unresolved | None, environments: list[str], generation: int,
+               history_limit: int, timestamp: str) -> dict:
+    """Pure: the tag's next status. `resolved` is what storage says about `model`, or None
+    when it could not be resolved: the last good resolution then stays in force."""
     status = {k: v for k, v in previous.items()
               if k in ("model", "digest", "size", "resolvedAt", "history")}
-    if model is not None and model != previous.get("model"):
+    if resolved is not None and (model, resolved.digest) != (previous.get("model"),
+                                                             previous.get("digest")):
         history = list(previous.get("history") or [])
         if previous.get("model"):
             entry = {k: previous[k] for k in ("model", "digest", "resolvedAt") if k in previous}
             history = [entry, *history]
-        status = {"model": model, "resolvedAt": timestamp,
-                  "history": history[:history_limit]}
+        status = {"model": model, "digest": resolved.digest, "size": resolved.size,
+                  "resolvedAt": timestamp, "history": history[:history_limit]}
     status["environments"] = environments
     status["observedGeneration"] = generation
-    if problem:
-        ready = cond.condition(cond.READY, False, "InvalidSpec", problem, generation)
+    if problem is not None:
+        kept = (f"; the tag stays on {status['model']}" if status.get("model")
+                else "; no environment can start until it resolves")
+        ready = cond.condition(cond.READY, False, problem.reason, problem.message + kept,
+                               generation)
     else:
         ready = cond.condition(cond.READY, True, "Resolved",
-                               f"tag points to model {status['model']}", generation)
+                               f"model {status['model']} (digest {status['digest']})",
+                               generation)
     status["conditions"] = cond.merge(previous.get("conditions"), [ready], timestamp)
     return status
 
@@ -45,30 +53,38 @@ def tag_status(previous: dict, *, model: str | None, problem: str, environments:
 async def reconcile(state: State, namespace: str, name: str) -> None:
     body = state.tag(namespace, name)
     if body is None or body["metadata"].get("deletionTimestamp"):
+        state.resolver.forget(namespace, name)
         return
     previous = body.get("status") or {}
+    resolved, problem, model = None, None, previous.get("model", "")
     try:
-        model, problem = parse_tag(body).model, ""
+        spec = parse_tag(body)
+        model = spec.model
+        resolved = await asyncio.to_thread(state.resolver.resolve, namespace, name, spec)
     except SpecError as exc:
-        model, problem = None, str(exc)
+        problem = Unresolved("InvalidSpec", str(exc))
+    except Unresolved as exc:
+        problem = exc
     timestamp = cond.now()
-    status = tag_status(previous, model=model, problem=problem,
+    status = tag_status(previous, resolved=resolved, model=model, problem=problem,
                         environments=users(state, namespace, name),
                         generation=body["metadata"].get("generation", 0),
                         history_limit=state.settings.history_limit, timestamp=timestamp)
-    if status == previous:
-        return
-    await asyncio.to_thread(_report, state, body, previous, status, timestamp)
+    if status != previous:
+        await asyncio.to_thread(_report, state, body, previous, status, timestamp)
+    if problem is not None and problem.retry:
+        raise problem  # the work queue retries with backoff
 
 
 def _report(state: State, body: dict, previous: dict, status: dict, timestamp: str) -> None:
     meta = body["metadata"]
-    patch = {**status, "digest": status.get("digest"), "size": status.get("size")}
+    patch = dict(status)
     state.remember(state.kube.patch_status("ModelTag", meta["namespace"], meta["name"], patch))
     old, new = previous.get("model"), status.get("model")
-    if new != old:
+    if (new, status.get("digest")) != (old, previous.get("digest")):
         users_ = ", ".join(status["environments"]) or "none"
-        message = (f"moved from {old} to {new}" if old else f"points to {new}")
+        message = (f"moved from {old} to {new}" if old and old != new
+                   else f"points to {new} (digest {status.get('digest')})")
         state.kube.event(body, "Normal", "Moved", f"{message}; environments: {users_}", timestamp)
         log.info("ModelTag %s/%s %s", meta["namespace"], meta["name"], message)
     ready = cond.get(status["conditions"], cond.READY)

@@ -19,6 +19,7 @@ from botenv import GROUP, VERSION
 from botenv.controller import environment as environment_reconciler
 from botenv.controller import queues
 from botenv.controller import tag as tag_reconciler
+from botenv.controller.resolve import Resolver
 from botenv.controller.state import ENV, TAG, State, tag_of
 from botenv.controller.workqueue import WorkQueue
 from botenv.kube.client import Kube
@@ -83,6 +84,7 @@ async def startup(settings: kopf.OperatorSettings, botenvironments_idx: kopf.Ind
                                                 "Secret": secrets_idx,
                                                 "Deployment": deployments_idx})
     QUEUE = WorkQueue(_process, workers=config.workers)
+    STATE.resolver = Resolver(STATE.kube, ttl_seconds=config.resolve_seconds)
     STATE.enqueue = QUEUE.add
     QUEUE.start()
     asyncio.get_running_loop().create_task(_resync(config.resync_seconds))

