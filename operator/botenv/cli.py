@@ -29,6 +29,45 @@ def _operator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_server(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    import kopf
+
+    from botenv.handlers.operator import load_kubernetes_config
+    from botenv.kube.client import Kube
+    from botenv.modelserver.kube_catalog import KubeCatalog
+    from botenv.modelserver.server import serve
+
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    load_kubernetes_config()
+    namespaces = args.namespace or list(Settings.from_env().namespaces)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        catalog = KubeCatalog(Kube())
+        await asyncio.gather(
+            catalog.run(stop, namespaces),
+            serve(catalog, host=args.host, port=args.port, cache_dir=args.cache_dir,
+                  cache_max_bytes=args.cache_max_bytes, stop=stop))
+
+    asyncio.run(main())
+    return 0
+
+
+def _bytes(value: str) -> int:
+    from kubernetes.utils.quantity import parse_quantity
+
+    try:
+        return int(parse_quantity(value))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a size: {value!r} (e.g. 10Gi)") from exc
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="botenv", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -41,6 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "http://0.0.0.0:8080/healthz")
     op.add_argument("-v", "--verbose", action="store_true")
     op.set_defaults(func=_operator)
+    ms = sub.add_parser("model-server", help="serve every tag's model to Rasa (ETag/304), "
+                                             "with pull tokens, from the tags' storage")
+    ms.add_argument("--host", default="0.0.0.0")
+    ms.add_argument("--port", type=int, default=8080)
+    ms.add_argument("--cache-dir", default="/var/cache/botenv/models")
+    ms.add_argument("--cache-max-bytes", type=_bytes, default=_bytes("10Gi"),
+                    help="disk cache bound, e.g. 10Gi (least recently used models go first)")
+    ms.add_argument("-n", "--namespace", action="append", default=[],
+                    help="serve only this namespace's tags (repeatable; default: all)")
+    ms.add_argument("-v", "--verbose", action="store_true")
+    ms.set_defaults(func=_model_server)
     version = sub.add_parser("version", help="print botenv's version")
     version.set_defaults(func=lambda _: print(importlib.metadata.version("botenv")) or 0)
     return parser

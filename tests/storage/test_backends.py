@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import http.server
 import io
+import json
 import os
 import socket
 import threading
@@ -510,6 +512,79 @@ def test_azure_connection_string(backend: Backend, small: bytes) -> None:
     assert storage_for(no_endpoint, conn).stat(backend.key(model)).digest == digest
     # ... or spec.endpoint with the string's account and key.
     assert storage_for(backend.spec, conn).stat(backend.key(model)).digest == digest
+
+
+class _TokenEndpoint(http.server.BaseHTTPRequestHandler):
+    """Google's OAuth token endpoint, as far as a service-account key sees it."""
+
+    grants: list[str] = []
+    refuse = False
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        type(self).grants.append(body)
+        if self.refuse:
+            status, reply = 400, {"error": "invalid_grant", "error_description": "bad key"}
+        else:
+            status, reply = 200, {"access_token": "t0k", "expires_in": 3600, "token_type": "Bearer"}
+        data = json.dumps(reply).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.mark.parametrize("refuse", [False, True])
+@pytest.mark.parametrize("backend", ["gcs"], indirect=True)
+def test_gcs_service_account_key(backend: Backend, small: bytes, refuse: bool) -> None:
+    """credentials.json is used: its JWT grant goes to the key's token_uri (a local one
+    here), and a refused grant is AccessDenied. fake-gcs-server itself checks no token."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    handler = type("Tokens", (_TokenEndpoint,), {"grants": [], "refuse": refuse})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        pem = (
+            rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            .private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            .decode()
+        )
+        key = {
+            "type": "service_account",
+            "project_id": "botenv-test",
+            "private_key_id": "k1",
+            "private_key": pem,
+            "client_email": "reader@botenv-test.iam.gserviceaccount.com",
+            "client_id": "1",
+            "token_uri": f"http://127.0.0.1:{server.server_address[1]}/token",
+        }
+        model = new_model()
+        digest = backend.upload(model, small)
+        storage = backend.storage({"credentials.json": json.dumps(key)})
+        if refuse:
+            with pytest.raises(AccessDenied) as err:
+                storage.stat(backend.key(model))
+            assert "BEGIN PRIVATE KEY" not in str(err.value)
+        else:
+            assert storage.stat(backend.key(model)).digest == digest
+        assert len(handler.grants) >= 1
+        assert (
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer"
+            in (handler.grants[0])
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_gcs_malformed_service_account_key() -> None:

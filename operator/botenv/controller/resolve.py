@@ -61,8 +61,9 @@ class Resolver:
             cached = self._cache.get((namespace, name))
         if cached and cached[0] == asked and time.monotonic() - cached[1] < self.ttl:
             return cached[2]
-        storage = storage_for(spec.storage, self._credentials(namespace, spec))
+        credentials = self._credentials(namespace, spec)
         try:
+            storage = storage_for(spec.storage, credentials)
             info = storage.stat(key_for(spec.storage, spec.model))
         except ObjectNotFound as exc:
             raise Unresolved("ModelNotFound", f"model {spec.model!r} not found at "

@@ -96,7 +96,14 @@ class S3Storage:
             if code in _NOT_FOUND or status == 404:
                 return ObjectNotFound(f"{where}: not found ({detail})")
             if code in _DENIED or status in (401, 403):
-                return AccessDenied(f"{where}: access denied ({detail})")
+                # S3 also answers a bare 403 to HEAD for a missing key when the
+                # credentials may not list the bucket: say so, it is a common puzzle.
+                hint = (
+                    "; without s3:ListBucket a missing key looks like this too"
+                    if code == "403"
+                    else ""
+                )
+                return AccessDenied(f"{where}: access denied ({detail}{hint})")
             return StorageUnavailable(f"{where}: store error ({detail}, HTTP {status})")
         if isinstance(
             exc,

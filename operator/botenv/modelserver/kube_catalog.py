@@ -1,0 +1,138 @@
+"""The model server's catalog from the cluster: ModelTags (as the operator resolved them)
+and the environments' pull-token Secrets, watched with kopf in the server's own loop.
+
+Only what the operator wrote into a tag's status is served: its model and digest. Storage
+credentials are read from the tag's Secret when a download starts (in the download
+thread), so the server never lists Secrets it does not need; pull tokens are the only
+Secrets it watches, through a server-side label selector."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import logging
+from collections.abc import Iterator
+
+import kopf
+
+from botenv import GROUP, VERSION
+from botenv.api import SpecError, parse_tag
+from botenv.api.tag import StorageSpec
+from botenv.kube.client import Kube
+from botenv.modelserver.catalog import Resolution
+from botenv.render.names import PULL_TOKEN_LABEL, TAG_LABEL, label_value
+from botenv.render.secretenv import PULL_TOKEN_KEY
+from botenv.storage.base import ObjectInfo, StorageUnavailable
+from botenv.storage.factory import key_for, storage_for
+
+log = logging.getLogger(__name__)
+
+
+class _StorageWithSecret:
+    """A Storage whose credentials are read from the Secret when it is first used."""
+
+    def __init__(self, kube: Kube, namespace: str, spec: StorageSpec) -> None:
+        self.kube, self.namespace, self.spec = kube, namespace, spec
+
+    def _backend(self):  # noqa: ANN202 -- a botenv.storage.Storage
+        credentials: dict[str, str] = {}
+        if self.spec.secret_name:
+            try:
+                data = self.kube.get_secret_data(self.namespace, self.spec.secret_name)
+            except Exception as exc:  # noqa: BLE001 -- any API failure: try again later
+                raise StorageUnavailable(f"cannot read Secret {self.spec.secret_name!r}: "
+                                         f"{type(exc).__name__}") from exc
+            if data is None:
+                raise StorageUnavailable(f"Secret {self.spec.secret_name!r} not found")
+            credentials = {k: base64.b64decode(v).decode() for k, v in data.items()}
+        return storage_for(self.spec, credentials)
+
+    def stat(self, key: str) -> ObjectInfo:
+        return self._backend().stat(key)
+
+    def open(self, key: str) -> Iterator[bytes]:
+        return self._backend().open(key)
+
+
+class KubeCatalog:
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self.registry = kopf.OperatorRegistry()
+        self._tags: kopf.Index | None = None
+        self._tokens: kopf.Index | None = None
+        self._ready = asyncio.Event()
+        self._register()
+
+    def _register(self) -> None:
+        @kopf.index(GROUP, VERSION, "modeltags", registry=self.registry, id="modeltags")
+        def modeltags(namespace: str, name: str, spec: kopf.Spec, status: kopf.Status,
+                      **_: object) -> dict:
+            return {(namespace, name): {"spec": dict(spec), "status": dict(status)}}
+
+        @kopf.index("v1", "secrets", labels={PULL_TOKEN_LABEL: "true"}, registry=self.registry,
+                    id="pull_tokens")
+        def pull_tokens(namespace: str, labels: kopf.Labels, body: kopf.Body,
+                        **_: object) -> dict:
+            token = base64.b64decode((body.get("data") or {}).get(PULL_TOKEN_KEY, "")).decode()
+            if not token:
+                return {}
+            digest = hashlib.sha256(token.encode()).hexdigest()
+            return {digest: (namespace, labels.get(TAG_LABEL, ""))}
+
+        @kopf.on.startup(registry=self.registry, id="startup")
+        def startup(settings: kopf.OperatorSettings, modeltags: kopf.Index,
+                    pull_tokens: kopf.Index, **_: object) -> None:
+            settings.watching.label_selectors["v1", "secrets"] = f"{PULL_TOKEN_LABEL}=true"
+            settings.posting.enabled = False
+            self._tags, self._tokens = modeltags, pull_tokens
+
+        @kopf.on.login(registry=self.registry, id="login")
+        def login(**kwargs: object) -> kopf.ConnectionInfo | None:
+            return (kopf.login_with_service_account(**kwargs)
+                    or kopf.login_with_kubeconfig(**kwargs))
+
+    async def run(self, stop: asyncio.Event, namespaces: list[str]) -> None:
+        ready = asyncio.Event()
+        task = asyncio.create_task(kopf.operator(
+            registry=self.registry, standalone=True, clusterwide=not namespaces,
+            namespaces=namespaces, stop_flag=stop, ready_flag=ready))
+        try:
+            await asyncio.wait({task, asyncio.create_task(ready.wait())},
+                               return_when=asyncio.FIRST_COMPLETED)
+            self._ready.set()
+            await task
+        finally:
+            stop.set()  # kopf handles SIGTERM itself: when it stops, the server stops too
+
+    def ready(self) -> bool:
+        return self._ready.is_set() and self._tags is not None
+
+    def resolve(self, namespace: str, tag: str) -> Resolution | None:
+        if self._tags is None or (namespace, tag) not in self._tags:
+            return None
+        body = next(iter(self._tags[(namespace, tag)]), None)
+        status = (body or {}).get("status") or {}
+        if not status.get("model") or not status.get("digest"):
+            return None  # not resolved by the operator (yet): nothing to serve
+        try:
+            spec = parse_tag({"spec": body["spec"]})
+        except SpecError:
+            return None
+        digest = status["digest"]
+        md5 = digest if len(digest) == 32 and all(c in "0123456789abcdef" for c in digest) \
+            else None
+        return Resolution(namespace=namespace, tag=tag, model=status["model"],
+                          key=key_for(spec.storage, status["model"]), digest=digest,
+                          size=int(status.get("size") or 0), md5=md5,
+                          storage=_StorageWithSecret(self.kube, namespace, spec.storage))
+
+    def authorize(self, namespace: str, tag: str, token: str) -> bool:
+        if not token or self._tokens is None:
+            return False
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        if digest not in self._tokens:
+            return False
+        return any(hmac.compare_digest(f"{ns}/{label}", f"{namespace}/{label_value(tag)}")
+                   for ns, label in self._tokens[digest])

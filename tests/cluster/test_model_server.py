@@ -1,0 +1,108 @@
+"""botenv's model server as its own process against the real API server: it serves what
+the operator resolved, to the pull tokens the operator provisioned, and nothing else."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from tests.cluster.test_environments import env, model_file, tag
+from tests.support.kubectl import eventually
+
+pytestmark = pytest.mark.cluster
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def model_server(control_plane, kubectl, tmp_path_factory) -> Iterator[str]:
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("model-server")
+    log = (workdir / "model-server.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "botenv", "model-server", "--host", "127.0.0.1",
+         "--port", str(port), "--cache-dir", str(workdir / "cache")],
+        env={**os.environ, "KUBECONFIG": str(control_plane.kubeconfig)},
+        stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    eventually(lambda: get(url + "/readyz")[0] == 200, timeout=60,
+               message=f"model server ready (log: {workdir / 'model-server.log'})")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=15)
+
+
+def get(url: str, token: str = "", etag: str = "") -> tuple[int, dict, bytes]:
+    headers = {}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if etag:
+        headers["If-None-Match"] = etag
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                    timeout=10) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+    except OSError:
+        return 0, {}, b""
+
+
+@pytest.fixture
+def ns(kubectl):
+    name = f"ms-{time.monotonic_ns() % 10**8}"
+    kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    return name
+
+
+def pull_token(kubectl, ns: str, environment: str) -> str:
+    secret = eventually(lambda: kubectl.get("secret", f"rasa-{environment}-pull", ns))
+    return base64.b64decode(secret["data"]["token"]).decode()
+
+
+def test_serves_the_resolved_model_to_the_environments_token(kubectl, operator, model_server,
+                                                             ns):
+    model_file("served-1.tar.gz", b"first model bytes")
+    model_file("served-2.tar.gz", b"second model bytes, longer")
+    kubectl.apply(tag(ns, "production", "served-1.tar.gz", create_model=False),
+                  tag(ns, "other", "served-1.tar.gz", create_model=False),
+                  env(ns, "production"), env(ns, "intruder", modelTag="other"))
+    token = pull_token(kubectl, ns, "production")
+    url = f"{model_server}/models/{ns}/tags/production"
+
+    status, headers, body = eventually(
+        lambda: (r := get(url, token))[0] == 200 and r, message="first pull")
+    assert body == b"first model bytes"
+    digest = hashlib.md5(body).hexdigest()
+    assert headers["ETag"].strip('"') == digest
+    assert headers["filename"] == "served-1.tar.gz"
+    assert int(headers["Content-Length"]) == len(body)
+    # Rasa sends the ETag back verbatim: unchanged model, 304 and no body.
+    assert get(url, token, etag=headers["ETag"])[:1] == (304,)
+
+    # No token, or another environment's token: 401.
+    assert get(url)[0] == 401
+    assert get(url, pull_token(kubectl, ns, "intruder"))[0] == 401
+    assert get(f"{model_server}/models/{ns}/tags/other", token)[0] == 401
+
+    # Moving the tag: the next pull with the old ETag gets the new model.
+    kubectl.patch("mtag", "production", ns, {"spec": {"model": "served-2.tar.gz"}})
+    status, headers, body = eventually(
+        lambda: (r := get(url, token, etag=headers["ETag"]))[0] == 200 and r,
+        message="new model after the tag moved")
+    assert body == b"second model bytes, longer"
+    assert headers["filename"] == "served-2.tar.gz"
