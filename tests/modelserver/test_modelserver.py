@@ -382,9 +382,9 @@ def test_metrics_count_requests_bytes_and_cache(tmp_path):
                        for family in text_string_to_metric_families(await resp.text())
                        for sample in family.samples}
             expected = {
-                ("botenv_modelserver_requests_total", (("code", "200"),)): 2,
-                ("botenv_modelserver_requests_total", (("code", "304"),)): 1,
-                ("botenv_modelserver_requests_total", (("code", "401"),)): 1,
+                ("botenv_modelserver_requests_total", (("code", "200"), ("route", "model"))): 2,
+                ("botenv_modelserver_requests_total", (("code", "304"), ("route", "model"))): 1,
+                ("botenv_modelserver_requests_total", (("code", "401"), ("route", "model"))): 1,
                 ("botenv_modelserver_served_bytes_total", ()): 2 * res.size,
                 ("botenv_modelserver_cache_hits_total", ()): 1,
                 ("botenv_modelserver_cache_misses_total", ()): 1,

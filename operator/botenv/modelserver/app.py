@@ -49,7 +49,7 @@ class Metrics:
     def __init__(self, cache: DiskCache) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("botenv_modelserver_requests", "HTTP requests answered",
-                                ["code"], registry=self.registry)
+                                ["code", "route"], registry=self.registry)
         self.bytes_served = Counter("botenv_modelserver_served_bytes",
                                     "Model bytes sent to clients", registry=self.registry)
         self.fetch_seconds = Histogram(
@@ -253,7 +253,9 @@ def _observe(metrics: Metrics) -> Middleware:
             status = CLIENT_CLOSED
             raise
         finally:
-            metrics.requests.labels(str(status)).inc()
+            # Probes and scrapes are counted apart from model pulls.
+            route = "model" if request.path.startswith("/models/") else "other"
+            metrics.requests.labels(str(status), route).inc()
             access_log.info('%s "%s %s" %s %s %.3fs', request.remote, request.method,
                             request.path, status, "-" if size is None else size,
                             time.monotonic() - started)
