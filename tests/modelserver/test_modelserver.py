@@ -431,3 +431,19 @@ def test_access_log_has_no_tokens(tmp_path, caplog):
     assert len(lines) == 2
     assert f'"GET {URL}" 200' in lines[0] and f'"GET {URL}" 401' in lines[1]
     assert not any(TOKEN in line or "s3cr3t" in line for line in caplog.messages)
+
+
+def test_filename_is_the_bare_file_name_of_a_model_stored_in_folders(tmp_path):
+    # Rasa writes the download to a path built from `filename`: no folders in it.
+    world = World(tmp_path)
+    (world.models / "2024" / "05").mkdir(parents=True)
+    res = world.add("2024/05/model.tar.gz")
+
+    async def scenario():
+        async with serving(world) as (client, _):
+            resp = await client.get(URL, headers=AUTH)
+            assert resp.status == 200
+            assert resp.headers["filename"] == "model.tar.gz"
+            assert await resp.read() == (world.models / res.key).read_bytes()
+
+    asyncio.run(scenario())

@@ -327,7 +327,7 @@ def test_secret_references_are_plain_yaml_scalars_rasa_expands():
 
     def walk(node: yaml.Node) -> None:
         if isinstance(node, yaml.ScalarNode):
-            if node.value.startswith("${"):
+            if "${" in node.value:
                 refs.append((node.value, node.style))
         elif isinstance(node, yaml.MappingNode):
             for k, v in node.value:
@@ -345,6 +345,7 @@ def test_secret_references_are_plain_yaml_scalars_rasa_expands():
             "${BOTENV_LOCK_STORE_PASSWORD}",
             "${BOTENV_EVENT_BROKER_USERNAME}",
             "${BOTENV_EVENT_BROKER_PASSWORD}",
+            "Bearer ${BOTENV_PULL_TOKEN}",
         ]
     )
     assert all(style is None for _, style in refs)

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import PurePosixPath
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
@@ -186,7 +187,10 @@ class _Handlers:
         if resolution is None:
             return _text(404, f"tag {namespace}/{tag} is unknown or not resolved yet")
 
-        headers = {"ETag": f'"{resolution.digest}"', "filename": resolution.model}
+        # Rasa uses `filename` as a path inside its temp dir: send the bare file name of a
+        # model stored under folders (spec.model may be "2024/05/model.tar.gz").
+        headers = {"ETag": f'"{resolution.digest}"',
+                   "filename": PurePosixPath(resolution.model).name}
         if etag_matches(request.headers.getall("If-None-Match", ()), resolution.digest):
             return web.Response(status=304, headers=headers)
         headers["Content-Type"] = CONTENT_TYPE
