@@ -69,11 +69,27 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+RUNNING: list[subprocess.Popen] = []
+
+
 def run_operator(kubeconfig: Path, argv: list[str], env: dict[str, str],
                  log: Path) -> subprocess.Popen:
     with log.open("w") as out:
-        return subprocess.Popen(argv, env={**os.environ, "KUBECONFIG": str(kubeconfig), **env},
+        proc = subprocess.Popen(argv, env={**os.environ, "KUBECONFIG": str(kubeconfig), **env},
                                 stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    RUNNING.append(proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Stop an operator; kill it if it does not stop (it retries while the API is gone)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def main() -> int:
@@ -101,8 +117,7 @@ def main() -> int:
         results["baseline"] = wait("baseline Deployments",
                                    lambda: count(kc, "deployments", "bench-baseline") >= n)
         results["baseline_rss"] = peak_rss_mb(proc.pid)
-        proc.terminate()
-        proc.wait()
+        stop(proc)
 
         # botenv: N environments on one tag (+ a tag with `users` environments to move).
         kubectl(kc, "create", "namespace", "bench-botenv")
@@ -134,8 +149,7 @@ def main() -> int:
                 "-p", '{"spec":{"model":"m2.tar.gz"}}')
         results["tag_move"] = wait("tag move", moved)
         results["botenv_rss"] = peak_rss_mb(proc.pid)
-        proc.terminate()
-        proc.wait()
+        stop(proc)
 
     print(f"{'':38}{'baseline kopf':>15}{'botenv':>12}{'ratio':>8}")
     print(f"{n} environments -> Deployments (s)   {results['baseline']:>15.1f}"
@@ -152,4 +166,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    finally:  # also on a timeout or Ctrl-C: never leave an operator running
+        for running in RUNNING:
+            stop(running)
