@@ -34,7 +34,6 @@ class State:
     tags: Mapping  # (ns, name) -> ModelTag snapshot
     children: Mapping[str, Mapping]  # kind -> (ns, name) -> owned child snapshot
     resolver: object = None  # controller.resolve.Resolver
-    enqueue: object = None  # callable(key), set when the work queue starts
     # Objects as the API server returned them from botenv's own writes, until the watch
     # delivers that version (or a newer one): without this, a reconcile that runs before
     # the watch event arrives would see the old object and write the same change again.
