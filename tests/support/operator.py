@@ -69,11 +69,10 @@ class OperatorProcess:
 
     def resync_now(self) -> None:
         """Enqueue every known object, as the periodic resync does."""
-        loop_call = wiring.QUEUE
         for ns, name in list(wiring.STATE.environments):
-            _threadsafe_add(loop_call, ("env", ns, name))
+            _threadsafe_add(wiring.QUEUE, ("env", ns, name))
         for ns, name in list(wiring.STATE.tags):
-            _threadsafe_add(loop_call, ("tag", ns, name))
+            _threadsafe_add(wiring.QUEUE, ("tag", ns, name))
 
 
 def _threadsafe_add(queue: wiring.WorkQueue, key: tuple) -> None:

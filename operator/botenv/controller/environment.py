@@ -101,6 +101,12 @@ def _read_secrets(state: State, namespace: str, uses: list[se.SecretUse]
     present: dict[str, frozenset[str] | None] = {}
     data: dict[str, dict[str, str]] = {}
     for name in sorted({u.secret for u in uses}):
+        own = state.child("Secret", namespace, name)
+        if own is not None:
+            # botenv's own Secrets (pull tokens) are watched: no API call for them.
+            present[name] = frozenset(own.get("data") or {})
+            data[name] = dict(own.get("data") or {})
+            continue
         try:
             values = state.kube.get_secret_data(namespace, name)
         except ApiException as exc:

@@ -6,7 +6,6 @@ under the same name is noticed."""
 
 from __future__ import annotations
 
-import base64
 import threading
 import time
 
@@ -45,14 +44,14 @@ class Resolver:
         if not name:
             return {}
         try:
-            data = self.kube.get_secret_data(namespace, name)
+            credentials = self.kube.get_secret_text(namespace, name)
         except ApiException as exc:
             raise Unresolved("SecretUnreadable", f"could not read Secret {name!r} "
                              f"({exc.status})", retry=True) from exc
-        if data is None:
+        if credentials is None:
             raise Unresolved("SecretMissing", f"Secret {name!r} not found (named by "
                              "spec.storage.secretRef)")
-        return {k: base64.b64decode(v).decode() for k, v in data.items()}
+        return credentials
 
     def resolve(self, namespace: str, name: str, spec: TagSpec) -> ObjectInfo:
         """Stat the tag's model (blocking: run in a thread). Raises Unresolved."""

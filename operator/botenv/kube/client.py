@@ -6,6 +6,7 @@ that an idle operator writes nothing.
 
 from __future__ import annotations
 
+import base64
 import collections
 import json
 import logging
@@ -70,6 +71,14 @@ class Kube:
                 return None
             raise
         return dict(secret.get("data") or {})
+
+    def get_secret_text(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The Secret's values decoded to text (credentials a client library takes), or
+        None when it does not exist."""
+        data = self.get_secret_data(namespace, name)
+        if data is None:
+            return None
+        return {k: base64.b64decode(v).decode() for k, v in data.items()}
 
     def apply(self, obj: dict, *, dry_run: bool = False) -> dict:
         """Server-side apply as botenv's field manager; force, since botenv owns these

@@ -37,16 +37,15 @@ class _StorageWithSecret:
         self.kube, self.namespace, self.spec = kube, namespace, spec
 
     def _backend(self):  # noqa: ANN202 -- a botenv.storage.Storage
-        credentials: dict[str, str] = {}
+        credentials: dict[str, str] | None = {}
         if self.spec.secret_name:
             try:
-                data = self.kube.get_secret_data(self.namespace, self.spec.secret_name)
+                credentials = self.kube.get_secret_text(self.namespace, self.spec.secret_name)
             except Exception as exc:  # noqa: BLE001 -- any API failure: try again later
                 raise StorageUnavailable(f"cannot read Secret {self.spec.secret_name!r}: "
                                          f"{type(exc).__name__}") from exc
-            if data is None:
+            if credentials is None:
                 raise StorageUnavailable(f"Secret {self.spec.secret_name!r} not found")
-            credentials = {k: base64.b64decode(v).decode() for k, v in data.items()}
         return storage_for(self.spec, credentials)
 
     def stat(self, key: str) -> ObjectInfo:
