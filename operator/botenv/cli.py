@@ -5,27 +5,61 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import logging
+import os
 import sys
 
 from botenv.settings import Settings
 
 
 def _operator(args: argparse.Namespace) -> int:
+    import threading
+
     import kopf
 
     import botenv.handlers  # noqa: F401  (registers the handlers)
+    from botenv.handlers.operator import load_kubernetes_config
+    from botenv.health import serve_health
+    from botenv.kube.client import Kube
+    from botenv.leader import LeaderElector
 
     namespaces = args.namespace or list(Settings.from_env().namespaces)
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     if not args.verbose:
         # kopf logs every event handler call; botenv's own log says what it changed.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    kopf.run(
-        standalone=True,
-        clusterwide=not namespaces,
-        namespaces=namespaces,
-        liveness_endpoint=args.liveness or None,
-    )
+    elector: LeaderElector | None = None
+    if args.leader_elect:
+        load_kubernetes_config()
+        elector = LeaderElector(
+            Kube(), namespace=args.leader_election_namespace,
+            identity=os.environ.get("POD_NAME") or f"{os.uname().nodename}-{os.getpid()}")
+    if args.health_address:
+        serve_health(args.health_address,
+                     lambda: "standby" if elector and not elector.leading else "leader")
+    stop_renewing = threading.Event()
+    if elector is not None:
+        if not elector.acquire(threading.Event()):
+            return 0
+
+        def lost() -> None:
+            # Another replica may take over now: stop writing at once, as Kubernetes'
+            # own controllers do; the pod restarts and stands by.
+            logging.getLogger(__name__).error("leader election lost: exiting")
+            os._exit(1)
+
+        threading.Thread(target=elector.keep, args=(stop_renewing, lost), name="lease",
+                         daemon=True).start()
+    try:
+        kopf.run(
+            standalone=True,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            liveness_endpoint=args.liveness or None,
+        )
+    finally:
+        stop_renewing.set()
+        if elector is not None:
+            elector.release()
     return 0
 
 
@@ -78,6 +112,15 @@ def build_parser() -> argparse.ArgumentParser:
                          "BOTENV_NAMESPACES)")
     op.add_argument("--liveness", default="", help="serve a liveness probe, e.g. "
                                                    "http://0.0.0.0:8080/healthz")
+    op.add_argument("--leader-elect", action="store_true",
+                    help="hold a coordination.k8s.io Lease so only one replica reconciles; "
+                         "the others stand by (identity: $POD_NAME)")
+    op.add_argument("--leader-election-namespace",
+                    default=os.environ.get("POD_NAMESPACE") or "botenv-system",
+                    help="namespace of the Lease 'botenv-operator' (default: $POD_NAMESPACE)")
+    op.add_argument("--health-address", default="",
+                    help="serve /healthz on HOST:PORT from start-up, standby included "
+                         "(e.g. 0.0.0.0:8081)")
     op.add_argument("-v", "--verbose", action="store_true")
     op.set_defaults(func=_operator)
     ms = sub.add_parser("model-server", help="serve every tag's model to Rasa (ETag/304), "

@@ -26,6 +26,7 @@ _PATHS = {
     ("v1", "Secret"): "/api/v1/namespaces/{ns}/secrets",
     ("v1", "Event"): "/api/v1/namespaces/{ns}/events",
     ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{ns}/deployments",
+    ("coordination.k8s.io/v1", "Lease"): "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
     (f"{GROUP}/{VERSION}", "BotEnvironment"): f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/"
                                               "botenvironments",
     (f"{GROUP}/{VERSION}", "ModelTag"): f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/modeltags",
@@ -62,15 +63,27 @@ class Kube:
             raise ApiException(http_resp=response)
         return json.loads(data) if data else {}
 
-    def get_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
-        """The Secret's base64 data, or None when it does not exist. Callers hash it."""
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:
+        """The object, or None when it does not exist."""
         try:
-            secret = self._call("GET", _path("v1", "Secret", namespace, name))
+            return self._call("GET", _path(api_version, kind, namespace, name))
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
-        return dict(secret.get("data") or {})
+
+    def replace(self, obj: dict) -> dict:
+        """PUT `obj`; its metadata.resourceVersion makes this a compare-and-swap (409 when
+        someone else wrote first)."""
+        meta = obj["metadata"]
+        self._count(f"replace {obj['kind']}", meta["namespace"], meta["name"])
+        return self._call("PUT", _path(obj["apiVersion"], obj["kind"], meta["namespace"],
+                                       meta["name"]), body=obj)
+
+    def get_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The Secret's base64 data, or None when it does not exist. Callers hash it."""
+        secret = self.get("v1", "Secret", namespace, name)
+        return None if secret is None else dict(secret.get("data") or {})
 
     def get_secret_text(self, namespace: str, name: str) -> dict[str, str] | None:
         """The Secret's values decoded to text (credentials a client library takes), or
