@@ -120,7 +120,9 @@ def test_environment_reconciled_into_children(kubectl, operator, ns):
         assert child["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "botenv"
 
     endpoints = yaml.safe_load(cm["data"]["endpoints.yml"])
-    assert endpoints["models"]["url"].endswith(f"/models/{ns}/tags/production")
+    # rollout Restart: pinned to the digest the pods start with
+    digest = kubectl.get("mtag", "production", ns)["status"]["digest"]
+    assert endpoints["models"]["url"].endswith(f"/models/{ns}/tags/production?digest={digest}")
     assert endpoints["tracker_store"]["password"] == "${BOTENV_TRACKER_STORE_PASSWORD}"
     assert endpoints["event_broker"]["queues"] == [f"rasa_{ns}_production_events"]
     container = deploy["spec"]["template"]["spec"]["containers"][0]

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.cluster.conftest import MODEL_SERVER_TOKEN
 from tests.cluster.test_environments import env, model_file, tag
 from tests.support.kubectl import eventually
 
@@ -29,14 +30,16 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def model_server(control_plane, kubectl, tmp_path_factory) -> Iterator[str]:
+def model_server(control_plane, kubectl, chart_rbac, tmp_path_factory) -> Iterator[str]:
+    """The model server as its own process, as the chart's model-server ServiceAccount."""
     port = free_port()
     workdir = tmp_path_factory.mktemp("model-server")
     log = (workdir / "model-server.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "botenv", "model-server", "--host", "127.0.0.1",
          "--port", str(port), "--cache-dir", str(workdir / "cache")],
-        env={**os.environ, "KUBECONFIG": str(control_plane.kubeconfig)},
+        env={**os.environ,
+             "KUBECONFIG": str(control_plane.kubeconfig_for(MODEL_SERVER_TOKEN))},
         stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     eventually(lambda: get(url + "/readyz")[0] == 200, timeout=60,
@@ -106,3 +109,12 @@ def test_serves_the_resolved_model_to_the_environments_token(kubectl, operator, 
         message="new model after the tag moved")
     assert body == b"second model bytes, longer"
     assert headers["filename"] == "served-2.tar.gz"
+
+    # Pods of a Restart environment pull a URL pinned to their model's digest: they keep
+    # getting that model (from the tag's history) until the roll replaces them.
+    first_digest = hashlib.md5(b"first model bytes").hexdigest()
+    status, headers, body = get(f"{url}?digest={first_digest}", token)
+    assert (status, body, headers["filename"]) == (200, b"first model bytes",
+                                                    "served-1.tar.gz")
+    assert get(f"{url}?digest={first_digest}", token, etag=f'"{first_digest}"')[0] == 304
+    assert get(f"{url}?digest={hashlib.md5(body + b'x').hexdigest()}", token)[0] == 404

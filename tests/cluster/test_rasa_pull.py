@@ -39,8 +39,27 @@ def pulls_by_code(model_server_url: str) -> dict[str, float]:
     return counts
 
 
+def rendered_endpoints(kubectl, ns: str, environment: str, server_url: str,
+                       path) -> dict:
+    """The environment's endpoints.yml as the operator rendered it, written to `path`. The
+    pods would reach the model server through its Service; here it is on loopback."""
+    cm = eventually(lambda: kubectl.get("configmap", f"rasa-{environment}-endpoints", ns))
+    endpoints = yaml.safe_load(cm["data"]["endpoints.yml"])
+    endpoints["models"]["url"] = endpoints["models"]["url"].replace(
+        "http://botenv-model-server.botenv-system.svc:8080", server_url)
+    path.write_text(yaml.safe_dump(endpoints))
+    return endpoints
+
+
+def pull_token(kubectl, ns: str, environment: str) -> str:
+    return base64.b64decode(eventually(lambda: kubectl.get(
+        "secret", f"rasa-{environment}-pull", ns))["data"]["token"]).decode()
+
+
 def test_rasa_pulls_through_the_model_server_and_follows_a_tag_move(
         kubectl, operator, s3, model_server, models, tmp_path):  # noqa: F811
+    """HotSwap pods follow the tag; Restart pods keep the model they started with until
+    the roll replaces them (their pull URL is pinned to it), and new pods get the new one."""
     ns = "rasa-pull"
     kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
     client = boto3.client("s3", endpoint_url=s3.url, region_name="us-east-1",
@@ -57,29 +76,45 @@ def test_rasa_pulls_through_the_model_server_and_follows_a_tag_move(
         {"apiVersion": "botenv.dev/v1alpha1", "kind": "ModelTag",
          "metadata": {"name": "production", "namespace": ns},
          "spec": {"model": models["a"].name, "storage": storage}},
+        env(ns, "canary", modelTag="production", pullIntervalSeconds=2, rollout="HotSwap"),
         env(ns, "production", pullIntervalSeconds=2))
 
-    # What the operator rendered for the environment: endpoints.yml and the pull token.
-    cm = eventually(lambda: kubectl.get("configmap", "rasa-production-endpoints", ns))
-    endpoints = yaml.safe_load(cm["data"]["endpoints.yml"])
-    token = base64.b64decode(eventually(lambda: kubectl.get(
-        "secret", "rasa-production-pull", ns))["data"]["token"]).decode()
-    # The pods would reach the model server through its Service; here it is on loopback.
-    endpoints["models"]["url"] = endpoints["models"]["url"].replace(
-        "http://botenv-model-server.botenv-system.svc:8080", model_server)
-    assert endpoints["models"]["url"] == f"{model_server}/models/{ns}/tags/production"
-    (tmp_path / "endpoints.yml").write_text(yaml.safe_dump(endpoints))
+    canary = rendered_endpoints(kubectl, ns, "canary", model_server, tmp_path / "canary.yml")
+    assert canary["models"]["url"] == f"{model_server}/models/{ns}/tags/production"
+    pinned = rendered_endpoints(kubectl, ns, "production", model_server,
+                                tmp_path / "production.yml")
+    assert pinned["models"]["url"].startswith(f"{model_server}/models/{ns}/tags/production"
+                                              "?digest=")
 
     before = pulls_by_code(model_server)
-    with RasaServer(endpoints=tmp_path / "endpoints.yml", workdir=tmp_path / "rasa",
-                    env={"BOTENV_PULL_TOKEN": token, "RASA_ENVIRONMENT": "production"}) as rasa:
-        status = rasa.wait_until_ready(timeout=180)
-        assert status["model_file"] == models["a"].name
+    with RasaServer(endpoints=tmp_path / "canary.yml", workdir=tmp_path / "rasa-canary",
+                    env={"BOTENV_PULL_TOKEN": pull_token(kubectl, ns, "canary"),
+                         "RASA_ENVIRONMENT": "canary"}) as hot, \
+            RasaServer(endpoints=tmp_path / "production.yml", workdir=tmp_path / "rasa-prod",
+                       env={"BOTENV_PULL_TOKEN": pull_token(kubectl, ns, "production"),
+                            "RASA_ENVIRONMENT": "production"}) as steady:
+        for rasa in (hot, steady):
+            assert rasa.wait_until_ready(timeout=180)["model_file"] == models["a"].name
         # Later pulls are revalidations: 304, counted on the server.
         eventually(lambda: pulls_by_code(model_server).get("304", 0)
-                   - before.get("304", 0) >= 2, timeout=20, message="304 revalidations")
-        assert pulls_by_code(model_server).get("200", 0) - before.get("200", 0) == 1
+                   - before.get("304", 0) >= 4, timeout=20, message="304 revalidations")
+        assert pulls_by_code(model_server).get("200", 0) - before.get("200", 0) == 2
 
         kubectl.patch("mtag", "production", ns, {"spec": {"model": models["b"].name}})
-        eventually(lambda: rasa.status().get("model_file") == models["b"].name, timeout=30,
-                   message="Rasa serves the moved tag's model")
+        eventually(lambda: hot.status().get("model_file") == models["b"].name, timeout=30,
+                   message="the HotSwap Rasa serves the moved tag's model")
+        revalidated = pulls_by_code(model_server).get("304", 0)
+        eventually(lambda: pulls_by_code(model_server).get("304", 0) - revalidated >= 3,
+                   timeout=20, message="pinned pulls go on")
+        assert steady.status().get("model_file") == models["a"].name, \
+            "a Restart pod swapped models before its roll"
+
+    # The roll: a new pod starts with the ConfigMap as it is now, pinned to the new model.
+    rolled = eventually(lambda: (e := rendered_endpoints(
+        kubectl, ns, "production", model_server, tmp_path / "rolled.yml"))["models"]["url"]
+        != pinned["models"]["url"] and e, message="the pinned URL follows the tag")
+    assert rolled["models"]["url"].startswith(f"{model_server}/models/{ns}/tags/production?")
+    with RasaServer(endpoints=tmp_path / "rolled.yml", workdir=tmp_path / "rasa-rolled",
+                    env={"BOTENV_PULL_TOKEN": pull_token(kubectl, ns, "production"),
+                         "RASA_ENVIRONMENT": "production"}) as new_pod:
+        assert new_pod.wait_until_ready(timeout=180)["model_file"] == models["b"].name

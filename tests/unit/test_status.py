@@ -279,3 +279,21 @@ def test_first_model_is_announced_without_a_previous_one():
     new = status_of(deploy=deployment(), applied=APPLIED)
     changed = [e for e in st.events({}, new) if e[1] == "ModelChanged"]
     assert len(changed) == 1 and "was" not in changed[0][2]
+
+
+def test_events_tell_the_action_server_went_first() -> None:
+    waiting = st.conditions(st.Problem("WaitingForActionServer", "Rasa waits for action "
+                                       "server rasa-p-actions", degraded=False),
+                            st.Rollout(True, "1 of 1 replicas serve the model"), 2)
+    before = {"model": {"tag": "p", "name": "m1"}, "actionServer": {"image": "a:1"},
+              "conditions": cond.merge(None, st.conditions(None, st.Rollout(True, "ok"), 1),
+                                       "t0")}
+    held = {**before, "conditions": cond.merge(before["conditions"], waiting, "t1")}
+    assert ("Normal", "WaitingForActionServer",
+            "Rasa waits for action server rasa-p-actions") in st.events(before, held)
+    after = {"model": {"tag": "p", "name": "m2"}, "actionServer": {"image": "a:2"},
+             "conditions": cond.merge(held["conditions"],
+                                      st.conditions(None, st.Rollout(False, "rolling"), 2),
+                                      "t2")}
+    reasons = [reason for _, reason, _ in st.events(held, after)]
+    assert reasons.index("ActionServerChanged") < reasons.index("ModelChanged")

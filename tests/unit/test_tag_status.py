@@ -46,7 +46,8 @@ def test_moving_the_tag_pushes_the_previous_resolution_to_the_front_of_history()
     s1 = status({}, "m1.tar.gz", timestamp=T0)
     s2 = status(s1, "m2.tar.gz", timestamp=T1, generation=2)
     assert (s2["model"], s2["resolvedAt"]) == ("m2.tar.gz", T1)
-    assert s2["history"] == [{"model": "m1.tar.gz", "digest": "d-m1.tar.gz", "resolvedAt": T0}]
+    assert s2["history"] == [{"model": "m1.tar.gz", "digest": "d-m1.tar.gz", "size": 9,
+                              "resolvedAt": T0}]
     s3 = status(s2, "m3.tar.gz", timestamp=T2, generation=3)
     assert [h["model"] for h in s3["history"]] == ["m2.tar.gz", "m1.tar.gz"]
 
@@ -55,7 +56,8 @@ def test_a_model_reuploaded_under_the_same_name_is_a_new_resolution():
     s1 = status({}, "m1.tar.gz", digest="old", timestamp=T0)
     s2 = status(s1, "m1.tar.gz", digest="new", timestamp=T1)
     assert (s2["digest"], s2["resolvedAt"]) == ("new", T1)
-    assert s2["history"] == [{"model": "m1.tar.gz", "digest": "old", "resolvedAt": T0}]
+    assert s2["history"] == [{"model": "m1.tar.gz", "digest": "old", "size": 9,
+                              "resolvedAt": T0}]
 
 
 def test_history_is_bounded():
@@ -114,3 +116,39 @@ def test_rollback_to_an_earlier_model_is_recorded_as_a_move():
     s = status(s, "m1.tar.gz", timestamp=T3)
     assert s["model"] == "m1.tar.gz"
     assert [h["model"] for h in s["history"]] == ["m2.tar.gz", "m1.tar.gz"]
+
+
+def with_image(previous: dict, model: str, image: str, *, timestamp: str,
+               problem: Unresolved | None = None) -> dict:
+    resolved = None if problem else ObjectInfo(key=model, digest=f"d-{model}", size=len(model))
+    return tag_status(previous, resolved=resolved, model=model, problem=problem,
+                      environments=[], generation=1, history_limit=10, timestamp=timestamp,
+                      action_server_image=image)
+
+
+def test_the_action_server_image_moves_with_the_model_and_is_kept_in_history():
+    s1 = with_image({}, "m1.tar.gz", "actions:1", timestamp=T0)
+    s2 = with_image(s1, "m2.tar.gz", "actions:2", timestamp=T1)
+    assert (s2["model"], s2["actionServerImage"]) == ("m2.tar.gz", "actions:2")
+    assert s2["history"][0] == {"model": "m1.tar.gz", "digest": "d-m1.tar.gz", "size": 9,
+                                "resolvedAt": T0, "actionServerImage": "actions:1"}
+
+
+def test_a_new_action_server_image_alone_is_a_new_resolution():
+    s1 = with_image({}, "m1.tar.gz", "actions:1", timestamp=T0)
+    s2 = with_image(s1, "m1.tar.gz", "actions:1.1", timestamp=T1)
+    assert (s2["actionServerImage"], s2["resolvedAt"]) == ("actions:1.1", T1)
+    assert s2["history"][0]["actionServerImage"] == "actions:1"
+
+
+def test_the_image_does_not_move_before_its_model_resolves():
+    s1 = with_image({}, "m1.tar.gz", "actions:1", timestamp=T0)
+    s2 = with_image(s1, "missing.tar.gz", "actions:2", timestamp=T1,
+                    problem=Unresolved("ModelNotFound", "no such model"))
+    assert (s2["model"], s2["actionServerImage"]) == ("m1.tar.gz", "actions:1")
+
+
+def test_dropping_the_image_leaves_it_out_of_status():
+    s1 = with_image({}, "m1.tar.gz", "actions:1", timestamp=T0)
+    s2 = with_image(s1, "m1.tar.gz", "", timestamp=T1)
+    assert "actionServerImage" not in s2

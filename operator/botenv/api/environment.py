@@ -20,6 +20,8 @@ _QUEUE = re.compile(r"^[A-Za-z0-9_.:-]{1,255}$")
 _URL = re.compile(r"^https?://\S+$")
 # Children are named rasa-<environment>; a Service name is a DNS-1035 label of <= 63 chars.
 MAX_ENVIRONMENT_NAME = 58
+# ... and its action server's Service is rasa-<environment>-actions.
+MAX_NAME_WITH_ACTION_SERVER = 50
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +86,24 @@ class ServiceSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class ActionServerSpec:
+    """A rasa-sdk action server run for this environment only."""
+
+    image: str = ""  # "" when the tag's actionServerImage is meant to provide it
+    replicas: int = 1
+    port: int = 5055
+    env: tuple[dict, ...] = ()
+    env_from: tuple[dict, ...] = ()
+    resources: dict = dataclasses.field(default_factory=dict)
+    node_selector: dict[str, str] = dataclasses.field(default_factory=dict)
+    tolerations: tuple[dict, ...] = ()
+    affinity: dict = dataclasses.field(default_factory=dict)
+    pod_annotations: dict[str, str] = dataclasses.field(default_factory=dict)
+    image_pull_policy: str = ""
+    args: tuple[str, ...] = ()  # the image's own start command when empty
+
+
+@dataclasses.dataclass(frozen=True)
 class EnvironmentSpec:
     name: str
     namespace: str
@@ -104,6 +124,8 @@ class EnvironmentSpec:
     event_broker: EventBrokerSpec | None = None
     credentials: SecretKeyRef | None = None
     action_endpoint_url: str = ""
+    action_server: ActionServerSpec | None = None
+    license: SecretKeyRef | None = None
     env: tuple[dict, ...] = ()
     env_from: tuple[dict, ...] = ()
     resources: dict = dataclasses.field(default_factory=dict)
@@ -223,6 +245,37 @@ def _objects(reader: Reader, key: str, required: str = "") -> tuple[dict, ...]:
     return tuple(i for i in items if isinstance(i, dict))
 
 
+def _strings(reader: Reader, key: str) -> tuple[str, ...]:
+    items = reader.list(key)
+    if any(not isinstance(i, str) for i in items):
+        reader.fail(f"{reader.path}.{key}", "must be a list of strings")
+    return tuple(i for i in items if isinstance(i, str))
+
+
+def _action_server(spec: Reader, name: str) -> ActionServerSpec | None:
+    server = spec.child("actionServer")
+    if server is None:
+        return None
+    if len(name) > MAX_NAME_WITH_ACTION_SERVER:
+        server.fail("metadata.name", f"must be at most {MAX_NAME_WITH_ACTION_SERVER} "
+                    f"characters with spec.actionServer (its Service is rasa-<name>-actions), "
+                    f"got {len(name)}")
+    return ActionServerSpec(
+        image=server.str("image"),
+        replicas=server.int("replicas", 1, minimum=0, maximum=1000) or 0,
+        port=server.int("port", 5055, minimum=1, maximum=65535) or 5055,
+        env=_objects(server, "env", "name"),
+        env_from=_objects(server, "envFrom"),
+        resources=server.dict("resources"),
+        node_selector=server.str_map("nodeSelector"),
+        tolerations=_objects(server, "tolerations"),
+        affinity=server.dict("affinity"),
+        pod_annotations=server.str_map("podAnnotations"),
+        image_pull_policy=server.str("imagePullPolicy"),
+        args=_strings(server, "args"),
+    )
+
+
 def parse_environment(body: dict, default_image: str) -> EnvironmentSpec:
     """Parse and check a BotEnvironment body; raise SpecError naming every bad field."""
     problems: list[str] = []
@@ -244,6 +297,12 @@ def parse_environment(body: dict, default_image: str) -> EnvironmentSpec:
     action_url = (spec.child("actionEndpoint") or Reader({}, "", problems)).str("url")
     if action_url and not _URL.match(action_url):
         spec.fail("spec.actionEndpoint.url", f"must be an http(s):// URL, got {action_url!r}")
+    action_server = _action_server(spec, name)
+    if action_server is not None and action_url:
+        spec.fail("spec.actionEndpoint.url", "must be empty with spec.actionServer (botenv "
+                  "points Rasa at the action server it runs); set one of the two")
+    license_ref = (spec.child("license") or Reader({}, "spec.license", problems)
+                   ).child("secretRef")
     cors = spec.list("cors")
     if any(not isinstance(c, str) for c in cors):
         spec.fail("spec.cors", "must be a list of origins (strings), e.g. ['*']")
@@ -270,6 +329,8 @@ def parse_environment(body: dict, default_image: str) -> EnvironmentSpec:
         credentials=(secret_key(credentials_ref, "key", "credentials.yml")
                      if credentials_ref else None),
         action_endpoint_url=action_url,
+        action_server=action_server,
+        license=secret_key(license_ref, "key", "license") if license_ref else None,
         env=_objects(spec, "env", "name"),
         env_from=_objects(spec, "envFrom"),
         resources=spec.dict("resources"),

@@ -33,6 +33,8 @@ class StorageSpec:
 class TagSpec:
     model: str
     storage: StorageSpec
+    # The rasa-sdk image whose actions match this model's domain ("" = the environment's).
+    action_server_image: str = ""
 
 
 def parse_tag(body: dict) -> TagSpec:
@@ -72,6 +74,9 @@ def parse_tag(body: dict) -> TagSpec:
         storage.fail("spec.storage.path", "is required for provider local: an absolute directory")
     if parsed.endpoint and not _URL.match(parsed.endpoint):
         storage.fail("spec.storage.endpoint", f"must be an http(s):// URL, got {parsed.endpoint!r}")
+    image = spec.str("actionServerImage")
+    if image and (any(c.isspace() for c in image) or len(image) > 512):
+        spec.fail("spec.actionServerImage", f"must be a container image reference, got {image!r}")
     if problems:
         raise SpecError(problems)
-    return TagSpec(model=model, storage=parsed)
+    return TagSpec(model=model, storage=parsed, action_server_image=image)

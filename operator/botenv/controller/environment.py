@@ -16,15 +16,15 @@ from botenv.api.tag import StorageSpec
 from botenv.controller import queues
 from botenv.controller.state import State
 from botenv.kube.diff import contains
+from botenv.render import actionserver, names, pulltoken
 from botenv.render import conditions as cond
-from botenv.render import names, pulltoken
 from botenv.render import secretenv as se
 from botenv.render.configmap import configmap
 from botenv.render.deployment import ModelRef, deployment, needs_probe_script
 from botenv.render.endpoints import endpoints
 from botenv.render.hashing import secrets_hash, stable_hash
 from botenv.render.service import service
-from botenv.render.status import Problem, environment_status, events
+from botenv.render.status import APPLIED_FIELDS, Problem, environment_status, events, rollout
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,30 @@ class ApiFailure(Blocked):
 class Plan:
     children: list[dict]
     applied: dict  # status fields describing what the children serve
+    # The action server's Deployment and Service: applied, and Ready, before a change of
+    # the Rasa children rolls Rasa (its actions must match the model it serves).
+    first: list[dict] = dataclasses.field(default_factory=list)
+    # Children botenv made earlier that the spec no longer asks for: (kind, namespace, name).
+    remove: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+
+
+def _action_server(state: State, spec: EnvironmentSpec, model: ModelRef, uid: str
+                   ) -> tuple[list[dict], list[tuple[str, str, str]], dict | None]:
+    """(children to apply first, children to remove, status field)."""
+    name = names.action_server_name(spec.name)
+    if spec.action_server is None:
+        gone = [(kind, spec.namespace, name) for kind in ("Deployment", "Service")
+                if state.child(kind, spec.namespace, name) is not None]
+        return [], gone, None
+    try:
+        image = actionserver.image(spec, model.action_server_image)
+    except SpecError as exc:
+        raise Blocked("InvalidSpec", str(exc)) from exc
+    children = [actionserver.deployment(spec, image=image, tag=spec.model_tag, uid=uid),
+                actionserver.service(spec, tag=spec.model_tag, uid=uid)]
+    endpoint = names.action_server_url(spec.name, spec.namespace, spec.action_server.port)
+    source = "tag" if model.action_server_image else "environment"
+    return children, [], {"image": image, "endpoint": endpoint, "imageFrom": source}
 
 
 def _model(state: State, spec: EnvironmentSpec) -> ModelRef:
@@ -69,7 +93,8 @@ def _model(state: State, spec: EnvironmentSpec) -> ModelRef:
         except SpecError as exc:
             raise Blocked("TagInvalid", f"ModelTag {spec.model_tag!r}: {exc}") from exc
     return ModelRef(tag=spec.model_tag, model=status["model"],
-                    digest=status.get("digest", ""), storage=storage)
+                    digest=status.get("digest", ""), storage=storage,
+                    action_server_image=status.get("actionServerImage", ""))
 
 
 def _ensure_pull_token(state: State, spec: EnvironmentSpec, uid: str) -> None:
@@ -150,8 +175,14 @@ async def plan(state: State, body: dict) -> Plan:
         raise Blocked("SecretMissing", "; ".join(missing))
     usable = se.usable(uses, present)
 
+    first, remove, action_status = _action_server(state, spec, model, meta["uid"])
     model_url = names.model_url(state.settings.model_server_url, spec.namespace, spec.model_tag)
-    doc = endpoints(spec, model_url=model_url, queue=queue,
+    # Restart pins the pods to the model they start with, so running pods never swap models
+    # before the roll (and before a new action server is ready); HotSwap follows the tag.
+    pull_url = names.model_url(state.settings.model_server_url, spec.namespace,
+                               spec.model_tag, model.digest if spec.rollout == "Restart"
+                               else "")
+    doc = endpoints(spec, model_url=pull_url, queue=queue,
                     used_vars={u.var for u in usable if u.var})
     config = configmap(environment=spec.name, namespace=spec.namespace, tag=spec.model_tag,
                        uid=meta["uid"], endpoints=doc,
@@ -168,19 +199,24 @@ async def plan(state: State, body: dict) -> Plan:
         "modelServerUrl": model_url if spec.delivery == "pull" else None,
         "queue": queue or None,
         "endpoint": names.service_endpoint(spec.name, spec.namespace, spec.service.port),
+        "actionServer": action_status,
     }
     applied["model"] = {k: v for k, v in applied["model"].items() if v}
     return Plan(children=[config, service(spec, tag=spec.model_tag, uid=meta["uid"]), deploy],
-                applied=applied)
+                applied=applied, first=first, remove=remove)
 
 
-def _apply(state: State, children: list[dict]) -> None:
-    """Apply the children that differ from what the API server holds. The Deployment is
-    checked with a dry run first, so a spec the server rejects changes nothing."""
-    stale = [c for c in children if not contains(
+def _stale(state: State, children: list[dict]) -> list[dict]:
+    return [c for c in children if not contains(
         state.child(c["kind"], c["metadata"]["namespace"], c["metadata"]["name"]), c)]
+
+
+def _write(state: State, stale: list[dict]) -> None:
+    """Apply `stale`; a Deployment already running is checked with a dry run first, so a
+    spec the server rejects changes nothing."""
     if not stale:
         return
+    child = stale[0]
     try:
         for child in stale:
             meta = child["metadata"]
@@ -200,6 +236,34 @@ def _apply(state: State, children: list[dict]) -> None:
                           f"{api_message(exc)}; retrying") from exc
 
 
+def _apply(state: State, plan: Plan) -> None:
+    """Apply the children that differ from what the API server holds: the action server
+    first; a change to running Rasa pods waits until the action server is rolled out."""
+    _write(state, _stale(state, plan.first))
+    stale = _stale(state, plan.children)
+    if stale and plan.first:
+        actions = plan.first[0]
+        meta = actions["metadata"]
+        rasa = state.child("Deployment", meta["namespace"], names.rasa_name(
+            meta["labels"][names.ENVIRONMENT_LABEL]))
+        progress = rollout(state.child("Deployment", meta["namespace"], meta["name"]),
+                           actions["spec"]["replicas"])
+        if rasa is not None and not progress.done:
+            image = actions["spec"]["template"]["spec"]["containers"][0]["image"]
+            raise Blocked("WaitingForActionServer", f"Rasa waits for action server "
+                          f"{meta['name']} ({image}) to be ready before it rolls: "
+                          f"{progress.message}", degraded=progress.stalled)
+    _write(state, stale)
+    for kind, namespace, name in plan.remove:
+        try:
+            state.kube.delete("apps/v1" if kind == "Deployment" else "v1", kind, namespace,
+                              name)
+            log.info("deleted %s %s/%s (no longer in the spec)", kind, namespace, name)
+        except ApiException as exc:
+            raise ApiFailure("DeleteFailed", f"could not delete {kind} {name} "
+                             f"({exc.status}): {api_message(exc)}; retrying") from exc
+
+
 def api_message(exc: ApiException) -> str:
     try:
         return json.loads(exc.body or "{}").get("message") or str(exc.reason)
@@ -215,12 +279,13 @@ async def reconcile(state: State, namespace: str, name: str) -> None:
     problem, applied, retry = None, None, None
     try:
         result = await plan(state, body)
-        await asyncio.to_thread(_apply, state, result.children)
+        await asyncio.to_thread(_apply, state, result)
         applied = result.applied
     except Blocked as blocked:
         problem = blocked.problem
         retry = blocked if isinstance(blocked, ApiFailure) else None
-        log.warning("BotEnvironment %s/%s not applied: %s", namespace, name, problem.message)
+        log.log(logging.WARNING if problem.degraded else logging.INFO,
+                "BotEnvironment %s/%s not applied: %s", namespace, name, problem.message)
     replicas = (body.get("spec") or {}).get("replicas", 1)
     timestamp = cond.now()
     status = environment_status(
@@ -237,7 +302,7 @@ async def reconcile(state: State, namespace: str, name: str) -> None:
 def _report(state: State, body: dict, previous: dict, status: dict, timestamp: str) -> None:
     meta = body["metadata"]
     patch = dict(status)
-    for key in ("model", "modelServerUrl", "queue", "endpoint"):
+    for key in APPLIED_FIELDS:
         if key in previous and key not in status:
             patch[key] = None  # merge patch: remove fields that no longer apply
     state.remember(state.kube.patch_status("BotEnvironment", meta["namespace"], meta["name"],

@@ -10,6 +10,7 @@ import base64
 import collections
 import json
 import logging
+import os
 import threading
 import uuid
 
@@ -36,6 +37,10 @@ _PATHS = {
 def _path(api_version: str, kind: str, namespace: str, name: str = "") -> str:
     base = _PATHS[(api_version, kind)].format(ns=namespace)
     return f"{base}/{name}" if name else base
+
+
+def _all_namespaces_path(api_version: str, kind: str) -> str:
+    return _PATHS[(api_version, kind)].replace("/namespaces/{ns}", "")
 
 
 class Kube:
@@ -79,6 +84,38 @@ class Kube:
         self._count(f"replace {obj['kind']}", meta["namespace"], meta["name"])
         return self._call("PUT", _path(obj["apiVersion"], obj["kind"], meta["namespace"],
                                        meta["name"]), body=obj)
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        """Delete a child botenv made and no longer wants; gone already is fine."""
+        self._count(f"delete {kind}", namespace, name)
+        try:
+            self._call("DELETE", _path(api_version, kind, namespace, name))
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def get_object(self, api_version: str, kind: str, namespace: str, name: str) -> dict:
+        """GET one object; raises ApiException (404 when it or its kind does not exist)."""
+        return self._call("GET", _path(api_version, kind, namespace, name))
+
+    def list_objects(self, api_version: str, kind: str, namespace: str = "") -> list[dict]:
+        """LIST the objects of a kind in a namespace, or in all namespaces when it is ""."""
+        path = (_path(api_version, kind, namespace) if namespace
+                else _all_namespaces_path(api_version, kind))
+        return list(self._call("GET", path).get("items") or [])
+
+    def merge_patch(self, api_version: str, kind: str, namespace: str, name: str, patch: dict,
+                    *, field_manager: str, dry_run: bool = False) -> dict:
+        """A JSON merge patch (an Update, not an apply): it writes only the fields in
+        `patch`, needs no force and makes `field_manager` no applier of them. A dry run is
+        checked by the server (validation, admission, RBAC) and writes nothing."""
+        query = [("fieldManager", field_manager)]
+        if dry_run:
+            query.append(("dryRun", "All"))
+        else:
+            self._count(f"patch {kind}", namespace, name)
+        return self._call("PATCH", _path(api_version, kind, namespace, name), body=patch,
+                          query=query, content_type="application/merge-patch+json")
 
     def get_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
         """The Secret's base64 data, or None when it does not exist. Callers hash it."""
@@ -147,3 +184,54 @@ class Kube:
             self._call("POST", _path("v1", "Event", meta["namespace"]), body=body)
         except ApiException as exc:  # events are best effort: never fail a reconcile on one
             log.warning("could not post event %s for %s: %s", reason, meta["name"], exc.reason)
+
+
+class NoKubeconfig(Exception):
+    """No usable kubeconfig (or in-cluster service account) to reach a cluster with."""
+
+
+def connect(kubeconfig: str = "", context: str = "") -> tuple[Kube, str]:
+    """A Kube for a person at a terminal, and the namespace of the kubeconfig context (else
+    "default"). The kubeconfig is `kubeconfig`, else $KUBECONFIG (a path list, as kubectl
+    reads it), else ~/.kube/config; in a pod without any, the pod's service account."""
+    import urllib3
+
+    path = kubeconfig or os.environ.get("KUBECONFIG", "")
+    if not path:
+        home = os.path.expanduser("~/.kube/config")
+        if os.path.exists(home):
+            path = home
+        elif os.environ.get("KUBERNETES_SERVICE_HOST") and not context:
+            config = kubernetes.client.Configuration()
+            kubernetes.config.load_incluster_config(client_configuration=config)
+            try:
+                with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as f:
+                    namespace = f.read().strip() or "default"
+            except OSError:
+                namespace = "default"
+            return Kube(kubernetes.client.ApiClient(config)), namespace
+        else:
+            raise NoKubeconfig("no kubeconfig: set KUBECONFIG, pass --kubeconfig, or create "
+                               "~/.kube/config")
+    files = [os.path.expanduser(p) for p in path.split(os.pathsep) if p]
+    if not any(os.path.exists(p) for p in files):
+        raise NoKubeconfig(f"kubeconfig {path!r} not found")
+    try:
+        contexts, current = kubernetes.config.list_kube_config_contexts(path)
+        chosen = (next((c for c in contexts if c.get("name") == context), None) if context
+                  else current)
+        if chosen is None:
+            names = ", ".join(c.get("name", "") for c in contexts) or "none"
+            raise NoKubeconfig(f"context {context!r} not found in kubeconfig {path!r} "
+                               f"(contexts: {names})")
+        config = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(config_file=path, context=context or None,
+                                           client_configuration=config, persist_config=False)
+    except kubernetes.config.ConfigException as exc:
+        raise NoKubeconfig(f"kubeconfig {path!r}: {exc}") from exc
+    # A person waits at the terminal: one retry, not urllib3's three, on a dead address.
+    config.retries = 1
+    if not config.verify_ssl:  # insecure-skip-tls-verify: one warning per call is noise
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    namespace = (chosen.get("context") or {}).get("namespace") or "default"
+    return Kube(kubernetes.client.ApiClient(config)), namespace

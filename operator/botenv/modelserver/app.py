@@ -183,7 +183,11 @@ class _Handlers:
             return _text(401, f"a pull token for this tag is required{hint}",
                          {"WWW-Authenticate": challenge})
 
-        resolution = self.catalog.resolve(namespace, tag)
+        pinned = request.query.get("digest", "")
+        resolution = self.catalog.resolve(namespace, tag, pinned)
+        if resolution is None and pinned and self.catalog.resolve(namespace, tag):
+            return _text(404, f"tag {namespace}/{tag} has no model with digest {pinned} "
+                              "(neither its current model nor one in its history)")
         if resolution is None:
             return _text(404, f"tag {namespace}/{tag} is unknown or not resolved yet")
 

@@ -30,8 +30,10 @@ class Resolution:
 
 
 class Catalog(Protocol):
-    def resolve(self, namespace: str, tag: str) -> Resolution | None:
-        """The tag's current resolution; None for an unknown or not yet resolved tag."""
+    def resolve(self, namespace: str, tag: str, digest: str = "") -> Resolution | None:
+        """The tag's current resolution; None for an unknown or not yet resolved tag. With
+        `digest`, the tag's model of that digest: the current one or one in its history
+        (pods of a `Restart` environment pin the model they were started with)."""
 
     def authorize(self, namespace: str, tag: str, token: str) -> bool:
         """Whether `token` is a pull credential for exactly this namespace/tag."""
@@ -84,9 +86,10 @@ class StaticCatalog:
     def set_ready(self, ready: bool) -> None:
         self._ready = ready
 
-    def resolve(self, namespace: str, tag: str) -> Resolution | None:
+    def resolve(self, namespace: str, tag: str, digest: str = "") -> Resolution | None:
         with self._lock:
-            return self._resolutions.get((namespace, tag))
+            current = self._resolutions.get((namespace, tag))
+        return current if current and digest in ("", current.digest) else None
 
     def authorize(self, namespace: str, tag: str, token: str) -> bool:
         if not token:

@@ -108,23 +108,30 @@ class KubeCatalog:
     def ready(self) -> bool:
         return self._ready.is_set() and self._tags is not None
 
-    def resolve(self, namespace: str, tag: str) -> Resolution | None:
+    def resolve(self, namespace: str, tag: str, digest: str = "") -> Resolution | None:
         if self._tags is None or (namespace, tag) not in self._tags:
             return None
         body = next(iter(self._tags[(namespace, tag)]), None)
         status = (body or {}).get("status") or {}
         if not status.get("model") or not status.get("digest"):
             return None  # not resolved by the operator (yet): nothing to serve
+        entry = status
+        if digest and digest != status["digest"]:
+            entry = next((h for h in status.get("history") or []
+                          if h.get("digest") == digest and h.get("model") and h.get("size")),
+                         None)
+            if entry is None:
+                return None
         try:
             spec = parse_tag({"spec": body["spec"]})
         except SpecError:
             return None
-        digest = status["digest"]
-        md5 = digest if len(digest) == 32 and all(c in "0123456789abcdef" for c in digest) \
+        found = entry["digest"]
+        md5 = found if len(found) == 32 and all(c in "0123456789abcdef" for c in found) \
             else None
-        return Resolution(namespace=namespace, tag=tag, model=status["model"],
-                          key=key_for(spec.storage, status["model"]), digest=digest,
-                          size=int(status.get("size") or 0), md5=md5,
+        return Resolution(namespace=namespace, tag=tag, model=entry["model"],
+                          key=key_for(spec.storage, entry["model"]), digest=found,
+                          size=int(entry.get("size") or 0), md5=md5,
                           storage=_StorageWithSecret(self.kube, namespace, spec.storage))
 
     def authorize(self, namespace: str, tag: str, token: str) -> bool:

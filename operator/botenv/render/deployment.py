@@ -31,6 +31,7 @@ class ModelRef:
     model: str
     digest: str
     storage: StorageSpec
+    action_server_image: str = ""  # the tag's actions, "" when the tag names none
 
 
 def needs_probe_script(spec: EnvironmentSpec) -> bool:

@@ -4,6 +4,7 @@ expands from the pod's environment when it reads the file."""
 from __future__ import annotations
 
 from botenv.api.environment import EnvironmentSpec
+from botenv.render import names
 from botenv.render import secretenv as se
 
 _TRACKER_DEFAULT_PORTS = {"sql": None, "redis": 6379, "mongod": 27017}
@@ -97,6 +98,14 @@ def event_broker(spec: EnvironmentSpec, queue: str, used_vars: set[str]) -> dict
     return {**broker.params, **out}
 
 
+def action_endpoint(spec: EnvironmentSpec) -> dict | None:
+    """The action server botenv runs for the environment, or an external one, or none."""
+    if spec.action_server is not None:
+        return {"url": names.action_server_url(spec.name, spec.namespace,
+                                               spec.action_server.port)}
+    return {"url": spec.action_endpoint_url} if spec.action_endpoint_url else None
+
+
 def endpoints(spec: EnvironmentSpec, *, model_url: str, queue: str,
               used_vars: set[str]) -> dict:
     """The endpoints.yml document. `used_vars` are the secret variables the pod defines."""
@@ -110,8 +119,7 @@ def endpoints(spec: EnvironmentSpec, *, model_url: str, queue: str,
         ("tracker_store", tracker_store(spec, used_vars)),
         ("lock_store", lock_store(spec, used_vars)),
         ("event_broker", event_broker(spec, queue, used_vars)),
-        ("action_endpoint", {"url": spec.action_endpoint_url} if spec.action_endpoint_url
-         else None),
+        ("action_endpoint", action_endpoint(spec)),
     ):
         if value is not None:
             doc[key] = value

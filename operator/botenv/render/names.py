@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import urllib.parse
 
 from botenv import API_VERSION
 
@@ -13,12 +14,25 @@ TAG_LABEL = "botenv.dev/tag"
 # Marks pull-token Secrets; the model server watches only these (server-side selector).
 PULL_TOKEN_LABEL = "botenv.dev/pull-token"
 COMPONENT = "rasa-server"
+ACTION_SERVER_COMPONENT = "action-server"
+ACTION_SERVER_PATH = "/webhook"
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
 def rasa_name(environment: str) -> str:
     """Name of the environment's Deployment and Service."""
     return f"rasa-{environment}"
+
+
+def action_server_name(environment: str) -> str:
+    """Name of the environment's action server Deployment and Service."""
+    return f"rasa-{environment}-actions"
+
+
+def action_server_url(environment: str, namespace: str, port: int) -> str:
+    """What Rasa calls (endpoints.yml action_endpoint.url)."""
+    return (f"http://{action_server_name(environment)}.{namespace}.svc:{port}"
+            f"{ACTION_SERVER_PATH}")
 
 
 def endpoints_configmap_name(environment: str) -> str:
@@ -39,18 +53,19 @@ def label_value(value: str) -> str:
     return f"{head}-{digest}" if head else digest
 
 
-def selector_labels(environment: str) -> dict[str, str]:
-    """Immutable Deployment selector: never include anything that may change (like the tag)."""
+def selector_labels(environment: str, component: str = COMPONENT) -> dict[str, str]:
+    """Immutable Deployment selector: never include anything that may change (like the tag).
+    The component keeps the Rasa Service from selecting action server pods."""
     return {
         "app.kubernetes.io/name": "rasa",
-        "app.kubernetes.io/component": COMPONENT,
+        "app.kubernetes.io/component": component,
         ENVIRONMENT_LABEL: environment,
     }
 
 
-def labels(environment: str, tag: str) -> dict[str, str]:
+def labels(environment: str, tag: str, component: str = COMPONENT) -> dict[str, str]:
     return {
-        **selector_labels(environment),
+        **selector_labels(environment, component),
         "app.kubernetes.io/instance": environment,
         "app.kubernetes.io/part-of": "botenv",
         "app.kubernetes.io/managed-by": MANAGED_BY,
@@ -74,8 +89,10 @@ def derived_queue(namespace: str, environment: str) -> str:
     return f"rasa_{namespace}_{environment}_events"
 
 
-def model_url(base_url: str, namespace: str, tag: str) -> str:
-    return f"{base_url.rstrip('/')}/models/{namespace}/tags/{tag}"
+def model_url(base_url: str, namespace: str, tag: str, digest: str = "") -> str:
+    """The tag's pull URL; with `digest`, pinned to that model (see the model server)."""
+    url = f"{base_url.rstrip('/')}/models/{namespace}/tags/{tag}"
+    return f"{url}?digest={urllib.parse.quote(digest, safe='')}" if digest else url
 
 
 def service_endpoint(environment: str, namespace: str, port: int) -> str:

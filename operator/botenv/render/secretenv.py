@@ -24,6 +24,8 @@ BROKER_USERNAME = "BOTENV_EVENT_BROKER_USERNAME"
 BROKER_PASSWORD = "BOTENV_EVENT_BROKER_PASSWORD"
 PULL_TOKEN = "BOTENV_PULL_TOKEN"
 PULL_TOKEN_KEY = "token"
+# Rasa Pro reads its license from this variable.
+RASA_PRO_LICENSE = "RASA_PRO_LICENSE"
 
 CREDENTIALS_FILE = "/etc/botenv/credentials/credentials.yml"
 GCS_KEY_FILE = "credentials.json"
@@ -83,6 +85,9 @@ def secret_uses(spec: EnvironmentSpec, storage: StorageSpec | None) -> list[Secr
     if spec.jwt_secret:
         uses.append(SecretUse(JWT_SECRET, spec.jwt_secret.name, spec.jwt_secret.key,
                               spec.jwt_secret.field))
+    if spec.license:
+        uses.append(SecretUse(RASA_PRO_LICENSE, spec.license.name, spec.license.key,
+                              spec.license.field))
     tracker = spec.tracker_store
     if tracker.type == "dynamo":
         # boto3 reads the standard AWS variables; the secret's two keys hold them.

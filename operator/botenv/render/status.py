@@ -76,13 +76,16 @@ def conditions(problem: Problem | None, progress: Rollout, generation: int) -> l
     ]
 
 
+# Status fields that describe what the children serve; kept as they were on a problem.
+APPLIED_FIELDS = ("model", "modelServerUrl", "queue", "endpoint", "actionServer")
+
+
 def environment_status(*, previous: dict, generation: int, problem: Problem | None,
                        deployment: dict | None, replicas: int, applied: dict | None,
                        timestamp: str) -> dict:
     """`applied` holds model/queue/endpoint fields when this reconcile applied the spec; on a
     problem they stay as they were, since the running Deployment was left as it was."""
-    status = {k: v for k, v in previous.items() if k in ("model", "modelServerUrl", "queue",
-                                                        "endpoint")}
+    status = {k: v for k, v in previous.items() if k in APPLIED_FIELDS}
     if applied is not None:
         status = {k: v for k, v in applied.items() if v not in (None, "", {})}
     live = (deployment or {}).get("status") or {}
@@ -113,6 +116,16 @@ def events(previous: dict, current: dict) -> list[tuple[str, str, str]]:
         was = f" (was {old_model['name']})" if old_model.get("name") else ""
         out.append(("Normal", "ModelChanged",
                     f"serving model {new_model.get('name')} of tag {new_model.get('tag')}{was}"))
+    old_actions, new_actions = previous.get("actionServer") or {}, current.get("actionServer") or {}
+    if new_actions.get("image") and old_actions.get("image") != new_actions.get("image"):
+        was = f" (was {old_actions['image']})" if old_actions.get("image") else ""
+        out.insert(0, ("Normal", "ActionServerChanged",
+                       f"action server {new_actions['image']} is ready{was}"))
+    old_prog, new_prog = (cond.get(s.get("conditions"), cond.PROGRESSING)
+                          for s in (previous, current))
+    if (new_prog.get("status") == "True" and new_prog.get("reason") not in ("RollingOut", None)
+            and new_prog.get("reason") != old_prog.get("reason")):
+        out.append(("Normal", new_prog["reason"], new_prog.get("message", "")))
     old_ready = cond.get(previous.get("conditions"), cond.READY).get("status")
     new_ready = cond.get(current.get("conditions"), cond.READY)
     if new_ready.get("status") == "True" and old_ready != "True":

@@ -1,0 +1,105 @@
+"""The environment's rasa-sdk action server: a Deployment and a Service Rasa calls.
+
+Its image comes from the ModelTag when the tag names one (the actions that match the model's
+domain move with the model), else from the environment's spec.actionServer.image.
+"""
+
+from __future__ import annotations
+
+from botenv.api.environment import ActionServerSpec, EnvironmentSpec
+from botenv.api.errors import SpecError
+from botenv.render import names
+
+COMPONENT = names.ACTION_SERVER_COMPONENT
+
+
+def image(spec: EnvironmentSpec, tag_image: str) -> str:
+    """The tag's image (its actions match its model) over the environment's own."""
+    assert spec.action_server is not None
+    chosen = tag_image or spec.action_server.image
+    if not chosen:
+        raise SpecError([f"spec.actionServer.image: is required, since ModelTag "
+                         f"{spec.model_tag!r} sets no spec.actionServerImage"])
+    return chosen
+
+
+def _container(server: ActionServerSpec, image: str) -> dict:
+    container: dict = {
+        "name": "action-server",
+        "image": image,
+        "ports": [{"name": "http", "containerPort": server.port, "protocol": "TCP"}],
+        # rasa-sdk answers /health as soon as its actions are imported.
+        "readinessProbe": {"httpGet": {"path": "/health", "port": "http"},
+                           "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 3},
+        "livenessProbe": {"httpGet": {"path": "/health", "port": "http"},
+                          "initialDelaySeconds": 10, "periodSeconds": 15, "timeoutSeconds": 5,
+                          "failureThreshold": 4},
+    }
+    if server.args:
+        container["args"] = list(server.args)
+    if server.env:
+        container["env"] = list({e["name"]: dict(e) for e in server.env}.values())
+    if server.env_from:
+        container["envFrom"] = [dict(e) for e in server.env_from]
+    if server.resources:
+        container["resources"] = server.resources
+    if server.image_pull_policy:
+        container["imagePullPolicy"] = server.image_pull_policy
+    return container
+
+
+def deployment(spec: EnvironmentSpec, *, image: str, tag: str, uid: str) -> dict:
+    server = spec.action_server
+    assert server is not None
+    pod_spec: dict = {"containers": [_container(server, image)]}
+    if spec.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": n} for n in spec.image_pull_secrets]
+    if server.node_selector:
+        pod_spec["nodeSelector"] = dict(server.node_selector)
+    if server.tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in server.tolerations]
+    if server.affinity:
+        pod_spec["affinity"] = server.affinity
+    template_meta: dict = {"labels": names.labels(spec.name, tag, COMPONENT)}
+    if server.pod_annotations:
+        template_meta["annotations"] = dict(server.pod_annotations)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": names.action_server_name(spec.name),
+            "namespace": spec.namespace,
+            "labels": names.labels(spec.name, tag, COMPONENT),
+            "ownerReferences": [names.owner_reference(spec.name, uid)],
+        },
+        "spec": {
+            "replicas": server.replicas,
+            "selector": {"matchLabels": names.selector_labels(spec.name, COMPONENT)},
+            # Never fewer ready action servers than asked for during a roll.
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "revisionHistoryLimit": 5,
+            "template": {"metadata": template_meta, "spec": pod_spec},
+        },
+    }
+
+
+def service(spec: EnvironmentSpec, *, tag: str, uid: str) -> dict:
+    server = spec.action_server
+    assert server is not None
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": names.action_server_name(spec.name),
+            "namespace": spec.namespace,
+            "labels": names.labels(spec.name, tag, COMPONENT),
+            "ownerReferences": [names.owner_reference(spec.name, uid)],
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": names.selector_labels(spec.name, COMPONENT),
+            "ports": [{"name": "http", "port": server.port, "targetPort": "http",
+                       "protocol": "TCP"}],
+        },
+    }
