@@ -160,7 +160,9 @@ class Kube:
     def patch_status(self, kind: str, namespace: str, name: str, status: dict) -> dict:
         self._count(f"status {kind}", namespace, name)
         path = _path(f"{GROUP}/{VERSION}", kind, namespace, name) + "/status"
+        # Named, so managedFields show botenv (not the client library) as status's writer.
         return self._call("PATCH", path, body={"status": status},
+                          query=[("fieldManager", FIELD_MANAGER)],
                           content_type="application/merge-patch+json")
 
     def event(self, involved: dict, type_: str, reason: str, message: str,
@@ -181,7 +183,8 @@ class Kube:
             "firstTimestamp": timestamp, "lastTimestamp": timestamp, "count": 1,
         }
         try:
-            self._call("POST", _path("v1", "Event", meta["namespace"]), body=body)
+            self._call("POST", _path("v1", "Event", meta["namespace"]), body=body,
+                       query=[("fieldManager", FIELD_MANAGER)])
         except ApiException as exc:  # events are best effort: never fail a reconcile on one
             log.warning("could not post event %s for %s: %s", reason, meta["name"], exc.reason)
 
