@@ -1,4 +1,5 @@
-"""`botenv` command line: the operator now; model server and promote/rollback later."""
+"""`botenv` command line: the operator, the model server, and status, promote, rollback
+and history for people."""
 
 from __future__ import annotations
 
@@ -136,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     ms.set_defaults(func=_model_server)
     version = sub.add_parser("version", help="print botenv's version")
     version.set_defaults(func=lambda _: print(importlib.metadata.version("botenv")) or 0)
+    from botenv.cli_people import add_people_commands  # status, promote, rollback, history
+
+    add_people_commands(parser, sub)
     return parser
 
 

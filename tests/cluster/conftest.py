@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.support.controlplane import ControlPlane, find_binaries
 from tests.support.emulators import MotoServer
@@ -18,6 +19,26 @@ REPO = Path(__file__).resolve().parents[2]
 VIEWER_TOKEN = "botenv-viewer-token"
 VIEWER_USER = "system:serviceaccount:botenv-test:viewer"
 VIEWER_GROUPS = ["system:serviceaccounts", "system:serviceaccounts:botenv-test"]
+
+# The chart's components, as the API server sees their pods (manifests/install.yaml installs
+# them in botenv-system): the operator and the model server run as these in every cluster
+# test, under exactly the RBAC the chart grants.
+INSTALL_NAMESPACE = "botenv-system"
+SA_GROUPS = ["system:serviceaccounts", f"system:serviceaccounts:{INSTALL_NAMESPACE}"]
+OPERATOR_TOKEN = "botenv-operator-sa-token"
+OPERATOR_USER = f"system:serviceaccount:{INSTALL_NAMESPACE}:botenv-operator"
+MODEL_SERVER_TOKEN = "botenv-model-server-sa-token"
+MODEL_SERVER_USER = f"system:serviceaccount:{INSTALL_NAMESPACE}:botenv-model-server"
+# A second install of the chart, release botenv-scoped, with a namespace list (helm --set
+# watch.namespaces={team-a}); cluster-scoped RBAC names carry the release name, so the two
+# installs do not overwrite each other.
+SCOPED_NAMESPACE = "botenv-scoped"
+SCOPED_OPERATOR_TOKEN = "botenv-scoped-operator-sa-token"
+SCOPED_OPERATOR_USER = f"system:serviceaccount:{SCOPED_NAMESPACE}:botenv-scoped-operator"
+# People, for the chart's user roles (groups are what RoleBindings name).
+PEOPLE = {"alice": ["release-managers"]}
+RBAC_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
+              "RoleBinding")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -37,7 +58,20 @@ def control_plane_tokens() -> dict[str, tuple[str, Sequence[str]]]:
 
     Override this fixture in a conftest to add the identities a test suite needs.
     """
-    return {VIEWER_TOKEN: (VIEWER_USER, VIEWER_GROUPS)}
+    return {VIEWER_TOKEN: (VIEWER_USER, VIEWER_GROUPS),
+            OPERATOR_TOKEN: (OPERATOR_USER, SA_GROUPS),
+            MODEL_SERVER_TOKEN: (MODEL_SERVER_USER, SA_GROUPS),
+            SCOPED_OPERATOR_TOKEN: (SCOPED_OPERATOR_USER, [
+                "system:serviceaccounts", f"system:serviceaccounts:{SCOPED_NAMESPACE}"]),
+            **{f"{name}-token": (name, groups) for name, groups in PEOPLE.items()}}
+
+
+def install_rbac(kubectl: Kubectl) -> list[dict]:
+    """Apply the chart's ServiceAccounts and RBAC as manifests/install.yaml has them."""
+    docs = [d for d in yaml.safe_load_all((REPO / "manifests" / "install.yaml").read_text())
+            if d and d.get("kind") in RBAC_KINDS]
+    kubectl.apply(*docs)
+    return docs
 
 
 @pytest.fixture(scope="session")
@@ -70,9 +104,17 @@ def kubectl(control_plane: ControlPlane) -> Kubectl:
 
 
 @pytest.fixture(scope="session")
-def operator(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[OperatorProcess]:
-    """The botenv operator, running in this process (its write counters are readable)."""
-    process = OperatorProcess(control_plane.kubeconfig, {
+def chart_rbac(kubectl: Kubectl) -> list[dict]:
+    return install_rbac(kubectl)
+
+
+@pytest.fixture(scope="session")
+def operator(control_plane: ControlPlane, kubectl: Kubectl, chart_rbac: list[dict]
+             ) -> Iterator[OperatorProcess]:
+    """The botenv operator, running in this process (its write counters are readable), as
+    the chart's operator ServiceAccount: every cluster test doubles as a check that the
+    chart grants what the operator needs."""
+    process = OperatorProcess(control_plane.kubeconfig_for(OPERATOR_TOKEN), {
         "BOTENV_MODEL_SERVER_URL": "http://botenv-model-server.botenv-system.svc:8080",
         # Secrets are not watched: tests trigger the resync themselves (resync_now).
         "BOTENV_RESYNC_SECONDS": "3600",

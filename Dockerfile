@@ -1,0 +1,42 @@
+# syntax=docker/dockerfile:1
+# botenv's one image: the operator, the model server and the CLI. The entrypoint is the
+# `botenv` console script, so the first argument picks the component:
+#
+#   docker build -t botenv .
+#   docker run --rm botenv version
+#   docker run --rm botenv operator --leader-elect --health-address 0.0.0.0:8081
+#   docker run --rm botenv model-server --port 8080 --cache-dir /var/cache/botenv/models
+#
+# It runs as the unprivileged user 10001 and needs no writable root filesystem (the Helm chart
+# mounts /tmp and the model cache as volumes).
+ARG PYTHON_VERSION=3.11
+
+# -- builder: a virtualenv with botenv and its dependencies at the tested versions ----------
+FROM python:${PYTHON_VERSION}-slim AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore
+RUN python -m venv /opt/botenv
+WORKDIR /src
+COPY pyproject.toml constraints.txt README.md ./
+COPY operator ./operator
+RUN /opt/botenv/bin/pip install . -c constraints.txt \
+    && /opt/botenv/bin/botenv version
+
+# -- runtime: the virtualenv on a slim Python, nothing else --------------------------------
+FROM python:${PYTHON_VERSION}-slim
+ENV PATH=/opt/botenv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp
+RUN groupadd --system --gid 10001 botenv \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp \
+       --shell /usr/sbin/nologin botenv \
+    && mkdir -p /var/cache/botenv/models \
+    && chown -R 10001:10001 /var/cache/botenv
+COPY --from=builder /opt/botenv /opt/botenv
+USER 10001:10001
+# 8080: model server (models, /healthz, /readyz, /metrics); 8081: operator /healthz.
+EXPOSE 8080 8081
+ENTRYPOINT ["botenv"]
+CMD ["--help"]

@@ -1,0 +1,376 @@
+"""The Helm chart, checked with a real Helm 3 and the upstream Kubernetes schemas: lint, render,
+values schema, the pods' contract with the `botenv` CLI, the exact RBAC it grants, and the
+generated copies (chart CRDs, manifests/install.yaml) being fresh."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.install.conftest import find, template_args
+from tests.support.helm import CHART, REPO_ROOT
+
+pytestmark = pytest.mark.install
+
+# The oldest and the newest Kubernetes versions kubernetes-validate has schemas for (the API
+# server the cluster tests run is older: it is checked by applying, in test_apply.py).
+SCHEMA_VERSIONS = ("1.25.0", "1.37.0")
+# Kinds defined by CRDs that the upstream schemas do not know: the only ones not validated.
+CRD_TYPED_KINDS = {"ServiceMonitor"}
+VALUE_SETS = (None, "namespaces.yaml", "full.yaml")
+
+
+def rules(obj: dict) -> list[tuple]:
+    """A Role's rules as comparable tuples."""
+    return sorted((tuple(r.get("apiGroups", ())), tuple(r.get("resources", ())),
+                   tuple(r.get("resourceNames", ())), tuple(r["verbs"]))
+                  for r in obj["rules"])
+
+
+def rule(groups: list[str], resources: list[str], verbs: list[str],
+         names: list[str] | None = None) -> tuple:
+    return (tuple(groups), tuple(resources), tuple(names or ()), tuple(verbs))
+
+
+# What each component may do, and nothing more (why: the comments in the chart's
+# templates/rbac-*.yaml and the README's "Permissions"). A change here must be deliberate.
+OPERATOR_NAMESPACED = [
+    rule(["botenv.dev"], ["botenvironments", "modeltags"], ["get", "list", "watch"]),
+    rule(["botenv.dev"], ["botenvironments/status", "modeltags/status"], ["patch"]),
+    rule(["botenv.dev"], ["botenvironments/finalizers"], ["update"]),
+    rule([""], ["configmaps"], ["get", "list", "watch", "create", "patch"]),
+    # delete: an action server (Deployment + Service) whose spec.actionServer was removed.
+    rule([""], ["services"], ["get", "list", "watch", "create", "patch", "delete"]),
+    rule(["apps"], ["deployments"], ["get", "list", "watch", "create", "patch", "delete"]),
+    rule([""], ["secrets"], ["get", "list", "watch", "create", "patch"]),
+    rule([""], ["events"], ["create"]),
+]
+CRD_READ = [rule(["apiextensions.k8s.io"], ["customresourcedefinitions"], ["list", "watch"])]
+# With a namespace list only: kopf follows the listed Namespaces.
+NAMESPACE_READ = [rule([""], ["namespaces"], ["list", "watch"])]
+LEASE = [
+    rule(["coordination.k8s.io"], ["leases"], ["create"]),
+    rule(["coordination.k8s.io"], ["leases"], ["get", "update"], ["botenv-operator"]),
+]
+MODEL_SERVER_NAMESPACED = [
+    rule(["botenv.dev"], ["modeltags"], ["get", "list", "watch"]),
+    rule([""], ["secrets"], ["get", "list", "watch"]),
+]
+
+
+def test_helm_is_a_real_helm_3(helm):
+    assert helm("version", "--short").stdout.startswith("v3.17.3")
+
+
+@pytest.mark.parametrize("values", VALUE_SETS)
+def test_lint_strict(helm, values):
+    args = ["lint", "--strict", str(CHART)]
+    if values:
+        args += ["-f", str(Path(__file__).parent / "values" / values)]
+    proc = helm(*args, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "0 chart(s) failed" in proc.stdout
+    assert "[WARNING]" not in proc.stdout and "[ERROR]" not in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("version", SCHEMA_VERSIONS)
+@pytest.mark.parametrize("values", VALUE_SETS)
+def test_template_passes_kubernetes_validate_strict(helm, values, version):
+    rendered = helm(*template_args("botenv", "botenv-system", values, "--include-crds")).stdout
+    objects = [d for d in yaml.safe_load_all(rendered) if d]
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("kubernetes-validate")), "--strict", "-k", version,
+         "-"], input=rendered, capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "ERROR" not in out, out
+    passed = re.findall(r"^INFO - passed for resource (\S+) ", out, re.MULTILINE)
+    builtin = [o for o in objects if o["kind"] not in CRD_TYPED_KINDS]
+    assert sorted(passed) == sorted(f"{o['kind'].lower()}/{o['metadata']['name']}"
+                                    for o in builtin), out
+    # Only the CRD-typed objects lack a schema, and they are skipped by kind.
+    missing = re.findall(r"Couldn't find schema for kind (\S+)", out)
+    assert sorted(missing) == sorted(o["kind"] for o in objects
+                                     if o["kind"] in CRD_TYPED_KINDS), out
+    assert {o["kind"] for o in objects} >= {"CustomResourceDefinition", "Deployment",
+                                            "Service", "ServiceAccount", "ClusterRole"}
+
+
+def write_values(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "values.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(("args", "field", "why"), [
+    (["--set", "operator.replicas=two"], "operator.replicas", "Expected: integer, given: string"),
+    (["--set", "modelServer.replicas=-1"], "modelServer.replicas", "greater than or equal to 0"),
+    (["--set", "watch.namespaces=bots"], "watch.namespaces", "Expected: array, given: string"),
+    (["VALUES", "watch: {namespaces: {bots: true}}"], "watch.namespaces",
+     "Expected: array, given: object"),
+    (["--set", "watch.namespaces[0]=Not_A_Namespace"], "watch.namespaces.0",
+     "Does not match pattern"),
+    (["--set", "replicas=2"], "(root)", "Additional property replicas is not allowed"),
+    (["--set", "operator.resource.limits.cpu=1"], "operator",
+     "Additional property resource is not allowed"),
+    (["--set", "image.pullPolicy=Sometimes"], "image.pullPolicy", "must be one of"),
+    (["--set", "modelServer.service.type=Ingress"], "modelServer.service.type", "must be one of"),
+    (["--set", "modelServer.cache.maxBytes=lots"], "modelServer.cache.maxBytes",
+     "Does not match pattern"),
+    (["--set", "rbac.userRoles=maybe"], "rbac.userRoles", "Expected: boolean, given: string"),
+    (["--set", "operator.settings.workers=0"], "operator.settings.workers",
+     "greater than or equal to 1"),
+    (["--set", "image.digest=latest"], "image.digest", "Does not match pattern"),
+])
+def test_values_schema_rejects_bad_values(helm, tmp_path, args, field, why):
+    if args[0] == "VALUES":
+        args = ["-f", str(write_values(tmp_path, args[1]))]
+    proc = helm("template", "botenv", str(CHART), *args, check=False)
+    assert proc.returncode != 0, proc.stdout
+    assert "values don't meet the specifications of the schema" in proc.stderr, proc.stderr
+    assert f"- {field}: " in proc.stderr and why in proc.stderr, proc.stderr
+
+
+def test_chart_follows_the_package_version():
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    assert chart["apiVersion"] == "v2"
+    assert chart["appVersion"] == project["version"]
+    assert chart["version"] == project["version"]
+
+
+def containers(objects: list[dict], deployment: str) -> dict:
+    pod = find(objects, "Deployment", deployment)["spec"]["template"]["spec"]
+    assert len(pod["containers"]) == 1
+    return pod["containers"][0]
+
+
+def env_of(container: dict) -> dict:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container.get("env", [])}
+
+
+def test_operator_deployment_contract(render):
+    objects = render()
+    deployment = find(objects, "Deployment", "botenv-operator", "botenv-system")
+    assert deployment["spec"]["replicas"] == 1
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "botenv-operator"
+    container = containers(objects, "botenv-operator")
+    assert container["image"] == "ghcr.io/botenv/botenv:0.1.0"
+    assert "command" not in container  # the image's entrypoint: botenv
+    assert container["args"] == ["operator", "--leader-elect", "--health-address",
+                                 "0.0.0.0:8081"]
+    env = env_of(container)
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    service = find(objects, "Service", "botenv-model-server", "botenv-system")
+    port = service["spec"]["ports"][0]["port"]
+    assert env["BOTENV_MODEL_SERVER_URL"] == (
+        f"http://botenv-model-server.botenv-system.svc:{port}")
+    # The operator's built-in default is the same URL: a default install needs no setting.
+    from botenv.settings import Settings
+    assert env["BOTENV_MODEL_SERVER_URL"] == Settings().model_server_url
+    assert "BOTENV_NAMESPACES" not in env
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert {"name": "health", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
+
+
+def test_model_server_deployment_contract(render):
+    objects = render()
+    pod = find(objects, "Deployment", "botenv-model-server")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "botenv-model-server"
+    container = containers(objects, "botenv-model-server")
+    assert container["args"] == ["model-server", "--port", "8080", "--cache-dir",
+                                 "/var/cache/botenv/models", "--cache-max-bytes", "10Gi"]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert {"name": "http", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes[mounts["/var/cache/botenv/models"]]["emptyDir"] == {"sizeLimit": "12Gi"}
+    service = find(objects, "Service", "botenv-model-server")
+    assert service["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "http",
+                                         "protocol": "TCP"}]
+    assert service["spec"]["selector"] == find(
+        objects, "Deployment", "botenv-model-server")["spec"]["selector"]["matchLabels"]
+    assert not [o for o in objects if o["kind"] == "ServiceMonitor"]  # off by default
+
+
+@pytest.mark.parametrize("values", VALUE_SETS)
+def test_secure_defaults_on_both_pods(render, values):
+    objects = render("botenv", "botenv-system", values)
+    deployments = [o for o in objects if o["kind"] == "Deployment"]
+    assert len(deployments) == 2
+    for deployment in deployments:
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is True  # both talk to the API
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] == 10001
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        (container,) = pod["containers"]
+        sc = container["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert "privileged" not in sc
+        resources = container["resources"]
+        assert {"cpu", "memory"} <= set(resources["requests"])
+        assert "memory" in resources["limits"]
+        assert container["livenessProbe"] and container["readinessProbe"]
+        mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert "emptyDir" in volumes[mounts["/tmp"]]
+        assert not pod.get("hostNetwork") and not pod.get("hostPID")
+
+
+def test_namespace_list_scope(render):
+    objects = render("botenv", "botenv-system", "namespaces.yaml")
+    watched = ["install-team-a", "install-team-b"]
+    operator = containers(objects, "botenv-operator")
+    assert env_of(operator)["BOTENV_NAMESPACES"] == ",".join(watched)
+    model_server = containers(objects, "botenv-model-server")
+    assert model_server["args"][-4:] == ["-n", watched[0], "-n", watched[1]]
+    for ns in watched:
+        assert rules(find(objects, "Role", "botenv-operator", ns)) == sorted(
+            OPERATOR_NAMESPACED)
+        assert rules(find(objects, "Role", "botenv-model-server", ns)) == sorted(
+            MODEL_SERVER_NAMESPACED)
+        for name in ("botenv-operator", "botenv-model-server"):
+            binding = find(objects, "RoleBinding", name, ns)
+            assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
+                                          "kind": "Role", "name": name}
+            assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name,
+                                            "namespace": "botenv-system"}]
+    # Cluster-wide: only the reads of CRDs and Namespaces that kopf needs.
+    assert rules(find(objects, "ClusterRole", "botenv-operator")) == sorted(
+        CRD_READ + NAMESPACE_READ)
+    assert rules(find(objects, "ClusterRole", "botenv-model-server")) == sorted(
+        CRD_READ + NAMESPACE_READ)
+    assert rules(find(objects, "Role", "botenv-operator-leader-election",
+                      "botenv-system")) == sorted(LEASE)
+    roles = {(o["kind"], o["metadata"].get("namespace")) for o in objects
+             if o["kind"] in ("Role", "RoleBinding")}
+    assert roles == {(k, ns) for k in ("Role", "RoleBinding")
+                     for ns in [*watched, "botenv-system"]}
+
+
+def test_all_namespaces_scope_rbac(render):
+    objects = render()
+    assert rules(find(objects, "ClusterRole", "botenv-operator")) == sorted(
+        OPERATOR_NAMESPACED + CRD_READ)
+    assert rules(find(objects, "ClusterRole", "botenv-model-server")) == sorted(
+        MODEL_SERVER_NAMESPACED + CRD_READ)
+    assert rules(find(objects, "Role", "botenv-operator-leader-election",
+                      "botenv-system")) == sorted(LEASE)
+    for name in ("botenv-operator", "botenv-model-server"):
+        binding = find(objects, "ClusterRoleBinding", name)
+        assert binding["roleRef"]["name"] == name
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name,
+                                        "namespace": "botenv-system"}]
+    # Only the leader-election Role is namespaced in this scope.
+    assert [o["metadata"]["name"] for o in objects if o["kind"] == "Role"] == [
+        "botenv-operator-leader-election"]
+
+
+@pytest.mark.parametrize("values", VALUE_SETS)
+def test_no_wildcards_and_deletes_only_action_servers(render, values):
+    objects = render("botenv", "botenv-system", values)
+    component_roles = [o for o in objects if o["kind"] in ("Role", "ClusterRole")
+                       and o["metadata"]["labels"]["app.kubernetes.io/component"]
+                       in ("operator", "model-server")]
+    assert component_roles
+    for role in component_roles:
+        for r in role["rules"]:
+            assert "*" not in r["verbs"] + r["resources"] + r["apiGroups"], role
+            assert not {"deletecollection", "escalate", "bind", "impersonate"} & set(
+                r["verbs"]), role
+            if "delete" in r["verbs"]:
+                assert r["resources"] in (["services"], ["deployments"]), role
+            assert "pods" not in r["resources"], role
+            if r["apiGroups"] == ["apiextensions.k8s.io"]:
+                assert set(r["verbs"]) <= {"get", "list", "watch"}, role
+        if role["metadata"]["labels"]["app.kubernetes.io/component"] == "model-server":
+            assert all(set(r["verbs"]) <= {"get", "list", "watch"} for r in role["rules"])
+
+
+def test_user_roles(render):
+    objects = render()
+    viewer = find(objects, "ClusterRole", "botenv-viewer")
+    editor = find(objects, "ClusterRole", "botenv-editor")
+    promoter = find(objects, "ClusterRole", "botenv-promoter")
+    assert viewer["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert editor["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert "rbac.authorization.k8s.io/aggregate-to-view" not in promoter["metadata"]["labels"]
+    assert rules(viewer) == [rule(["botenv.dev"], ["botenvironments", "modeltags"],
+                                  ["get", "list", "watch"])]
+    assert rules(promoter) == sorted([
+        rule(["botenv.dev"], ["botenvironments"], ["get", "list", "watch"]),
+        rule(["botenv.dev"], ["modeltags"], ["get", "list", "watch", "patch", "update"])])
+    for role in (viewer, editor, promoter):  # status is the operator's
+        assert not any("/" in res for r in role["rules"] for res in r["resources"])
+    off = render("botenv", "botenv-system", None, "--set", "rbac.userRoles=false")
+    assert not [o for o in off if o["metadata"]["name"].endswith(
+        ("-viewer", "-editor", "-promoter"))]
+
+
+def test_rbac_create_false_renders_no_rbac(render):
+    objects = render("botenv", "botenv-system", None, "--set", "rbac.create=false",
+                     "--set", "rbac.userRoles=false")
+    assert not [o for o in objects if o["apiVersion"].startswith("rbac.")]
+
+
+def test_full_values_render_every_option(render):
+    objects = render("full", "botenv-system", "full.yaml")  # nameOverride: bot
+    operator = containers(objects, "full-bot-operator")
+    env = env_of(operator)
+    assert env["BOTENV_DEFAULT_IMAGE"] == "rasa/rasa:3.6.21"
+    assert env["BOTENV_HISTORY_LIMIT"] == "20"
+    assert env["BOTENV_RESYNC_SECONDS"] == "120"
+    assert env["BOTENV_RESOLVE_SECONDS"] == "30.5"
+    assert env["BOTENV_WORKERS"] == "4"
+    assert env["BOTENV_MODEL_SERVER_URL"] == (
+        "http://full-bot-model-server.botenv-system.svc:9090")
+    assert operator["args"][-1] == "--verbose"
+    assert operator["image"].endswith("@sha256:" + "0" * 64)
+    ms = find(objects, "Deployment", "full-bot-model-server")
+    assert ms["spec"]["strategy"] == {"type": "Recreate"}  # a ReadWriteOnce cache claim
+    volumes = {v["name"]: v for v in ms["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["cache"]["persistentVolumeClaim"] == {"claimName": "model-cache"}
+    monitor = find(objects, "ServiceMonitor", "full-bot-model-server")
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert monitor["spec"]["endpoints"][0]["port"] == "http"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+
+
+def test_chart_crds_are_identical_copies():
+    source = {p.name: p.read_bytes() for p in sorted((REPO_ROOT / "crds").glob("*.yaml"))}
+    copy = {p.name: p.read_bytes() for p in sorted((CHART / "crds").iterdir())}
+    assert source, "no CRDs in crds/"
+    assert copy == source, ("helm/botenv/crds/ differs from crds/ (the single source): "
+                            "run scripts/render-manifests.sh")
+
+
+def test_install_yaml_is_fresh():
+    proc = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "render-manifests.sh"),
+                           "--check"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, (
+        f"manifests/install.yaml or helm/botenv/crds is stale; run "
+        f"scripts/render-manifests.sh\n{proc.stdout}{proc.stderr}")
+
+
+def test_install_yaml_is_the_chart_with_a_namespace(render):
+    docs = [d for d in yaml.safe_load_all((REPO_ROOT / "manifests" / "install.yaml").read_text())
+            if d]
+    assert docs[0]["kind"] == "Namespace" and docs[0]["metadata"]["name"] == "botenv-system"
+    kinds = [d["kind"] for d in docs]
+    assert kinds.count("CustomResourceDefinition") == len(list((REPO_ROOT / "crds").glob(
+        "*.yaml")))
+    chart = render("botenv", "botenv-system", None, "--include-crds")
+    assert docs[1:] == chart
