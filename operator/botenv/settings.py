@@ -7,6 +7,15 @@ import os
 from collections.abc import Mapping
 
 
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     # Base URL of botenv's model server; a tag's pull URL is BASE/models/<ns>/tags/<tag>.
@@ -21,6 +30,9 @@ class Settings:
     # how a model re-uploaded under the same name is noticed.
     resolve_seconds: float = 60.0
     workers: int = 8
+    # Ask each ready Rasa pod's /status which model it serves before calling an environment
+    # Ready (the operator must reach pod IPs; turn off where a NetworkPolicy forbids it).
+    verify_models: bool = True
     # Namespaces to watch; empty means all namespaces.
     namespaces: tuple[str, ...] = ()
 
@@ -41,6 +53,7 @@ class Settings:
                 resync_seconds=float(get("RESYNC_SECONDS", str(default.resync_seconds))),
                 resolve_seconds=float(get("RESOLVE_SECONDS", str(default.resolve_seconds))),
                 workers=int(get("WORKERS", str(default.workers))),
+                verify_models=_bool(get("VERIFY_MODELS", str(default.verify_models))),
                 namespaces=namespaces,
             )
         except ValueError as exc:

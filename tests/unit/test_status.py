@@ -297,3 +297,35 @@ def test_events_tell_the_action_server_went_first() -> None:
                                       "t2")}
     reasons = [reason for _, reason, _ in st.events(held, after)]
     assert reasons.index("ActionServerChanged") < reasons.index("ModelChanged")
+
+
+def test_ready_only_when_every_ready_pod_serves_the_model() -> None:
+    progress, listing = st.served("acme/m2.tar.gz", {"p1": "m2.tar.gz", "p2": "m2.tar.gz"}, 2)
+    assert progress.done and progress.message == "2 of 2 replicas serve model m2.tar.gz"
+    assert listing == [{"name": "m2.tar.gz", "replicas": 2}]
+
+
+def test_pods_on_different_models_are_progressing_with_counts() -> None:
+    progress, listing = st.served("m2.tar.gz", {"p1": "m2.tar.gz", "p2": "m1.tar.gz",
+                                                "p3": ""}, 3)
+    assert not progress.done
+    assert progress.message == ("1 of 3 ready replicas serve model m2.tar.gz "
+                                "(others: 1 (no answer), 1 m1.tar.gz)")
+    assert {"name": "m1.tar.gz", "replicas": 1} in listing
+
+
+def test_fewer_ready_pods_seen_than_replicas_is_not_done() -> None:
+    progress, _ = st.served("m2.tar.gz", {}, 2)
+    assert not progress.done
+
+
+def test_status_reports_what_the_pods_serve() -> None:
+    deploy = deployment(replicas=2, updated=2, available=2)
+    status = st.environment_status(
+        previous={}, generation=1, problem=None, deployment=deploy, replicas=2,
+        applied={"model": {"tag": "p", "name": "m2.tar.gz"}}, timestamp="t",
+        answers={"a": "m1.tar.gz", "b": "m2.tar.gz"})
+    assert status["servedModels"] == [{"name": "m1.tar.gz", "replicas": 1},
+                                      {"name": "m2.tar.gz", "replicas": 1}]
+    ready = by_type(status["conditions"])["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "RollingOut")

@@ -13,20 +13,24 @@ from kubernetes.client.exceptions import ApiException
 from botenv.api import SpecError, parse_environment, parse_tag
 from botenv.api.environment import EnvironmentSpec
 from botenv.api.tag import StorageSpec
-from botenv.controller import queues
+from botenv.controller import queues, verify
 from botenv.controller.state import State
+from botenv.controller.workqueue import Requeue
 from botenv.kube.diff import contains
 from botenv.render import actionserver, names, pulltoken
 from botenv.render import conditions as cond
 from botenv.render import secretenv as se
 from botenv.render.configmap import configmap
-from botenv.render.deployment import ModelRef, deployment, needs_probe_script
+from botenv.render.deployment import RASA_PORT, ModelRef, deployment, needs_probe_script
 from botenv.render.endpoints import endpoints
 from botenv.render.hashing import secrets_hash, stable_hash
 from botenv.render.service import service
 from botenv.render.status import APPLIED_FIELDS, Problem, environment_status, events, rollout
 
 log = logging.getLogger(__name__)
+
+# How soon pods are asked again while they do not all serve the tag's model yet.
+VERIFY_AGAIN_SECONDS = 3.0
 
 # Creates pull-token Secrets; a manager of its own, so botenv's later applies (labels
 # only) never own, and so never remove, the token.
@@ -54,6 +58,12 @@ class Plan:
     first: list[dict] = dataclasses.field(default_factory=list)
     # Children botenv made earlier that the spec no longer asks for: (kind, namespace, name).
     remove: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    # How botenv may ask the pods' Rasa which model they serve: None when it cannot (a
+    # JWT-only API), "" without auth, else the auth token. Never logged or stored.
+    status_token: str | None = ""
+
+    def __repr__(self) -> str:  # keeps the token out of any log or traceback
+        return f"Plan({len(self.children)} children)"
 
 
 def _action_server(state: State, spec: EnvironmentSpec, model: ModelRef, uid: str
@@ -202,8 +212,13 @@ async def plan(state: State, body: dict) -> Plan:
         "actionServer": action_status,
     }
     applied["model"] = {k: v for k, v in applied["model"].items() if v}
+    token: str | None = ""
+    if spec.auth_token is not None:
+        token = base64.b64decode(data[spec.auth_token.name][spec.auth_token.key]).decode()
+    elif spec.jwt_secret is not None:
+        token = None
     return Plan(children=[config, service(spec, tag=spec.model_tag, uid=meta["uid"]), deploy],
-                applied=applied, first=first, remove=remove)
+                applied=applied, first=first, remove=remove, status_token=token)
 
 
 def _stale(state: State, children: list[dict]) -> list[dict]:
@@ -276,7 +291,7 @@ async def reconcile(state: State, namespace: str, name: str) -> None:
     if body is None or body["metadata"].get("deletionTimestamp"):
         return  # deleted: garbage collection removes the children
     previous = body.get("status") or {}
-    problem, applied, retry = None, None, None
+    problem, applied, retry, result = None, None, None, None
     try:
         result = await plan(state, body)
         await asyncio.to_thread(_apply, state, result)
@@ -287,22 +302,31 @@ async def reconcile(state: State, namespace: str, name: str) -> None:
         log.log(logging.WARNING if problem.degraded else logging.INFO,
                 "BotEnvironment %s/%s not applied: %s", namespace, name, problem.message)
     replicas = (body.get("spec") or {}).get("replicas", 1)
+    replicas = replicas if isinstance(replicas, int) else 1
+    deploy = state.child("Deployment", namespace, names.rasa_name(name))
+    answers = None
+    if (result is not None and problem is None and result.status_token is not None
+            and state.settings.verify_models and rollout(deploy, replicas).done):
+        answers = await verify.served_models(state.pods_of(namespace, name), port=RASA_PORT,
+                                             token=result.status_token)
     timestamp = cond.now()
     status = environment_status(
         previous=previous, generation=body["metadata"].get("generation", 0), problem=problem,
-        deployment=state.child("Deployment", namespace, names.rasa_name(name)),
-        replicas=replicas if isinstance(replicas, int) else 1, applied=applied,
-        timestamp=timestamp)
+        deployment=deploy, replicas=replicas, applied=applied, timestamp=timestamp,
+        answers=answers)
     if status != previous:
         await asyncio.to_thread(_report, state, body, previous, status, timestamp)
     if retry is not None:
         raise retry  # the work queue retries with backoff
+    if answers is not None and cond.get(status["conditions"], cond.READY).get("status") != "True":
+        # Pods pull or load the model on their own: nothing in the API tells when; look again.
+        raise Requeue(VERIFY_AGAIN_SECONDS)
 
 
 def _report(state: State, body: dict, previous: dict, status: dict, timestamp: str) -> None:
     meta = body["metadata"]
     patch = dict(status)
-    for key in APPLIED_FIELDS:
+    for key in (*APPLIED_FIELDS, "servedModels"):
         if key in previous and key not in status:
             patch[key] = None  # merge patch: remove fields that no longer apply
     state.remember(state.kube.patch_status("BotEnvironment", meta["namespace"], meta["name"],

@@ -34,6 +34,7 @@ class State:
     tags: Mapping  # (ns, name) -> ModelTag snapshot
     children: Mapping[str, Mapping]  # kind -> (ns, name) -> owned child snapshot
     resolver: object = None  # controller.resolve.Resolver
+    pods: Mapping | None = None  # (ns, environment) -> views of its Rasa pods
     # Objects as the API server returned them from botenv's own writes, until the watch
     # delivers that version (or a newer one): without this, a reconcile that runs before
     # the watch event arrives would see the old object and write the same change again.
@@ -73,6 +74,11 @@ class State:
     def child(self, kind: str, namespace: str, name: str) -> dict | None:
         return self._fresher(kind, namespace, name,
                              only(self.children.get(kind), (namespace, name)))
+
+    def pods_of(self, namespace: str, environment: str) -> list[dict]:
+        if self.pods is None or (namespace, environment) not in self.pods:
+            return []
+        return list(self.pods[(namespace, environment)])
 
     def all_environments(self) -> Iterator[dict]:
         for key in list(self.environments):

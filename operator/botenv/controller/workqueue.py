@@ -22,6 +22,15 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+class Requeue(Exception):  # noqa: N818 (a signal, not an error)
+    """Raised by a handler that wants to look again after `delay` seconds (nothing failed:
+    no backoff, no error log)."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"again in {delay}s")
+        self.delay = delay
+
+
 class WorkQueue:
     def __init__(self, handler: Callable[[Hashable], Awaitable[None]], workers: int) -> None:
         self._handler = handler
@@ -63,6 +72,9 @@ class WorkQueue:
             try:
                 await self._handler(key)
                 self._failures.pop(key, None)
+            except Requeue as again:
+                self._failures.pop(key, None)
+                self.add_after(key, again.delay)
             except Exception as exc:  # noqa: BLE001 -- a failed reconcile is retried
                 count = self._failures[key] = self._failures.get(key, 0) + 1
                 delay = min(MAX_BACKOFF, 0.5 * 2 ** count)

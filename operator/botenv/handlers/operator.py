@@ -17,13 +17,13 @@ import urllib3
 
 from botenv import GROUP, VERSION
 from botenv.controller import environment as environment_reconciler
-from botenv.controller import queues
+from botenv.controller import queues, verify
 from botenv.controller import tag as tag_reconciler
 from botenv.controller.resolve import Resolver
 from botenv.controller.state import ENV, TAG, State, tag_of
 from botenv.controller.workqueue import WorkQueue
 from botenv.kube.client import Kube
-from botenv.render.names import ENVIRONMENT_LABEL, MANAGED_BY
+from botenv.render.names import COMPONENT, ENVIRONMENT_LABEL, MANAGED_BY
 from botenv.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 CHILD_SELECTORS = (("v1", "configmaps"), ("v1", "services"), ("v1", "secrets"),
                    ("apps", "v1", "deployments"))
+# Only the Rasa server pods: their /status says which model they serve.
+RASA_PODS = {"app.kubernetes.io/managed-by": MANAGED_BY,
+             "app.kubernetes.io/component": COMPONENT}
 # The running state, set at start-up (one operator per process).
 STATE: State | None = None
 QUEUE: WorkQueue | None = None
@@ -67,7 +70,7 @@ def login(**kwargs: object) -> kopf.ConnectionInfo | None:
 async def startup(settings: kopf.OperatorSettings, botenvironments_idx: kopf.Index,
                   modeltags_idx: kopf.Index, configmaps_idx: kopf.Index,
                   services_idx: kopf.Index, secrets_idx: kopf.Index,
-                  deployments_idx: kopf.Index,
+                  deployments_idx: kopf.Index, pods_idx: kopf.Index,
                   **_: object) -> None:
     global STATE, QUEUE
     config = Settings.from_env()
@@ -75,6 +78,8 @@ async def startup(settings: kopf.OperatorSettings, botenvironments_idx: kopf.Ind
     # are listed, never every ConfigMap of the cluster.
     for selector in CHILD_SELECTORS:
         settings.watching.label_selectors[selector] = "app.kubernetes.io/managed-by=botenv"
+    settings.watching.label_selectors[("v1", "pods")] = ",".join(
+        f"{k}={v}" for k, v in RASA_PODS.items())
     settings.posting.enabled = False  # botenv posts its own, deduplicated Events
     settings.watching.server_timeout = 300
     load_kubernetes_config()
@@ -82,7 +87,8 @@ async def startup(settings: kopf.OperatorSettings, botenvironments_idx: kopf.Ind
                   tags=modeltags_idx, children={"ConfigMap": configmaps_idx,
                                                 "Service": services_idx,
                                                 "Secret": secrets_idx,
-                                                "Deployment": deployments_idx})
+                                                "Deployment": deployments_idx},
+                  pods=pods_idx)
     QUEUE = WorkQueue(_process, workers=config.workers)
     STATE.resolver = Resolver(STATE.kube, ttl_seconds=config.resolve_seconds)
     QUEUE.start()
@@ -151,6 +157,18 @@ def secrets_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)
 def deployments_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
+
+
+@kopf.index("v1", "pods", labels=RASA_PODS)
+def pods_idx(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: object) -> dict:
+    return {(namespace, labels.get(ENVIRONMENT_LABEL, "")): verify.pod_view(dict(body))}
+
+
+@kopf.on.event("v1", "pods", labels=RASA_PODS)
+def pod_event(namespace: str, labels: kopf.Labels, **_: object) -> None:
+    environment = labels.get(ENVIRONMENT_LABEL)
+    if environment:
+        _enqueue((ENV, namespace, environment))
 
 
 @kopf.on.event(GROUP, VERSION, "botenvironments")

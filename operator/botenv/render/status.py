@@ -48,6 +48,32 @@ def rollout(deployment: dict | None, replicas: int) -> Rollout:
     return Rollout(True, f"{available} of {replicas} replicas serve the model")
 
 
+def _model_name(model: str) -> str:
+    # Rasa reports the file name (pull: the `filename` header; remote storage: the key's
+    # last part), while a tag may name a model under folders.
+    return model.rsplit("/", 1)[-1]
+
+
+def served(expected: str, answers: dict[str, str], replicas: int) -> tuple[Rollout, list[dict]]:
+    """Whether every ready pod serves `expected`, from what each pod's Rasa said (pod ->
+    model file, "" for no answer), and the per-model counts for status.servedModels."""
+    want = _model_name(expected)
+    counts: dict[str, int] = {}
+    for model in answers.values():
+        name = _model_name(model) if model else "(no answer)"
+        counts[name] = counts.get(name, 0) + 1
+    listing = [{"name": n, "replicas": c} for n, c in sorted(counts.items())]
+    serving = counts.get(want, 0)
+    if len(answers) < replicas:
+        return Rollout(False, f"waiting for the ready pods to be seen ({len(answers)} of "
+                              f"{replicas})"), listing
+    if serving == len(answers):
+        return Rollout(True, f"{serving} of {replicas} replicas serve model {want}"), listing
+    others = ", ".join(f"{c} {n}" for n, c in sorted(counts.items()) if n != want)
+    return Rollout(False, f"{serving} of {len(answers)} ready replicas serve model {want} "
+                          f"(others: {others})"), listing
+
+
 def conditions(problem: Problem | None, progress: Rollout, generation: int) -> list[dict]:
     if problem is None and progress.stalled:
         problem = Problem("RolloutStalled", progress.message)
@@ -82,7 +108,7 @@ APPLIED_FIELDS = ("model", "modelServerUrl", "queue", "endpoint", "actionServer"
 
 def environment_status(*, previous: dict, generation: int, problem: Problem | None,
                        deployment: dict | None, replicas: int, applied: dict | None,
-                       timestamp: str) -> dict:
+                       timestamp: str, answers: dict[str, str] | None = None) -> dict:
     """`applied` holds model/queue/endpoint fields when this reconcile applied the spec; on a
     problem they stay as they were, since the running Deployment was left as it was."""
     status = {k: v for k, v in previous.items() if k in APPLIED_FIELDS}
@@ -90,6 +116,9 @@ def environment_status(*, previous: dict, generation: int, problem: Problem | No
         status = {k: v for k, v in applied.items() if v not in (None, "", {})}
     live = (deployment or {}).get("status") or {}
     progress = rollout(deployment, replicas)
+    if answers is not None and progress.done and status.get("model", {}).get("name"):
+        progress, listing = served(status["model"]["name"], answers, replicas)
+        status["servedModels"] = listing
     status.update({
         "observedGeneration": generation,
         "replicas": live.get("replicas", 0),
