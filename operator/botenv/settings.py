@@ -33,6 +33,9 @@ class Settings:
     # Ask each ready Rasa pod's /status which model it serves before calling an environment
     # Ready (the operator must reach pod IPs; turn off where a NetworkPolicy forbids it).
     verify_models: bool = True
+    # Open a TCP connection to the broker and stores an environment names; one that cannot
+    # be reached makes it Degraded (EventBrokerUnreachable, ...), without touching the pods.
+    check_dependencies: bool = True
     # Namespaces to watch; empty means all namespaces.
     namespaces: tuple[str, ...] = ()
 
@@ -54,6 +57,8 @@ class Settings:
                 resolve_seconds=float(get("RESOLVE_SECONDS", str(default.resolve_seconds))),
                 workers=int(get("WORKERS", str(default.workers))),
                 verify_models=_bool(get("VERIFY_MODELS", str(default.verify_models))),
+                check_dependencies=_bool(get("CHECK_DEPENDENCIES",
+                                             str(default.check_dependencies))),
                 namespaces=namespaces,
             )
         except ValueError as exc:

@@ -123,6 +123,8 @@ def operator(control_plane: ControlPlane, kubectl: Kubectl, chart_rbac: list[dic
         # Pods here are only marked Ready (tests/support/pods.py): no Rasa answers /status.
         # tests/e2e runs real Rasa pods with the check on.
         "BOTENV_VERIFY_MODELS": "false",
+        # Hosts in these tests' specs (pg, redis, mq) do not exist; tests/e2e runs real ones.
+        "BOTENV_CHECK_DEPENDENCIES": "false",
     }).start()
     yield process
     process.stop()

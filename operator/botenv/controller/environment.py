@@ -13,7 +13,7 @@ from kubernetes.client.exceptions import ApiException
 from botenv.api import SpecError, parse_environment, parse_tag
 from botenv.api.environment import EnvironmentSpec
 from botenv.api.tag import StorageSpec
-from botenv.controller import queues, verify
+from botenv.controller import queues, reachability, verify
 from botenv.controller.state import State
 from botenv.controller.workqueue import Requeue
 from botenv.kube.diff import contains
@@ -61,6 +61,7 @@ class Plan:
     # How botenv may ask the pods' Rasa which model they serve: None when it cannot (a
     # JWT-only API), "" without auth, else the auth token. Never logged or stored.
     status_token: str | None = ""
+    dependencies: list[reachability.Dependency] = dataclasses.field(default_factory=list)
 
     def __repr__(self) -> str:  # keeps the token out of any log or traceback
         return f"Plan({len(self.children)} children)"
@@ -218,7 +219,8 @@ async def plan(state: State, body: dict) -> Plan:
     elif spec.jwt_secret is not None:
         token = None
     return Plan(children=[config, service(spec, tag=spec.model_tag, uid=meta["uid"]), deploy],
-                applied=applied, first=first, remove=remove, status_token=token)
+                applied=applied, first=first, remove=remove, status_token=token,
+                dependencies=reachability.dependencies(spec))
 
 
 def _stale(state: State, children: list[dict]) -> list[dict]:
@@ -301,6 +303,16 @@ async def reconcile(state: State, namespace: str, name: str) -> None:
         retry = blocked if isinstance(blocked, ApiFailure) else None
         log.log(logging.WARNING if problem.degraded else logging.INFO,
                 "BotEnvironment %s/%s not applied: %s", namespace, name, problem.message)
+    lost = []
+    if result is not None and problem is None and state.settings.check_dependencies:
+        lost = await reachability.unreachable(result.dependencies)
+        if lost:
+            # Reported, not acted on: what runs stays, and Ready says the environment
+            # cannot do its whole job (events or conversations cannot be stored).
+            problem = Problem(lost[0][0].reason, reachability.message(lost))
+            was = cond.get(previous.get("conditions"), cond.DEGRADED).get("reason")
+            log.log(logging.INFO if was == problem.reason else logging.WARNING,
+                    "BotEnvironment %s/%s: %s", namespace, name, problem.message)
     replicas = (body.get("spec") or {}).get("replicas", 1)
     replicas = replicas if isinstance(replicas, int) else 1
     deploy = state.child("Deployment", namespace, names.rasa_name(name))
@@ -318,6 +330,8 @@ async def reconcile(state: State, namespace: str, name: str) -> None:
         await asyncio.to_thread(_report, state, body, previous, status, timestamp)
     if retry is not None:
         raise retry  # the work queue retries with backoff
+    if lost:
+        raise Requeue(VERIFY_AGAIN_SECONDS * 2)  # notice the recovery soon
     if answers is not None and cond.get(status["conditions"], cond.READY).get("status") != "True":
         # Pods pull or load the model on their own: nothing in the API tells when; look again.
         raise Requeue(VERIFY_AGAIN_SECONDS)
