@@ -250,6 +250,8 @@ def test_pika_event_broker_with_derived_queue():
         "username": "${BOTENV_EVENT_BROKER_USERNAME}",
         "password": "${BOTENV_EVENT_BROKER_PASSWORD}",
         "queues": ["rasa_bots_production_events"],
+        # its own fanout exchange: on Rasa's shared default, queues get each other's events
+        "exchange_name": "rasa_bots_production_exchange",
     }
 
 

@@ -94,7 +94,8 @@ def event_broker(spec: EnvironmentSpec, queue: str, used_vars: set[str]) -> dict
     out: dict = {"type": "pika", "url": broker.host, "port": broker.port}
     _secret_refs(out, used_vars, se.BROKER_USERNAME, se.BROKER_PASSWORD)
     out["queues"] = [queue]
-    _put(out, "exchange_name", broker.exchange_name)
+    out["exchange_name"] = broker.exchange_name or names.derived_exchange(spec.namespace,
+                                                                          spec.name)
     return {**broker.params, **out}
 
 

@@ -89,6 +89,12 @@ def derived_queue(namespace: str, environment: str) -> str:
     return f"rasa_{namespace}_{environment}_events"
 
 
+def derived_exchange(namespace: str, environment: str) -> str:
+    # Rasa binds its queues to a fanout exchange: two environments on Rasa's default
+    # "rasa-exchange" would each receive the other's events in their own queue.
+    return f"rasa_{namespace}_{environment}_exchange"
+
+
 def model_url(base_url: str, namespace: str, tag: str, digest: str = "") -> str:
     """The tag's pull URL; with `digest`, pinned to that model (see the model server)."""
     url = f"{base_url.rstrip('/')}/models/{namespace}/tags/{tag}"
