@@ -8,6 +8,17 @@ from collections.abc import Iterator
 
 import pytest
 
+# The e2e tier's own control plane (not the cluster tier's: its operator runs as a separate
+# process here, with the checks that need real pods switched on), and the test kubelet.
+from tests.e2e.kubelet_fixtures import (  # noqa: E402,F401
+    control_plane,
+    control_plane_tokens,
+    kubectl,
+    kubelet,
+    kubelet_ns,
+    rasa_python_venv,
+    tiny_image,
+)
 from tests.support.peers import (
     PeerError,
     PostgresServer,
