@@ -70,7 +70,10 @@ class Process:
 
     def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
         self.log = log
-        self.proc = subprocess.Popen(argv, env={**os.environ, **env},
+        # Not the settings another tier's in-process operator left in os.environ.
+        inherited = {k: v for k, v in os.environ.items()
+                     if not k.startswith("BOTENV_") and k != "KUBECONFIG"}
+        self.proc = subprocess.Popen(argv, env={**inherited, **env},
                                      stdout=log.open("wb"), stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
@@ -125,7 +128,9 @@ def botenv(control_plane: ControlPlane, kubectl: Kubectl, kubelet: TestKubelet,
         [sys.executable, "-m", "botenv", "operator"],
         {"KUBECONFIG": str(control_plane.kubeconfig_for(OPERATOR_TOKEN)),
          # Secrets are not watched: a short resync notices a rotation (and an outage) soon.
-         "BOTENV_RESYNC_SECONDS": "5", "BOTENV_RESOLVE_SECONDS": "2"},
+         "BOTENV_RESYNC_SECONDS": "5", "BOTENV_RESOLVE_SECONDS": "2",
+         # The defaults, said out loud: these tests are about them.
+         "BOTENV_VERIFY_MODELS": "true", "BOTENV_CHECK_DEPENDENCIES": "true"},
         workdir / "operator.log")
     processes = {"model server": model_server, "operator": operator}
     try:

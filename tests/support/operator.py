@@ -17,10 +17,14 @@ class OperatorProcess:
         self.kubeconfig = kubeconfig
         self.env = env
         self.runner: KopfRunner | None = None
+        self._saved: dict[str, str | None] = {}
 
     def start(self) -> OperatorProcess:
-        os.environ["KUBECONFIG"] = str(self.kubeconfig)
-        os.environ.update(self.env)
+        # kopf and botenv read these from the process environment; stop() puts it back, so
+        # nothing leaks into later tests or the processes they start.
+        wanted = {"KUBECONFIG": str(self.kubeconfig), **self.env}
+        self._saved = {k: os.environ.get(k) for k in wanted}
+        os.environ.update(wanted)
         self.runner = KopfRunner(
             ["run", "--standalone", "--all-namespaces", "-m", "botenv.handlers"], timeout=60
         )
@@ -39,6 +43,12 @@ class OperatorProcess:
             self.runner.__exit__(None, None, None)
             self.runner = None
             wiring.STATE = wiring.QUEUE = None
+        for key, value in self._saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._saved = {}
 
     @property
     def writes(self) -> int:

@@ -329,3 +329,22 @@ def test_status_reports_what_the_pods_serve() -> None:
                                       {"name": "m2.tar.gz", "replicas": 1}]
     ready = by_type(status["conditions"])["Ready"]
     assert (ready["status"], ready["reason"]) == ("False", "RollingOut")
+
+
+def test_verified_model_moves_only_once_every_pod_serves_it() -> None:
+    before = {"model": {"tag": "p", "name": "m1.tar.gz"}}
+    deploy = deployment(replicas=2, updated=2, available=2)
+    mixed = st.environment_status(
+        previous=before, generation=2, problem=None, deployment=deploy, replicas=2,
+        applied={"model": {"tag": "p", "name": "m2.tar.gz"}}, timestamp="t",
+        answers={"a": "m1.tar.gz", "b": "m2.tar.gz"}, verifying=True)
+    assert mixed["model"]["name"] == "m1.tar.gz"
+    progressing = by_type(mixed["conditions"])["Progressing"]
+    assert progressing["message"].startswith("rolling to model m2.tar.gz: 1 of 2 ready")
+    done = st.environment_status(
+        previous=mixed, generation=2, problem=None, deployment=deploy, replicas=2,
+        applied={"model": {"tag": "p", "name": "m2.tar.gz"}}, timestamp="t",
+        answers={"a": "m2.tar.gz", "b": "m2.tar.gz"}, verifying=True)
+    assert done["model"]["name"] == "m2.tar.gz"
+    assert ("Normal", "ModelChanged", "serving model m2.tar.gz of tag p (was m1.tar.gz)") in \
+        st.events(mixed, done)

@@ -317,15 +317,16 @@ async def reconcile(state: State, namespace: str, name: str) -> None:
     replicas = replicas if isinstance(replicas, int) else 1
     deploy = state.child("Deployment", namespace, names.rasa_name(name))
     answers = None
-    if (result is not None and problem is None and result.status_token is not None
-            and state.settings.verify_models and rollout(deploy, replicas).done):
+    verifying = (result is not None and problem is None and result.status_token is not None
+                 and state.settings.verify_models)
+    if verifying and rollout(deploy, replicas).done:
         answers = await verify.served_models(state.pods_of(namespace, name), port=RASA_PORT,
                                              token=result.status_token)
     timestamp = cond.now()
     status = environment_status(
         previous=previous, generation=body["metadata"].get("generation", 0), problem=problem,
         deployment=deploy, replicas=replicas, applied=applied, timestamp=timestamp,
-        answers=answers)
+        answers=answers, verifying=verifying)
     if status != previous:
         await asyncio.to_thread(_report, state, body, previous, status, timestamp)
     if retry is not None:

@@ -108,17 +108,31 @@ APPLIED_FIELDS = ("model", "modelServerUrl", "queue", "endpoint", "actionServer"
 
 def environment_status(*, previous: dict, generation: int, problem: Problem | None,
                        deployment: dict | None, replicas: int, applied: dict | None,
-                       timestamp: str, answers: dict[str, str] | None = None) -> dict:
+                       timestamp: str, answers: dict[str, str] | None = None,
+                       verifying: bool = False) -> dict:
     """`applied` holds model/queue/endpoint fields when this reconcile applied the spec; on a
-    problem they stay as they were, since the running Deployment was left as it was."""
+    problem they stay as they were, since the running Deployment was left as it was.
+
+    `verifying`: botenv asks the pods which model they serve (`answers`, once the rollout
+    is done). Then `model` moves to a new model only when every ready pod serves it, so it
+    always says what is actually served; the Progressing message names the target."""
     status = {k: v for k, v in previous.items() if k in APPLIED_FIELDS}
     if applied is not None:
         status = {k: v for k, v in applied.items() if v not in (None, "", {})}
     live = (deployment or {}).get("status") or {}
     progress = rollout(deployment, replicas)
-    if answers is not None and progress.done and status.get("model", {}).get("name"):
-        progress, listing = served(status["model"]["name"], answers, replicas)
+    target = (status.get("model") or {}).get("name")
+    if answers is not None and progress.done and target:
+        progress, listing = served(target, answers, replicas)
         status["servedModels"] = listing
+    if verifying and not progress.done and status.get("model") != previous.get("model"):
+        if previous.get("model"):
+            status["model"] = previous["model"]
+        else:
+            status.pop("model", None)
+        if target:
+            progress = dataclasses.replace(progress, message=f"rolling to model {target}: "
+                                                             f"{progress.message}")
     status.update({
         "observedGeneration": generation,
         "replicas": live.get("replicas", 0),
