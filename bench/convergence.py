@@ -121,9 +121,15 @@ def main() -> int:
 
         # botenv: N environments on one tag (+ a tag with `users` environments to move).
         kubectl(kc, "create", "namespace", "bench-botenv")
+        # Models on `local` storage: the operator runs here and resolves them from files.
+        models = Path(tmp) / "models"
+        models.mkdir()
+        for name in ("m1.tar.gz", "m2.tar.gz"):
+            (models / name).write_bytes(name.encode())
         tag = {"apiVersion": "botenv.dev/v1alpha1", "kind": "ModelTag",
                "metadata": {"namespace": "bench-botenv"},
-               "spec": {"model": "m1.tar.gz", "storage": {"provider": "s3", "bucket": "b"}}}
+               "spec": {"model": "m1.tar.gz", "storage": {"provider": "local",
+                                                          "path": str(models)}}}
         apply(kc, [{**tag, "metadata": {**tag["metadata"], "name": "many"}},
                    {**tag, "metadata": {**tag["metadata"], "name": "moved"}}])
         docs = environments("bench-botenv", n, "many")

@@ -120,15 +120,17 @@ def test_environment_reconciled_into_children(kubectl, operator, ns):
         assert child["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "botenv"
 
     endpoints = yaml.safe_load(cm["data"]["endpoints.yml"])
-    # rollout Restart: pinned to the digest the pods start with
-    digest = kubectl.get("mtag", "production", ns)["status"]["digest"]
-    assert endpoints["models"]["url"].endswith(f"/models/{ns}/tags/production?digest={digest}")
+    # rollout Restart: pinned to the digest the pods start with (from their env)
+    assert endpoints["models"]["url"].endswith(
+        f"/models/{ns}/tags/production?digest=${{BOTENV_MODEL_DIGEST}}")
     assert endpoints["tracker_store"]["password"] == "${BOTENV_TRACKER_STORE_PASSWORD}"
     assert endpoints["event_broker"]["queues"] == [f"rasa_{ns}_production_events"]
     container = deploy["spec"]["template"]["spec"]["containers"][0]
     assert container["args"][:2] == ["run", "--enable-api"]
     env_vars = {e["name"]: e for e in container["env"]}
     assert env_vars["RASA_ENVIRONMENT"]["value"] == "production"
+    digest = kubectl.get("mtag", "production", ns)["status"]["digest"]
+    assert env_vars["BOTENV_MODEL_DIGEST"]["value"] == digest
     assert env_vars["BOTENV_TRACKER_STORE_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
         "name": "tracker-db",
         "key": "password",

@@ -83,16 +83,22 @@ def test_rasa_pulls_through_the_model_server_and_follows_a_tag_move(
     assert canary["models"]["url"] == f"{model_server}/models/{ns}/tags/production"
     pinned = rendered_endpoints(kubectl, ns, "production", model_server,
                                 tmp_path / "production.yml")
-    assert pinned["models"]["url"].startswith(f"{model_server}/models/{ns}/tags/production"
-                                              "?digest=")
+    assert pinned["models"]["url"] == (f"{model_server}/models/{ns}/tags/production"
+                                       "?digest=${BOTENV_MODEL_DIGEST}")
+
+    def pod_env(environment: str) -> dict[str, str]:
+        """What the Deployment's pod template gives Rasa for endpoints.yml's ${VAR}s."""
+        deploy = eventually(lambda: kubectl.get("deployment", f"rasa-{environment}", ns))
+        values = {e["name"]: e["value"] for e in
+                  deploy["spec"]["template"]["spec"]["containers"][0]["env"] if "value" in e}
+        values["BOTENV_PULL_TOKEN"] = pull_token(kubectl, ns, environment)
+        return values
 
     before = pulls_by_code(model_server)
     with RasaServer(endpoints=tmp_path / "canary.yml", workdir=tmp_path / "rasa-canary",
-                    env={"BOTENV_PULL_TOKEN": pull_token(kubectl, ns, "canary"),
-                         "RASA_ENVIRONMENT": "canary"}) as hot, \
+                    env=pod_env("canary")) as hot, \
             RasaServer(endpoints=tmp_path / "production.yml", workdir=tmp_path / "rasa-prod",
-                       env={"BOTENV_PULL_TOKEN": pull_token(kubectl, ns, "production"),
-                            "RASA_ENVIRONMENT": "production"}) as steady:
+                       env=pod_env("production")) as steady:
         for rasa in (hot, steady):
             assert rasa.wait_until_ready(timeout=180)["model_file"] == models["a"].name
         # Later pulls are revalidations: 304, counted on the server.
@@ -100,6 +106,7 @@ def test_rasa_pulls_through_the_model_server_and_follows_a_tag_move(
                    - before.get("304", 0) >= 4, timeout=20, message="304 revalidations")
         assert pulls_by_code(model_server).get("200", 0) - before.get("200", 0) == 2
 
+        old_digest = pod_env("production")["BOTENV_MODEL_DIGEST"]
         kubectl.patch("mtag", "production", ns, {"spec": {"model": models["b"].name}})
         eventually(lambda: hot.status().get("model_file") == models["b"].name, timeout=30,
                    message="the HotSwap Rasa serves the moved tag's model")
@@ -109,12 +116,10 @@ def test_rasa_pulls_through_the_model_server_and_follows_a_tag_move(
         assert steady.status().get("model_file") == models["a"].name, \
             "a Restart pod swapped models before its roll"
 
-    # The roll: a new pod starts with the ConfigMap as it is now, pinned to the new model.
-    rolled = eventually(lambda: (e := rendered_endpoints(
-        kubectl, ns, "production", model_server, tmp_path / "rolled.yml"))["models"]["url"]
-        != pinned["models"]["url"] and e, message="the pinned URL follows the tag")
-    assert rolled["models"]["url"].startswith(f"{model_server}/models/{ns}/tags/production?")
-    with RasaServer(endpoints=tmp_path / "rolled.yml", workdir=tmp_path / "rasa-rolled",
-                    env={"BOTENV_PULL_TOKEN": pull_token(kubectl, ns, "production"),
-                         "RASA_ENVIRONMENT": "production"}) as new_pod:
+    # The roll: a new pod starts from the new pod template (same endpoints.yml), whose
+    # digest is the new model's.
+    rolled = eventually(lambda: (e := pod_env("production"))["BOTENV_MODEL_DIGEST"]
+                        != old_digest and e, message="the pod template follows the tag")
+    with RasaServer(endpoints=tmp_path / "production.yml", workdir=tmp_path / "rasa-rolled",
+                    env=rolled) as new_pod:
         assert new_pod.wait_until_ready(timeout=180)["model_file"] == models["b"].name

@@ -130,7 +130,8 @@ def render_all(
         queue = parsed.event_broker.queue or names.derived_queue(parsed.namespace, parsed.name)
     doc = endpoints(
         parsed,
-        model_url=names.model_url(MODEL_SERVER, parsed.namespace, parsed.model_tag),
+        model_url=names.model_url(MODEL_SERVER, parsed.namespace, parsed.model_tag,
+                                  pinned=parsed.rollout == "Restart"),
         queue=queue,
         used_vars={u.var for u in usable if u.var},
     )

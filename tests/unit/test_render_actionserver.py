@@ -117,9 +117,16 @@ def test_a_missing_license_key_is_reported_with_its_field() -> None:
     assert problems == ["Secret 'rasa-pro' has no key 'pro' (named by spec.license.secretRef.key)"]
 
 
-def test_restart_pins_the_pull_url_to_the_model_hotswap_follows_the_tag() -> None:
-    base = "http://ms:8080"
-    assert names.model_url(base, "bots", "production") == \
-        "http://ms:8080/models/bots/tags/production"
-    assert names.model_url(base, "bots", "production", "abc/+=") == \
-        "http://ms:8080/models/bots/tags/production?digest=abc%2F%2B%3D"
+def test_restart_pins_the_pull_url_to_the_pods_digest_hotswap_follows_the_tag() -> None:
+    restart = render_all(environment(), digest="abc/+=")
+    assert restart.endpoints["models"]["url"] == (
+        "http://botenv-model-server.botenv-system.svc:8080/models/bots/tags/production"
+        "?digest=${BOTENV_MODEL_DIGEST}")
+    assert restart.env["BOTENV_MODEL_DIGEST"] == {"name": "BOTENV_MODEL_DIGEST",
+                                                  "value": "abc%2F%2B%3D"}
+    hot = render_all(environment(rollout="HotSwap"), digest="abc")
+    assert hot.endpoints["models"]["url"].endswith("/models/bots/tags/production")
+    assert "BOTENV_MODEL_DIGEST" not in hot.env
+    # A tag move changes the pod template only: the ConfigMap stays the same.
+    moved = render_all(environment(), digest="def")
+    assert moved.configmap == restart.configmap

@@ -278,7 +278,8 @@ def test_no_broker_no_event_broker_key():
 
 def test_pull_delivery_points_rasa_at_the_tag_on_the_model_server():
     assert endpoints_of(modelTag="candidate", pullIntervalSeconds=30)["models"] == {
-        "url": f"{MODEL_SERVER}/models/bots/tags/candidate",
+        # rollout Restart: pinned to the digest the pod starts with (its env)
+        "url": f"{MODEL_SERVER}/models/bots/tags/candidate?digest=${{BOTENV_MODEL_DIGEST}}",
         "wait_time_between_pulls": 30,
         # the environment's own credential, as a header (Rasa expands ${VAR})
         "headers": {"Authorization": "Bearer ${BOTENV_PULL_TOKEN}"},
@@ -348,6 +349,7 @@ def test_secret_references_are_plain_yaml_scalars_rasa_expands():
             "${BOTENV_EVENT_BROKER_USERNAME}",
             "${BOTENV_EVENT_BROKER_PASSWORD}",
             "Bearer ${BOTENV_PULL_TOKEN}",
+            f"{MODEL_SERVER}/models/bots/tags/production?digest=${{BOTENV_MODEL_DIGEST}}",
         ]
     )
     assert all(style is None for _, style in refs)

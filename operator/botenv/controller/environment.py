@@ -191,8 +191,7 @@ async def plan(state: State, body: dict) -> Plan:
     # Restart pins the pods to the model they start with, so running pods never swap models
     # before the roll (and before a new action server is ready); HotSwap follows the tag.
     pull_url = names.model_url(state.settings.model_server_url, spec.namespace,
-                               spec.model_tag, model.digest if spec.rollout == "Restart"
-                               else "")
+                               spec.model_tag, pinned=spec.rollout == "Restart")
     doc = endpoints(spec, model_url=pull_url, queue=queue,
                     used_vars={u.var for u in usable if u.var})
     config = configmap(environment=spec.name, namespace=spec.namespace, tag=spec.model_tag,

@@ -159,16 +159,12 @@ def deployments_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> 
     return {(namespace, name): snapshot(body)}
 
 
+# Indexed, not handled: pod events do not start reconciles (a rollout makes hundreds). The
+# Deployment's status says when a rollout is done; the pods are asked then, and again every
+# few seconds until they all serve the model.
 @kopf.index("v1", "pods", labels=RASA_PODS)
 def pods_idx(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: object) -> dict:
     return {(namespace, labels.get(ENVIRONMENT_LABEL, "")): verify.pod_view(dict(body))}
-
-
-@kopf.on.event("v1", "pods", labels=RASA_PODS)
-def pod_event(namespace: str, labels: kopf.Labels, **_: object) -> None:
-    environment = labels.get(ENVIRONMENT_LABEL)
-    if environment:
-        _enqueue((ENV, namespace, environment))
 
 
 @kopf.on.event(GROUP, VERSION, "botenvironments")

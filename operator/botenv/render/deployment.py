@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import urllib.parse
 
 from botenv.api.environment import EnvironmentSpec
 from botenv.api.errors import SpecError
@@ -140,6 +141,10 @@ def deployment(spec: EnvironmentSpec, *, model: ModelRef, uid: str,
     if spec.delivery == "remoteStorage":
         storage_args, extra_env = _remote_storage_args_env(spec, model)
         args += storage_args
+    elif spec.rollout == "Restart":
+        # endpoints.yml's pull URL pins this digest (names.model_url).
+        extra_env.append({"name": names.MODEL_DIGEST_VAR,
+                          "value": urllib.parse.quote(model.digest, safe="")})
     annotations = dict(spec.pod_annotations)
     annotations[CONFIG_HASH_ANNOTATION] = config_hash
     annotations[SECRETS_HASH_ANNOTATION] = secrets_hash

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-import urllib.parse
 
 from botenv import API_VERSION
 
 MANAGED_BY = "botenv"
+# The digest a Restart pod pins its model pulls to (see model_url).
+MODEL_DIGEST_VAR = "BOTENV_MODEL_DIGEST"
 ENVIRONMENT_LABEL = "botenv.dev/environment"
 TAG_LABEL = "botenv.dev/tag"
 # Marks pull-token Secrets; the model server watches only these (server-side selector).
@@ -95,10 +96,12 @@ def derived_exchange(namespace: str, environment: str) -> str:
     return f"rasa_{namespace}_{environment}_exchange"
 
 
-def model_url(base_url: str, namespace: str, tag: str, digest: str = "") -> str:
-    """The tag's pull URL; with `digest`, pinned to that model (see the model server)."""
+def model_url(base_url: str, namespace: str, tag: str, pinned: bool = False) -> str:
+    """The tag's pull URL. `pinned`: the pods ask for the model of the digest they were
+    started with (${BOTENV_MODEL_DIGEST}, which Rasa expands from the pod's env): a tag move
+    then changes only the pod template, and running pods never swap models on their own."""
     url = f"{base_url.rstrip('/')}/models/{namespace}/tags/{tag}"
-    return f"{url}?digest={urllib.parse.quote(digest, safe='')}" if digest else url
+    return f"{url}?digest=${{{MODEL_DIGEST_VAR}}}" if pinned else url
 
 
 def service_endpoint(environment: str, namespace: str, port: int) -> str:
