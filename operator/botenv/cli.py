@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     ms.set_defaults(func=_model_server)
     version = sub.add_parser("version", help="print botenv's version")
     version.set_defaults(func=lambda _: print(importlib.metadata.version("botenv")) or 0)
+    from botenv.cli_upload import add_upload_command  # a training Job's upload step
+
+    add_upload_command(sub)
     from botenv.cli_people import add_people_commands  # status, promote, rollback, history
 
     add_people_commands(parser, sub)

@@ -176,8 +176,27 @@ def _tag_ready(row: dict) -> str:
     return f"{row['ready']} ({row['reason']})"
 
 
+def training_summary(body: dict) -> dict:
+    status = body.get("status") or {}
+    return {"namespace": body["metadata"].get("namespace", ""),
+            "name": body["metadata"]["name"], "phase": status.get("phase") or "Pending",
+            "model": status.get("modelName") or "", "tag": (body.get("spec") or {}).get("tag")
+            or "", "moved": bool(status.get("tag")), "reason": status.get("reason") or "",
+            "startedAt": status.get("startedAt") or ""}
+
+
+def trainings_table(trainings: list[dict], *, namespace: str | None,
+                    now: datetime.datetime) -> str:
+    first = ["NAMESPACE"] if namespace is None else []
+    return table([*first, "TRAINING", "PHASE", "MODEL", "TAG", "STARTED"],
+                 [[*([r["namespace"]] if namespace is None else []), r["name"],
+                   r["phase"] + (f" ({r['reason']})" if r["reason"] else ""), r["model"] or "-",
+                   (r["tag"] + (" (moved)" if r["moved"] else "")) or "-",
+                   when(r["startedAt"], now)] for r in trainings])
+
+
 def status_text(environments: list[dict], tags: list[dict], *, namespace: str | None,
-                now: datetime.datetime) -> str:
+                now: datetime.datetime, trainings: list[dict] | None = None) -> str:
     """The `botenv status` view of summaries (environment_summary, tag_summary).
     `namespace` None means all namespaces: a NAMESPACE column is added."""
     where = "in any namespace" if namespace is None else f"in namespace '{namespace}'"
@@ -203,6 +222,8 @@ def status_text(environments: list[dict], tags: list[dict], *, namespace: str | 
              for r in tags]))
     else:
         out.append(f"No ModelTags {where}.")
+    if trainings:
+        out += ["", trainings_table(trainings, namespace=namespace, now=now)]
     problems = problem_lines(environments, tags, all_namespaces=namespace is None)
     if problems:
         out += ["", "Not ready:", *problems]

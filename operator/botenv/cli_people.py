@@ -44,7 +44,8 @@ def _text(*paragraphs: str) -> str:
     return "\n\n".join(textwrap.fill(p, 88) for p in paragraphs)
 
 
-PLURALS = {"ModelTag": "modeltags.botenv.dev", "BotEnvironment": "botenvironments.botenv.dev"}
+PLURALS = {"ModelTag": "modeltags.botenv.dev", "BotEnvironment": "botenvironments.botenv.dev",
+           "ModelTraining": "modeltrainings.botenv.dev"}
 
 
 class CliError(Exception):
@@ -164,11 +165,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     session = Session(args)
     environments = [fmt.environment_summary(b) for b in session.list("BotEnvironment")]
     tags = [fmt.tag_summary(b) for b in session.list("ModelTag")]
+    trainings = [fmt.training_summary(b) for b in session.list("ModelTraining")]
     namespace = None if session.all_namespaces else session.namespace
     if args.output == "json":
-        _print_json({"namespace": namespace, "environments": environments, "tags": tags})
+        _print_json({"namespace": namespace, "environments": environments, "tags": tags,
+                     "trainings": trainings})
     else:
-        print(fmt.status_text(environments, tags, namespace=namespace, now=_now()))
+        print(fmt.status_text(environments, tags, namespace=namespace, now=_now(),
+                              trainings=trainings))
     return EXIT_OK
 
 
@@ -370,6 +374,17 @@ def add_people_commands(parser: argparse.ArgumentParser,
     history.add_argument("tag", metavar="TAG", help="the ModelTag")
     history.add_argument("-o", "--output", choices=("table", "json"), default="table")
     history.set_defaults(func=_run(cmd_history))
+
+    from botenv import cli_train
+
+    train = add("train", "train a local Rasa project in the cluster and move a tag",
+                _text("Pack DIR (config.yml, domain.yml, data/*.yml) into a ConfigMap, create "
+                      "a ModelTraining for it and follow it: the operator trains it in a Job, "
+                      "stores the model where TAG's models are and moves TAG to it. "
+                      "Promoting it further stays an explicit `botenv promote`."),
+                f"{EXIT_CODES}\n\nexample:\n  botenv train ./my-bot --tag experimental")
+    cli_train.add_arguments(train)
+    train.set_defaults(func=_run(cli_train.cmd_train))
 
 
 def _rename(parser: argparse.ArgumentParser, old: str, new: str) -> None:

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import os
 from collections.abc import Mapping
+
+try:
+    _VERSION = importlib.metadata.version("botenv")
+except importlib.metadata.PackageNotFoundError:  # running from a source tree
+    _VERSION = "latest"
 
 
 def _bool(value: str) -> bool:
@@ -21,6 +27,9 @@ class Settings:
     # Base URL of botenv's model server; a tag's pull URL is BASE/models/<ns>/tags/<tag>.
     model_server_url: str = "http://botenv-model-server.botenv-system.svc:8080"
     default_image: str = "rasa/rasa:3.6.21-full"
+    # botenv's own image: a training Job's upload step runs it (the chart sets it to the
+    # image the operator runs).
+    botenv_image: str = f"ghcr.io/botenv/botenv:{_VERSION}"
     # How many earlier models a ModelTag keeps in status.history (rollback targets).
     history_limit: int = 10
     # Every environment is reconciled again at this period: Secrets are not watched
@@ -52,6 +61,7 @@ class Settings:
             return cls(
                 model_server_url=get("MODEL_SERVER_URL", default.model_server_url).rstrip("/"),
                 default_image=get("DEFAULT_IMAGE", default.default_image),
+                botenv_image=get("IMAGE", default.botenv_image),
                 history_limit=int(get("HISTORY_LIMIT", str(default.history_limit))),
                 resync_seconds=float(get("RESYNC_SECONDS", str(default.resync_seconds))),
                 resolve_seconds=float(get("RESOLVE_SECONDS", str(default.resolve_seconds))),

@@ -99,7 +99,7 @@ def kubectl(control_plane: ControlPlane) -> Kubectl:
     client = Kubectl(control_plane.kubeconfig)
     client.run("apply", "-f", str(REPO / "crds"))
     client.run("wait", "--for=condition=Established", "crd/botenvironments.botenv.dev",
-               "crd/modeltags.botenv.dev", "--timeout=60s")
+               "crd/modeltags.botenv.dev", "crd/modeltrainings.botenv.dev", "--timeout=60s")
     return client
 
 

@@ -8,6 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
+# botenv's operator and model server, one pair per test module (module scope).
+from tests.e2e.botenv_fixtures import botenv  # noqa: F401
+
 # The e2e tier's own control plane (not the cluster tier's: its operator runs as a separate
 # process here, with the checks that need real pods switched on), and the test kubelet.
 from tests.e2e.kubelet_fixtures import (  # noqa: E402,F401

@@ -19,7 +19,7 @@ import pytest
 
 from tests.cluster import conftest as cluster
 from tests.support.controlplane import ControlPlane
-from tests.support.kubectl import Kubectl, eventually
+from tests.support.kubectl import Kubectl, condition, eventually
 from tests.support.kubelet import PYTHON, Image, TestKubelet
 from tests.support.rasa import rasa_venv
 
@@ -156,9 +156,9 @@ def kubelet_ns(kubectl: Kubectl, kubelet: TestKubelet) -> Iterator[str]:
     name = f"kubelet-{next(_names)}"
     kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     yield name
-    # The garbage collector removes a Deployment's pods within a second or two; the
-    # namespace controller alone takes about 5 s to get to them.
-    kubectl.run("delete", "deployments", "--all", "-n", name, "--wait=false")
+    # The garbage collector removes the pods of Deployments and Jobs within a second or
+    # two; the namespace controller alone takes about 5 s to get to them.
+    kubectl.run("delete", "deployments,jobs", "--all", "-n", name, "--wait=false")
     kubectl.run("delete", "namespace", name, "--wait=false")
     eventually(lambda: not kubelet.processes(name), timeout=60,
                message=f"the processes of namespace {name} gone")
@@ -197,6 +197,51 @@ def tiny_deployment(namespace: str, name: str, *, replicas: int = 1,
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
+
+
+def tiny_job(namespace: str, name: str, *, containers: list[dict],
+             init_containers: list[dict] | None = None, restart_policy: str = "Never",
+             backoff_limit: int = 0, volumes: list[dict] | None = None,
+             spec: dict | None = None) -> dict:
+    """A Job whose pods the test kubelet runs (label ``app: <name>``); a container or init
+    container without an image gets TINY_IMAGE (with ``command: [python, -c, ...]`` it runs
+    a snippet on the test interpreter). `spec` adds or overrides Job spec fields."""
+    labels = {"app": name, **MANAGED}
+
+    def tiny(c: dict) -> dict:
+        return {"image": TINY_IMAGE, **c}
+
+    pod_spec: dict = {"restartPolicy": restart_policy, "terminationGracePeriodSeconds": 2,
+                      "containers": [tiny(c) for c in containers]}
+    if init_containers:
+        pod_spec["initContainers"] = [tiny(c) for c in init_containers]
+    if volumes:
+        pod_spec["volumes"] = volumes
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {"backoffLimit": backoff_limit,
+                 "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+                 **(spec or {})},
+    }
+
+
+def python(code: str) -> list[str]:
+    """A container command that runs `code` with the image's python."""
+    return ["python", "-c", code]
+
+
+def wait_job(kubectl: Kubectl, namespace: str, name: str, type_: str = "Complete",
+             timeout: float = 30) -> dict:
+    """Until the Job has condition `type_` (Complete or Failed) True; returns the Job."""
+
+    def done() -> dict | None:
+        job = kubectl.get("job", name, namespace)
+        return job if condition(job, type_).get("status") == "True" else None
+
+    return eventually(done, timeout=timeout, interval=0.2,
+                      message=f"job {name} {type_}")
 
 
 def service(namespace: str, name: str, selector: dict[str, str], port: int,

@@ -1,7 +1,9 @@
 """The test kubelet (tests/support/kubelet.py) on the real API server and controller manager:
 Deployments of local processes become Available, roll, restart on liveness failures, wait
-for missing configuration as a kubelet does, and reach each other through Services; and a
-Rasa environment exactly as botenv renders it runs and answers."""
+for missing configuration as a kubelet does, and reach each other through Services; Jobs
+run their init containers and containers to completion, and the real Job controller
+completes, retries or fails them; and a Rasa environment exactly as botenv renders it runs
+and answers."""
 
 from __future__ import annotations
 
@@ -22,9 +24,12 @@ from tests.e2e.kubelet_fixtures import (
     TINY_PORT,
     http,
     pods,
+    python,
     service,
     tiny_deployment,
+    tiny_job,
     wait_available,
+    wait_job,
     wait_rolled,
 )
 from tests.support.kubectl import condition, eventually
@@ -317,6 +322,259 @@ def test_crash_loop_backs_off_and_deletion_escalates_to_sigkill(kubectl, kubelet
         kubelet.kubelet_log())
 
 
+# -- Jobs: init containers, restart policies, termination messages --------------------
+
+
+def statuses(pod: dict, key: str = "containerStatuses") -> dict[str, dict]:
+    return {cs["name"]: cs for cs in pod["status"].get(key) or []}
+
+
+SHARED = {"name": "shared", "mountPath": "/shared"}
+
+
+def test_job_runs_its_init_containers_in_order_then_completes(kubectl, kubelet, kubelet_ns,
+                                                              tmp_path):
+    ns = kubelet_ns
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    kubectl.apply(tiny_job(
+        ns, "train",
+        init_containers=[
+            # Waits for the test's go, then writes into the emptyDir.
+            {"name": "first", "command": python(
+                "import os, sys, time\n"
+                "while not os.path.exists(sys.argv[1]): time.sleep(0.05)\n"
+                "open(sys.argv[2], 'w').write('hello')"),
+             "args": ["/gate/go", "/shared/greeting"],
+             "volumeMounts": [{"name": "gate", "mountPath": "/gate"}, SHARED]},
+            # Fails unless the first one is done.
+            {"name": "second", "command": python(
+                "import sys; text = open(sys.argv[1]).read()\n"
+                "open(sys.argv[1], 'w').write(text + ' world')"),
+             "args": ["/shared/greeting"], "volumeMounts": [SHARED]},
+        ],
+        containers=[{"name": "main", "command": python(
+            "import sys; print('read:', open(sys.argv[1]).read(), flush=True)"),
+            "args": ["/shared/greeting"], "volumeMounts": [SHARED]}],
+        volumes=[{"name": "gate", "hostPath": {"path": str(gate)}},
+                 {"name": "shared", "emptyDir": {}}],
+    ))
+
+    def first_running() -> dict | None:
+        for pod in kubectl.list("pods", ns, "app=train"):
+            first = statuses(pod, "initContainerStatuses").get("first") or {}
+            if "running" in first.get("state", {}):
+                return pod
+        return None
+
+    # While the first init container runs, nothing else does.
+    pod = eventually(first_running, timeout=30, message="init container first running")
+    name = pod["metadata"]["name"]
+    assert pod["status"]["phase"] == "Pending"
+    assert condition(pod, "Initialized") == dict(
+        condition(pod, "Initialized"), status="False", reason="ContainersNotInitialized",
+        message="containers with incomplete status: [first second]")
+    assert condition(pod, "Ready")["reason"] == "ContainersNotReady"
+    init = statuses(pod, "initContainerStatuses")
+    assert list(init) == ["first", "second"]
+    assert init["first"]["ready"] is False and "started" not in init["first"]
+    assert init["second"]["state"] == {"waiting": {"reason": "PodInitializing"}}
+    assert statuses(pod)["main"]["state"] == {"waiting": {"reason": "PodInitializing"}}
+    assert [p.container for p in kubelet.processes(ns)] == ["first"]
+
+    began = time.monotonic()
+    (gate / "go").touch()
+    job = wait_job(kubectl, ns, "train", "Complete")
+    print(f"\ninit containers and container run, Job Complete in "
+          f"{time.monotonic() - began:.1f} s")
+    assert job["status"]["succeeded"] == 1 and not job["status"].get("failed")
+    assert not job["status"].get("active")
+
+    pod = kubectl.get("pod", name, ns)
+    assert pod["status"]["phase"] == "Succeeded"
+    init = statuses(pod, "initContainerStatuses")
+    for cs in init.values():
+        done = cs["state"]["terminated"]
+        assert (done["exitCode"], done["reason"]) == (0, "Completed")
+        assert cs["ready"] is True and cs["restartCount"] == 0 and cs["containerID"]
+        assert "message" not in done
+    assert (init["first"]["state"]["terminated"]["finishedAt"]
+            <= init["second"]["state"]["terminated"]["startedAt"])
+    main = statuses(pod)["main"]
+    assert main["state"]["terminated"]["exitCode"] == 0
+    assert main["state"]["terminated"]["reason"] == "Completed"
+    assert main["ready"] is False and main["started"] is False
+    assert (init["second"]["state"]["terminated"]["finishedAt"]
+            <= main["state"]["terminated"]["startedAt"])
+    assert kubelet.logs(ns, name, "main") == "read: hello world\n"
+    # As a kubelet reports a completed pod.
+    assert condition(pod, "Initialized")["status"] == "True"
+    assert condition(pod, "Initialized")["reason"] == "PodCompleted"
+    for type_ in ("Ready", "ContainersReady"):
+        assert condition(pod, type_)["status"] == "False", type_
+        assert condition(pod, type_)["reason"] == "PodCompleted", type_
+    assert kubelet.processes(ns) == []
+    started = {e["involvedObject"].get("fieldPath") for e in kubectl.list("events", ns)
+               if e["reason"] == "Started" and e["involvedObject"]["name"] == name}
+    assert started == {"spec.initContainers{first}", "spec.initContainers{second}",
+                       "spec.containers{main}"}
+
+
+def test_failed_init_container_fails_the_pod_and_the_job(kubectl, kubelet, kubelet_ns):
+    ns = kubelet_ns
+    kubectl.apply(tiny_job(
+        ns, "broken", backoff_limit=0,
+        init_containers=[{
+            "name": "train",
+            "command": python("import sys\n"
+                              "for i in range(100): print(f'line {i:03d}')\n"
+                              "sys.exit(3)"),
+            "terminationMessagePolicy": "FallbackToLogsOnError"}],
+        containers=[{"name": "upload", "command": python("print('never')")}],
+    ))
+    began = time.monotonic()
+    job = wait_job(kubectl, ns, "broken", "Failed")
+    print(f"\ninit container failed, Job Failed in {time.monotonic() - began:.1f} s")
+    assert condition(job, "Failed")["reason"] == "BackoffLimitExceeded"
+    assert job["status"]["failed"] == 1 and not job["status"].get("succeeded")
+
+    pod = only_pod(kubectl, ns, "broken")  # no second attempt
+    name = pod["metadata"]["name"]
+    assert pod["status"]["phase"] == "Failed"
+    train = statuses(pod, "initContainerStatuses")["train"]
+    done = train["state"]["terminated"]
+    assert (done["exitCode"], done["reason"]) == (3, "Error")
+    assert train["ready"] is False and train["restartCount"] == 0
+    # FallbackToLogsOnError with an empty termination log: the last 80 lines of its output.
+    assert done["message"] == "".join(f"line {i:03d}\n" for i in range(20, 100))
+    upload = statuses(pod)["upload"]
+    assert upload["state"] == {"waiting": {"reason": "PodInitializing"}}
+    assert upload["restartCount"] == 0 and "containerID" not in upload
+    assert kubelet.logs(ns, name, "upload") == ""
+    assert condition(pod, "Initialized") == dict(
+        condition(pod, "Initialized"), status="False", reason="ContainersNotInitialized",
+        message="containers with incomplete status: [train]")
+    assert condition(pod, "Ready")["message"] == "containers with unready status: [upload]"
+    assert kubelet.processes(ns) == []
+
+
+def test_termination_messages_and_restart_policy_on_failure(kubectl, kubelet, kubelet_ns):
+    ns = kubelet_ns
+    first_run = ("import os, sys\n"
+                 "marker = sys.argv[1]\n"
+                 "if not os.path.exists(marker):\n"
+                 "    open(marker, 'w').close()\n")
+    noisy_lines = "".join(f"noisy line {i:03d} " + "x" * 24 + "\n" for i in range(100))
+    kubectl.apply(tiny_job(
+        ns, "report", restart_policy="OnFailure", backoff_limit=6,
+        init_containers=[{  # fails once, is restarted in place, then succeeds
+            "name": "flaky",
+            "command": python(first_run + "    sys.exit(1)"),
+            "args": ["/shared/flaky-ran"], "volumeMounts": [SHARED]}],
+        containers=[
+            {"name": "report",  # writes JSON where its args say the termination log is
+             "command": python("import json, sys\n"
+                               "json.dump({'model': 'shop', 'digest': 'sha256:abc'}, "
+                               "open(sys.argv[1], 'w'))"),
+             "args": ["/dev/termination-log"]},
+            {"name": "custom",  # its own path, through the env; only the last 4096 bytes
+             "terminationMessagePath": "/var/run/botenv/message",
+             "env": [{"name": "MESSAGE_FILE", "value": "/var/run/botenv/message"}],
+             "command": python("import os\n"
+                               "open(os.environ['MESSAGE_FILE'], 'w').write("
+                               "'x' * 5000 + 'END')")},
+            {"name": "noisy",  # fails once with an empty termination log
+             "terminationMessagePolicy": "FallbackToLogsOnError",
+             "env": [{"name": "LINES", "value": noisy_lines}],
+             "command": python(first_run + "    print(os.environ['LINES'], end='')\n"
+                               "    sys.exit(1)\n"
+                               "print('second run')"),
+             "args": ["/shared/noisy-ran"], "volumeMounts": [SHARED]},
+        ],
+        volumes=[{"name": "shared", "emptyDir": {}}],
+    ))
+    began = time.monotonic()
+    job = wait_job(kubectl, ns, "report", "Complete")
+    print(f"\ntwo restarts in place, Job Complete in {time.monotonic() - began:.1f} s")
+    assert job["status"]["succeeded"] == 1 and not job["status"].get("failed")
+
+    pod = only_pod(kubectl, ns, "report")
+    assert pod["status"]["phase"] == "Succeeded"
+    flaky = statuses(pod, "initContainerStatuses")["flaky"]
+    assert flaky["restartCount"] == 1
+    assert flaky["lastState"]["terminated"]["exitCode"] == 1
+    assert flaky["state"]["terminated"]["exitCode"] == 0 and flaky["ready"] is True
+    containers = statuses(pod)
+    report = containers["report"]
+    assert report["restartCount"] == 0  # OnFailure: an exit 0 is not restarted
+    assert json.loads(report["state"]["terminated"]["message"]) == {
+        "model": "shop", "digest": "sha256:abc"}
+    custom = containers["custom"]["state"]["terminated"]["message"]
+    assert len(custom) == 4096 and custom.endswith("xxEND")
+    noisy = containers["noisy"]
+    assert noisy["restartCount"] == 1
+    failed = noisy["lastState"]["terminated"]
+    assert failed["exitCode"] == 1
+    # The last 80 lines (3200 bytes here), of which the last 2048 bytes.
+    assert failed["message"] == noisy_lines[-2048:]
+    # The second run exited 0: no fallback to its logs.
+    assert "message" not in noisy["state"]["terminated"]
+    assert kubelet.logs(ns, pod["metadata"]["name"], "noisy").endswith("second run\n")
+
+
+def test_job_retries_a_failed_pod_up_to_its_backoff_limit(kubectl, kubelet, kubelet_ns,
+                                                          tmp_path):
+    ns = kubelet_ns
+    state = tmp_path / "state"
+    state.mkdir()
+    kubectl.apply(tiny_job(
+        ns, "retry", backoff_limit=1,
+        containers=[{  # fails in the first pod, succeeds in the second
+            "name": "main",
+            "command": python("import os, sys\n"
+                              "if not os.path.exists(sys.argv[1]):\n"
+                              "    open(sys.argv[1], 'w').close(); sys.exit(2)"),
+            "args": ["/state/ran"],
+            "volumeMounts": [{"name": "state", "mountPath": "/state"}]}],
+        volumes=[{"name": "state", "hostPath": {"path": str(state)}}],
+    ))
+    began = time.monotonic()
+    job = wait_job(kubectl, ns, "retry", "Complete", timeout=60)
+    print(f"\nfirst pod failed, second succeeded: Job Complete in "
+          f"{time.monotonic() - began:.1f} s")
+    assert (job["status"]["failed"], job["status"]["succeeded"]) == (1, 1)
+    # creationTimestamp has whole seconds: order them by phase.
+    found = sorted(kubectl.list("pods", ns, "app=retry"), key=lambda p: p["status"]["phase"])
+    assert [p["status"]["phase"] for p in found] == ["Failed", "Succeeded"]
+    failed, succeeded = (statuses(p)["main"] for p in found)
+    assert failed["state"]["terminated"]["exitCode"] == 2
+    assert failed["restartCount"] == 0  # restartPolicy Never
+    assert (failed["state"]["terminated"]["finishedAt"]
+            <= succeeded["state"]["terminated"]["startedAt"])
+    assert condition(found[0], "Ready")["reason"] == "ContainersNotReady"
+    assert condition(found[1], "Ready")["reason"] == "PodCompleted"
+
+
+def test_job_deadline_deletes_the_pod_and_kills_its_init_container(kubectl, kubelet,
+                                                                     kubelet_ns):
+    ns = kubelet_ns
+    kubectl.apply(tiny_job(
+        ns, "slow", spec={"activeDeadlineSeconds": 2},
+        init_containers=[{"name": "train", "command": python("import time; time.sleep(600)")}],
+        containers=[{"name": "upload", "command": python("print('never')")}],
+    ))
+    (process,) = eventually(lambda: kubelet.processes(ns), timeout=30,
+                            message="the init container running")
+    assert process.container == "train"
+    began = time.monotonic()
+    job = wait_job(kubectl, ns, "slow", "Failed")
+    assert condition(job, "Failed")["reason"] == "DeadlineExceeded"
+    eventually(lambda: not kubectl.list("pods", ns, "app=slow") and not alive(process.pid),
+               timeout=20, message="the pod deleted, its process gone")
+    print(f"\ndeadline passed: pod deleted and process gone "
+          f"{time.monotonic() - began:.1f} s after it started")
+
+
 class _Outside(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         body = b"from outside the cluster"
@@ -442,8 +700,9 @@ def test_rasa_environment_as_botenv_renders_it_becomes_ready(kubectl, kubelet, k
     tag = spec.model_tag  # the environment's name by default
     assert rendered.container["readinessProbe"]["exec"]["command"] == [
         "python", "/etc/botenv/rasa/readiness.py"]
-    assert rendered.endpoints["models"]["url"] == (
-        f"http://botenv-model-server.botenv-system.svc:8080/models/{ns}/tags/{tag}")
+    assert rendered.endpoints["models"]["url"] == (  # pinned: Restart is the default rollout
+        f"http://botenv-model-server.botenv-system.svc:8080/models/{ns}/tags/{tag}"
+        "?digest=${BOTENV_MODEL_DIGEST}")
     served = tmp_path / "served" / "models" / ns / "tags"
     served.mkdir(parents=True)
     shutil.copyfile(model, served / tag)

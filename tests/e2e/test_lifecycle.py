@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,8 +23,6 @@ from pathlib import Path
 import boto3
 import pytest
 
-from tests.cluster.conftest import MODEL_SERVER_TOKEN, OPERATOR_TOKEN, install_rbac
-from tests.support.controlplane import ControlPlane
 from tests.support.emulators import MotoServer
 from tests.support.kubectl import Kubectl, condition, eventually
 from tests.support.kubelet import TestKubelet
@@ -52,40 +49,6 @@ def report_timings(request: pytest.FixtureRequest) -> Iterator[None]:
                                     for what, seconds in TIMINGS.items()))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _tail(path: Path, lines: int = 60) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
-class Process:
-    """A botenv component as its own process, its log in a file."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
-        self.log = log
-        # Not the settings another tier's in-process operator left in os.environ.
-        inherited = {k: v for k, v in os.environ.items()
-                     if not k.startswith("BOTENV_") and k != "KUBECONFIG"}
-        self.proc = subprocess.Popen(argv, env={**inherited, **env},
-                                     stdout=log.open("wb"), stderr=subprocess.STDOUT)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("e2e-models")
@@ -106,44 +69,6 @@ def s3(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Path]
         for path in models.values():
             client.upload_file(str(path), BUCKET, f"acme/{path.name}")
         yield server
-
-
-@pytest.fixture(scope="module")
-def botenv(control_plane: ControlPlane, kubectl: Kubectl, kubelet: TestKubelet,
-           rasa_python_venv: Path, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[dict[str, Process]]:
-    """botenv as installed: the model server and the operator, each as its own process with
-    its ServiceAccount's token and the chart's RBAC."""
-    install_rbac(kubectl)
-    workdir = tmp_path_factory.mktemp("botenv")
-    port = _free_port()
-    model_server = Process(
-        [sys.executable, "-m", "botenv", "model-server", "--host", "127.0.0.1", "--port",
-         str(port), "--cache-dir", str(workdir / "cache")],
-        {"KUBECONFIG": str(control_plane.kubeconfig_for(MODEL_SERVER_TOKEN))},
-        workdir / "model-server.log")
-    # The pods reach it through its Service name, as in a cluster (the kubelet's proxy).
-    kubelet.service_hosts[MODEL_SERVER_SERVICE] = f"127.0.0.1:{port}"
-    operator = Process(
-        [sys.executable, "-m", "botenv", "operator"],
-        {"KUBECONFIG": str(control_plane.kubeconfig_for(OPERATOR_TOKEN)),
-         # Secrets are not watched: a short resync notices a rotation (and an outage) soon.
-         "BOTENV_RESYNC_SECONDS": "5", "BOTENV_RESOLVE_SECONDS": "2",
-         # The defaults, said out loud: these tests are about them.
-         "BOTENV_VERIFY_MODELS": "true", "BOTENV_CHECK_DEPENDENCIES": "true"},
-        workdir / "operator.log")
-    processes = {"model server": model_server, "operator": operator}
-    try:
-        eventually(lambda: b"botenv operator started" in operator.log.read_bytes(),
-                   timeout=60, message="the operator did not start")
-        yield processes
-    finally:
-        for process in processes.values():
-            process.stop()
-        kubelet.service_hosts.pop(MODEL_SERVER_SERVICE, None)
-        for name, process in processes.items():
-            text = process.log.read_text(errors="replace")
-            assert "Forbidden" not in text, f"the {name} was denied something:\n{text[-3000:]}"
 
 
 def _secret(name: str, **data: str) -> dict:

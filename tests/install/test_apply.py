@@ -84,7 +84,7 @@ def test_install_yaml_applies(kubectl):
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
     kubectl.run("apply", "-f", str(path))
     kubectl.run("wait", "--for=condition=Established", "crd/botenvironments.botenv.dev",
-                "crd/modeltags.botenv.dev", "--timeout=60s")
+                "crd/modeltags.botenv.dev", "crd/modeltrainings.botenv.dev", "--timeout=60s")
     check_applied(kubectl, docs, "botenv-system", "botenv")
     # Applying again changes nothing.
     again = kubectl.run("apply", "-f", str(path)).stdout

@@ -41,9 +41,15 @@ def rule(groups: list[str], resources: list[str], verbs: list[str],
 # What each component may do, and nothing more (why: the comments in the chart's
 # templates/rbac-*.yaml and the README's "Permissions"). A change here must be deliberate.
 OPERATOR_NAMESPACED = [
-    rule(["botenv.dev"], ["botenvironments", "modeltags"], ["get", "list", "watch"]),
-    rule(["botenv.dev"], ["botenvironments/status", "modeltags/status"], ["patch"]),
-    rule(["botenv.dev"], ["botenvironments/finalizers"], ["update"]),
+    rule(["botenv.dev"], ["botenvironments", "modeltags", "modeltrainings"],
+         ["get", "list", "watch"]),
+    rule(["botenv.dev"], ["botenvironments/status", "modeltags/status",
+                          "modeltrainings/status"], ["patch"]),
+    # a ModelTraining's spec.tag: the tag is created or its spec.model moved
+    rule(["botenv.dev"], ["modeltags"], ["create", "patch"]),
+    rule(["botenv.dev"], ["botenvironments/finalizers", "modeltrainings/finalizers"],
+         ["update"]),
+    rule(["batch"], ["jobs"], ["get", "list", "watch", "create", "patch", "delete"]),
     rule([""], ["configmaps"], ["get", "list", "watch", "create", "patch"]),
     # delete: an action server (Deployment + Service) whose spec.actionServer was removed.
     rule([""], ["services"], ["get", "list", "watch", "create", "patch", "delete"]),
@@ -293,7 +299,7 @@ def test_no_wildcards_and_deletes_only_action_servers(render, values):
             assert not {"deletecollection", "escalate", "bind", "impersonate"} & set(
                 r["verbs"]), role
             if "delete" in r["verbs"]:
-                assert r["resources"] in (["services"], ["deployments"]), role
+                assert r["resources"] in (["services"], ["deployments"], ["jobs"]), role
             if "pods" in r["resources"]:  # the operator reads Rasa pods; nobody writes them
                 assert r["resources"] == ["pods"] and set(r["verbs"]) <= {
                     "get", "list", "watch"}, role
@@ -311,10 +317,11 @@ def test_user_roles(render):
     assert viewer["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
     assert editor["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
     assert "rbac.authorization.k8s.io/aggregate-to-view" not in promoter["metadata"]["labels"]
-    assert rules(viewer) == [rule(["botenv.dev"], ["botenvironments", "modeltags"],
+    assert rules(viewer) == [rule(["botenv.dev"], ["botenvironments", "modeltags",
+                                                   "modeltrainings"],
                                   ["get", "list", "watch"])]
     assert rules(promoter) == sorted([
-        rule(["botenv.dev"], ["botenvironments"], ["get", "list", "watch"]),
+        rule(["botenv.dev"], ["botenvironments", "modeltrainings"], ["get", "list", "watch"]),
         rule(["botenv.dev"], ["modeltags"], ["get", "list", "watch", "patch", "update"])])
     for role in (viewer, editor, promoter):  # status is the operator's
         assert not any("/" in res for r in role["rules"] for res in r["resources"])

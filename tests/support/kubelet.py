@@ -1,4 +1,4 @@
-"""A test kubelet: runs the pods of botenv's Deployments as local processes.
+"""A test kubelet: runs the pods of botenv's Deployments and Jobs as local processes.
 
 The local control plane (tests/support/controlplane.py) has an API server and a controller
 manager but no scheduler and no kubelet, so pods stay Pending. ``TestKubelet`` fills both
@@ -20,6 +20,19 @@ botenv``):
   hostPath. They are written under the pod's directory. Every mountPath is mapped to its
   directory there, and each occurrence of a mount path in command, args, env values,
   workingDir and exec probe commands is rewritten to the mapped path.
+- Init containers run one at a time, in order, before the containers start; each must
+  exit 0 before the next one starts. ``initContainerStatuses`` and the Initialized
+  condition (False, ContainersNotInitialized, until the last one has exited 0) are
+  reported as a kubelet does. A failed init container is restarted with back-off
+  (restartPolicy Always or OnFailure); with Never the pod fails and its containers never
+  start (they stay waiting with reason PodInitializing).
+- Termination messages: each run of a container gets a fresh, empty, writable file for
+  its ``terminationMessagePath`` (default /dev/termination-log) under the pod's directory,
+  and the path is rewritten like a mount path. When the container exits, the file's last
+  4096 bytes are ``state.terminated.message``. With ``terminationMessagePolicy:
+  FallbackToLogsOnError``, a non-zero exit and an empty file, the message is the last 80
+  lines of the run's output, at most 2048 bytes, as the kubelet does. A program that opens
+  the path without getting it through its command, args or env cannot be redirected.
 - Networking: each pod gets its own loopback address 127.0.X.Y (never 127.0.0.x), which is
   its ``status.podIP``. Its processes listen there on their own container ports
   (``Image.bind`` adds ``--interface`` for rasa and ``SANIC_HOST`` for rasa_sdk), so
@@ -39,9 +52,15 @@ botenv``):
   timeoutSeconds, successThreshold and failureThreshold. A failed liveness or startup probe
   restarts the container.
 - Status: it patches the pod's status like a kubelet (phase, podIP/podIPs, hostIP,
-  startTime, conditions, containerStatuses with state, lastState, ready, started,
-  restartCount, image, imageID and containerID). An exited process restarts with back-off
-  (restartPolicy Always or OnFailure), and ``CrashLoopBackOff`` shows in between.
+  startTime, conditions, initContainerStatuses and containerStatuses with state, lastState,
+  ready, started, restartCount, image, imageID and containerID). The phase is the
+  kubelet's: an exited container restarts with back-off (``CrashLoopBackOff`` in between)
+  under restartPolicy Always, only after a non-zero exit under OnFailure, never under
+  Never; the pod is Succeeded once every container exited 0 and will not restart, Failed
+  once one failed and will not restart (then Ready and ContainersReady are False with
+  reason PodCompleted if Succeeded, ContainersNotReady if Failed). So the Job controller of
+  kube-controller-manager completes or fails Jobs, retries up to backoffLimit, and
+  enforces activeDeadlineSeconds by deleting the pods (which kills their processes).
 - Deletion: a pod with a deletionTimestamp gets SIGTERM, then SIGKILL after its grace
   period (capped at ``max_grace_seconds``). The kubelet then deletes it with
   gracePeriodSeconds=0. Leaving the context manager kills every process and deletes this
@@ -54,11 +73,13 @@ botenv``):
 It polls the API every ``poll_seconds`` (0.5 s) with two label/field-selected LISTs. The
 probes run on a small thread pool and the proxy on one asyncio thread.
 
-Not emulated: init and ephemeral containers, lifecycle hooks, resource limits, security
-contexts (processes run as the test's user), imagePullPolicy, hostPort/hostNetwork,
-projected volumes, live updates of mounted ConfigMaps and Secrets (they are rewritten at
-each container start), Service environment variables, affinity and tolerations (only
-nodeSelector is checked), gRPC probes.
+Not emulated: ephemeral containers, lifecycle hooks, the pod's own activeDeadlineSeconds
+(the Job controller's deadline works, see above), resource limits, security contexts
+(processes run as the test's user), imagePullPolicy, hostPort/hostNetwork, projected
+volumes, live updates of mounted ConfigMaps and Secrets (they are rewritten at each
+container start), Service environment variables, affinity and tolerations (only
+nodeSelector is checked), gRPC probes, and the pod sandbox restarts that make a kubelet
+run the init containers again.
 """
 
 from __future__ import annotations
@@ -105,6 +126,11 @@ HEARTBEAT_SECONDS = 10.0
 SERVICE_REFRESH_SECONDS = 1.0
 RETRY_SECONDS = 2.0  # config errors, missing volumes, unknown images
 RUNTIME = "botenv-test"
+# Termination messages, as the kubelet bounds them (pkg/kubelet/container).
+DEFAULT_TERMINATION_PATH = "/dev/termination-log"
+MAX_TERMINATION_MESSAGE = 4096  # MaxContainerTerminationMessageLength: the file's last bytes
+MAX_FALLBACK_LOG_LINES = 80  # MaxContainerTerminationMessageLogLines
+MAX_FALLBACK_LOG_BYTES = 2048  # MaxContainerTerminationMessageLogLength
 
 # Placeholders in Image.entrypoint and Image.programs, resolved when a process starts.
 RASA_PYTHON = "{rasa_python}"  # the cached Rasa 3.6.21 venv's interpreter
@@ -274,6 +300,25 @@ def _signal(proc: subprocess.Popen[bytes] | None, sig: signal.Signals) -> None:
 
 def _exit_code(returncode: int) -> int:
     return returncode if returncode >= 0 else 128 - returncode
+
+
+def _read_tail(path: Path, limit: int, start: int = 0) -> bytes:
+    """The last `limit` bytes of the file from offset `start` on."""
+    with path.open("rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(max(start, size - limit))
+        return f.read(limit)
+
+
+def _last_lines(data: bytes, count: int) -> bytes:
+    """The last `count` newline-terminated lines of data (a last line without a newline
+    counts as one), as `kubectl logs --tail` counts them."""
+    stop = len(data) - 1 if data.endswith(b"\n") else len(data)
+    for _ in range(count):
+        stop = data.rfind(b"\n", 0, stop)
+        if stop < 0:
+            return data
+    return data[stop + 1:]
 
 
 # Put first on PYTHONPATH of every process it starts: inside a pod, "localhost" is the pod.
@@ -540,6 +585,7 @@ class _Container:
     spec: dict
     name: str
     image: str
+    init: bool = False  # an init container: runs to completion before the containers
     state: str = "waiting"  # waiting, running, terminated
     reason: str = "ContainerCreating"
     message: str = ""
@@ -553,7 +599,6 @@ class _Container:
     next_start: float = 0.0
     ready: bool = False
     started: bool = False
-    ever_started: bool = False
     killing: bool = False
     kill_deadline: float = 0.0
     image_id: str = ""
@@ -561,6 +606,8 @@ class _Container:
     argv: list[str] = dataclasses.field(default_factory=list)
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     cwd: str = ""
+    log_offset: int = 0  # where this run's output starts in the (appended) log file
+    termination_log: Path | None = None  # this run's terminationMessagePath, remapped
     rewrite_path: Callable[[str], str] = lambda s: s
     programs: Mapping[str, str] = dataclasses.field(default_factory=dict)
     probes: dict[str, _Probe] = dataclasses.field(default_factory=dict)
@@ -569,6 +616,15 @@ class _Container:
     def ports(self) -> dict[str, int]:
         return {p["name"]: int(p["containerPort"]) for p in self.spec.get("ports") or []
                 if p.get("name")}
+
+    @property
+    def field_path(self) -> str:
+        """The container's fieldPath in events."""
+        return f"spec.{'initContainers' if self.init else 'containers'}{{{self.name}}}"
+
+    @property
+    def succeeded(self) -> bool:
+        return self.terminated is not None and self.terminated.get("exitCode") == 0
 
 
 @dataclasses.dataclass
@@ -581,6 +637,7 @@ class _Pod:
     pod: dict  # the latest object seen
     containers: list[_Container]
     start_time: str
+    init_containers: list[_Container] = dataclasses.field(default_factory=list)
     transitions: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
     last_status: dict | None = None
     term_deadline: float | None = None
@@ -597,6 +654,10 @@ class _Pod:
     def ready(self) -> bool:
         return all(c.ready for c in self.containers)
 
+    @property
+    def all_containers(self) -> list[_Container]:
+        return [*self.init_containers, *self.containers]
+
     def named_port(self, name: str) -> int | None:
         for c in self.containers:
             if name in c.ports():
@@ -604,7 +665,7 @@ class _Pod:
         return None
 
     def all_ports(self) -> set[int]:
-        return {int(p["containerPort"]) for c in self.containers
+        return {int(p["containerPort"]) for c in self.all_containers
                 for p in c.spec.get("ports") or []}
 
 
@@ -783,7 +844,7 @@ class TestKubelet:
             for rt in self._pods.values():
                 if namespace is not None and rt.namespace != namespace:
                     continue
-                for c in rt.containers:
+                for c in rt.all_containers:
                     if c.proc is None or c.proc.poll() is not None:
                         continue
                     out.append(ProcessInfo(
@@ -883,7 +944,7 @@ class TestKubelet:
             for uid in [u for u in self._pods if u not in seen]:
                 rt = self._pods.pop(uid)
                 self._log(f"{rt.namespace}/{rt.name} is gone from the API: killing it")
-                for c in rt.containers:
+                for c in rt.all_containers:
                     self._reap(c.proc, 0.0)
                     c.proc = None
             self._reap_tick()
@@ -1013,14 +1074,24 @@ class TestKubelet:
         directory = self.pod_dir(meta["namespace"], meta["name"])
         shutil.rmtree(directory / "volumes", ignore_errors=True)
         directory.mkdir(parents=True, exist_ok=True)
-        containers = [_Container(spec=c, name=c["name"], image=c.get("image", ""))
+        init_specs = pod["spec"].get("initContainers") or []
+        # Until it runs, a container waits as ContainerCreating, or PodInitializing in a pod
+        # with init containers (init containers included), as the kubelet reports it.
+        waiting = "PodInitializing" if init_specs else "ContainerCreating"
+        containers = [_Container(spec=c, name=c["name"], image=c.get("image", ""),
+                                 reason=waiting)
                       for c in pod["spec"].get("containers") or []]
+        init_containers = [_Container(spec=c, name=c["name"], image=c.get("image", ""),
+                                      init=True, reason=waiting) for c in init_specs]
         rt = _Pod(uid=meta["uid"], namespace=meta["namespace"], name=meta["name"], ip=ip,
-                  dir=directory, pod=pod, containers=containers, start_time=_now())
+                  dir=directory, pod=pod, containers=containers, start_time=_now(),
+                  init_containers=init_containers)
         self._pods[rt.uid] = rt
-        extra = pod["spec"].get("initContainers") or pod["spec"].get("ephemeralContainers")
+        extra = pod["spec"].get("ephemeralContainers")
         self._log(f"{rt.namespace}/{rt.name}: admitted with IP {ip}"
-                  + (" (init/ephemeral containers are not run)" if extra else ""))
+                  + (f", {len(init_containers)} init container(s) first"
+                     if init_containers else "")
+                  + (" (ephemeral containers are not run)" if extra else ""))
         return rt
 
     # -- one pod ----------------------------------------------------------------------
@@ -1031,9 +1102,21 @@ class TestKubelet:
             if rt.uid in self._pods:  # still stopping: report it not ready
                 self._patch_status(rt)
             return
-        for c in rt.containers:
-            self._sync_container(rt, c, now)
+        if self._sync_init(rt, now):
+            for c in rt.containers:
+                self._sync_container(rt, c, now)
         self._patch_status(rt)
+
+    def _sync_init(self, rt: _Pod, now: float) -> bool:
+        """Run the init containers one at a time, in order; True once each has exited 0.
+        The next one starts in the same sync as its predecessor is seen done. One that
+        failed for good (restartPolicy Never) leaves the pod Failed: nothing else runs."""
+        for c in rt.init_containers:
+            if not c.succeeded:
+                self._sync_container(rt, c, now)
+            if not c.succeeded:
+                return False  # running, waiting to (re)start, or failed for good
+        return True
 
     def _sync_container(self, rt: _Pod, c: _Container, now: float) -> None:
         if c.proc is not None and c.proc.poll() is not None:
@@ -1059,11 +1142,22 @@ class TestKubelet:
         state = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
                  "startedAt": c.started_at, "finishedAt": _now(),
                  "containerID": c.container_id}
+        message = self._termination_message(rt, c, code)
+        if message:
+            state["message"] = message
         c.ready = c.started = c.killing = False
         self._log(f"{rt.namespace}/{rt.name}/{c.name}: exited with {code} after {ran:.1f} s")
         policy = rt.restart_policy
-        if policy == "Never" or (policy == "OnFailure" and code == 0):
+        # An init container that exited 0 is done whatever the policy (Always restarts it
+        # only on failure, as OnFailure does).
+        done = code == 0 and (c.init or policy == "OnFailure")
+        if policy == "Never" or done:
             c.state, c.terminated = "terminated", state
+            if c.init and code == 0:
+                c.ready = True
+            elif c.init:
+                self._log(f"{rt.namespace}/{rt.name}: init container {c.name} failed with "
+                          "restartPolicy Never: the pod fails")
             return
         c.last_terminated = state
         c.restart_count += 1
@@ -1079,7 +1173,7 @@ class TestKubelet:
             c.message = (f"back-off {delay:.0f}s restarting failed container={c.name} "
                          f"pod={rt.name}_{rt.namespace}({rt.uid})")
             self._event(rt.pod["metadata"], "BackOff", "Back-off restarting failed container",
-                        "Warning", c.name)
+                        "Warning", c.field_path)
         else:
             c.reason, c.message = "ContainerCreating", ""
 
@@ -1090,7 +1184,8 @@ class TestKubelet:
         if c.warned != message:
             c.warned = message
             self._log(f"{rt.namespace}/{rt.name}/{c.name}: {reason}: {message}")
-            self._event(rt.pod["metadata"], event, f"Error: {message}", "Warning", c.name)
+            self._event(rt.pod["metadata"], event, f"Error: {message}", "Warning",
+                        c.field_path)
 
     def _image_for(self, image: str) -> Image | None:
         found = self.images.get(image) or self.images.get(repository(image))
@@ -1129,6 +1224,15 @@ class TestKubelet:
         except _ConfigError as exc:
             self._wait(rt, c, "CreateContainerConfigError", str(exc), RETRY_SECONDS, now)
             return
+        message_path = c.spec.get("terminationMessagePath", DEFAULT_TERMINATION_PATH)
+        termination_log = None
+        if message_path:
+            # A fresh, empty, world-writable file for each run, as the kubelet bind-mounts.
+            termination_log = rt.dir / "termination-log" / f"{c.name}.{c.restart_count}"
+            termination_log.parent.mkdir(parents=True, exist_ok=True)
+            termination_log.write_bytes(b"")
+            termination_log.chmod(0o666)
+            mounts.append((message_path.rstrip("/"), str(termination_log)))
         rewrite_path = _path_rewriter(mounts)
 
         def fix(value: str) -> str:
@@ -1178,6 +1282,7 @@ class TestKubelet:
         log_path = rt.dir / f"{c.name}.log"
         try:
             with log_path.open("ab") as out:
+                log_offset = os.fstat(out.fileno()).st_size
                 proc = subprocess.Popen(
                     argv, cwd=cwd, env=process_env, stdin=subprocess.DEVNULL, stdout=out,
                     stderr=subprocess.STDOUT, start_new_session=True,
@@ -1188,23 +1293,49 @@ class TestKubelet:
             return
         c.proc, c.argv, c.env, c.cwd = proc, argv, process_env, str(cwd)
         c.rewrite_path, c.programs = rewrite_path, programs
+        c.log_offset, c.termination_log = log_offset, termination_log
         c.state, c.reason, c.message, c.warned = "running", "", "", ""
         c.started_at, c.started_mono = _now(), now
-        c.ever_started = True
         c.image_id = (f"{RUNTIME}://{repository(c.image)}@sha256:"
                       + hashlib.sha256(" ".join(command).encode()).hexdigest())
         c.container_id = f"{RUNTIME}://{rt.uid[:8]}-{c.name}-{c.restart_count}-{proc.pid}"
         c.probes = {kind: _Probe(kind, c.spec[f"{kind}Probe"])
                     for kind in ("startup", "readiness", "liveness")
                     if c.spec.get(f"{kind}Probe")}
-        if "startup" in c.probes:
+        if c.init:
+            pass  # no probes; ready once it has exited 0
+        elif "startup" in c.probes:
             c.probes["startup"].next_at = now + c.probes["startup"].delay()
         else:
             self._mark_started(c, now)
         self._log(f"{rt.namespace}/{rt.name}/{c.name}: started pid {proc.pid} "
                   f"(restart {c.restart_count}) on {rt.ip}: {' '.join(argv)}")
         self._event(rt.pod["metadata"], "Started", f"Started container {c.name}",
-                    container=c.name)
+                    container=c.field_path)
+
+    def _termination_message(self, rt: _Pod, c: _Container, code: int) -> str:
+        """state.terminated.message, as the kubelet makes it: the end of the file at
+        terminationMessagePath (its last 4096 bytes); with terminationMessagePolicy
+        FallbackToLogsOnError, a non-zero exit and an empty or missing file, the last 80
+        lines of this run's output, their last 2048 bytes at most."""
+        data = b""
+        if c.termination_log is not None:
+            try:
+                data = _read_tail(c.termination_log, MAX_TERMINATION_MESSAGE)
+            except FileNotFoundError:
+                data = b""
+            except OSError as exc:
+                return f"Error on reading termination log {c.termination_log}: {exc}"
+        fallback = c.spec.get("terminationMessagePolicy") == "FallbackToLogsOnError"
+        if not data and fallback and code != 0:
+            # Enough of the tail to hold the last 80 lines' last 2048 bytes.
+            try:
+                tail = _read_tail(rt.dir / f"{c.name}.log", 2 * MAX_FALLBACK_LOG_BYTES,
+                                  c.log_offset)
+            except OSError as exc:
+                return f"Error on reading termination message from logs: {exc}"
+            data = _last_lines(tail, MAX_FALLBACK_LOG_LINES)[-MAX_FALLBACK_LOG_BYTES:]
+        return data.decode(errors="replace")
 
     def _mark_started(self, c: _Container, now: float) -> None:
         c.started = True
@@ -1255,7 +1386,7 @@ class TestKubelet:
         title = probe.kind.capitalize()
         if probe.failures == 1 or probe.failures >= threshold:
             self._event(rt.pod["metadata"], "Unhealthy", f"{title} probe failed: {message}",
-                        "Warning", c.name)
+                        "Warning", c.field_path)
         if probe.failures < threshold:
             return
         if probe.kind == "readiness":
@@ -1267,7 +1398,7 @@ class TestKubelet:
                   f"{probe.failures}x ({message}): restarting it")
         self._event(rt.pod["metadata"], "Killing",
                     f"Container {c.name} failed {probe.kind} probe, will be restarted",
-                    container=c.name)
+                    container=c.field_path)
         self._kill(rt, c, now)
 
     def _kill(self, rt: _Pod, c: _Container, now: float) -> None:
@@ -1410,7 +1541,8 @@ class TestKubelet:
 
         target = c
         if ref.get("containerName"):
-            target = next((x for x in rt.containers if x.name == ref["containerName"]), c)
+            target = next((x for x in rt.all_containers
+                           if x.name == ref["containerName"]), c)
         kind, _, what = ref.get("resource", "").partition(".")
         resources = target.spec.get("resources") or {}
         value = (resources.get(kind) or {}).get(what)
@@ -1575,22 +1707,22 @@ class TestKubelet:
             rt.term_deadline = now + self._grace(rt)
             self._log(f"{rt.namespace}/{rt.name}: deleting; SIGTERM, grace "
                       f"{self._grace(rt):g} s")
-            for c in rt.containers:
-                c.ready = False
+            for c in rt.all_containers:
+                c.ready = c.ready and c.init  # an init container that exited 0 stays ready
                 for probe in c.probes.values():
                     if probe.future is not None:
                         probe.future.cancel()
                 if c.proc is not None:
                     self._event(rt.pod["metadata"], "Killing", f"Stopping container {c.name}",
-                                container=c.name)
+                                container=c.field_path)
                     _signal(c.proc, signal.SIGTERM)
-        alive = [c for c in rt.containers if c.proc is not None and c.proc.poll() is None]
+        alive = [c for c in rt.all_containers if c.proc is not None and c.proc.poll() is None]
         if alive and now < rt.term_deadline:
             return
         for c in alive:
             self._log(f"{rt.namespace}/{rt.name}/{c.name}: still running after the grace "
                       "period: SIGKILL")
-        for c in rt.containers:
+        for c in rt.all_containers:
             self._reap(c.proc, 0.0)
             c.proc = None
         self._delete_pod(rt.namespace, rt.name, rt.uid)
@@ -1623,7 +1755,8 @@ class TestKubelet:
     def _shutdown_processes(self) -> None:
         """In the loop thread, as it ends: every process it started goes."""
         with self._lock:
-            procs = [c.proc for rt in self._pods.values() for c in rt.containers if c.proc]
+            procs = [c.proc for rt in self._pods.values() for c in rt.all_containers
+                     if c.proc]
             procs += [p for p, _ in self._reaping]
             for proc in procs:
                 _signal(proc, signal.SIGTERM)
@@ -1636,7 +1769,7 @@ class TestKubelet:
                     with contextlib.suppress(subprocess.TimeoutExpired):
                         proc.wait(5)
             for rt in self._pods.values():
-                for c in rt.containers:
+                for c in rt.all_containers:
                     c.proc = None
             self._reaping.clear()
 
@@ -1656,12 +1789,14 @@ class TestKubelet:
             "name": c.name,
             "image": c.image,
             "imageID": c.image_id,
-            "ready": c.ready,
+            "ready": c.ready,  # an init container: it exited 0
             "started": c.started,
             "restartCount": c.restart_count,
             "state": state,
             "lastState": {"terminated": c.last_terminated} if c.last_terminated else {},
         }
+        if c.init:
+            del status["started"]  # a 1.20 kubelet sets it for containers only
         if c.container_id:
             status["containerID"] = c.container_id
         return status
@@ -1673,37 +1808,55 @@ class TestKubelet:
         if previous is None or previous[0] != value:
             rt.transitions[type_] = (value, _now())
         cond = {"type": type_, "status": value, "lastTransitionTime": rt.transitions[type_][1]}
-        if not ok and reason:
-            cond.update(reason=reason, message=message)
+        if reason:
+            cond["reason"] = reason
+        if message:
+            cond["message"] = message
         return cond
 
     def _status(self, rt: _Pod) -> dict:
-        containers = rt.containers
-        if rt.restart_policy != "Always" and containers and all(
-                c.state == "terminated" for c in containers):
-            codes = [(c.terminated or {}).get("exitCode", 1) for c in containers]
-            phase = "Succeeded" if not any(codes) else "Failed"
-        elif containers and all(c.ever_started for c in containers):
-            phase = "Running"
+        init_statuses = [self._container_status(c) for c in rt.init_containers]
+        statuses = [self._container_status(c) for c in rt.containers]
+        phase = _phase(rt.restart_policy, init_statuses, statuses)
+        # The kubelet's GeneratePodInitializedCondition and GenerateContainersReadyCondition
+        # (pkg/kubelet/status/generate.go): a Succeeded pod is Initialized, and neither Ready
+        # nor ContainersReady, with reason PodCompleted.
+        incomplete = [c.name for c in rt.init_containers if not c.ready]
+        if not rt.init_containers:
+            initialized = self._condition(rt, "Initialized", True)
+        elif phase == "Succeeded":
+            initialized = self._condition(rt, "Initialized", True, "PodCompleted")
+        elif incomplete:
+            initialized = self._condition(
+                rt, "Initialized", False, "ContainersNotInitialized",
+                f"containers with incomplete status: [{' '.join(incomplete)}]")
         else:
-            phase = "Pending"
-        unready = [c.name for c in containers if not c.ready]
-        message = f"containers with unready status: [{' '.join(unready)}]"
-        return {
+            initialized = self._condition(rt, "Initialized", True)
+        unready = [c.name for c in rt.containers if not c.ready]
+        if phase == "Succeeded":
+            reason, message = "PodCompleted", ""
+        elif unready:
+            reason = "ContainersNotReady"
+            message = f"containers with unready status: [{' '.join(unready)}]"
+        else:
+            reason = message = ""
+        status: dict = {
             "phase": phase,
             "conditions": [
-                self._condition(rt, "Initialized", True),
-                self._condition(rt, "Ready", not unready, "ContainersNotReady", message),
-                self._condition(rt, "ContainersReady", not unready, "ContainersNotReady",
-                                message),
+                initialized,
+                self._condition(rt, "Ready", not reason, reason, message),
+                self._condition(rt, "ContainersReady", not reason, reason, message),
                 self._condition(rt, "PodScheduled", True),
             ],
             "hostIP": HOST_IP,
             "podIP": rt.ip,
             "podIPs": [{"ip": rt.ip}],
             "startTime": rt.start_time,
-            "containerStatuses": [self._container_status(c) for c in containers],
         }
+        if init_statuses:
+            status["initContainerStatuses"] = init_statuses
+        status["containerStatuses"] = statuses
+        return status
 
     def _patch_status(self, rt: _Pod) -> None:
         assert self._api is not None
@@ -1730,8 +1883,8 @@ class TestKubelet:
         now = _now()
         involved = {"apiVersion": "v1", "kind": "Pod", "name": meta["name"],
                     "namespace": meta["namespace"], "uid": meta.get("uid", "")}
-        if container:
-            involved["fieldPath"] = f"spec.containers{{{container}}}"
+        if container:  # a fieldPath: spec.containers{name} or spec.initContainers{name}
+            involved["fieldPath"] = container
         body = {
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}",
@@ -1789,6 +1942,47 @@ class TestKubelet:
                         targets.append((rt.ip, number))
             routes[key] = sorted(targets)
         self._routes = routes
+
+
+def _phase(policy: str, init_statuses: list[dict], statuses: list[dict]) -> str:
+    """The pod phase from its container statuses: the kubelet's getPhase
+    (pkg/kubelet/kubelet_pods.go, 1.20)."""
+    pending_init = failed_init = 0
+    for st in init_statuses:
+        state, last = st["state"], st["lastState"].get("terminated")
+        if "running" in state:
+            pending_init += 1
+        elif "terminated" in state:
+            failed_init += state["terminated"]["exitCode"] != 0
+        elif last is not None:
+            failed_init += last["exitCode"] != 0
+        else:
+            pending_init += 1
+    running = waiting = stopped = succeeded = 0
+    for st in statuses:
+        state = st["state"]
+        if "running" in state:
+            running += 1
+        elif "terminated" in state:
+            stopped += 1
+            succeeded += state["terminated"]["exitCode"] == 0
+        elif st["lastState"].get("terminated") is not None:
+            stopped += 1  # waiting to restart
+        else:
+            waiting += 1
+    if failed_init and policy == "Never":
+        return "Failed"
+    if pending_init or waiting:
+        return "Pending"  # one or more containers has not been started
+    if running:
+        return "Running"
+    if stopped:
+        if policy == "Always":
+            return "Running"  # all restarting
+        if stopped == succeeded:
+            return "Succeeded"
+        return "Failed" if policy == "Never" else "Running"  # OnFailure: restarting
+    return "Pending"
 
 
 def _path_rewriter(mounts: list[tuple[str, str]]) -> Callable[[str], str]:

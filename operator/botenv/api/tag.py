@@ -37,6 +37,36 @@ class TagSpec:
     action_server_image: str = ""
 
 
+def parse_storage(storage: Reader) -> StorageSpec:
+    """A `storage` block (a ModelTag's, or a ModelTraining's output); problems are added to
+    the reader's list with their field paths."""
+    path = storage.path
+    provider = storage.enum("provider", PROVIDERS, "s3")
+    if "provider" not in storage.data:
+        storage.fail(f"{path}.provider", f"is required: one of {', '.join(PROVIDERS)}")
+    ref = storage.child("secretRef")
+    parsed = StorageSpec(
+        provider=provider,
+        bucket=storage.str("bucket"),
+        prefix=storage.str("prefix"),
+        endpoint=storage.str("endpoint"),
+        region=storage.str("region"),
+        url=storage.str("url"),
+        path=storage.str("path"),
+        secret_name=secret_name(ref) if ref is not None else "",
+    )
+    if provider in ("s3", "gcs", "azure") and not parsed.bucket:
+        storage.fail(f"{path}.bucket", f"is required for provider {provider} "
+                                       "(the bucket, or the Azure container)")
+    if provider == "http" and not _URL.match(parsed.url):
+        storage.fail(f"{path}.url", "is required for provider http: an http(s):// base URL")
+    if provider == "local" and not parsed.path.startswith("/"):
+        storage.fail(f"{path}.path", "is required for provider local: an absolute directory")
+    if parsed.endpoint and not _URL.match(parsed.endpoint):
+        storage.fail(f"{path}.endpoint", f"must be an http(s):// URL, got {parsed.endpoint!r}")
+    return parsed
+
+
 def parse_tag(body: dict) -> TagSpec:
     problems: list[str] = []
     spec = Reader(body.get("spec") or {}, "spec", problems)
@@ -51,29 +81,7 @@ def parse_tag(body: dict) -> TagSpec:
     if storage is None:
         spec.fail("spec.storage", "is required: where the model is stored")
         storage = Reader({}, "spec.storage", problems)
-    provider = storage.enum("provider", PROVIDERS, "s3")
-    if "provider" not in storage.data:
-        storage.fail("spec.storage.provider", f"is required: one of {', '.join(PROVIDERS)}")
-    ref = storage.child("secretRef")
-    parsed = StorageSpec(
-        provider=provider,
-        bucket=storage.str("bucket"),
-        prefix=storage.str("prefix"),
-        endpoint=storage.str("endpoint"),
-        region=storage.str("region"),
-        url=storage.str("url"),
-        path=storage.str("path"),
-        secret_name=secret_name(ref) if ref is not None else "",
-    )
-    if provider in ("s3", "gcs", "azure") and not parsed.bucket:
-        storage.fail("spec.storage.bucket", f"is required for provider {provider} "
-                                            "(the bucket, or the Azure container)")
-    if provider == "http" and not _URL.match(parsed.url):
-        storage.fail("spec.storage.url", "is required for provider http: an http(s):// base URL")
-    if provider == "local" and not parsed.path.startswith("/"):
-        storage.fail("spec.storage.path", "is required for provider local: an absolute directory")
-    if parsed.endpoint and not _URL.match(parsed.endpoint):
-        storage.fail("spec.storage.endpoint", f"must be an http(s):// URL, got {parsed.endpoint!r}")
+    parsed = parse_storage(storage)
     image = spec.str("actionServerImage")
     if image and (any(c.isspace() for c in image) or len(image) > 512):
         spec.fail("spec.actionServerImage", f"must be a container image reference, got {image!r}")

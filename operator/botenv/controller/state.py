@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from botenv.kube.client import Kube
 from botenv.settings import Settings
 
-ENV, TAG = "env", "tag"
+ENV, TAG, TRAIN = "env", "tag", "train"
 
 
 def _rv(obj: dict) -> int:
@@ -35,6 +35,7 @@ class State:
     children: Mapping[str, Mapping]  # kind -> (ns, name) -> owned child snapshot
     resolver: object = None  # controller.resolve.Resolver
     pods: Mapping | None = None  # (ns, environment) -> views of its Rasa pods
+    trainings: Mapping | None = None  # (ns, name) -> ModelTraining snapshot
     # Objects as the API server returned them from botenv's own writes, until the watch
     # delivers that version (or a newer one): without this, a reconcile that runs before
     # the watch event arrives would see the old object and write the same change again.
@@ -70,6 +71,12 @@ class State:
         if indexed is None:
             return None
         return self._fresher("ModelTag", namespace, name, indexed)
+
+    def training(self, namespace: str, name: str) -> dict | None:
+        indexed = only(self.trainings, (namespace, name))
+        if indexed is None:
+            return None
+        return self._fresher("ModelTraining", namespace, name, indexed)
 
     def child(self, kind: str, namespace: str, name: str) -> dict | None:
         return self._fresher(kind, namespace, name,

@@ -19,18 +19,20 @@ from botenv import GROUP, VERSION
 from botenv.controller import environment as environment_reconciler
 from botenv.controller import queues, verify
 from botenv.controller import tag as tag_reconciler
+from botenv.controller import training as training_reconciler
 from botenv.controller.resolve import Resolver
-from botenv.controller.state import ENV, TAG, State, tag_of
+from botenv.controller.state import ENV, TAG, TRAIN, State, tag_of
 from botenv.controller.workqueue import WorkQueue
 from botenv.kube.client import Kube
 from botenv.render.names import COMPONENT, ENVIRONMENT_LABEL, MANAGED_BY
+from botenv.render.training import TRAINING_LABEL
 from botenv.settings import Settings
 
 log = logging.getLogger(__name__)
 
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 CHILD_SELECTORS = (("v1", "configmaps"), ("v1", "services"), ("v1", "secrets"),
-                   ("apps", "v1", "deployments"))
+                   ("apps", "v1", "deployments"), ("batch", "v1", "jobs"))
 # Only the Rasa server pods: their /status says which model they serve.
 RASA_PODS = {"app.kubernetes.io/managed-by": MANAGED_BY,
              "app.kubernetes.io/component": COMPONENT}
@@ -71,6 +73,7 @@ async def startup(settings: kopf.OperatorSettings, botenvironments_idx: kopf.Ind
                   modeltags_idx: kopf.Index, configmaps_idx: kopf.Index,
                   services_idx: kopf.Index, secrets_idx: kopf.Index,
                   deployments_idx: kopf.Index, pods_idx: kopf.Index,
+                  jobs_idx: kopf.Index, modeltrainings_idx: kopf.Index,
                   **_: object) -> None:
     global STATE, QUEUE
     config = Settings.from_env()
@@ -87,8 +90,9 @@ async def startup(settings: kopf.OperatorSettings, botenvironments_idx: kopf.Ind
                   tags=modeltags_idx, children={"ConfigMap": configmaps_idx,
                                                 "Service": services_idx,
                                                 "Secret": secrets_idx,
-                                                "Deployment": deployments_idx},
-                  pods=pods_idx)
+                                                "Deployment": deployments_idx,
+                                                "Job": jobs_idx},
+                  pods=pods_idx, trainings=modeltrainings_idx)
     QUEUE = WorkQueue(_process, workers=config.workers)
     STATE.resolver = Resolver(STATE.kube, ttl_seconds=config.resolve_seconds)
     QUEUE.start()
@@ -107,6 +111,8 @@ async def _process(key: Hashable) -> None:
     kind, namespace, name = key  # type: ignore[misc]
     if kind == ENV:
         await environment_reconciler.reconcile(STATE, namespace, name)
+    elif kind == TRAIN:
+        await training_reconciler.reconcile(STATE, namespace, name)
     else:
         await tag_reconciler.reconcile(STATE, namespace, name)
 
@@ -120,6 +126,8 @@ async def _resync(period: float) -> None:
             QUEUE.add((ENV, namespace, name))
         for namespace, name in list(STATE.tags):
             QUEUE.add((TAG, namespace, name))
+        for namespace, name in list(STATE.trainings or {}):
+            QUEUE.add((TRAIN, namespace, name))
 
 
 def _enqueue(key: tuple[str, str, str]) -> None:
@@ -157,6 +165,33 @@ def secrets_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)
 def deployments_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
+
+
+@kopf.index("batch", "v1", "jobs", labels=MANAGED)
+def jobs_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+    return {(namespace, name): snapshot(body)}
+
+
+@kopf.index(GROUP, VERSION, "modeltrainings")
+def modeltrainings_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+    return {(namespace, name): snapshot(body)}
+
+
+@kopf.on.event(GROUP, VERSION, "modeltrainings")
+def training_event(namespace: str, name: str, type: str | None, **_: object) -> None:
+    if type == "DELETED" and STATE is not None:
+        STATE.forget("ModelTraining", namespace, name)
+    _enqueue((TRAIN, namespace, name))
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
+def job_event(namespace: str, name: str, labels: kopf.Labels, body: kopf.Body,
+              type: str | None, **_: object) -> None:
+    if type == "DELETED" and STATE is not None:
+        STATE.forget("Job", namespace, name)
+    training = labels.get(TRAINING_LABEL)
+    if training:
+        _enqueue((TRAIN, namespace, training))
 
 
 # Indexed, not handled: pod events do not start reconciles (a rollout makes hundreds). The

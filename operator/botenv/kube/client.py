@@ -31,6 +31,10 @@ _PATHS = {
     (f"{GROUP}/{VERSION}", "BotEnvironment"): f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/"
                                               "botenvironments",
     (f"{GROUP}/{VERSION}", "ModelTag"): f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/modeltags",
+    (f"{GROUP}/{VERSION}", "ModelTraining"): f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/"
+                                             "modeltrainings",
+    ("batch/v1", "Job"): "/apis/batch/v1/namespaces/{ns}/jobs",
+    ("v1", "Pod"): "/api/v1/namespaces/{ns}/pods",
 }
 
 
@@ -86,10 +90,12 @@ class Kube:
                                        meta["name"]), body=obj)
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
-        """Delete a child botenv made and no longer wants; gone already is fine."""
+        """Delete a child botenv made and no longer wants (its own children too, in the
+        background); gone already is fine."""
         self._count(f"delete {kind}", namespace, name)
         try:
-            self._call("DELETE", _path(api_version, kind, namespace, name))
+            self._call("DELETE", _path(api_version, kind, namespace, name),
+                       body={"propagationPolicy": "Background"})
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -98,11 +104,13 @@ class Kube:
         """GET one object; raises ApiException (404 when it or its kind does not exist)."""
         return self._call("GET", _path(api_version, kind, namespace, name))
 
-    def list_objects(self, api_version: str, kind: str, namespace: str = "") -> list[dict]:
+    def list_objects(self, api_version: str, kind: str, namespace: str = "",
+                     label_selector: str = "") -> list[dict]:
         """LIST the objects of a kind in a namespace, or in all namespaces when it is ""."""
         path = (_path(api_version, kind, namespace) if namespace
                 else _all_namespaces_path(api_version, kind))
-        return list(self._call("GET", path).get("items") or [])
+        query = [("labelSelector", label_selector)] if label_selector else None
+        return list(self._call("GET", path, query=query).get("items") or [])
 
     def merge_patch(self, api_version: str, kind: str, namespace: str, name: str, patch: dict,
                     *, field_manager: str, dry_run: bool = False) -> dict:

@@ -2,12 +2,14 @@
 
 from botenv.storage.base import (
     AccessDenied,
+    DigestMismatch,
     ObjectInfo,
     ObjectNotFound,
+    ReadOnlyStorage,
     Storage,
     StorageError,
     StorageUnavailable,
 )
 
-__all__ = ["AccessDenied", "ObjectInfo", "ObjectNotFound", "Storage", "StorageError",
-           "StorageUnavailable"]
+__all__ = ["AccessDenied", "DigestMismatch", "ObjectInfo", "ObjectNotFound", "ReadOnlyStorage",
+           "Storage", "StorageError", "StorageUnavailable"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import concurrent.futures
+import hashlib
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, BinaryIO
 
 from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import (
@@ -14,15 +16,24 @@ from azure.core.exceptions import (
     HttpResponseError,
     ResourceNotFoundError,
 )
-from azure.storage.blob import BlobServiceClient, ContainerClient, LinearRetry
+from azure.storage.blob import (
+    BlobClient,
+    BlobServiceClient,
+    ContainerClient,
+    ContentSettings,
+    LinearRetry,
+)
 
 from botenv.storage.base import (
     CHUNK,
     AccessDenied,
+    DigestMismatch,
     ObjectInfo,
     ObjectNotFound,
     StorageError,
     StorageUnavailable,
+    check_stored,
+    hash_file,
 )
 
 CONNECT_TIMEOUT = 3
@@ -33,6 +44,12 @@ RETRY_TOTAL = 1
 RETRY_BACKOFF = 1
 # Bytes per ranged GET (the first one included): bounded memory, few round trips.
 RANGE = 4 * CHUNK
+# put(): up to SINGLE_PUT_MAX one Put Blob (read into memory); above it blocks of BLOCK,
+# UPLOAD_CONCURRENCY in flight. Every request carries its Content-MD5, which the service
+# checks; the blob's MD5 property is the MD5 of exactly the bytes sent (see put()).
+SINGLE_PUT_MAX = 32 * CHUNK
+BLOCK = 8 * CHUNK
+UPLOAD_CONCURRENCY = 4
 
 
 def _parse_connection_string(text: str) -> dict[str, str]:
@@ -62,6 +79,8 @@ class AzureStorage:
             ),
             "max_single_get_size": RANGE,
             "max_chunk_get_size": RANGE,
+            "max_single_put_size": SINGLE_PUT_MAX,
+            "max_block_size": BLOCK,
         }
         conn = creds.get("AZURE_STORAGE_CONNECTION_STRING", "")
         name = creds.get("AZURE_ACCOUNT_NAME", "")
@@ -129,6 +148,64 @@ class AzureStorage:
         md5 = bytes(raw_md5).hex() if raw_md5 else None
         return ObjectInfo(key=key, digest=digest, size=int(props.size), md5=md5)
 
+    def put(self, key: str, path: str) -> ObjectInfo:
+        local = hash_file(path)
+        blob = self._container.get_blob_client(key)
+        where = self._where(key)
+        try:
+            f = open(path, "rb")
+        except OSError as exc:
+            raise StorageError(f"model file {path!r}: {exc.strerror}") from None
+        try:
+            with f:
+                if local.size <= SINGLE_PUT_MAX:
+                    data = _read(f, path, SINGLE_PUT_MAX + 1)
+                    blob.upload_blob(
+                        data,
+                        overwrite=True,
+                        content_settings=_md5_settings(hashlib.md5(data, usedforsecurity=False)),
+                        validate_content=True,
+                    )
+                else:
+                    self._put_blocks(blob, f, path)
+        except HttpResponseError as exc:
+            if getattr(exc, "error_code", None) == "Md5Mismatch":
+                raise DigestMismatch(
+                    f"{where}: the service's MD5 of the upload does not match what was sent"
+                ) from None
+            raise self._error(key, exc) from None
+        except (AzureError, OSError) as exc:
+            raise self._error(key, exc) from None
+        info = self.stat(key)
+        check_stored(where, local, info, found=info.md5, what="stored MD5")
+        return info
+
+    @staticmethod
+    def _put_blocks(blob: BlobClient, f: BinaryIO, path: str) -> None:
+        # A block list's MD5 property is whatever the client states (the service checks
+        # each block's Content-MD5, not the whole): state the MD5 of the blocks as read and
+        # sent, never the earlier hash of the file, so the verification after means it.
+        sent = hashlib.md5(usedforsecurity=False)
+        ids: list[str] = []
+        pool = concurrent.futures.ThreadPoolExecutor(UPLOAD_CONCURRENCY)
+        pending: set[concurrent.futures.Future[Any]] = set()
+        try:
+            while data := _read(f, path, BLOCK):
+                sent.update(data)
+                ids.append(f"{len(ids):08d}")  # the SDK base64-encodes the ids
+                pending.add(pool.submit(blob.stage_block, ids[-1], data, validate_content=True))
+                if len(pending) >= UPLOAD_CONCURRENCY:
+                    done, pending = concurrent.futures.wait(
+                        pending, return_when=concurrent.futures.FIRST_COMPLETED
+                    )
+                    for future in done:
+                        future.result()
+            for future in concurrent.futures.as_completed(pending):
+                future.result()
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        blob.commit_block_list(ids, content_settings=_md5_settings(sent))
+
     def open(self, key: str) -> Iterator[bytes]:
         try:
             # The first range is fetched here: a missing blob fails at open().
@@ -145,6 +222,19 @@ class AzureStorage:
                     yield data[i : i + CHUNK]
         except (AzureError, OSError) as exc:
             raise self._error(key, exc) from None
+
+
+def _md5_settings(md5: Any) -> ContentSettings:
+    return ContentSettings(
+        content_type="application/octet-stream", content_md5=bytearray(md5.digest())
+    )
+
+
+def _read(f: BinaryIO, path: str, size: int) -> bytes:
+    try:
+        return f.read(size)
+    except OSError as exc:
+        raise StorageError(f"model file {path!r}: cannot read it ({exc.strerror})") from None
 
 
 def _code(exc: Exception) -> str:

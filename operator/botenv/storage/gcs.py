@@ -13,25 +13,36 @@ import requests.exceptions
 from google.api_core import exceptions as api_exceptions
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
+from google.cloud.storage.exceptions import DataCorruption
 from google.cloud.storage.retry import DEFAULT_RETRY
 from google.oauth2 import service_account
 
 from botenv.storage.base import (
     CHUNK,
     AccessDenied,
+    DigestMismatch,
     ObjectInfo,
     ObjectNotFound,
     StorageError,
     StorageUnavailable,
+    check_stored,
+    hash_file,
+    read_back_md5,
 )
 
 CREDENTIALS_KEY = "credentials.json"
 READ_ONLY_SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
+# put() only: a service-account key is asked for a write token when something is uploaded.
+READ_WRITE_SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
 # (connect, read) seconds per HTTP request, and the whole retry budget of one call.
 TIMEOUT = (3.0, 5.0)
 RETRY = DEFAULT_RETRY.with_timeout(4.0)
 # Bytes per ranged GET: few round trips for large models, bounded memory per download.
 RANGE = 8 * CHUNK
+# put(): files above 8 MiB go up as resumable uploads in requests of this size (bounded
+# memory; a multiple of 256 KiB), each retried within UPLOAD_RETRY's budget.
+UPLOAD_CHUNK = 16 * CHUNK
+UPLOAD_RETRY = DEFAULT_RETRY.with_timeout(10.0)
 
 _DENIED = (
     api_exceptions.Forbidden,
@@ -79,17 +90,33 @@ class GCSStorage:
             creds = AnonymousCredentials()
         # Otherwise Application Default Credentials (workload identity, GCE metadata).
         options = {"api_endpoint": endpoint.rstrip("/")} if endpoint else None
+        self._client_args: dict[str, Any] = {"project": project, "client_options": options}
+        self._credentials = creds
+        self._client = self._new_client(creds)
+        self._bucket = self._client.bucket(bucket)
+        self._write_bucket: Any = None
+
+    def _new_client(self, creds: Any) -> storage.Client:
         try:
             # project=None (not omitted) skips project discovery: reading objects needs none.
-            self._client = storage.Client(
-                project=project, credentials=creds, client_options=options
-            )
+            return storage.Client(credentials=creds, **self._client_args)
         except google.auth.exceptions.DefaultCredentialsError as exc:
             raise AccessDenied(
                 f"{self._where('')}: no credentials: give {CREDENTIALS_KEY!r} in the Secret "
                 f"or run with workload identity ({type(exc).__name__})"
             ) from None
-        self._bucket = self._client.bucket(bucket)
+
+    def _writable(self) -> Any:
+        """The bucket through a client that may write: a service-account key reads with a
+        read-only token, so uploads get their own client with a read-write one. (Default
+        credentials and the emulator's anonymous ones already carry the write scope.)"""
+        if self._write_bucket is None:
+            if isinstance(self._credentials, service_account.Credentials):
+                client = self._new_client(self._credentials.with_scopes([READ_WRITE_SCOPE]))
+                self._write_bucket = client.bucket(self.bucket)
+            else:
+                self._write_bucket = self._bucket
+        return self._write_bucket
 
     def _where(self, key: str) -> str:
         at = f" at {self.endpoint}" if self.endpoint else ""
@@ -124,6 +151,34 @@ class GCSStorage:
         if not digest:
             raise StorageUnavailable(f"{self._where(key)}: the store returned no digest")
         return ObjectInfo(key=key, digest=digest, size=int(blob.size or 0), md5=md5)
+
+    def put(self, key: str, path: str) -> ObjectInfo:
+        local = hash_file(path)
+        blob = self._writable().blob(key, chunk_size=UPLOAD_CHUNK)
+        try:
+            blob.upload_from_filename(
+                path,
+                content_type="application/octet-stream",  # stored as is: no transcoding
+                # The library checks the store's MD5 of what arrived against what it sent.
+                checksum="md5",
+                timeout=TIMEOUT,
+                retry=UPLOAD_RETRY,  # also unconditional uploads: a model is written whole
+            )
+        except DataCorruption as exc:
+            raise DigestMismatch(
+                f"{self._where(key)}: the store's MD5 of the upload does not match what was "
+                f"sent ({_brief(exc)})"
+            ) from None
+        except (*_DENIED, *_UNREACHABLE) as exc:
+            raise self._error(key, exc) from None
+        info = self.stat(key)
+        if info.md5 is None:
+            # Not expected for a plain upload; read the object back rather than trust it.
+            check_stored(self._where(key), local, info, found=read_back_md5(self, key),
+                         what="MD5 of the content read back")
+        else:
+            check_stored(self._where(key), local, info, found=info.md5, what="stored MD5")
+        return info
 
     def open(self, key: str) -> Iterator[bytes]:
         blob = self._reload(key)  # fails here, not at first read, when the object is missing

@@ -17,6 +17,7 @@ from botenv.storage.base import (
     AccessDenied,
     ObjectInfo,
     ObjectNotFound,
+    ReadOnlyStorage,
     StorageError,
     StorageUnavailable,
 )
@@ -138,6 +139,13 @@ class HTTPStorage:
             h.update(chunk)
             size += len(chunk)
         return ObjectInfo(key=url, digest=h.hexdigest(), size=size, md5=h.hexdigest())
+
+    def put(self, key: str, path: str) -> ObjectInfo:
+        # An origin has no upload API botenv could rely on (PUT and WebDAV vary too much).
+        raise ReadOnlyStorage(
+            "storage provider http is read-only: use s3, gcs, azure or local for training "
+            "output"
+        )
 
     def open(self, key: str) -> Iterator[bytes]:
         url = self.url_for(key)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import hashlib
 import os
+import shutil
 import stat as statmod
+import tempfile
 import threading
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -18,6 +21,8 @@ from botenv.storage.base import (
     ObjectNotFound,
     StorageError,
     StorageUnavailable,
+    check_stored,
+    hash_file,
 )
 
 # Hashing a model reads it whole; a file is re-hashed only when its identity changes.
@@ -91,6 +96,53 @@ class LocalStorage:
                 h.update(chunk)
         return h.hexdigest()
 
+    def put(self, key: str, path: str) -> ObjectInfo:
+        dest = self.path_for(key)
+        where = f"local directory {self.root}, key {os.path.relpath(dest, self.root)!r}"
+        if not os.path.isdir(self.root):
+            # Never create the root: a missing one is a volume that is not mounted.
+            raise StorageUnavailable(f"{where}: the directory is not there")
+        if os.path.isdir(dest):
+            raise StorageError(f"{where}: a directory is in the way")
+        local = hash_file(path)
+        parent = os.path.dirname(dest)
+        try:
+            src = open(path, "rb")
+        except OSError as exc:
+            raise StorageError(f"model file {path!r}: {exc.strerror}") from None
+        tmp = None
+        try:
+            with src:
+                os.makedirs(parent, exist_ok=True)  # the prefix's directories
+                # A temporary file next to the model, renamed over it when complete: a
+                # reader sees the old file or the new one, never a partial copy.
+                fd, tmp = tempfile.mkstemp(
+                    dir=parent, prefix=f".{os.path.basename(dest)}.", suffix=".part"
+                )
+                with os.fdopen(fd, "wb") as out:
+                    shutil.copyfileobj(src, out, CHUNK)
+                    os.fchmod(out.fileno(), 0o644)  # mkstemp makes 0600: readable by Rasa
+                    out.flush()
+                    os.fsync(out.fileno())
+            os.replace(tmp, dest)
+            tmp = None
+            _fsync_dir(parent)
+        except OSError as exc:
+            raise self._error(dest, exc) from None
+        finally:
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+        try:
+            # Read back past the MD5 cache: the verification hashes what is stored now.
+            size = os.stat(dest).st_size
+            md5 = self._hash(dest)
+        except OSError as exc:
+            raise self._error(dest, exc) from None
+        info = ObjectInfo(key=dest, digest=md5, size=size, md5=md5)
+        check_stored(where, local, info, found=info.md5, what="MD5")
+        return info
+
     def open(self, key: str) -> Iterator[bytes]:
         path = self.path_for(key)
         try:
@@ -110,6 +162,20 @@ class LocalStorage:
             raise self._error(path, exc) from None
         finally:
             f.close()
+
+
+def _fsync_dir(path: str) -> None:
+    # The rename is durable once the directory is synced; not every filesystem can.
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _is_file(mode: int) -> bool:

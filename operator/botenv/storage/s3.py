@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import boto3
+import boto3.exceptions
 import botocore.exceptions
 import urllib3.exceptions
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
+from s3transfer.utils import ChunksizeAdjuster
 
 from botenv.storage.base import (
     CHUNK,
@@ -18,6 +23,9 @@ from botenv.storage.base import (
     ObjectNotFound,
     StorageError,
     StorageUnavailable,
+    check_stored,
+    hash_file,
+    read_back_md5,
 )
 
 DEFAULT_REGION = "us-east-1"
@@ -25,8 +33,16 @@ CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 5.0
 # Total attempts, first included: a dead endpoint fails after ~2 connect timeouts, not minutes.
 MAX_ATTEMPTS = 2
+# put(): files up to this size go up in one PUT, so their ETag is their MD5 (S3 takes up
+# to 5 GiB in one PUT; a failed part costs less to resend than a failed 5 GiB request).
+# Larger files go in parts of PART_SIZE (grown by s3transfer past 10,000 parts), their
+# ETag is MD5(part MD5s)-N, checked part by part.
+SINGLE_PART_MAX = 512 * CHUNK
+PART_SIZE = 64 * CHUNK
+UPLOAD_CONCURRENCY = 4  # parts in flight: memory and connections stay bounded
 
 _MD5 = re.compile(r"^[0-9a-f]{32}$")
+_MULTIPART_ETAG = re.compile(r"^[0-9a-f]{32}-[0-9]+$")
 _NOT_FOUND = {"404", "NoSuchKey", "NoSuchBucket", "NotFound"}
 _DENIED = {
     "401",
@@ -112,21 +128,69 @@ class S3Storage:
             return AccessDenied(f"{where}: no usable credentials ({type(exc).__name__})")
         return StorageUnavailable(f"{where}: unreachable ({type(exc).__name__}: {exc})")
 
-    def stat(self, key: str) -> ObjectInfo:
+    def _head(self, key: str) -> dict[str, Any]:
         try:
-            head = self._client.head_object(Bucket=self.bucket, Key=key)
+            return self._client.head_object(Bucket=self.bucket, Key=key)
         except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
             raise self._error(key, exc) from None
+
+    def stat(self, key: str) -> ObjectInfo:
+        return self._info(key, self._head(key))
+
+    def _info(self, key: str, head: dict[str, Any]) -> ObjectInfo:
         etag = str(head.get("ETag", "")).strip('"')
         if not etag:
             raise StorageUnavailable(f"{self._where(key)}: the store returned no ETag")
         # A plain ETag is the content MD5, except for multipart uploads ("-N") and
         # SSE-KMS / SSE-C objects, whose ETag is opaque though it looks like one.
-        encrypted = head.get("ServerSideEncryption", "").startswith("aws:kms") or bool(
-            head.get("SSECustomerAlgorithm")
-        )
-        md5 = etag if _MD5.match(etag) and not encrypted else None
+        md5 = etag if _MD5.match(etag) and not _encrypted(head) else None
         return ObjectInfo(key=key, digest=etag, size=int(head["ContentLength"]), md5=md5)
+
+    def put(self, key: str, path: str) -> ObjectInfo:
+        try:
+            size = os.stat(path).st_size
+        except OSError as exc:
+            raise StorageError(f"model file {path!r}: {exc.strerror}") from None
+        # The part size s3transfer will use for this size (it grows it past 10,000 parts).
+        part_size = (
+            ChunksizeAdjuster().adjust_chunksize(PART_SIZE, size) if size > SINGLE_PART_MAX
+            else None
+        )
+        local = hash_file(path, part_size)
+        config = TransferConfig(
+            multipart_threshold=SINGLE_PART_MAX + 1,  # multipart from this size on
+            multipart_chunksize=PART_SIZE,
+            max_concurrency=UPLOAD_CONCURRENCY,
+            # s3transfer itself, whose part sizes the check below predicts (not the CRT's).
+            preferred_transfer_client="classic",
+        )
+        try:
+            self._client.upload_file(path, self.bucket, key, Config=config)
+        except boto3.exceptions.S3UploadFailedError as exc:
+            # boto3 wraps the ClientError (code, status) in a message: map the original.
+            cause = exc.__cause__ or exc.__context__
+            raise self._error(
+                key, cause if isinstance(cause, botocore.exceptions.ClientError) else exc
+            ) from None
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise self._error(key, exc) from None
+        head = self._head(key)
+        info = self._info(key, head)
+        where = self._where(key)
+        if part_size is None:
+            expected, form, what = local.md5, _MD5, "ETag (the MD5)"
+        else:
+            # A multipart ETag is MD5(the parts' raw MD5s) + "-<number of parts>".
+            joined = hashlib.md5(b"".join(local.part_md5s), usedforsecurity=False)
+            expected = f"{joined.hexdigest()}-{len(local.part_md5s)}"
+            form, what = _MULTIPART_ETAG, f"multipart ETag (parts of {part_size} bytes)"
+        if _encrypted(head) or not form.match(info.digest):
+            # SSE-KMS / SSE-C, or a store whose ETags are no MD5s: read the object back.
+            check_stored(where, local, info, found=read_back_md5(self, key),
+                         what="MD5 of the content read back")
+        else:
+            check_stored(where, local, info, found=info.digest, expected=expected, what=what)
+        return info
 
     def open(self, key: str) -> Iterator[bytes]:
         # The request is made here, so a missing object fails at open(), not at first read.
@@ -145,3 +209,9 @@ class S3Storage:
             ) from None
         finally:
             body.close()
+
+
+def _encrypted(head: dict[str, Any]) -> bool:
+    return str(head.get("ServerSideEncryption", "")).startswith("aws:kms") or bool(
+        head.get("SSECustomerAlgorithm")
+    )

@@ -1,0 +1,165 @@
+"""`botenv upload`: the upload step of a training Job. It stores a trained model with the
+same storage backends the model server reads from, verifies what the store holds, and
+prints one line of JSON for whoever runs it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping
+
+DEFAULT_SECRET_DIR = "/var/run/secrets/botenv/storage"
+EXIT_OK, EXIT_FAILED = 0, 1
+
+DESCRIPTION = f"""\
+Upload FILE as model NAME to the storage described by --storage-json (a ModelTag's
+spec.storage block as JSON), then stat it and check that the store holds exactly that
+file (size, and the store's MD5 or an S3 ETag made of it). On success, one line of JSON
+goes to stdout: {{"model", "key", "digest", "size"}}. Progress and errors go to stderr.
+
+Credentials: every file in --secret-dir (a mounted Secret volume: file name = key,
+content = value) is handed to the storage backend, exactly as the model server hands it
+a Secret's data. Default: {DEFAULT_SECRET_DIR}. Without a directory there are no
+credentials from a Secret: the backend's default chain applies (IRSA, workload identity)."""
+
+EPILOG = """\
+exit codes:
+  0  uploaded and verified
+  1  failed (bad storage JSON, unreadable file, store refused or unreachable, the stored
+     object does not match the file); the message names the store and key
+  2  usage error"""
+
+
+class UploadError(Exception):
+    """A failure to report as `error: ...` with exit code 1."""
+
+
+def add_upload_command(sub: argparse._SubParsersAction) -> None:
+    """Register `upload` on botenv's subcommands (botenv.cli)."""
+    p = sub.add_parser("upload", help="upload a trained model to storage and verify it "
+                                      "(the training Job's last step)",
+                       description=DESCRIPTION, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", metavar="FILE", help="the model file, e.g. models/NAME.tar.gz")
+    p.add_argument("--storage-json", required=True, metavar="JSON",
+                   help='the storage block, e.g. {"provider": "s3", "bucket": "models", '
+                        '"prefix": "acme/"}')
+    p.add_argument("--model", required=True, metavar="NAME",
+                   help="the model's object name in storage, e.g. 20240501-120000.tar.gz")
+    p.add_argument("--secret-dir", default=None, metavar="DIR",
+                   help=f"a mounted Secret with the storage credentials (default: "
+                        f"{DEFAULT_SECRET_DIR}; none when the directory is absent)")
+    p.set_defaults(func=cmd_upload)
+
+
+def cmd_upload(args: argparse.Namespace) -> int:
+    credentials: Mapping[str, str] = {}
+    try:
+        credentials = read_secret_dir(args.secret_dir)
+        result = upload(args.file, args.storage_json, args.model, credentials)
+    except UploadError as exc:
+        _error(str(exc), credentials)
+        return EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 -- a one-shot command: say it, exit 1
+        _error(f"unexpected {type(exc).__name__}: {exc}", credentials)
+        return EXIT_FAILED
+    sys.stdout.write(json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return EXIT_OK
+
+
+def read_secret_dir(secret_dir: str | None) -> dict[str, str]:
+    """The credentials in a mounted Secret volume, as the model server decodes a Secret."""
+    if secret_dir is None:
+        if not os.path.isdir(DEFAULT_SECRET_DIR):
+            return {}
+        secret_dir = DEFAULT_SECRET_DIR
+    elif not os.path.isdir(secret_dir):
+        # A Job renders the flag whether or not a Secret is mounted there: no Secret, no
+        # credentials (the backend's default chain), as without --secret-dir.
+        _progress(f"no Secret at --secret-dir {secret_dir}: no credentials from a Secret")
+        return {}
+    credentials: dict[str, str] = {}
+    for name in sorted(os.listdir(secret_dir)):
+        path = os.path.join(secret_dir, name)
+        # A Secret volume's keys are symlinks into ..data/; skip its own dot-entries.
+        if name.startswith(".") or not os.path.isfile(path):
+            continue
+        try:
+            with open(path, "rb") as f:
+                raw = f.read()
+        except OSError as exc:
+            raise UploadError(f"--secret-dir: cannot read key {name!r} "
+                              f"({exc.strerror or type(exc).__name__})") from None
+        try:
+            credentials[name] = raw.decode()
+        except UnicodeDecodeError:
+            _progress(f"skipping Secret key {name!r}: not UTF-8 text")
+    return credentials
+
+
+def upload(file: str, storage_json: str, model: str,
+           credentials: Mapping[str, str]) -> dict[str, object]:
+    from botenv.api import SpecError, parse_tag
+    from botenv.storage import StorageError
+    from botenv.storage.factory import key_for, storage_for
+
+    try:
+        storage = json.loads(storage_json)
+    except ValueError as exc:
+        raise UploadError(f"--storage-json is not JSON ({exc})") from None
+    if not isinstance(storage, dict):
+        raise UploadError(f"--storage-json must be a JSON object (the storage block), got "
+                          f"{type(storage).__name__}")
+    try:
+        # The ModelTag parser: the same rules and defaults as the tags that will name it.
+        spec = parse_tag({"spec": {"model": model, "storage": storage}}).storage
+    except SpecError as exc:
+        raise UploadError("invalid storage or model: " + "; ".join(
+            _field(problem) for problem in exc.problems)) from None
+    if not os.path.isfile(file):
+        raise UploadError(f"{file}: no such file" if not os.path.exists(file)
+                          else f"{file}: not a regular file")
+    key = key_for(spec, model)
+    size = os.path.getsize(file)
+    _progress(f"uploading {file} ({size / 1e6:.1f} MB) to {spec.provider} as {key}")
+    began = time.monotonic()
+    try:
+        info = storage_for(spec, credentials).put(key, file)
+    except StorageError as exc:
+        raise UploadError(str(exc)) from None
+    took = time.monotonic() - began
+    _progress(f"done: {info.size / 1e6:.1f} MB in {took:.1f} s "
+              f"({info.size / 1e6 / max(took, 1e-6):.1f} MB/s), verified, digest {info.digest}")
+    return {"model": model, "key": key, "digest": info.digest, "size": info.size}
+
+
+def _field(problem: str) -> str:
+    # The tag parser's paths, in the terms of this command's arguments.
+    if problem.startswith("spec.storage"):
+        return "--storage-json " + problem[len("spec."):]
+    if problem.startswith("spec.model"):
+        return "--model" + problem[len("spec.model"):]
+    return problem
+
+
+def _progress(line: str) -> None:
+    print(f"botenv upload: {line}", file=sys.stderr, flush=True)
+
+
+# Not secret, and part of every message about the store (its endpoint URL).
+PUBLIC_KEYS = frozenset({"AZURE_ACCOUNT_NAME"})
+
+
+def _error(message: str, credentials: Mapping[str, str]) -> None:
+    # Backends name keys, never values; this is the belt to those braces.
+    for name, value in credentials.items():
+        if name in PUBLIC_KEYS:
+            continue
+        for part in {value, value.strip()}:
+            if len(part) >= 4:
+                message = message.replace(part, "***")
+    print(f"error: {message}", file=sys.stderr, flush=True)

@@ -1,0 +1,170 @@
+"""The Job of a ModelTraining: `rasa train` (an init container, the Rasa image), then
+`botenv upload` (botenv's own image) stores the model with the storage backends the model
+server reads with, and verifies what was stored."""
+
+from __future__ import annotations
+
+import json
+
+from botenv import API_VERSION
+from botenv.api.errors import SpecError
+from botenv.api.training import TrainingSpec
+from botenv.render import names
+
+PROJECT_DIR = "/workspace/project"
+OUT_DIR = "/workspace/out"
+WORK_DIR = "/workspace/work"
+SECRET_DIR = "/var/run/secrets/botenv/storage"
+PROJECT_FILES = ("config.yml", "domain.yml")
+TRAINING_LABEL = "botenv.dev/training"
+
+
+def job_name(training: str) -> str:
+    return f"train-{training}"
+
+
+def project_items(config_map: str, keys: list[str]) -> list[dict]:
+    """config.yml and domain.yml at the project's root, every other key under data/ (so
+    `--data` sees training data only). Raises SpecError when a required file is missing."""
+    missing = [f for f in PROJECT_FILES if f not in keys]
+    if missing:
+        raise SpecError([f"spec.source.configMap.name: ConfigMap {config_map!r} has no key "
+                         f"{' and no key '.join(repr(m) for m in missing)} (a Rasa project "
+                         "needs config.yml, domain.yml and training data files)"])
+    data = sorted(k for k in keys if k not in PROJECT_FILES)
+    if not data:
+        raise SpecError([f"spec.source.configMap.name: ConfigMap {config_map!r} holds no "
+                         "training data: add files such as nlu.yml, stories.yml, rules.yml"])
+    return ([{"key": f, "path": f} for f in PROJECT_FILES]
+            + [{"key": k, "path": f"data/{k}"} for k in data])
+
+
+def _storage_json(spec: TrainingSpec) -> str:
+    storage = spec.output
+    block = {"provider": storage.provider, "bucket": storage.bucket, "prefix": storage.prefix,
+             "endpoint": storage.endpoint, "region": storage.region, "path": storage.path}
+    return json.dumps({k: v for k, v in block.items() if v}, sort_keys=True)
+
+
+def labels(training: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "rasa-training",
+            "app.kubernetes.io/part-of": "botenv",
+            "app.kubernetes.io/managed-by": names.MANAGED_BY,
+            TRAINING_LABEL: names.label_value(training)}
+
+
+def job(spec: TrainingSpec, *, keys: list[str], botenv_image: str, uid: str,
+        generation: int = 1) -> dict:
+    """`keys`: the keys of the source ConfigMap (see project_items)."""
+    volumes: list[dict] = [
+        {"name": "project", "configMap": {"name": spec.config_map,
+                                          "items": project_items(spec.config_map, keys)}},
+        {"name": "out", "emptyDir": {}},
+        {"name": "work", "emptyDir": {}},
+    ]
+    upload_mounts = [{"name": "out", "mountPath": OUT_DIR, "readOnly": True}]
+    if spec.output.secret_name:
+        volumes.append({"name": "storage-credentials",
+                        "secret": {"secretName": spec.output.secret_name}})
+        upload_mounts.append({"name": "storage-credentials", "mountPath": SECRET_DIR,
+                              "readOnly": True})
+    train: dict = {
+        "name": "train",
+        "image": spec.image,
+        "args": ["train", "--config", f"{PROJECT_DIR}/config.yml",
+                 "--domain", f"{PROJECT_DIR}/domain.yml", "--data", f"{PROJECT_DIR}/data",
+                 "--out", OUT_DIR, "--fixed-model-name", spec.fixed_model_name],
+        # Rasa writes its cache and temp files where it runs.
+        "workingDir": WORK_DIR,
+        # On failure the kubelet puts the log's last lines in the status: botenv reports
+        # them without reading pod logs.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "env": [{"name": "HOME", "value": WORK_DIR}],
+        "volumeMounts": [{"name": "project", "mountPath": PROJECT_DIR, "readOnly": True},
+                         {"name": "out", "mountPath": OUT_DIR},
+                         {"name": "work", "mountPath": WORK_DIR}],
+    }
+    if spec.resources:
+        train["resources"] = spec.resources
+    upload = {
+        "name": "upload",
+        "image": botenv_image,
+        "args": ["upload", f"{OUT_DIR}/{spec.model_name}", "--storage-json",
+                 _storage_json(spec), "--model", spec.model_name,
+                 # without a Secret: the provider's own credentials (IRSA, Workload Identity)
+                 *(["--secret-dir", SECRET_DIR] if spec.output.secret_name else [])],
+        "volumeMounts": upload_mounts,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                      "limits": {"memory": "256Mi"}},
+    }
+    pod: dict = {"restartPolicy": "Never", "initContainers": [train],
+                 "containers": [upload], "volumes": volumes}
+    if spec.node_selector:
+        pod["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod["tolerations"] = [dict(t) for t in spec.tolerations]
+    if spec.affinity:
+        pod["affinity"] = spec.affinity
+    if spec.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": n} for n in spec.image_pull_secrets]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(spec.name),
+            "namespace": spec.namespace,
+            "labels": labels(spec.name),
+            "annotations": {GENERATION_ANNOTATION: str(generation)},
+            "ownerReferences": [{"apiVersion": API_VERSION, "kind": "ModelTraining",
+                                 "name": spec.name, "uid": uid, "controller": True,
+                                 "blockOwnerDeletion": True}],
+        },
+        "spec": {
+            "backoffLimit": spec.backoff_limit,
+            "activeDeadlineSeconds": spec.active_deadline_seconds,
+            "template": {"metadata": {"labels": labels(spec.name)}, "spec": pod},
+        },
+    }
+
+
+GENERATION_ANNOTATION = "botenv.dev/training-generation"
+
+
+def job_condition(job: dict, type_: str) -> dict:
+    for c in (job.get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_ and c.get("status") == "True":
+            return c
+    return {}
+
+
+def phase_of(pods: list[dict]) -> str:
+    """Training while `rasa train` (the init container) runs, Uploading after it."""
+    for pod in pods:
+        init = ((pod.get("status") or {}).get("initContainerStatuses") or [{}])[0]
+        done = ((init.get("state") or {}).get("terminated") or {}).get("exitCode") == 0
+        if done:
+            return "Uploading"
+    return "Training" if pods else "Pending"
+
+
+def failure_of(job: dict, pods: list[dict]) -> tuple[str, str, str]:
+    """(reason, message, log tail) of a failed Job, from its condition and its pods' last
+    terminated container (whose message the kubelet fills from the log's tail)."""
+    failed = job_condition(job, "Failed")
+    reason = failed.get("reason") or "Failed"
+    message = failed.get("message") or "the training Job failed"
+    for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""),
+                      reverse=True):
+        status = pod.get("status") or {}
+        statuses = ([(c, "TrainingFailed") for c in status.get("initContainerStatuses") or []]
+                    + [(c, "UploadFailed") for c in status.get("containerStatuses") or []])
+        for container, why in statuses:
+            terminated = (container.get("state") or {}).get("terminated") or {}
+            if terminated.get("exitCode", 0) != 0:
+                if reason in ("BackoffLimitExceeded", "Failed"):
+                    reason = why
+                step = "rasa train" if why == "TrainingFailed" else "botenv upload"
+                return (reason, f"{step} exited with code {terminated['exitCode']}: {message}",
+                        (terminated.get("message") or "")[-2048:])
+    return reason, message, ""

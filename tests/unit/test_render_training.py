@@ -1,0 +1,113 @@
+"""ModelTraining: its spec, and the Job that trains and uploads (groundwork of the training
+controller)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from botenv.api import SpecError
+from botenv.api.training import default_model_name, parse_training
+from botenv.render import training as render
+
+IMAGE = "rasa/rasa:3.6.21-full"
+BOTENV = "ghcr.io/botenv/botenv:0.1.0"
+KEYS = ["config.yml", "domain.yml", "nlu.yml", "rules.yml"]
+STORAGE = {
+    "s3": {"provider": "s3", "bucket": "models", "prefix": "acme/", "region": "eu-west-1",
+           "secretRef": {"name": "s3"}},
+    "gcs": {"provider": "gcs", "bucket": "models", "secretRef": {"name": "gcs"}},
+    "azure": {"provider": "azure", "bucket": "models", "secretRef": {"name": "azure"}},
+    "local": {"provider": "local", "path": "/models"},
+}
+
+
+def body(name: str = "nightly", **spec: object) -> dict:
+    return {"apiVersion": "botenv.dev/v1alpha1", "kind": "ModelTraining",
+            "metadata": {"name": name, "namespace": "bots", "uid": "u-1",
+                         "creationTimestamp": "2026-11-22T03:04:05Z"},
+            "spec": {"source": {"configMap": {"name": "acme-project"}},
+                     "output": {"storage": STORAGE["s3"]}, **spec}}
+
+
+def test_model_name_defaults_to_the_name_and_creation_time() -> None:
+    spec = parse_training(body(), IMAGE)
+    assert spec.model_name == "nightly-20261122-030405.tar.gz"
+    assert spec.fixed_model_name == "nightly-20261122-030405"
+    assert default_model_name("x", "2026-01-02T03:04:05Z") == "x-20260102-030405.tar.gz"
+
+
+def test_errors_name_the_fields() -> None:
+    bad = body(tag="Not A Tag", activeDeadlineSeconds=5)
+    bad["spec"]["output"] = {"storage": {"provider": "http", "url": "https://m/"},
+                             "modelName": "model.zip"}
+    del bad["spec"]["source"]
+    with pytest.raises(SpecError) as err:
+        parse_training(bad, IMAGE)
+    text = str(err.value)
+    for field in ("spec.source", "spec.output.storage.provider", "spec.output.modelName",
+                  "spec.tag", "spec.activeDeadlineSeconds"):
+        assert field in text
+
+
+@pytest.mark.parametrize("provider", sorted(STORAGE))
+def test_job_trains_then_uploads_to_each_provider(provider: str) -> None:
+    spec = parse_training(body(output={"storage": STORAGE[provider],
+                                       "modelName": "m-1.tar.gz"}), IMAGE)
+    job = render.job(spec, keys=KEYS, botenv_image=BOTENV, uid="u-1")
+    assert job["metadata"]["name"] == "train-nightly"
+    assert job["metadata"]["ownerReferences"][0]["kind"] == "ModelTraining"
+    pod = job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    (train,), (upload,) = pod["initContainers"], pod["containers"]
+    assert train["image"] == IMAGE
+    assert train["args"] == ["train", "--config", "/workspace/project/config.yml",
+                             "--domain", "/workspace/project/domain.yml",
+                             "--data", "/workspace/project/data", "--out", "/workspace/out",
+                             "--fixed-model-name", "m-1"]
+    assert upload["image"] == BOTENV
+    assert upload["args"][:2] == ["upload", "/workspace/out/m-1.tar.gz"]
+    storage = json.loads(upload["args"][upload["args"].index("--storage-json") + 1])
+    expected = {k: v for k, v in STORAGE[provider].items() if k != "secretRef"}
+    assert storage == expected
+    secret = STORAGE[provider].get("secretRef", {}).get("name")
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    if secret:
+        # credentials by reference: a Secret volume, read by `botenv upload` only
+        assert volumes["storage-credentials"]["secret"] == {"secretName": secret}
+        assert {"name": "storage-credentials", "mountPath": render.SECRET_DIR,
+                "readOnly": True} in upload["volumeMounts"]
+        assert "storage-credentials" not in [m["name"] for m in train["volumeMounts"]]
+        assert upload["args"][-2:] == ["--secret-dir", render.SECRET_DIR]
+    else:
+        assert "storage-credentials" not in volumes
+        assert "--secret-dir" not in upload["args"]
+
+
+def test_project_files_are_laid_out_for_rasa() -> None:
+    items = render.project_items("p", KEYS)
+    assert items == [{"key": "config.yml", "path": "config.yml"},
+                     {"key": "domain.yml", "path": "domain.yml"},
+                     {"key": "nlu.yml", "path": "data/nlu.yml"},
+                     {"key": "rules.yml", "path": "data/rules.yml"}]
+
+
+def test_a_project_without_domain_or_data_is_refused_with_the_configmap_named() -> None:
+    with pytest.raises(SpecError, match="ConfigMap 'p' has no key 'domain.yml'"):
+        render.project_items("p", ["config.yml", "nlu.yml"])
+    with pytest.raises(SpecError, match="ConfigMap 'p' holds no training data"):
+        render.project_items("p", ["config.yml", "domain.yml"])
+
+
+def test_scheduling_limits_and_deadline_are_passed_on() -> None:
+    spec = parse_training(body(nodeSelector={"pool": "workers"},
+                               tolerations=[{"key": "training", "operator": "Exists"}],
+                               resources={"requests": {"cpu": "2"}},
+                               activeDeadlineSeconds=1800, backoffLimit=0), IMAGE)
+    job = render.job(spec, keys=KEYS, botenv_image=BOTENV, uid="u-1")
+    pod = job["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"pool": "workers"}
+    assert pod["tolerations"] == [{"key": "training", "operator": "Exists"}]
+    assert pod["initContainers"][0]["resources"] == {"requests": {"cpu": "2"}}
+    assert (job["spec"]["activeDeadlineSeconds"], job["spec"]["backoffLimit"]) == (1800, 0)
