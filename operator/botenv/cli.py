@@ -137,8 +137,10 @@ def build_parser() -> argparse.ArgumentParser:
     ms.set_defaults(func=_model_server)
     version = sub.add_parser("version", help="print botenv's version")
     version.set_defaults(func=lambda _: print(importlib.metadata.version("botenv")) or 0)
-    from botenv.cli_upload import add_upload_command  # a training Job's upload step
+    from botenv.cli_fetch import add_fetch_command  # a training Job's first steps
+    from botenv.cli_upload import add_upload_command
 
+    add_fetch_command(sub)
     add_upload_command(sub)
     from botenv.cli_people import add_people_commands  # status, promote, rollback, history
 

@@ -128,3 +128,26 @@ def test_a_broken_project_fails_with_rasas_error_and_moves_nothing(kubectl, setu
     assert status["logTail"].strip().splitlines()[-1] in proc.stderr
     assert kubectl.get("mtag", "experimental", NS)["spec"]["model"] == before
     assert "tag" not in status
+
+
+def test_a_project_archive_in_storage_trains_too(kubectl, setup) -> None:
+    import tarfile
+
+    project = write_project(setup["root"] / "archived", intents={"greet": ["hello"]},
+                            responses={"greet": "Hello from an archived project."})
+    packed = setup["root"] / "archived.tar.gz"
+    with tarfile.open(packed, "w:gz") as tar:
+        tar.add(project, arcname="acme-bot")  # wrapped in one folder, as `tar czf` makes it
+    setup["client"].upload_file(str(packed), BUCKET, "projects/acme-bot.tar.gz")
+    storage = kubectl.get("mtag", "experimental", NS)["spec"]["storage"]
+    kubectl.apply({"apiVersion": "botenv.dev/v1alpha1", "kind": "ModelTraining",
+                   "metadata": {"name": "from-archive", "namespace": NS},
+                   "spec": {"source": {"storage": {**storage, "prefix": "projects/"},
+                                       "object": "acme-bot.tar.gz"},
+                            "output": {"storage": storage, "modelName": "archived.tar.gz"}}})
+    status = eventually(lambda: (s := (kubectl.get("mtrain", "from-archive", NS) or {})
+                                 .get("status") or {}).get("phase") in ("Succeeded", "Failed")
+                        and s, timeout=300, interval=1, message="the archive training ends")
+    assert status["phase"] == "Succeeded", status
+    assert setup["client"].head_object(Bucket=BUCKET, Key="bots/archived.tar.gz")
+    assert "tag" not in status

@@ -111,3 +111,45 @@ def test_scheduling_limits_and_deadline_are_passed_on() -> None:
     assert pod["tolerations"] == [{"key": "training", "operator": "Exists"}]
     assert pod["initContainers"][0]["resources"] == {"requests": {"cpu": "2"}}
     assert (job["spec"]["activeDeadlineSeconds"], job["spec"]["backoffLimit"]) == (1800, 0)
+
+
+def test_an_archive_source_is_fetched_by_botenv_before_training() -> None:
+    archive = {"provider": "s3", "bucket": "projects", "secretRef": {"name": "s3-projects"}}
+    spec = parse_training(body(source={"storage": archive, "object": "acme.tar.gz"}), IMAGE)
+    job = render.job(spec, keys=[], botenv_image=BOTENV, uid="u-1")
+    pod = job["spec"]["template"]["spec"]
+    fetch, train = pod["initContainers"]
+    assert fetch["image"] == BOTENV
+    assert fetch["args"][:1] == ["fetch-project"]
+    assert fetch["args"][fetch["args"].index("--object") + 1] == "acme.tar.gz"
+    assert fetch["args"][fetch["args"].index("--into") + 1] == render.PROJECT_DIR
+    assert json.loads(fetch["args"][fetch["args"].index("--storage-json") + 1]) == {
+        "provider": "s3", "bucket": "projects"}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["project"] == {"name": "project", "emptyDir": {}}
+    assert volumes["source-credentials"]["secret"] == {"secretName": "s3-projects"}
+    assert train["args"][train["args"].index("--data") + 1] == "/workspace/project/data"
+
+
+def test_a_source_needs_exactly_one_kind() -> None:
+    both = body(source={"configMap": {"name": "p"}, "storage": STORAGE["local"],
+                        "object": "p.tar.gz"})
+    with pytest.raises(SpecError, match="spec.source: needs exactly one of configMap"):
+        parse_training(both, IMAGE)
+    no_object = body(source={"storage": STORAGE["local"]})
+    with pytest.raises(SpecError, match="spec.source.object: is required"):
+        parse_training(no_object, IMAGE)
+
+
+def test_failure_names_the_step_and_keeps_the_log_tail() -> None:
+    job = {"status": {"conditions": [{"type": "Failed", "status": "True",
+                                      "reason": "BackoffLimitExceeded",
+                                      "message": "Job has reached the specified backoff limit"}]}}
+    pod = {"metadata": {"creationTimestamp": "t"}, "status": {
+        "initContainerStatuses": [{"name": "train", "state": {"terminated": {
+            "exitCode": 1, "message": "YamlSyntaxException: domain.yml"}}}]}}
+    reason, message, tail = render.failure_of(job, [pod])
+    assert reason == "TrainingFailed"
+    assert message.startswith("rasa train exited with code 1")
+    assert tail == "YamlSyntaxException: domain.yml"
+    assert render.phase_of([pod]) == "Training"

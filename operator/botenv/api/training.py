@@ -21,7 +21,7 @@ class TrainingSpec:
     name: str
     namespace: str
     image: str
-    config_map: str  # the project: config.yml, domain.yml and data files as keys
+    config_map: str  # the project: config.yml, domain.yml and data files as keys, or
     output: StorageSpec
     model_name: str  # the file name in storage, ending in .tar.gz
     tag: str = ""  # the ModelTag to create or move once the model is stored
@@ -32,6 +32,9 @@ class TrainingSpec:
     active_deadline_seconds: int = 3600
     backoff_limit: int = 1
     image_pull_secrets: tuple[str, ...] = ()
+    # ... an archive (.tar.gz) of the project in storage (config_map is then "")
+    archive: StorageSpec | None = None
+    archive_object: str = ""
 
     @property
     def fixed_model_name(self) -> str:
@@ -59,20 +62,29 @@ def parse_training(body: dict, default_image: str) -> TrainingSpec:
     spec = Reader(body.get("spec") or {}, "spec", problems)
 
     source = spec.child("source")
-    config_map = ""
+    config_map, archive, archive_object = "", None, ""
     if source is None:
-        spec.fail("spec.source", "is required: the Rasa project to train "
-                                 "(configMap: {name})")
+        spec.fail("spec.source", "is required: the Rasa project to train (configMap: {name} "
+                                 "or storage + object)")
     else:
-        ref = source.child("configMap")
-        if ref is None:
-            source.fail("spec.source.configMap", "is required: a ConfigMap holding "
-                        "config.yml, domain.yml and the training data files")
-        else:
+        ref, stored = source.child("configMap"), source.child("storage")
+        if (ref is None) == (stored is None):
+            source.fail("spec.source", "needs exactly one of configMap (a ConfigMap holding "
+                        "config.yml, domain.yml and the data files) and storage + object (a "
+                        ".tar.gz of the project in storage)")
+        elif ref is not None:
             config_map = ref.str("name")
             if not _NAME.match(config_map):
                 ref.fail("spec.source.configMap.name", f"must be a ConfigMap name, got "
                                                       f"{config_map!r}")
+        else:
+            archive = parse_storage(stored)
+            archive_object = source.str("object")
+            if not archive_object or archive_object.startswith("/") or ".." in \
+                    archive_object.split("/"):
+                source.fail("spec.source.object", "is required with spec.source.storage: the "
+                            f"project archive's name (e.g. acme-bot.tar.gz), got "
+                            f"{archive_object!r}")
 
     output = spec.child("output")
     if output is None:
@@ -118,6 +130,8 @@ def parse_training(body: dict, default_image: str) -> TrainingSpec:
         backoff_limit=spec.int("backoffLimit", 1, minimum=0, maximum=10) or 0,
         image_pull_secrets=tuple(s["name"] for s in pull_secrets
                                  if isinstance(s, dict) and s.get("name")),
+        archive=archive,
+        archive_object=archive_object,
     )
     if problems:
         raise SpecError(problems)

@@ -133,8 +133,8 @@ async def reconcile(state: State, namespace: str, name: str) -> None:
 async def _start(state: State, body: dict, spec: TrainingSpec, previous: dict,
                  generation: int, now: str) -> None:
     namespace = spec.namespace
-    source = await asyncio.to_thread(state.kube.get, "v1", "ConfigMap", namespace,
-                                     spec.config_map)
+    source = {} if spec.archive is not None else await asyncio.to_thread(
+        state.kube.get, "v1", "ConfigMap", namespace, spec.config_map)
     if source is None:
         message = (f"ConfigMap {spec.config_map!r} (spec.source.configMap.name) not found in "
                    f"namespace {namespace}: create it, e.g. with `botenv train DIR`")

@@ -8,6 +8,7 @@ import json
 
 from botenv import API_VERSION
 from botenv.api.errors import SpecError
+from botenv.api.tag import StorageSpec
 from botenv.api.training import TrainingSpec
 from botenv.render import names
 
@@ -15,6 +16,7 @@ PROJECT_DIR = "/workspace/project"
 OUT_DIR = "/workspace/out"
 WORK_DIR = "/workspace/work"
 SECRET_DIR = "/var/run/secrets/botenv/storage"
+SOURCE_SECRET_DIR = "/var/run/secrets/botenv/source"
 PROJECT_FILES = ("config.yml", "domain.yml")
 TRAINING_LABEL = "botenv.dev/training"
 
@@ -39,8 +41,7 @@ def project_items(config_map: str, keys: list[str]) -> list[dict]:
             + [{"key": k, "path": f"data/{k}"} for k in data])
 
 
-def _storage_json(spec: TrainingSpec) -> str:
-    storage = spec.output
+def _storage_json(storage: StorageSpec) -> str:
     block = {"provider": storage.provider, "bucket": storage.bucket, "prefix": storage.prefix,
              "endpoint": storage.endpoint, "region": storage.region, "path": storage.path}
     return json.dumps({k: v for k, v in block.items() if v}, sort_keys=True)
@@ -55,13 +56,35 @@ def labels(training: str) -> dict[str, str]:
 
 def job(spec: TrainingSpec, *, keys: list[str], botenv_image: str, uid: str,
         generation: int = 1) -> dict:
-    """`keys`: the keys of the source ConfigMap (see project_items)."""
+    """`keys`: the keys of the source ConfigMap (see project_items); unused with an
+    archive source, which an init container of botenv's image fetches and unpacks."""
     volumes: list[dict] = [
         {"name": "project", "configMap": {"name": spec.config_map,
-                                          "items": project_items(spec.config_map, keys)}},
+                                          "items": project_items(spec.config_map, keys)}}
+        if spec.archive is None else {"name": "project", "emptyDir": {}},
         {"name": "out", "emptyDir": {}},
         {"name": "work", "emptyDir": {}},
     ]
+    fetch: list[dict] = []
+    if spec.archive is not None:
+        fetch_mounts = [{"name": "project", "mountPath": PROJECT_DIR}]
+        if spec.archive.secret_name:
+            volumes.append({"name": "source-credentials",
+                            "secret": {"secretName": spec.archive.secret_name}})
+            fetch_mounts.append({"name": "source-credentials", "mountPath": SOURCE_SECRET_DIR,
+                                 "readOnly": True})
+        fetch.append({
+            "name": "fetch-project",
+            "image": botenv_image,
+            "args": ["fetch-project", "--storage-json", _storage_json(spec.archive),
+                     "--object", spec.archive_object, "--into", PROJECT_DIR,
+                     *(["--secret-dir", SOURCE_SECRET_DIR] if spec.archive.secret_name
+                       else [])],
+            "volumeMounts": fetch_mounts,
+            "terminationMessagePolicy": "FallbackToLogsOnError",
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
+                          "limits": {"memory": "256Mi"}},
+        })
     upload_mounts = [{"name": "out", "mountPath": OUT_DIR, "readOnly": True}]
     if spec.output.secret_name:
         volumes.append({"name": "storage-credentials",
@@ -90,7 +113,7 @@ def job(spec: TrainingSpec, *, keys: list[str], botenv_image: str, uid: str,
         "name": "upload",
         "image": botenv_image,
         "args": ["upload", f"{OUT_DIR}/{spec.model_name}", "--storage-json",
-                 _storage_json(spec), "--model", spec.model_name,
+                 _storage_json(spec.output), "--model", spec.model_name,
                  # without a Secret: the provider's own credentials (IRSA, Workload Identity)
                  *(["--secret-dir", SECRET_DIR] if spec.output.secret_name else [])],
         "volumeMounts": upload_mounts,
@@ -98,7 +121,7 @@ def job(spec: TrainingSpec, *, keys: list[str], botenv_image: str, uid: str,
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
                       "limits": {"memory": "256Mi"}},
     }
-    pod: dict = {"restartPolicy": "Never", "initContainers": [train],
+    pod: dict = {"restartPolicy": "Never", "initContainers": [*fetch, train],
                  "containers": [upload], "volumes": volumes}
     if spec.node_selector:
         pod["nodeSelector"] = dict(spec.node_selector)
@@ -141,7 +164,8 @@ def job_condition(job: dict, type_: str) -> dict:
 def phase_of(pods: list[dict]) -> str:
     """Training while `rasa train` (the init container) runs, Uploading after it."""
     for pod in pods:
-        init = ((pod.get("status") or {}).get("initContainerStatuses") or [{}])[0]
+        # `rasa train` is the last init container (an archive source fetches first)
+        init = ((pod.get("status") or {}).get("initContainerStatuses") or [{}])[-1]
         done = ((init.get("state") or {}).get("terminated") or {}).get("exitCode") == 0
         if done:
             return "Uploading"
@@ -157,14 +181,16 @@ def failure_of(job: dict, pods: list[dict]) -> tuple[str, str, str]:
     for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""),
                       reverse=True):
         status = pod.get("status") or {}
-        statuses = ([(c, "TrainingFailed") for c in status.get("initContainerStatuses") or []]
+        statuses = ([(c, "SourceFailed" if c.get("name") == "fetch-project"
+                      else "TrainingFailed") for c in status.get("initContainerStatuses") or []]
                     + [(c, "UploadFailed") for c in status.get("containerStatuses") or []])
         for container, why in statuses:
             terminated = (container.get("state") or {}).get("terminated") or {}
             if terminated.get("exitCode", 0) != 0:
                 if reason in ("BackoffLimitExceeded", "Failed"):
                     reason = why
-                step = "rasa train" if why == "TrainingFailed" else "botenv upload"
+                step = {"TrainingFailed": "rasa train", "SourceFailed": "botenv fetch-project"
+                        }.get(why, "botenv upload")
                 return (reason, f"{step} exited with code {terminated['exitCode']}: {message}",
                         (terminated.get("message") or "")[-2048:])
     return reason, message, ""
