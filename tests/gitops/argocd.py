@@ -20,7 +20,7 @@ import lupa.lua51 as lua51
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = {
     kind: REPO / "gitops" / "argocd" / "botenv.dev" / kind / "health.lua"
-    for kind in ("BotEnvironment", "ModelTag")
+    for kind in ("BotEnvironment", "ModelTag", "ModelTraining")
 }
 # Health statuses Argo CD accepts from a script (anything else becomes Unknown).
 STATUSES = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"}

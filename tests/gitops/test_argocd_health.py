@@ -99,3 +99,34 @@ def test_every_tag_reason_the_operator_reports_has_the_right_health():
             result = health(sc.tag(sc.tag_rendered(Unresolved(reason, "why", retry=retry))))
             assert result["status"] == ("Progressing" if retry else "Degraded"), (reason,
                                                                                  result)
+
+
+def _training(phase: str | None, *, generation: int = 2, observed: int = 2,
+              reason: str = "", message: str = "") -> dict:
+    body: dict = {"apiVersion": "botenv.dev/v1alpha1", "kind": "ModelTraining",
+                  "metadata": {"name": "nightly", "generation": generation}}
+    if phase is not None:
+        body["status"] = {"phase": phase, "observedGeneration": observed,
+                          "conditions": [{"type": "Ready",
+                                          "status": "True" if phase == "Succeeded" else "False",
+                                          "reason": reason or phase, "message": message,
+                                          "observedGeneration": observed}]}
+        if phase == "Failed":
+            body["status"].update(reason=reason, message=message)
+    return body
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    (_training(None), "Progressing"),
+    (_training("Training"), "Progressing"),
+    (_training("Uploading"), "Progressing"),
+    (_training("Succeeded", observed=1), "Progressing"),
+    (_training("Succeeded", message="model m stored"), "Healthy"),
+    (_training("Failed", reason="TrainingFailed", message="rasa train exited with code 1"),
+     "Degraded"),
+])
+def test_training_health(body: dict, expected: str) -> None:
+    result = health(body)
+    assert result["status"] == expected
+    if expected == "Degraded":
+        assert result["message"] == "TrainingFailed: rasa train exited with code 1"
