@@ -23,6 +23,17 @@ class StorageSpec:
     path: str = ""
     secret_name: str = ""
 
+    def block(self, *, with_secret: bool = True) -> dict:
+        """The spec's `storage` block again (the fields that are set): what a ModelTag or
+        `botenv upload --storage-json` is given."""
+        block = {k: v for k, v in (("provider", self.provider), ("bucket", self.bucket),
+                                   ("prefix", self.prefix), ("endpoint", self.endpoint),
+                                   ("region", self.region), ("url", self.url),
+                                   ("path", self.path)) if v}
+        if with_secret and self.secret_name:
+            block["secretRef"] = {"name": self.secret_name}
+        return block
+
     def object_key(self, model: str) -> str:
         """The model's full key inside the bucket (Rasa 3.6 ignores REMOTE_STORAGE_PATH)."""
         prefix = self.prefix.strip("/")

@@ -75,11 +75,7 @@ def _move_tag(state: State, namespace: str, spec: TrainingSpec) -> str:
     tag = state.tag(namespace, spec.tag)
     output = spec.output
     if tag is None:
-        storage = {k: v for k, v in (("provider", output.provider), ("bucket", output.bucket),
-                                     ("prefix", output.prefix), ("endpoint", output.endpoint),
-                                     ("region", output.region), ("path", output.path)) if v}
-        if output.secret_name:
-            storage["secretRef"] = {"name": output.secret_name}
+        storage = output.block()
         state.kube.create({"apiVersion": API_VERSION, "kind": "ModelTag",
                            "metadata": {"name": spec.tag, "namespace": namespace},
                            "spec": {"model": spec.model_name, "storage": storage}},

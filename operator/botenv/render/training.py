@@ -42,9 +42,8 @@ def project_items(config_map: str, keys: list[str]) -> list[dict]:
 
 
 def _storage_json(storage: StorageSpec) -> str:
-    block = {"provider": storage.provider, "bucket": storage.bucket, "prefix": storage.prefix,
-             "endpoint": storage.endpoint, "region": storage.region, "path": storage.path}
-    return json.dumps({k: v for k, v in block.items() if v}, sort_keys=True)
+    # credentials come from the mounted Secret, not from the JSON
+    return json.dumps(storage.block(with_secret=False), sort_keys=True)
 
 
 def labels(training: str) -> dict[str, str]:
