@@ -137,7 +137,9 @@ def main() -> int:
             doc["spec"]["modelTag"] = "moved"
         apply(kc, docs)
         proc = run_operator(kc, [str(venv_bin / "botenv"), "operator", "-n", "bench-botenv"],
-                            {"BOTENV_RESYNC_SECONDS": "3600"}, Path(tmp) / "botenv.log")
+                            {"BOTENV_RESYNC_SECONDS": "3600",
+                             "BOTENV_STORAGE_LOCAL_ROOTS": str(models)},
+                            Path(tmp) / "botenv.log")
         results["botenv_children"] = wait(
             "botenv Deployments", lambda: count(kc, "deployments", "bench-botenv") >= n)
         results["botenv_status"] = wait(

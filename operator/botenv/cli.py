@@ -78,13 +78,14 @@ def _model_server(args: argparse.Namespace) -> int:
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     load_kubernetes_config()
-    namespaces = args.namespace or list(Settings.from_env().namespaces)
+    settings = Settings.from_env()
+    namespaces = args.namespace or list(settings.namespaces)
 
     async def main() -> None:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        catalog = KubeCatalog(Kube())
+        catalog = KubeCatalog(Kube(), settings.storage)
         await asyncio.gather(
             catalog.run(stop, namespaces),
             serve(catalog, host=args.host, port=args.port, cache_dir=args.cache_dir,

@@ -52,6 +52,7 @@ def fetch(storage_json: str, obj: str, into: Path, credentials: Mapping[str, str
     from botenv.api import SpecError, parse_tag
     from botenv.storage import StorageError
     from botenv.storage.factory import key_for, storage_for
+    from botenv.storage.policy import UNRESTRICTED
 
     try:
         storage = json.loads(storage_json)
@@ -62,7 +63,8 @@ def fetch(storage_json: str, obj: str, into: Path, credentials: Mapping[str, str
     into.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(suffix=".tar.gz", dir=into.parent) as tmp:
         try:
-            for chunk in storage_for(spec, credentials).open(key):
+            # UNRESTRICTED: this runs in the tenant's own Job pod, with the tenant's identity.
+            for chunk in storage_for(spec, credentials, policy=UNRESTRICTED).open(key):
                 tmp.write(chunk)
         except StorageError as exc:
             raise FetchError(str(exc)) from None

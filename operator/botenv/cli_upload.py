@@ -106,6 +106,7 @@ def upload(file: str, storage_json: str, model: str,
     from botenv.api import SpecError, parse_tag
     from botenv.storage import StorageError
     from botenv.storage.factory import key_for, storage_for
+    from botenv.storage.policy import UNRESTRICTED
 
     try:
         storage = json.loads(storage_json)
@@ -128,7 +129,8 @@ def upload(file: str, storage_json: str, model: str,
     _progress(f"uploading {file} ({size / 1e6:.1f} MB) to {spec.provider} as {key}")
     began = time.monotonic()
     try:
-        info = storage_for(spec, credentials).put(key, file)
+        # UNRESTRICTED: this runs in the tenant's own Job pod, with the tenant's identity.
+        info = storage_for(spec, credentials, policy=UNRESTRICTED).put(key, file)
     except StorageError as exc:
         raise UploadError(str(exc)) from None
     took = time.monotonic() - began

@@ -7,6 +7,8 @@ import importlib.metadata
 import os
 from collections.abc import Mapping
 
+from botenv.storage.policy import StoragePolicy
+
 try:
     _VERSION = importlib.metadata.version("botenv")
 except importlib.metadata.PackageNotFoundError:  # running from a source tree
@@ -47,6 +49,10 @@ class Settings:
     check_dependencies: bool = True
     # Namespaces to watch; empty means all namespaces.
     namespaces: tuple[str, ...] = ()
+    # Where ModelTags may keep models (BOTENV_STORAGE_LOCAL_ROOTS, _URL_PREFIXES,
+    # _ALLOWED_NETWORKS): the same for the operator and the model server, which both read
+    # a tag's storage with their own identity.
+    storage: StoragePolicy = StoragePolicy()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -70,6 +76,19 @@ class Settings:
                 check_dependencies=_bool(get("CHECK_DEPENDENCIES",
                                              str(default.check_dependencies))),
                 namespaces=namespaces,
+                storage=storage_policy(env),
             )
         except ValueError as exc:
             raise ValueError(f"invalid BOTENV_* setting: {exc}") from exc
+
+
+def storage_policy(environ: Mapping[str, str] | None = None) -> StoragePolicy:
+    """The storage policy from BOTENV_STORAGE_* (also read alone by the model server)."""
+    env = os.environ if environ is None else environ
+
+    def items(name: str) -> list[str]:
+        return [n.strip() for n in env.get(f"BOTENV_STORAGE_{name}", "").split(",")
+                if n.strip()]
+
+    return StoragePolicy.parse(items("LOCAL_ROOTS"), items("URL_PREFIXES"),
+                               items("ALLOWED_NETWORKS"))

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
+import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -9,11 +14,21 @@ import pytest
 import yaml
 
 from tests.support.controlplane import ControlPlane, find_binaries
-from tests.support.emulators import MotoServer
-from tests.support.kubectl import Kubectl
+from tests.support.emulators import MotoServer, free_port
+from tests.support.kubectl import Kubectl, eventually
 from tests.support.operator import OperatorProcess
 
 REPO = Path(__file__).resolve().parents[2]
+
+# Models live in a real directory (storage provider `local`): the operator runs in this
+# process, so it resolves them by reading the files, as it would a mounted volume. It is the
+# one local storage root the storage policy allows here.
+MODELS = Path(tempfile.mkdtemp(prefix="botenv-test-models-"))
+# The storage policy of the tests' operator and model server: MODELS, and the storage
+# emulators on 127.0.0.1 (a test's exemption; loopback is refused by default, which
+# tests/cluster/test_storage_policy.py shows on 127.0.0.2).
+STORAGE_POLICY = {"BOTENV_STORAGE_LOCAL_ROOTS": str(MODELS),
+                  "BOTENV_STORAGE_ALLOWED_NETWORKS": "127.0.0.1/32"}
 
 # A non-admin identity, as a service account of a namespace would be seen.
 VIEWER_TOKEN = "botenv-viewer-token"
@@ -125,6 +140,7 @@ def operator(control_plane: ControlPlane, kubectl: Kubectl, chart_rbac: list[dic
         "BOTENV_VERIFY_MODELS": "false",
         # Hosts in these tests' specs (pg, redis, mq) do not exist; tests/e2e runs real ones.
         "BOTENV_CHECK_DEPENDENCIES": "false",
+        **STORAGE_POLICY,
     }).start()
     yield process
     process.stop()
@@ -135,3 +151,31 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
     """A real S3 API (moto server) that checks credentials."""
     with MotoServer(tmp_path_factory.mktemp("moto")) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def model_server(control_plane, kubectl, chart_rbac, tmp_path_factory) -> Iterator[str]:
+    """The model server as its own process, as the chart's model-server ServiceAccount."""
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("model-server")
+    log = (workdir / "model-server.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "botenv", "model-server", "--host", "127.0.0.1",
+         "--port", str(port), "--cache-dir", str(workdir / "cache")],
+        env={**os.environ, **STORAGE_POLICY,
+             "KUBECONFIG": str(control_plane.kubeconfig_for(MODEL_SERVER_TOKEN))},
+        stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    eventually(lambda: _answers(url + "/readyz"), timeout=60,
+               message=f"model server ready (log: {workdir / 'model-server.log'})")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=15)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False

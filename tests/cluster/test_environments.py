@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import itertools
-import tempfile
 import time
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import boto3
 import pytest
 import yaml
 
+from tests.cluster.conftest import MODELS
 from tests.support.kubectl import condition, eventually
 from tests.support.pods import make_ready
 
@@ -29,9 +29,6 @@ def ns(kubectl):
     return name
 
 
-# Models live in a real directory (storage provider `local`): the operator runs in this
-# process, so it resolves them by reading the files, as it would a mounted volume.
-MODELS = Path(tempfile.mkdtemp(prefix="botenv-test-models-"))
 
 
 def model_file(model: str, content: bytes | None = None) -> Path:

@@ -5,48 +5,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 
-from tests.cluster.conftest import MODEL_SERVER_TOKEN
 from tests.cluster.test_environments import env, model_file, tag
 from tests.support.kubectl import eventually
 
 pytestmark = pytest.mark.cluster
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def model_server(control_plane, kubectl, chart_rbac, tmp_path_factory) -> Iterator[str]:
-    """The model server as its own process, as the chart's model-server ServiceAccount."""
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("model-server")
-    log = (workdir / "model-server.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "botenv", "model-server", "--host", "127.0.0.1",
-         "--port", str(port), "--cache-dir", str(workdir / "cache")],
-        env={**os.environ,
-             "KUBECONFIG": str(control_plane.kubeconfig_for(MODEL_SERVER_TOKEN))},
-        stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    eventually(lambda: get(url + "/readyz")[0] == 200, timeout=60,
-               message=f"model server ready (log: {workdir / 'model-server.log'})")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=15)
 
 
 def get(url: str, token: str = "", etag: str = "") -> tuple[int, dict, bytes]:

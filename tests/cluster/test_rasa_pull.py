@@ -12,7 +12,6 @@ import pytest
 import yaml
 
 from tests.cluster.test_environments import env
-from tests.cluster.test_model_server import model_server  # noqa: F401 (fixture)
 from tests.support.kubectl import eventually
 from tests.support.rasa import RasaServer, train, write_project
 
@@ -57,7 +56,7 @@ def pull_token(kubectl, ns: str, environment: str) -> str:
 
 
 def test_rasa_pulls_through_the_model_server_and_follows_a_tag_move(
-        kubectl, operator, s3, model_server, models, tmp_path):  # noqa: F811
+        kubectl, operator, s3, model_server, models, tmp_path):
     """HotSwap pods follow the tag; Restart pods keep the model they started with until
     the roll replaces them (their pull URL is pinned to it), and new pods get the new one."""
     ns = "rasa-pull"

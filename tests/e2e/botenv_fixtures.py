@@ -68,10 +68,13 @@ def botenv(control_plane: ControlPlane, kubectl: Kubectl, kubelet: TestKubelet,
     install_rbac(kubectl)
     workdir = tmp_path_factory.mktemp("botenv")
     port = _free_port()
+    # The storage emulators listen on 127.0.0.1: exempt from the storage policy here (by
+    # default loopback is refused, tests/cluster/test_storage_policy.py).
+    policy = {"BOTENV_STORAGE_ALLOWED_NETWORKS": "127.0.0.1/32"}
     model_server = Process(
         [sys.executable, "-m", "botenv", "model-server", "--host", "127.0.0.1", "--port",
          str(port), "--cache-dir", str(workdir / "cache")],
-        {"KUBECONFIG": str(control_plane.kubeconfig_for(MODEL_SERVER_TOKEN))},
+        {"KUBECONFIG": str(control_plane.kubeconfig_for(MODEL_SERVER_TOKEN)), **policy},
         workdir / "model-server.log")
     # The pods reach it through its Service name, as in a cluster (the kubelet's proxy).
     kubelet.service_hosts[MODEL_SERVER_SERVICE] = f"127.0.0.1:{port}"
@@ -82,7 +85,7 @@ def botenv(control_plane: ControlPlane, kubectl: Kubectl, kubelet: TestKubelet,
          "BOTENV_RESYNC_SECONDS": "5", "BOTENV_RESOLVE_SECONDS": "2",
          # The defaults, said out loud: these tests are about them.
          "BOTENV_VERIFY_MODELS": "true", "BOTENV_CHECK_DEPENDENCIES": "true",
-         "BOTENV_IMAGE": BOTENV_IMAGE},
+         "BOTENV_IMAGE": BOTENV_IMAGE, **policy},
         workdir / "operator.log")
     processes = {"model server": model_server, "operator": operator}
     try:

@@ -26,9 +26,10 @@ from pathlib import Path
 import pytest
 
 from botenv.api.tag import StorageSpec
-from botenv.storage import AccessDenied, ObjectNotFound, Storage, StorageUnavailable
+from botenv.storage import AccessDenied, ObjectNotFound, Storage, StorageUnavailable, factory
 from botenv.storage.base import CHUNK
-from botenv.storage.factory import key_for, storage_for
+from botenv.storage.factory import key_for
+from botenv.storage.policy import UNRESTRICTED
 from tests.support.emulators import Azurite, FakeGCSServer, HTTPOrigin, MotoServer
 
 pytestmark = pytest.mark.storage
@@ -38,6 +39,12 @@ PREFIX = "tenants/acme/"
 # A dead store must fail fast; this bound only guards against hangs (they take minutes).
 HANG_GUARD = 10.0
 SECRET_KEYS = {"AWS_SECRET_ACCESS_KEY", "AZURE_ACCOUNT_KEY", "token"}
+
+
+def storage_for(spec, credentials):  # noqa: ANN001, ANN201
+    """The backends themselves, tested here with no storage policy in the way (the policy
+    has tests of its own: tests/unit/test_storage_policy.py, tests/cluster)."""
+    return factory.storage_for(spec, credentials, policy=UNRESTRICTED)
 
 
 def md5_hex(data: bytes) -> str:

@@ -29,9 +29,11 @@ from botenv.storage import (
     ObjectNotFound,
     ReadOnlyStorage,
     StorageUnavailable,
+    factory,
 )
 from botenv.storage.base import CHUNK, LocalFile
-from botenv.storage.factory import key_for, storage_for
+from botenv.storage.factory import key_for
+from botenv.storage.policy import UNRESTRICTED
 from tests.storage.test_backends import (
     BUCKET,
     GCS,
@@ -50,6 +52,12 @@ from tests.support.emulators import Azurite, free_port
 pytestmark = pytest.mark.storage
 
 WRITABLE = ["s3", "gcs", "azure", "local"]
+
+
+def storage_for(spec, credentials):  # noqa: ANN001, ANN201
+    """The backends themselves, tested here with no storage policy in the way (the policy
+    has tests of its own: tests/unit/test_storage_policy.py, tests/cluster)."""
+    return factory.storage_for(spec, credentials, policy=UNRESTRICTED)
 
 
 @pytest.fixture

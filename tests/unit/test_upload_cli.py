@@ -242,8 +242,8 @@ def test_secret_dir_hands_the_credentials_to_storage_for(
 
     seen = []
     real = factory.storage_for
-    monkeypatch.setattr(factory, "storage_for", lambda spec, creds: seen.append(
-        (spec.provider, dict(creds))) or real(spec, creds))
+    monkeypatch.setattr(factory, "storage_for", lambda spec, creds, policy: seen.append(
+        (spec.provider, dict(creds))) or real(spec, creds, policy=policy))
     secrets = secret_volume(tmp_path / "s", {"token": "t0k3n"})
     code = cli.main(["upload", str(model), "--storage-json", local_json(store),
                      "--model", model.name, "--secret-dir", str(secrets)])

@@ -146,3 +146,22 @@ affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{/*
+The storage policy (values "storage"), as BOTENV_STORAGE_* variables: the operator and the
+model server both enforce it, so both get the same.
+*/}}
+{{- define "botenv.storageEnv" -}}
+{{- with .Values.storage.localRoots }}
+- name: BOTENV_STORAGE_LOCAL_ROOTS
+  value: {{ join "," . | quote }}
+{{- end }}
+{{- with .Values.storage.urlPrefixes }}
+- name: BOTENV_STORAGE_URL_PREFIXES
+  value: {{ join "," . | quote }}
+{{- end }}
+{{- with .Values.storage.allowedNetworks }}
+- name: BOTENV_STORAGE_ALLOWED_NETWORKS
+  value: {{ join "," . | quote }}
+{{- end }}
+{{- end }}

@@ -35,6 +35,7 @@ VERIFY_AGAIN_SECONDS = 3.0
 # Creates pull-token Secrets; a manager of its own, so botenv's later applies (labels
 # only) never own, and so never remove, the token.
 PULL_TOKEN_MANAGER = "botenv-pull-token"
+PULL_TOKEN_INVALID = "PullTokenInvalid"
 
 
 class Blocked(Exception):
@@ -108,28 +109,54 @@ def _model(state: State, spec: EnvironmentSpec) -> ModelRef:
                     action_server_image=status.get("actionServerImage", ""))
 
 
-def _ensure_pull_token(state: State, spec: EnvironmentSpec, uid: str) -> None:
-    """Create the environment's pull-token Secret once; keep its labels (the tag it opens)
-    current without ever touching the token."""
+def _ensure_pull_token(state: State, spec: EnvironmentSpec, uid: str) -> dict:
+    """Create the environment's pull-token Secret once; keep its labels current without
+    ever touching the token. Returns `status.pullToken`, which is what the model server
+    authorizes; a Secret whose token is unusable revokes it (Blocked)."""
     name = names.pull_token_secret_name(spec.name)
     wanted = pulltoken.labels_only(environment=spec.name, namespace=spec.namespace,
                                    tag=spec.model_tag, uid=uid)
     live = state.child("Secret", spec.namespace, name)
     try:
         if live is None:
-            created = state.kube.create(pulltoken.secret(
+            live = state.kube.create(pulltoken.secret(
                 environment=spec.name, namespace=spec.namespace, tag=spec.model_tag, uid=uid,
                 token=pulltoken.new_token()), field_manager=PULL_TOKEN_MANAGER)
-            if created is not None:
-                state.remember(created)
+            if live is not None:
+                state.remember(live)
                 log.info("created pull token Secret %s/%s", spec.namespace, name)
-                return
-            live = {}  # it existed already: make sure of its labels below
+            else:  # it existed already (the watch had not shown it yet): read it
+                live = state.kube.get("v1", "Secret", spec.namespace, name) or {}
         if not contains(live, wanted):
             state.remember(state.kube.apply(wanted))
     except ApiException as exc:
         raise ApiFailure("ApplyFailed", f"could not write Secret {name} ({exc.status}): "
                          f"{api_message(exc)}; retrying") from exc
+    token = pulltoken.token_of(live)
+    if token is None:
+        raise Blocked(PULL_TOKEN_INVALID, f"Secret {name} holds no usable pull token (key "
+                      f"{se.PULL_TOKEN_KEY!r}: UTF-8 text of at least "
+                      f"{pulltoken.MIN_TOKEN_BYTES} bytes); the model server refuses it until "
+                      "it is fixed: delete the Secret and botenv makes a new one")
+    return pulltoken.status(environment=spec.name, tag=spec.model_tag, token=token)
+
+
+def _remove_orphaned_pull_token(state: State, namespace: str, name: str) -> None:
+    """Delete the pull-token Secret of an environment that is gone (deleted with
+    --cascade=orphan, say): a token that outlives its environment opens nothing, and is
+    not left lying around either."""
+    secret = state.child("Secret", namespace, names.pull_token_secret_name(name))
+    if secret is None or (secret["metadata"].get("labels") or {}).get(
+            names.PULL_TOKEN_LABEL) != "true":
+        return
+    meta = secret["metadata"]
+    try:
+        state.kube.delete("v1", "Secret", namespace, meta["name"], uid=meta.get("uid"))
+        log.info("deleted pull token Secret %s/%s: its BotEnvironment is gone", namespace,
+                 meta["name"])
+    except ApiException as exc:
+        log.warning("could not delete the orphaned pull token Secret %s/%s (%s)", namespace,
+                    meta["name"], exc.status)
 
 
 def _read_secrets(state: State, namespace: str, uses: list[se.SecretUse]
@@ -178,8 +205,9 @@ async def plan(state: State, body: dict) -> Plan:
         uses = se.secret_uses(spec, model.storage if spec.delivery == "remoteStorage" else None)
     except SpecError as exc:
         raise Blocked("InvalidSpec", str(exc)) from exc
+    pull_token = None
     if spec.delivery == "pull":
-        await asyncio.to_thread(_ensure_pull_token, state, spec, meta["uid"])
+        pull_token = await asyncio.to_thread(_ensure_pull_token, state, spec, meta["uid"])
     present, data = await asyncio.to_thread(_read_secrets, state, spec.namespace, uses)
     missing = se.missing_keys(uses, present)
     if missing:
@@ -210,6 +238,7 @@ async def plan(state: State, body: dict) -> Plan:
         "queue": queue or None,
         "endpoint": names.service_endpoint(spec.name, spec.namespace, spec.service.port),
         "actionServer": action_status,
+        "pullToken": pull_token,
     }
     applied["model"] = {k: v for k, v in applied["model"].items() if v}
     token: str | None = ""
@@ -289,8 +318,12 @@ def api_message(exc: ApiException) -> str:
 
 async def reconcile(state: State, namespace: str, name: str) -> None:
     body = state.environment(namespace, name)
-    if body is None or body["metadata"].get("deletionTimestamp"):
-        return  # deleted: garbage collection removes the children
+    if body is None:
+        # Deleted: garbage collection removes the children, but not those it orphaned.
+        await asyncio.to_thread(_remove_orphaned_pull_token, state, namespace, name)
+        return
+    if body["metadata"].get("deletionTimestamp"):
+        return
     previous = body.get("status") or {}
     problem, applied, retry, result = None, None, None, None
     try:
@@ -326,6 +359,8 @@ async def reconcile(state: State, namespace: str, name: str) -> None:
         previous=previous, generation=body["metadata"].get("generation", 0), problem=problem,
         deployment=deploy, replicas=replicas, applied=applied, timestamp=timestamp,
         answers=answers, verifying=verifying)
+    if problem is not None and problem.reason == PULL_TOKEN_INVALID:
+        status.pop("pullToken", None)  # revoked: never keep the last good one
     if status != previous:
         await asyncio.to_thread(_report, state, body, previous, status, timestamp)
     if retry is not None:

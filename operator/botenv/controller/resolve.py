@@ -15,6 +15,7 @@ from botenv.api.tag import TagSpec
 from botenv.kube.client import Kube
 from botenv.storage import AccessDenied, ObjectInfo, ObjectNotFound, StorageError
 from botenv.storage.factory import key_for, storage_for
+from botenv.storage.policy import LocationNotAllowed, StoragePolicy
 
 
 class Unresolved(Exception):
@@ -33,9 +34,10 @@ def _where(spec: TagSpec) -> str:
 
 
 class Resolver:
-    def __init__(self, kube: Kube, ttl_seconds: float) -> None:
+    def __init__(self, kube: Kube, ttl_seconds: float, policy: StoragePolicy) -> None:
         self.kube = kube
         self.ttl = ttl_seconds
+        self.policy = policy
         self._cache: dict[tuple[str, str], tuple[object, float, ObjectInfo]] = {}
         self._lock = threading.Lock()
 
@@ -60,10 +62,14 @@ class Resolver:
             cached = self._cache.get((namespace, name))
         if cached and cached[0] == asked and time.monotonic() - cached[1] < self.ttl:
             return cached[2]
-        credentials = self._credentials(namespace, spec)
         try:
-            storage = storage_for(spec.storage, credentials)
+            # Before the Secret is read: a location the admin does not allow is not touched.
+            self.policy.check(spec.storage)
+            credentials = self._credentials(namespace, spec)
+            storage = storage_for(spec.storage, credentials, policy=self.policy)
             info = storage.stat(key_for(spec.storage, spec.model))
+        except LocationNotAllowed as exc:
+            raise Unresolved("StorageNotAllowed", f"{exc}; {self.policy.describe()}") from exc
         except ObjectNotFound as exc:
             raise Unresolved("ModelNotFound", f"model {spec.model!r} not found at "
                              f"{_where(spec)}") from exc

@@ -17,6 +17,7 @@ from botenv.render import conditions as cond
 from botenv.render import training as render
 from botenv.storage import StorageError
 from botenv.storage.factory import key_for, storage_for
+from botenv.storage.policy import LocationNotAllowed
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,8 @@ def _credentials(state: State, namespace: str, spec: TrainingSpec) -> dict[str, 
 
 def _stored(state: State, namespace: str, spec: TrainingSpec) -> tuple[str, int]:
     """The stored model's digest and size, read back from storage."""
-    storage = storage_for(spec.output, _credentials(state, namespace, spec))
+    storage = storage_for(spec.output, _credentials(state, namespace, spec),
+                          policy=state.settings.storage)
     info = storage.stat(key_for(spec.output, spec.model_name))
     return info.digest, info.size
 
@@ -129,6 +131,19 @@ async def reconcile(state: State, namespace: str, name: str) -> None:
 async def _start(state: State, body: dict, spec: TrainingSpec, previous: dict,
                  generation: int, now: str) -> None:
     namespace = spec.namespace
+    try:
+        # The operator reads the stored model back, and the tag it moves is resolved by the
+        # operator and served by the model server: refuse a location they may not read
+        # before anything trains.
+        await asyncio.to_thread(state.settings.storage.check, spec.output,
+                                "spec.output.storage")
+    except LocationNotAllowed as exc:
+        message = f"{exc}; {state.settings.storage.describe()}"
+        status = _status(previous, generation, "Failed", "StorageNotAllowed", message, now,
+                         finishedAt=now)
+        await asyncio.to_thread(_report, state, body, previous, status, now,
+                                ("Warning", "StorageNotAllowed", message))
+        return
     source = {} if spec.archive is not None else await asyncio.to_thread(
         state.kube.get, "v1", "ConfigMap", namespace, spec.config_map)
     if source is None:

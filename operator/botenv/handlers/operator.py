@@ -94,7 +94,8 @@ async def startup(settings: kopf.OperatorSettings, botenvironments_idx: kopf.Ind
                                                 "Job": jobs_idx},
                   pods=pods_idx, trainings=modeltrainings_idx)
     QUEUE = WorkQueue(_process, workers=config.workers)
-    STATE.resolver = Resolver(STATE.kube, ttl_seconds=config.resolve_seconds)
+    STATE.resolver = Resolver(STATE.kube, ttl_seconds=config.resolve_seconds,
+                              policy=config.storage)
     QUEUE.start()
     asyncio.get_running_loop().create_task(_resync(config.resync_seconds))
     log.info("botenv operator started: model server %s, resync every %.0fs",

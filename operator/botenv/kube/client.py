@@ -89,15 +89,19 @@ class Kube:
         return self._call("PUT", _path(obj["apiVersion"], obj["kind"], meta["namespace"],
                                        meta["name"]), body=obj)
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+    def delete(self, api_version: str, kind: str, namespace: str, name: str,
+               uid: str | None = None) -> None:
         """Delete a child botenv made and no longer wants (its own children too, in the
-        background); gone already is fine."""
+        background); gone already is fine. With `uid`, only that very object (one made
+        again under the same name since is left alone)."""
         self._count(f"delete {kind}", namespace, name)
+        body: dict = {"propagationPolicy": "Background"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
         try:
-            self._call("DELETE", _path(api_version, kind, namespace, name),
-                       body={"propagationPolicy": "Background"})
+            self._call("DELETE", _path(api_version, kind, namespace, name), body=body)
         except ApiException as exc:
-            if exc.status != 404:
+            if exc.status != 404 and not (uid and exc.status == 409):
                 raise
 
     def get_object(self, api_version: str, kind: str, namespace: str, name: str) -> dict:

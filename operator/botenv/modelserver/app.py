@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 from botenv.modelserver.cache import ContentMismatch, DiskCache
 from botenv.modelserver.catalog import Catalog, Resolution
 from botenv.storage.base import AccessDenied, ObjectNotFound, StorageError, StorageUnavailable
+from botenv.storage.policy import LocationNotAllowed
 
 log = logging.getLogger(__name__)
 # Method, path without query string, status, size, time: never headers or query strings,
@@ -216,6 +217,10 @@ class _Handlers:
                 # The fill goes on (path_for shields it); the next pull finds it done.
                 return self._unavailable(f"model {resolution.model} is being fetched "
                                          "from storage")
+            except LocationNotAllowed:
+                # Not a passing failure: retrying would not help, and no 503 invites it.
+                return _text(403, f"the storage location of tag {resolution.namespace}/"
+                                  f"{resolution.tag} is not allowed in this cluster")
             except (StorageError, OSError) as error:
                 # The cache logs the failure itself (also for fills nobody waits for).
                 log.debug("cannot serve %s/%s: %s: %s", resolution.namespace, resolution.tag,

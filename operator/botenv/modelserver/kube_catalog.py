@@ -1,18 +1,19 @@
 """The model server's catalog from the cluster: ModelTags (as the operator resolved them)
-and the environments' pull-token Secrets, watched with kopf in the server's own loop.
+and the environments' pull tokens (as the operator published them in each BotEnvironment's
+`status.pullToken`: the token's SHA-256 and the one tag it opens), watched with kopf in the
+server's own loop.
 
-Only what the operator wrote into a tag's status is served: its model and digest. Storage
-credentials are read from the tag's Secret when a download starts (in the download
-thread), so the server never lists Secrets it does not need; pull tokens are the only
-Secrets it watches, through a server-side label selector."""
+Only what the operator wrote into a tag's status is served: its model and digest. The
+server lists and watches no Secret: storage credentials are read by name from the tag's
+Secret when a download starts (in the download thread), after the storage policy has
+allowed the tag's location."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import hmac
 import logging
+import re
 from collections.abc import Iterator
 
 import kopf
@@ -22,10 +23,10 @@ from botenv.api import SpecError, parse_tag
 from botenv.api.tag import StorageSpec
 from botenv.kube.client import Kube
 from botenv.modelserver.catalog import Resolution
-from botenv.render.names import PULL_TOKEN_LABEL, TAG_LABEL, label_value
-from botenv.render.secretenv import PULL_TOKEN_KEY
+from botenv.render.pulltoken import MIN_TOKEN_BYTES, sha256
 from botenv.storage.base import ObjectInfo, StorageUnavailable
 from botenv.storage.factory import key_for, storage_for
+from botenv.storage.policy import StoragePolicy
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,13 @@ log = logging.getLogger(__name__)
 class _StorageWithSecret:
     """A Storage whose credentials are read from the Secret when it is first used."""
 
-    def __init__(self, kube: Kube, namespace: str, spec: StorageSpec) -> None:
-        self.kube, self.namespace, self.spec = kube, namespace, spec
+    def __init__(self, kube: Kube, namespace: str, spec: StorageSpec,
+                 policy: StoragePolicy) -> None:
+        self.kube, self.namespace, self.spec, self.policy = kube, namespace, spec, policy
 
     def _backend(self):  # noqa: ANN202 -- a botenv.storage.Storage
+        # Before the Secret is read: a location the admin does not allow is not touched.
+        self.policy.check(self.spec)
         credentials: dict[str, str] | None = {}
         if self.spec.secret_name:
             try:
@@ -46,7 +50,7 @@ class _StorageWithSecret:
                                          f"{type(exc).__name__}") from exc
             if credentials is None:
                 raise StorageUnavailable(f"Secret {self.spec.secret_name!r} not found")
-        return storage_for(self.spec, credentials)
+        return storage_for(self.spec, credentials, policy=self.policy)
 
     def stat(self, key: str) -> ObjectInfo:
         return self._backend().stat(key)
@@ -55,9 +59,13 @@ class _StorageWithSecret:
         return self._backend().open(key)
 
 
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
 class KubeCatalog:
-    def __init__(self, kube: Kube) -> None:
+    def __init__(self, kube: Kube, policy: StoragePolicy) -> None:
         self.kube = kube
+        self.policy = policy
         self.registry = kopf.OperatorRegistry()
         self._tags: kopf.Index | None = None
         self._tokens: kopf.Index | None = None
@@ -70,20 +78,26 @@ class KubeCatalog:
                       **_: object) -> dict:
             return {(namespace, name): {"spec": dict(spec), "status": dict(status)}}
 
-        @kopf.index("v1", "secrets", labels={PULL_TOKEN_LABEL: "true"}, registry=self.registry,
+        # An environment's entry is replaced by whatever its newest version says, and
+        # removed with it: a token whose environment is gone, or whose status no longer
+        # names it (revoked by the operator), opens nothing. Always a mapping, {} for no
+        # token: kopf keeps an object's previous entry when an indexer returns None.
+        @kopf.index(GROUP, VERSION, "botenvironments", registry=self.registry,
                     id="pull_tokens")
-        def pull_tokens(namespace: str, labels: kopf.Labels, body: kopf.Body,
+        def pull_tokens(namespace: str, meta: kopf.Meta, status: kopf.Status,
                         **_: object) -> dict:
-            token = base64.b64decode((body.get("data") or {}).get(PULL_TOKEN_KEY, "")).decode()
-            if not token:
+            entry = status.get("pullToken")
+            if not isinstance(entry, dict) or meta.get("deletionTimestamp"):
                 return {}
-            digest = hashlib.sha256(token.encode()).hexdigest()
-            return {digest: (namespace, labels.get(TAG_LABEL, ""))}
+            digest, tag = entry.get("sha256"), entry.get("tag")
+            if not isinstance(digest, str) or not _SHA256.match(digest) or not tag \
+                    or not isinstance(tag, str):
+                return {}
+            return {digest: (namespace, tag)}
 
         @kopf.on.startup(registry=self.registry, id="startup")
         def startup(settings: kopf.OperatorSettings, modeltags: kopf.Index,
                     pull_tokens: kopf.Index, **_: object) -> None:
-            settings.watching.label_selectors["v1", "secrets"] = f"{PULL_TOKEN_LABEL}=true"
             settings.posting.enabled = False
             self._tags, self._tokens = modeltags, pull_tokens
 
@@ -132,13 +146,15 @@ class KubeCatalog:
         return Resolution(namespace=namespace, tag=tag, model=entry["model"],
                           key=key_for(spec.storage, entry["model"]), digest=found,
                           size=int(entry.get("size") or 0), md5=md5,
-                          storage=_StorageWithSecret(self.kube, namespace, spec.storage))
+                          storage=_StorageWithSecret(self.kube, namespace, spec.storage,
+                                                     self.policy))
 
     def authorize(self, namespace: str, tag: str, token: str) -> bool:
-        if not token or self._tokens is None:
+        if len(token.encode()) < MIN_TOKEN_BYTES or self._tokens is None:
             return False
-        digest = hashlib.sha256(token.encode()).hexdigest()
+        digest = sha256(token)
         if digest not in self._tokens:
             return False
-        return any(hmac.compare_digest(f"{ns}/{label}", f"{namespace}/{label_value(tag)}")
-                   for ns, label in self._tokens[digest])
+        # Exactly this namespace and tag: no shortened form of either.
+        return any(hmac.compare_digest(f"{ns}\0{name}", f"{namespace}\0{tag}")
+                   for ns, name in self._tokens[digest])

@@ -103,7 +103,8 @@ def conditions(problem: Problem | None, progress: Rollout, generation: int) -> l
 
 
 # Status fields that describe what the children serve; kept as they were on a problem.
-APPLIED_FIELDS = ("model", "modelServerUrl", "queue", "endpoint", "actionServer")
+APPLIED_FIELDS = ("model", "modelServerUrl", "queue", "endpoint", "actionServer",
+                  "pullToken")
 
 
 def environment_status(*, previous: dict, generation: int, problem: Problem | None,

@@ -11,11 +11,13 @@ from collections.abc import Mapping
 from botenv.api.tag import StorageSpec
 from botenv.storage.base import Storage, StorageError
 from botenv.storage.http import join_url
+from botenv.storage.policy import StoragePolicy
 
 # Backends are kept per (spec, credentials): a boto3 client costs ~90 ms of CPU to build,
 # and a kept client keeps its connection pool. Rotated credentials make a new entry.
 CACHE_ENTRIES = 64
-_cache: collections.OrderedDict[tuple[StorageSpec, str], Storage] = collections.OrderedDict()
+_cache: collections.OrderedDict[tuple[StorageSpec, str, StoragePolicy], Storage] = (
+    collections.OrderedDict())
 _lock = threading.Lock()
 
 
@@ -30,16 +32,19 @@ def key_for(spec: StorageSpec, model: str) -> str:
     return key
 
 
-def storage_for(spec: StorageSpec, credentials: Mapping[str, str]) -> Storage:
+def storage_for(spec: StorageSpec, credentials: Mapping[str, str], *,
+                policy: StoragePolicy) -> Storage:
     """The backend for spec. credentials: the decoded data of spec's Secret (empty without
-    one). Raises AccessDenied when the credentials cannot be used at all (malformed)."""
-    ident = (spec, _fingerprint(credentials))
+    one). Raises AccessDenied when the credentials cannot be used at all (malformed), and
+    LocationNotAllowed, before anything is read, when `policy` refuses spec's location."""
+    policy.check(spec)
+    ident = (spec, _fingerprint(credentials), policy)
     with _lock:
         storage = _cache.get(ident)
         if storage is not None:
             _cache.move_to_end(ident)
             return storage
-    storage = _build(spec, credentials)
+    storage = _build(spec, credentials, policy)
     with _lock:
         storage = _cache.setdefault(ident, storage)
         while len(_cache) > CACHE_ENTRIES:
@@ -55,7 +60,8 @@ def _fingerprint(credentials: Mapping[str, str]) -> str:
     return h.hexdigest()
 
 
-def _build(spec: StorageSpec, credentials: Mapping[str, str]) -> Storage:
+def _build(spec: StorageSpec, credentials: Mapping[str, str], policy: StoragePolicy
+           ) -> Storage:
     # Imported on use: each cloud SDK costs tens of MB and up to a second of import time.
     provider = spec.provider
     if provider == "s3":
@@ -75,7 +81,7 @@ def _build(spec: StorageSpec, credentials: Mapping[str, str]) -> Storage:
     if provider == "http":
         from botenv.storage.http import HTTPStorage
 
-        return HTTPStorage(spec.url, credentials=credentials)
+        return HTTPStorage(spec.url, credentials=credentials, policy=policy)
     if provider == "local":
         from botenv.storage.local import LocalStorage
 

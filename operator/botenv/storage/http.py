@@ -10,7 +10,9 @@ from typing import NoReturn
 from urllib.parse import quote, urlsplit
 
 import urllib3
+import urllib3.connection
 import urllib3.exceptions
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from botenv.storage.base import (
     CHUNK,
@@ -21,6 +23,7 @@ from botenv.storage.base import (
     StorageError,
     StorageUnavailable,
 )
+from botenv.storage.policy import UNRESTRICTED, StoragePolicy
 
 TIMEOUT = urllib3.Timeout(connect=3.0, read=10.0)
 # One quick reconnect for a blip; never retry on a status (the origin said what it meant).
@@ -56,10 +59,45 @@ def _digest(etag: str | None, last_modified: str | None, length: int) -> str | N
     return None
 
 
+def _guarded_pools(policy: StoragePolicy, field: str) -> dict[str, type[HTTPConnectionPool]]:
+    """Connection pools whose connections go only to addresses `policy` allows: the host is
+    resolved, every address checked, and the socket opened to the checked address (a DNS
+    answer that changes between a check and the connection cannot slip through). This
+    holds for redirects too. TLS still verifies the certificate against the host name."""
+
+    def connect(conn: urllib3.connection.HTTPConnection, original):  # noqa: ANN001, ANN202
+        infos = policy.addresses(field, conn._dns_host, conn.port)
+        if not infos:
+            return original()  # unresolvable: urllib3 reports it as such
+        host = conn._dns_host
+        conn._dns_host = infos[0][4][0]
+        try:
+            return original()
+        finally:
+            conn._dns_host = host
+
+    class Conn(urllib3.connection.HTTPConnection):
+        def _new_conn(self):  # noqa: ANN202
+            return connect(self, super()._new_conn)
+
+    class TLSConn(urllib3.connection.HTTPSConnection):
+        def _new_conn(self):  # noqa: ANN202
+            return connect(self, super()._new_conn)
+
+    class Pool(HTTPConnectionPool):
+        ConnectionCls = Conn
+
+    class TLSPool(HTTPSConnectionPool):
+        ConnectionCls = TLSConn
+
+    return {"http": Pool, "https": TLSPool}
+
+
 class HTTPStorage:
     """Models at base_url/<key>. Keys are relative keys or full URLs under base_url."""
 
-    def __init__(self, base_url: str, *, credentials: Mapping[str, str] | None = None) -> None:
+    def __init__(self, base_url: str, *, credentials: Mapping[str, str] | None = None,
+                 policy: StoragePolicy = UNRESTRICTED) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self.host = urlsplit(base_url).netloc
         creds = credentials or {}
@@ -72,6 +110,8 @@ class HTTPStorage:
             self._headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
         # Redirects to another host drop Authorization (urllib3's default Retry policy).
         self._pool = urllib3.PoolManager(timeout=TIMEOUT, retries=RETRIES, maxsize=8)
+        if policy.enforced:
+            self._pool.pool_classes_by_scheme = _guarded_pools(policy, "spec.storage.url")
 
     def url_for(self, key: str) -> str:
         if key.startswith(("http://", "https://")):

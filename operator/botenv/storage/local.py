@@ -40,7 +40,8 @@ class LocalStorage:
         self.root = os.path.normpath(root)
 
     def path_for(self, key: str) -> str:
-        """The file for key; ObjectNotFound for keys that would leave root."""
+        """The file for key, symbolic links resolved; ObjectNotFound for keys that would
+        leave root, also through a link (a link in the directory is no way out of it)."""
         if "\0" in key or ".." in key.replace("\\", "/").split("/"):
             raise ObjectNotFound(f"local {self.root}: key {key!r} escapes the directory")
         if os.path.isabs(key):
@@ -48,11 +49,19 @@ class LocalStorage:
             path = os.path.normpath(key)
             if os.path.commonpath([path, self.root]) != self.root:
                 raise ObjectNotFound(f"local {self.root}: key {key!r} is outside the directory")
-            return path
-        return os.path.join(self.root, os.path.normpath(key))
+        else:
+            path = os.path.join(self.root, os.path.normpath(key))
+        real, real_root = os.path.realpath(path), os.path.realpath(self.root)
+        if os.path.commonpath([real, real_root]) != real_root:
+            raise ObjectNotFound(f"local {self.root}: key {key!r} links outside the directory")
+        return real
+
+    def _where(self, path: str) -> str:
+        key = os.path.relpath(path, os.path.realpath(self.root))
+        return f"local directory {self.root}, key {key!r}"
 
     def _error(self, path: str, exc: OSError) -> StorageError:
-        where = f"local directory {self.root}, key {os.path.relpath(path, self.root)!r}"
+        where = self._where(path)
         if not os.path.isdir(self.root):
             # The mount itself is missing: not the tag's fault, try again later.
             return StorageUnavailable(f"{where}: the directory is not there")
@@ -98,7 +107,7 @@ class LocalStorage:
 
     def put(self, key: str, path: str) -> ObjectInfo:
         dest = self.path_for(key)
-        where = f"local directory {self.root}, key {os.path.relpath(dest, self.root)!r}"
+        where = self._where(dest)
         if not os.path.isdir(self.root):
             # Never create the root: a missing one is a volume that is not mounted.
             raise StorageUnavailable(f"{where}: the directory is not there")
