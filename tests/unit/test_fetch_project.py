@@ -126,9 +126,10 @@ class Setup:
         before = snapshot(self.work)
         code, err = self.run(capsys, *flags)
         assert code == 1, err
-        assert err.startswith("error: "), err
+        last = err.splitlines()[-1]  # after the download's progress line
+        assert last.startswith("error: "), err
         for text in expected:
-            assert text in err, err
+            assert text in last, err
         assert list(self.target.iterdir()) == [], "nothing may be written into the target"
         assert snapshot(self.work) == before, "nothing may be written beside the target"
         return err
@@ -177,7 +178,7 @@ def test_the_command_fetches_from_storage(setup: Setup, capsys) -> None:
     assert code == 0, err
     assert (setup.target / "domain.yml").is_file()
     code, err = setup.run(capsys, obj="nope.tar.gz")
-    assert code == 1 and err.startswith("error: ")
+    assert code == 1 and err.splitlines()[-1].startswith("error: ")
 
 
 def test_the_console_entry_point_exits_1_on_refusal(setup: Setup) -> None:
@@ -187,7 +188,8 @@ def test_the_console_entry_point_exits_1_on_refusal(setup: Setup) -> None:
                           storage, "--object", "p.tar.gz", "--into", str(setup.target)],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 1
-    assert run.stderr.startswith("error: member 'data/l.yml' is a symbolic link"), run.stderr
+    last = run.stderr.splitlines()[-1]
+    assert last.startswith("error: member 'data/l.yml' is a symbolic link"), run.stderr
 
 
 def test_non_projects_are_refused(tmp_path: Path) -> None:
@@ -318,16 +320,16 @@ def test_a_gzip_bomb_is_refused_on_the_byte_cap(setup: Setup, capsys) -> None:
 
 
 def test_a_huge_pax_header_is_refused_while_reading(setup: Setup, capsys) -> None:
-    # no member is big, the stream is: an 8 MiB header compresses to a few KiB
+    # no member is big, the stream is: a 2 MiB header compresses to a few KiB
     info, data = member("data/ok.yml", "x")
-    info.pax_headers = {"comment": "x" * (8 * MiB)}
+    info.pax_headers = {"comment": "x" * (2 * MiB)}
     setup.refused(capsys, [*project(), (info, data)], "after member 'data/nlu.yml'",
                   "header larger than")
 
 
 def test_too_many_files(setup: Setup, capsys) -> None:
     many = [member(f"data/f{i:02}.yml", "x: 1\n") for i in range(30)]
-    setup.refused(capsys, [*project(), *many], "member 'data/f16.yml'",
+    setup.refused(capsys, [*project(), *many], "member 'data/f17.yml' is entry 21",
                   "above the limit of 20 files and directories", "--max-files",
                   "BOTENV_FETCH_MAX_FILES", flags=("--max-files", "20"))
 
