@@ -245,6 +245,7 @@ def _read_plan(tar: tarfile.TarFile, limits: Limits, compressed: int) -> _Plan:
             raise FetchError(f"member {m.name!r} is {kind}: {ONLY_FILES}")
         parts = _parts(m.name)
         _check_pax(m)
+        m.pax_headers = {}  # checked and applied; big values would only hold memory
         if m.isreg():
             if not parts:
                 raise FetchError(f"member {m.name!r} is a file without a name")

@@ -207,6 +207,29 @@ def test_a_target_that_is_not_empty_is_refused(setup: Setup, capsys) -> None:
     assert (setup.target / "config.yml").read_text() == "already here\n"
 
 
+def test_a_failure_while_writing_leaves_the_target_as_it_was(tmp_path: Path,
+                                                            monkeypatch) -> None:
+    from botenv import cli_fetch
+
+    calls = []
+
+    def failing_fchmod(fd: int, mode: int) -> None:
+        calls.append(mode)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+        os.chmod(fd, mode)
+
+    monkeypatch.setattr(cli_fetch.os, "fchmod", failing_fchmod)
+    with pytest.raises(FetchError, match="No space left on device"):
+        unpack(archive(tmp_path / "a.tar.gz", PROJECT), tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "b").mkdir()
+    calls.clear()
+    with pytest.raises(FetchError, match="No space left on device"):
+        unpack(archive(tmp_path / "b.tar.gz", PROJECT), tmp_path / "b")
+    assert list((tmp_path / "b").iterdir()) == []
+
+
 # -- links --------------------------------------------------------------------------------
 
 def test_a_link_that_escapes_once_the_top_folder_is_lifted(setup: Setup, capsys) -> None:
