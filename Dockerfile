@@ -9,14 +9,22 @@
 #
 # It runs as the unprivileged user 10001 and needs no writable root filesystem (the Helm chart
 # mounts /tmp and the model cache as volumes).
-ARG PYTHON_VERSION=3.11
+#
+# Python 3.12.11 or later: the June 2025 releases fixed tarfile's extraction filters
+# (CVE-2025-4517, CVE-2025-4330, CVE-2025-4138, CVE-2024-12718, CVE-2025-4435).
+# `botenv fetch-project` unpacks untrusted project archives: it checks every member and
+# writes the files itself, without tarfile's extraction, but the image ships no tarfile with
+# those flaws. The builder refuses a base image without the fixes (os.path.ALLOW_MISSING
+# came with them).
+ARG PYTHON_VERSION=3.12.11
 
 # -- builder: a virtualenv with botenv and its dependencies at the tested versions ----------
 FROM python:${PYTHON_VERSION}-slim AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
-RUN python -m venv /opt/botenv
+RUN python -c "import os.path; os.path.ALLOW_MISSING" \
+    && python -m venv /opt/botenv
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY operator ./operator

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import os
+import re
 from collections.abc import Mapping
 
 from botenv.storage.policy import StoragePolicy
@@ -13,6 +14,15 @@ try:
     _VERSION = importlib.metadata.version("botenv")
 except importlib.metadata.PackageNotFoundError:  # running from a source tree
     _VERSION = "latest"
+
+
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$")
+
+
+def _quantity(value: str) -> str:
+    if not _QUANTITY.match(value):
+        raise ValueError(f"expected a Kubernetes quantity such as 1Gi, got {value!r}")
+    return value
 
 
 def _bool(value: str) -> bool:
@@ -53,6 +63,11 @@ class Settings:
     # _ALLOWED_NETWORKS): the same for the operator and the model server, which both read
     # a tag's storage with their own identity.
     storage: StoragePolicy = StoragePolicy()
+    # sizeLimit of a training Job's emptyDir volumes: the unpacked project (archive
+    # source), the model output, and Rasa's working directory (cache, temporary files).
+    training_project_size_limit: str = "1Gi"
+    training_out_size_limit: str = "2Gi"
+    training_work_size_limit: str = "4Gi"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -77,6 +92,12 @@ class Settings:
                                              str(default.check_dependencies))),
                 namespaces=namespaces,
                 storage=storage_policy(env),
+                training_project_size_limit=_quantity(get(
+                    "TRAINING_PROJECT_SIZE_LIMIT", default.training_project_size_limit)),
+                training_out_size_limit=_quantity(get(
+                    "TRAINING_OUT_SIZE_LIMIT", default.training_out_size_limit)),
+                training_work_size_limit=_quantity(get(
+                    "TRAINING_WORK_SIZE_LIMIT", default.training_work_size_limit)),
             )
         except ValueError as exc:
             raise ValueError(f"invalid BOTENV_* setting: {exc}") from exc

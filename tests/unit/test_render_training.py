@@ -10,6 +10,7 @@ import pytest
 from botenv.api import SpecError
 from botenv.api.training import default_model_name, parse_training
 from botenv.render import training as render
+from botenv.settings import Settings
 
 IMAGE = "rasa/rasa:3.6.21-full"
 BOTENV = "ghcr.io/botenv/botenv:0.1.0"
@@ -83,6 +84,32 @@ def test_job_trains_then_uploads_to_each_provider(provider: str) -> None:
     else:
         assert "storage-credentials" not in volumes
         assert "--secret-dir" not in upload["args"]
+    # a pod that writes more is evicted rather than filling the node's disk
+    assert volumes["out"] == {"name": "out", "emptyDir": {"sizeLimit": "2Gi"}}
+    assert volumes["work"] == {"name": "work", "emptyDir": {"sizeLimit": "4Gi"}}
+    assert "emptyDir" not in volumes["project"]  # a ConfigMap source
+
+
+def test_the_volume_size_limits_come_from_the_settings() -> None:
+    settings = Settings.from_env({"BOTENV_TRAINING_PROJECT_SIZE_LIMIT": "300Mi",
+                                  "BOTENV_TRAINING_OUT_SIZE_LIMIT": "5Gi",
+                                  "BOTENV_TRAINING_WORK_SIZE_LIMIT": "10G"})
+    default = Settings()
+    assert (default.training_project_size_limit, default.training_out_size_limit,
+            default.training_work_size_limit) == (render.PROJECT_SIZE_LIMIT,
+                                                   render.OUT_SIZE_LIMIT, render.WORK_SIZE_LIMIT)
+    archive = {"provider": "s3", "bucket": "projects"}
+    spec = parse_training(body(source={"storage": archive, "object": "a.tar.gz"}), IMAGE)
+    job = render.job(spec, keys=[], botenv_image=BOTENV, uid="u-1",
+                     project_size_limit=settings.training_project_size_limit,
+                     out_size_limit=settings.training_out_size_limit,
+                     work_size_limit=settings.training_work_size_limit)
+    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    assert {n: volumes[n]["emptyDir"] for n in ("project", "out", "work")} == {
+        "project": {"sizeLimit": "300Mi"}, "out": {"sizeLimit": "5Gi"},
+        "work": {"sizeLimit": "10G"}}
+    with pytest.raises(ValueError, match="BOTENV_.*quantity"):
+        Settings.from_env({"BOTENV_TRAINING_WORK_SIZE_LIMIT": "lots"})
 
 
 def test_project_files_are_laid_out_for_rasa() -> None:
@@ -126,7 +153,7 @@ def test_an_archive_source_is_fetched_by_botenv_before_training() -> None:
     assert json.loads(fetch["args"][fetch["args"].index("--storage-json") + 1]) == {
         "provider": "s3", "bucket": "projects"}
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert volumes["project"] == {"name": "project", "emptyDir": {}}
+    assert volumes["project"] == {"name": "project", "emptyDir": {"sizeLimit": "1Gi"}}
     assert volumes["source-credentials"]["secret"] == {"secretName": "s3-projects"}
     assert train["args"][train["args"].index("--data") + 1] == "/workspace/project/data"
 

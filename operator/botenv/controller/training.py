@@ -154,8 +154,12 @@ async def _start(state: State, body: dict, spec: TrainingSpec, previous: dict,
         raise Requeue(SOURCE_RETRY_SECONDS)
     keys = sorted({*(source.get("data") or {}), *(source.get("binaryData") or {})})
     try:
-        job = render.job(spec, keys=keys, botenv_image=state.settings.botenv_image,
-                         uid=body["metadata"]["uid"], generation=generation)
+        settings = state.settings
+        job = render.job(spec, keys=keys, botenv_image=settings.botenv_image,
+                         uid=body["metadata"]["uid"], generation=generation,
+                         project_size_limit=settings.training_project_size_limit,
+                         out_size_limit=settings.training_out_size_limit,
+                         work_size_limit=settings.training_work_size_limit)
     except SpecError as exc:
         status = _status(previous, generation, "Pending", "SourceInvalid", str(exc), now)
         await asyncio.to_thread(_report, state, body, previous, status, now)

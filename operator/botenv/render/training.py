@@ -19,6 +19,11 @@ SECRET_DIR = "/var/run/secrets/botenv/storage"
 SOURCE_SECRET_DIR = "/var/run/secrets/botenv/source"
 PROJECT_FILES = ("config.yml", "domain.yml")
 TRAINING_LABEL = "botenv.dev/training"
+# sizeLimit of the Job's emptyDir volumes (the operator's BOTENV_TRAINING_*_SIZE_LIMIT): a
+# pod that writes more is evicted instead of filling the node's disk.
+PROJECT_SIZE_LIMIT = "1Gi"  # the unpacked archive (botenv fetch-project caps it at 256Mi)
+OUT_SIZE_LIMIT = "2Gi"  # the trained model
+WORK_SIZE_LIMIT = "4Gi"  # Rasa's cache and temporary files, downloaded language models
 
 
 def job_name(training: str) -> str:
@@ -54,15 +59,18 @@ def labels(training: str) -> dict[str, str]:
 
 
 def job(spec: TrainingSpec, *, keys: list[str], botenv_image: str, uid: str,
-        generation: int = 1) -> dict:
+        generation: int = 1, project_size_limit: str = PROJECT_SIZE_LIMIT,
+        out_size_limit: str = OUT_SIZE_LIMIT, work_size_limit: str = WORK_SIZE_LIMIT) -> dict:
     """`keys`: the keys of the source ConfigMap (see project_items); unused with an
-    archive source, which an init container of botenv's image fetches and unpacks."""
+    archive source, which an init container of botenv's image fetches and unpacks.
+    `*_size_limit`: the sizeLimit of the project (archive source), out and work emptyDirs."""
     volumes: list[dict] = [
         {"name": "project", "configMap": {"name": spec.config_map,
                                           "items": project_items(spec.config_map, keys)}}
-        if spec.archive is None else {"name": "project", "emptyDir": {}},
-        {"name": "out", "emptyDir": {}},
-        {"name": "work", "emptyDir": {}},
+        if spec.archive is None
+        else {"name": "project", "emptyDir": {"sizeLimit": project_size_limit}},
+        {"name": "out", "emptyDir": {"sizeLimit": out_size_limit}},
+        {"name": "work", "emptyDir": {"sizeLimit": work_size_limit}},
     ]
     fetch: list[dict] = []
     if spec.archive is not None:
