@@ -15,7 +15,10 @@ the time a request's head takes to arrive nor the connections. Three limits, per
   before aiohttp sets up anything for it; the connections being served are not touched.
 
 aiohttp has no hook for the protocol class (web.Server.__call__ makes a RequestHandler), so
-`GuardedRunner` hands TCPSite a web.Server subclass that makes `_GuardedHandler`s.
+`GuardedRunner` hands TCPSite a web.Server subclass that makes `_GuardedHandler`s. These
+read a few of RequestHandler's attributes (`_request_count`, `_waiter`, `_loop`) and
+web.Server's `_kwargs`, as of aiohttp 3.14 (constraints.txt); tests/modelserver/
+test_slow_clients.py checks every limit over real sockets after an upgrade.
 """
 
 from __future__ import annotations
