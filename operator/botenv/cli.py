@@ -89,7 +89,9 @@ def _model_server(args: argparse.Namespace) -> int:
         await asyncio.gather(
             catalog.run(stop, namespaces),
             serve(catalog, host=args.host, port=args.port, cache_dir=args.cache_dir,
-                  cache_max_bytes=args.cache_max_bytes, stop=stop))
+                  cache_max_bytes=args.cache_max_bytes, stop=stop,
+                  header_timeout=args.header_timeout, keepalive_timeout=args.keepalive_timeout,
+                  max_connections=args.max_connections))
 
     asyncio.run(main())
     return 0
@@ -102,6 +104,32 @@ def _bytes(value: str) -> int:
         return int(parse_quantity(value))
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"not a size: {value!r} (e.g. 10Gi)") from exc
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"not a positive number of seconds: {value!r}")
+    return seconds
+
+
+def _count(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"not a positive whole number: {value!r}")
+    return count
+
+
+def _env_default(name: str, default: str) -> str:
+    # argparse converts a string default with the option's type: a bad value is reported
+    # as the option's error, like a bad flag.
+    return os.environ.get(f"BOTENV_{name}", "").strip() or default
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,6 +162,20 @@ def build_parser() -> argparse.ArgumentParser:
                     help="disk cache bound, e.g. 10Gi (least recently used models go first)")
     ms.add_argument("-n", "--namespace", action="append", default=[],
                     help="serve only this namespace's tags (repeatable; default: all)")
+    # Slow or idle clients must not hold the connections every Rasa pod pulls through.
+    ms.add_argument("--header-timeout", type=_seconds,
+                    default=_env_default("MODEL_SERVER_HEADER_TIMEOUT", "10"),
+                    help="seconds a client has to send a request's line and headers, from "
+                         "connecting or from the request's first byte (default 10, or "
+                         "BOTENV_MODEL_SERVER_HEADER_TIMEOUT); downloads are not bounded")
+    ms.add_argument("--keepalive-timeout", type=_seconds,
+                    default=_env_default("MODEL_SERVER_KEEPALIVE_TIMEOUT", "15"),
+                    help="seconds an idle connection stays open between requests (default "
+                         "15, or BOTENV_MODEL_SERVER_KEEPALIVE_TIMEOUT)")
+    ms.add_argument("--max-connections", type=_count,
+                    default=_env_default("MODEL_SERVER_MAX_CONNECTIONS", "512"),
+                    help="connections beyond this many are closed at once (default 512, or "
+                         "BOTENV_MODEL_SERVER_MAX_CONNECTIONS)")
     ms.add_argument("-v", "--verbose", action="store_true")
     ms.set_defaults(func=_model_server)
     version = sub.add_parser("version", help="print botenv's version")

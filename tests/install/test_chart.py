@@ -131,6 +131,12 @@ def write_values(tmp_path: Path, text: str) -> Path:
     (["--set", "modelServer.cache.maxBytes=lots"], "modelServer.cache.maxBytes",
      "Does not match pattern"),
     (["--set", "rbac.userRoles=maybe"], "rbac.userRoles", "Expected: boolean, given: string"),
+    (["--set", "modelServer.connections.headerTimeoutSeconds=0"],
+     "modelServer.connections.headerTimeoutSeconds", "greater than 0"),
+    (["--set", "modelServer.connections.maxConnections=0"],
+     "modelServer.connections.maxConnections", "greater than or equal to 1"),
+    (["--set", "modelServer.connections.idleSeconds=5"], "modelServer.connections",
+     "Additional property idleSeconds is not allowed"),
     (["--set", "operator.settings.workers=0"], "operator.settings.workers",
      "greater than or equal to 1"),
     (["--set", "image.digest=latest"], "image.digest", "Does not match pattern"),
@@ -195,7 +201,9 @@ def test_model_server_deployment_contract(render):
     assert pod["serviceAccountName"] == "botenv-model-server"
     container = containers(objects, "botenv-model-server")
     assert container["args"] == ["model-server", "--port", "8080", "--cache-dir",
-                                 "/var/cache/botenv/models", "--cache-max-bytes", "10Gi"]
+                                 "/var/cache/botenv/models", "--cache-max-bytes", "10Gi",
+                                 "--header-timeout", "10", "--keepalive-timeout", "15",
+                                 "--max-connections", "512"]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert {"name": "http", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
@@ -353,6 +361,10 @@ def test_full_values_render_every_option(render):
     assert ms["spec"]["strategy"] == {"type": "Recreate"}  # a ReadWriteOnce cache claim
     volumes = {v["name"]: v for v in ms["spec"]["template"]["spec"]["volumes"]}
     assert volumes["cache"]["persistentVolumeClaim"] == {"claimName": "model-cache"}
+    args = containers(objects, "full-bot-model-server")["args"]
+    assert args[args.index("--header-timeout") + 1] == "2.5"
+    assert args[args.index("--keepalive-timeout") + 1] == "60"
+    assert args[args.index("--max-connections") + 1] == "2048"
     monitor = find(objects, "ServiceMonitor", "full-bot-model-server")
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
     assert monitor["spec"]["endpoints"][0]["port"] == "http"

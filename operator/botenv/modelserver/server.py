@@ -13,6 +13,7 @@ from aiohttp import web
 from botenv.modelserver.app import make_app
 from botenv.modelserver.cache import DiskCache
 from botenv.modelserver.catalog import Catalog
+from botenv.modelserver.connections import ConnectionLimits, GuardedRunner
 
 log = logging.getLogger(__name__)
 
@@ -20,21 +21,30 @@ log = logging.getLogger(__name__)
 async def serve(catalog: Catalog, *, host: str, port: int, cache_dir: str | os.PathLike[str],
                 cache_max_bytes: int, stop: asyncio.Event, answer_within: float = 4.0,
                 retry_after: int = 10, fill_workers: int = 4,
+                header_timeout: float = 10.0, keepalive_timeout: float = 15.0,
+                max_connections: int = 512,
                 on_started: Callable[[int], None] | None = None) -> None:
     """Serve until `stop` is set. For callers that run other tasks (a Kubernetes-backed
-    catalog's watches) in the same loop. `on_started` gets the bound port (useful with 0)."""
+    catalog's watches) in the same loop. `on_started` gets the bound port (useful with 0).
+
+    A client must send a request's head within `header_timeout` seconds, may idle between
+    requests for `keepalive_timeout` seconds, and connections beyond `max_connections` are
+    closed at once (botenv.modelserver.connections)."""
+    limits = ConnectionLimits(header_timeout, keepalive_timeout, max_connections)
     cache = DiskCache(cache_dir, cache_max_bytes, fill_workers=fill_workers)
     app = make_app(catalog, cache, answer_within=answer_within, retry_after=retry_after)
     # access_log=None: aiohttp's default access log prints the query string, where a
     # misconfigured client's token would be; the app logs requests without it.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = GuardedRunner(app, limits, access_log=None, handle_signals=False)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
         bound = runner.addresses[0][1]
-        log.info("model server listening on %s:%s, cache %s (max %d bytes)",
-                 host, bound, cache.directory, cache_max_bytes)
+        log.info("model server listening on %s:%s, cache %s (max %d bytes), header timeout "
+                 "%g s, keep-alive timeout %g s, at most %d connections", host, bound,
+                 cache.directory, cache_max_bytes, header_timeout, keepalive_timeout,
+                 max_connections)
         if on_started is not None:
             on_started(bound)
         await stop.wait()
@@ -46,7 +56,8 @@ async def serve(catalog: Catalog, *, host: str, port: int, cache_dir: str | os.P
 
 def run(catalog: Catalog, *, host: str = "0.0.0.0", port: int = 8080,
         cache_dir: str | os.PathLike[str], cache_max_bytes: int, answer_within: float = 4.0,
-        retry_after: int = 10, fill_workers: int = 4,
+        retry_after: int = 10, fill_workers: int = 4, header_timeout: float = 10.0,
+        keepalive_timeout: float = 15.0, max_connections: int = 512,
         on_started: Callable[[int], None] | None = None) -> None:
     """Run the model server in a new event loop until SIGTERM or SIGINT."""
 
@@ -57,6 +68,8 @@ def run(catalog: Catalog, *, host: str = "0.0.0.0", port: int = 8080,
             loop.add_signal_handler(sig, stop.set)
         await serve(catalog, host=host, port=port, cache_dir=cache_dir,
                     cache_max_bytes=cache_max_bytes, stop=stop, answer_within=answer_within,
-                    retry_after=retry_after, fill_workers=fill_workers, on_started=on_started)
+                    retry_after=retry_after, fill_workers=fill_workers,
+                    header_timeout=header_timeout, keepalive_timeout=keepalive_timeout,
+                    max_connections=max_connections, on_started=on_started)
 
     asyncio.run(main())
