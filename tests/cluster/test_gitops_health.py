@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.cluster.conftest import MODELS as ALLOWED_MODELS
 from tests.gitops.argocd import health
 from tests.support.kubectl import condition, eventually
 from tests.support.pods import make_ready
@@ -20,7 +21,8 @@ from tests.support.pods import make_ready
 pytestmark = pytest.mark.cluster
 
 _names = itertools.count()
-MODELS = Path(tempfile.mkdtemp(prefix="botenv-gitops-models-"))
+# Under the one local storage root the tests' storage policy allows.
+MODELS = Path(tempfile.mkdtemp(prefix="gitops-", dir=ALLOWED_MODELS))
 GITOPS_MANAGER = "argocd-controller"
 
 

@@ -55,7 +55,7 @@ OPERATOR_NAMESPACED = [
     rule([""], ["services"], ["get", "list", "watch", "create", "patch", "delete"]),
     rule(["apps"], ["deployments"], ["get", "list", "watch", "create", "patch", "delete"]),
     rule([""], ["pods"], ["get", "list", "watch"]),
-    rule([""], ["secrets"], ["get", "list", "watch", "create", "patch"]),
+    rule([""], ["secrets"], ["get", "list", "watch", "create", "patch", "delete"]),
     rule([""], ["events"], ["create"]),
 ]
 CRD_READ = [rule(["apiextensions.k8s.io"], ["customresourcedefinitions"], ["list", "watch"])]
@@ -67,7 +67,9 @@ LEASE = [
 ]
 MODEL_SERVER_NAMESPACED = [
     rule(["botenv.dev"], ["modeltags"], ["get", "list", "watch"]),
-    rule([""], ["secrets"], ["get", "list", "watch"]),
+    rule(["botenv.dev"], ["botenvironments"], ["get", "list", "watch"]),
+    # A tag's storage Secret, by name: no list or watch of Secrets at all.
+    rule([""], ["secrets"], ["get"]),
 ]
 
 
@@ -307,7 +309,10 @@ def test_no_wildcards_and_deletes_only_action_servers(render, values):
             assert not {"deletecollection", "escalate", "bind", "impersonate"} & set(
                 r["verbs"]), role
             if "delete" in r["verbs"]:
-                assert r["resources"] in (["services"], ["deployments"], ["jobs"]), role
+                # Secrets: only its own pull-token Secrets whose environment is gone
+                # (tests/cluster/test_pull_tokens.py), by uid precondition.
+                assert r["resources"] in (["services"], ["deployments"], ["jobs"],
+                                          ["secrets"]), role
             if "pods" in r["resources"]:  # the operator reads Rasa pods; nobody writes them
                 assert r["resources"] == ["pods"] and set(r["verbs"]) <= {
                     "get", "list", "watch"}, role
