@@ -7,8 +7,8 @@ import datetime
 
 import pytest
 
-from botenv import cli, cli_people
-from botenv import cli_format as fmt
+from botenv import cli
+from botenv.cli import decisions, output, shared
 
 NOW = datetime.datetime(2024, 6, 12, 12, 0, 0, tzinfo=datetime.UTC)
 
@@ -70,7 +70,7 @@ def entry(model, resolved="2024-06-01T00:00:00Z", digest="feedbeef"):
     ([], "Pending", "NotObserved"),
 ])
 def test_environment_summary_state(conditions, state, reason):
-    row = fmt.environment_summary(benv("production", model="m.tar.gz", conditions=conditions))
+    row = output.environment_summary(benv("production", model="m.tar.gz", conditions=conditions))
     assert (row["state"], row["reason"]) == (state, reason)
     assert row["tag"] == "production"  # the tag defaults to the environment's name
     assert row["replicas"] == 1
@@ -78,20 +78,20 @@ def test_environment_summary_state(conditions, state, reason):
 
 def test_status_text_shows_environments_tags_and_why_not_ready():
     environments = [
-        fmt.environment_summary(benv(
+        output.environment_summary(benv(
             "production", model="20190506-100418.tar.gz", replicas=2, ready=2,
             conditions=[cond("Ready", "True", "Ready", "2 of 2 replicas serve the model")])),
-        fmt.environment_summary(benv(
+        output.environment_summary(benv(
             "worker", tag="production", model="20190506-100418.tar.gz",
             conditions=[cond("Ready", "False", "SecretMissing", "Secret 'mq' not found"),
                         cond("Degraded", "True", "SecretMissing", "Secret 'mq' not found")])),
     ]
-    tags = [fmt.tag_summary(mtag("production", "20190506-100418.tar.gz",
+    tags = [output.tag_summary(mtag("production", "20190506-100418.tar.gz",
                                  environments=["production", "worker"])),
-            fmt.tag_summary(mtag("experimental", "missing.tar.gz", status_model="m1.tar.gz",
+            output.tag_summary(mtag("experimental", "missing.tar.gz", status_model="m1.tar.gz",
                                  ready=("False", "ModelNotFound", "model 'missing.tar.gz' "
                                         "not found")))]
-    text = fmt.status_text(environments, tags, namespace="bots", now=NOW)
+    text = output.status_text(environments, tags, namespace="bots", now=NOW)
     lines = text.splitlines()
     assert lines[0].split() == ["ENVIRONMENT", "TAG", "MODEL", "STATUS", "READY"]
     assert lines[1].split() == ["production", "production", "20190506-100418.tar.gz", "Ready",
@@ -116,13 +116,13 @@ def test_status_text_shows_environments_tags_and_why_not_ready():
 
 
 def test_status_text_all_namespaces_and_empty():
-    rows = [fmt.environment_summary(benv("a", model="m", ns="team-1"))]
-    text = fmt.status_text(rows, [], namespace=None, now=NOW)
+    rows = [output.environment_summary(benv("a", model="m", ns="team-1"))]
+    text = output.status_text(rows, [], namespace=None, now=NOW)
     assert text.splitlines()[0].split()[:2] == ["NAMESPACE", "ENVIRONMENT"]
     assert text.splitlines()[1].split()[:2] == ["team-1", "a"]
     assert "No ModelTags in any namespace." in text
     assert "environment team-1/a: Pending NotObserved" in text
-    empty = fmt.status_text([], [], namespace="bots", now=NOW)
+    empty = output.status_text([], [], namespace="bots", now=NOW)
     assert "No BotEnvironments in namespace 'bots'." in empty
 
 
@@ -130,12 +130,12 @@ def test_status_text_all_namespaces_and_empty():
                                                    (3 * 86400 + 5, "3d"), (-3, "0s")])
 def test_age(seconds, expected):
     then = (NOW - datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    assert fmt.age(then, NOW) == expected
-    assert fmt.age("not a time", NOW) == ""
+    assert output.age(then, NOW) == expected
+    assert output.age("not a time", NOW) == ""
 
 
 def test_table_pads_columns_and_strips_trailing_space():
-    assert fmt.table(["A", "BB"], [["xyz", ""], ["1", "2"]]).splitlines() == [
+    assert output.table(["A", "BB"], [["xyz", ""], ["1", "2"]]).splitlines() == [
         "A    BB", "xyz", "1    2"]
 
 
@@ -144,27 +144,27 @@ def test_table_pads_columns_and_strips_trailing_space():
 
 def test_history_marks_the_current_model_first():
     body = mtag("production", "m3.tar.gz", history=[entry("m2.tar.gz"), entry("m1.tar.gz")])
-    rows = fmt.history_rows(body)
+    rows = output.history_rows(body)
     assert [(r["model"], r["current"]) for r in rows] == [
         ("m3.tar.gz", True), ("m2.tar.gz", False), ("m1.tar.gz", False)]
-    lines = fmt.history_text(body, NOW).splitlines()
+    lines = output.history_text(body, NOW).splitlines()
     assert lines[0].split() == ["MODEL", "DIGEST", "RESOLVED", "AT"]
     assert lines[1].startswith("*  m3.tar.gz")
     assert lines[2].startswith("   m2.tar.gz  feedbeef")
 
 
 def test_history_text_says_when_there_is_nothing_to_roll_back_to():
-    text = fmt.history_text(mtag("t", "m1.tar.gz"), NOW)
+    text = output.history_text(mtag("t", "m1.tar.gz"), NOW)
     assert "nothing to roll back to" in text
     unresolved = mtag("t", "m1.tar.gz", status_model="", ready=None)
-    assert "has not resolved a model yet" in fmt.history_text(unresolved, NOW)
+    assert "has not resolved a model yet" in output.history_text(unresolved, NOW)
 
 
 def test_rollback_target_is_the_newest_entry_with_another_model():
     # m3 was re-uploaded (same name, new digest): that entry is no rollback target.
     body = mtag("t", "m3.tar.gz", history=[entry("m3.tar.gz"), entry("m2.tar.gz"),
                                            entry("m1.tar.gz")])
-    target = fmt.rollback_target(body)
+    target = decisions.rollback_target(body)
     assert target.model == "m2.tar.gz"
     assert "previous model in status.history" in target.why
 
@@ -172,13 +172,13 @@ def test_rollback_target_is_the_newest_entry_with_another_model():
 def test_rollback_target_after_a_rollback_is_the_model_rolled_back_from():
     # History after m1 -> m2 -> rollback to m1: newest first.
     body = mtag("t", "m1.tar.gz", history=[entry("m2.tar.gz"), entry("m1.tar.gz")])
-    assert fmt.rollback_target(body).model == "m2.tar.gz"
+    assert decisions.rollback_target(body).model == "m2.tar.gz"
 
 
 def test_rollback_of_an_unresolved_move_returns_to_the_model_in_force():
     body = mtag("t", "missing.tar.gz", status_model="m2.tar.gz",
                 history=[entry("m1.tar.gz")], ready=("False", "ModelNotFound", "gone"))
-    target = fmt.rollback_target(body)
+    target = decisions.rollback_target(body)
     assert target.model == "m2.tar.gz"
     assert "never resolved" in target.why
 
@@ -186,16 +186,16 @@ def test_rollback_of_an_unresolved_move_returns_to_the_model_in_force():
 def test_rollback_target_carries_the_action_server_image_of_its_entry():
     body = mtag("t", "m2.tar.gz", actions="acme/actions:2",
                 history=[{**entry("m1.tar.gz"), "actionServerImage": "acme/actions:1"}])
-    target = fmt.rollback_target(body)
+    target = decisions.rollback_target(body)
     assert (target.model, target.action_server_image) == ("m1.tar.gz", "acme/actions:1")
-    assert fmt.image_change("acme/actions:2", target.action_server_image) == \
+    assert decisions.image_change("acme/actions:2", target.action_server_image) == \
         "action server image: acme/actions:2 -> acme/actions:1"
-    assert fmt.image_change("acme/actions:2", "acme/actions:2") == ""
-    assert fmt.image_change("acme/actions:2", None) == ""
-    assert fmt.image_change("acme/actions:2", "") == \
+    assert decisions.image_change("acme/actions:2", "acme/actions:2") == ""
+    assert decisions.image_change("acme/actions:2", None) == ""
+    assert decisions.image_change("acme/actions:2", "") == \
         "action server image: acme/actions:2 -> (each environment its own)"
     source = mtag("experimental", "m3.tar.gz", actions="acme/actions:3")
-    assert fmt.source_action_image(source) == "acme/actions:3"
+    assert decisions.source_action_image(source) == "acme/actions:3"
 
 
 @pytest.mark.parametrize("body", [
@@ -204,9 +204,9 @@ def test_rollback_target_carries_the_action_server_image_of_its_entry():
     mtag("t", "m1.tar.gz", status_model="", ready=None),
 ])
 def test_rollback_without_an_earlier_model_is_refused(body):
-    with pytest.raises(fmt.Refused, match="modeltag 't' in namespace 'bots' has no earlier "
+    with pytest.raises(decisions.Refused, match="modeltag 't' in namespace 'bots' has no earlier "
                                           "model in status.history"):
-        fmt.rollback_target(body)
+        decisions.rollback_target(body)
 
 
 # --- promote ------------------------------------------------------------------------------
@@ -214,9 +214,9 @@ def test_rollback_without_an_earlier_model_is_refused(body):
 
 def test_promote_source_is_the_resolved_model():
     body = mtag("experimental", "m2.tar.gz")
-    assert fmt.promote_source(body) == "m2.tar.gz"
+    assert decisions.promote_source(body) == "m2.tar.gz"
     body["status"].pop("model")
-    assert fmt.promote_source(body) == "m2.tar.gz"  # falls back to spec.model
+    assert decisions.promote_source(body) == "m2.tar.gz"  # falls back to spec.model
 
 
 @pytest.mark.parametrize(("ready", "message"), [
@@ -225,16 +225,16 @@ def test_promote_source_is_the_resolved_model():
 ])
 def test_promote_source_refuses_a_tag_that_is_not_ready(ready, message):
     body = mtag("experimental", "x.tar.gz", status_model="m1.tar.gz", ready=ready)
-    with pytest.raises(fmt.Refused, match="is not Ready") as exc:
-        fmt.promote_source(body)
+    with pytest.raises(decisions.Refused, match="is not Ready") as exc:
+        decisions.promote_source(body)
     assert message in str(exc.value)
 
 
 def test_move_describes_the_change():
-    move = fmt.Move("bots", "production", "m1.tar.gz", "m2.tar.gz")
+    move = decisions.Move("bots", "production", "m1.tar.gz", "m2.tar.gz")
     assert move.describe() == ("modeltag 'production' in namespace 'bots': spec.model "
                                "m1.tar.gz -> m2.tar.gz")
-    same = fmt.Move("bots", "production", "m2.tar.gz", "m2.tar.gz")
+    same = decisions.Move("bots", "production", "m2.tar.gz", "m2.tar.gz")
     assert not same.changes and "already points to m2.tar.gz" in same.describe()
 
 
@@ -254,23 +254,23 @@ def test_move_describes_the_change():
                          "fieldsV1": {"f:spec": {"f:storage": {}}}}]}, ""),
 ])
 def test_gitops_owner(meta, owner):
-    found = fmt.gitops_owner(mtag("t", "m.tar.gz", **meta))
+    found = decisions.gitops_owner(mtag("t", "m.tar.gz", **meta))
     assert (owner in found) if owner else found == ""
 
 
 def test_wait_state():
     moved = mtag("t", "m2.tar.gz", generation=4, observed=4)
-    assert fmt.wait_state(moved, "m2.tar.gz", 4).done
+    assert decisions.wait_state(moved, "m2.tar.gz", 4).done
     behind = mtag("t", "m2.tar.gz", status_model="m1.tar.gz", generation=4, observed=3)
-    assert "has not seen generation 4" in fmt.wait_state(behind, "m2.tar.gz", 4).waiting
+    assert "has not seen generation 4" in decisions.wait_state(behind, "m2.tar.gz", 4).waiting
     missing = mtag("t", "m2.tar.gz", status_model="m1.tar.gz", generation=4, observed=4,
                    ready=("False", "ModelNotFound", "model 'm2.tar.gz' not found"))
-    state = fmt.wait_state(missing, "m2.tar.gz", 4)
+    state = decisions.wait_state(missing, "m2.tar.gz", 4)
     assert not state.done and state.failed == (
         "Ready=False ModelNotFound: model 'm2.tar.gz' not found")
     flaky = mtag("t", "m2.tar.gz", status_model="m1.tar.gz", generation=4, observed=4,
                  ready=("False", "StorageUnavailable", "timed out"))
-    state = fmt.wait_state(flaky, "m2.tar.gz", 4)
+    state = decisions.wait_state(flaky, "m2.tar.gz", 4)
     assert not state.failed and "StorageUnavailable" in state.waiting
 
 
@@ -299,12 +299,12 @@ def test_help_documents_exit_codes(capsys):
 def test_usage_errors_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)
-    assert exc.value.code == cli_people.EXIT_USAGE
+    assert exc.value.code == shared.EXIT_USAGE
 
 
 def test_kubectl_plugin_names_itself_kubectl_botenv(capsys):
     with pytest.raises(SystemExit):
-        cli_people.kubectl_main(["promote", "--help"])
+        cli.kubectl_main(["promote", "--help"])
     assert capsys.readouterr().out.startswith("usage: kubectl botenv promote ")
     with pytest.raises(SystemExit):
         cli.main(["promote", "--help"])
@@ -320,7 +320,7 @@ def test_no_kubeconfig_exits_5(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("KUBECONFIG", raising=False)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert cli.main(["status"]) == cli_people.EXIT_UNREACHABLE
+    assert cli.main(["status"]) == shared.EXIT_UNREACHABLE
     assert "no kubeconfig" in capsys.readouterr().err
     missing = tmp_path / "nope.kubeconfig"
     assert cli.main(["history", "t", "--kubeconfig", str(missing)]) == 5

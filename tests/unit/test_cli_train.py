@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from botenv.cli_train import ProjectError, pack_project, training_body, training_name
+from botenv.cli.train import ProjectError, pack_project, training_body, training_name
 
 
 def project(root: Path) -> Path:
@@ -53,13 +53,13 @@ def test_names_and_body() -> None:
 
 
 def test_status_lists_trainings() -> None:
-    from botenv import cli_format as fmt
+    from botenv.cli import output
 
     body = {"metadata": {"name": "nightly", "namespace": "bots"}, "spec": {"tag": "experimental"},
             "status": {"phase": "Failed", "reason": "TrainingFailed", "modelName": "n.tar.gz",
                        "startedAt": "2026-11-22T03:00:00Z"}}
     now = datetime.datetime(2026, 11, 22, 3, 5, tzinfo=datetime.UTC)
-    text = fmt.status_text([], [], namespace="bots", now=now,
-                           trainings=[fmt.training_summary(body)])
+    text = output.status_text([], [], namespace="bots", now=now,
+                           trainings=[output.training_summary(body)])
     line = next(x for x in text.splitlines() if x.startswith("nightly"))
     assert "Failed (TrainingFailed)" in line and "n.tar.gz" in line and "experimental" in line

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from botenv.cli import main
-from botenv.cli_fetch import FetchError, unpack
+from botenv.cli.jobsteps.fetch import FetchError, unpack
 
 PROJECT = {"config.yml": "recipe: default.v1\n", "domain.yml": "version: '3.1'\n",
            "data/nlu.yml": "nlu: []\n"}
@@ -209,7 +209,7 @@ def test_a_target_that_is_not_empty_is_refused(setup: Setup, capsys) -> None:
 
 def test_a_failure_while_writing_leaves_the_target_as_it_was(tmp_path: Path,
                                                             monkeypatch) -> None:
-    from botenv import cli_fetch
+    from botenv.cli.jobsteps import fetch
 
     calls = []
 
@@ -219,7 +219,7 @@ def test_a_failure_while_writing_leaves_the_target_as_it_was(tmp_path: Path,
             raise OSError(28, "No space left on device")
         os.chmod(fd, mode)
 
-    monkeypatch.setattr(cli_fetch.os, "fchmod", failing_fchmod)
+    monkeypatch.setattr(fetch.os, "fchmod", failing_fchmod)
     with pytest.raises(FetchError, match="No space left on device"):
         unpack(archive(tmp_path / "a.tar.gz", PROJECT), tmp_path / "a")
     assert not (tmp_path / "a").exists()
@@ -372,7 +372,7 @@ def test_a_high_expansion_ratio(setup: Setup, capsys) -> None:
 
 
 def test_the_stream_reader_stops_at_its_cap() -> None:
-    from botenv.cli_fetch import Bounded, LimitExceeded
+    from botenv.cli.jobsteps.fetch import Bounded, LimitExceeded
 
     reader = Bounded(io.BytesIO(bytes(100)), cap=10, max_read=8)
     assert reader.read(8) == bytes(8)

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from botenv import cli, cli_upload
+from botenv import cli
+from botenv.cli import shared
+from botenv.cli.jobsteps import upload
 from tests.support.emulators import free_port
 
 SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
@@ -194,7 +196,7 @@ def test_secret_values_never_in_the_output(
     assert result.stderr.splitlines()[-1].startswith("error: ")
     output = result.stdout + result.stderr
     for name, value in data.items():
-        if name not in cli_upload.PUBLIC_KEYS:  # an account name is in every endpoint URL
+        if name not in shared.PUBLIC_KEYS:  # an account name is in every endpoint URL
             assert value not in output
     assert SECRET not in output
     assert SECRET.lower()[:40].replace("_", "-") not in output
@@ -220,7 +222,7 @@ def test_secret_dir_is_the_credentials_mapping(tmp_path: Path) -> None:
         "AWS_SECRET_ACCESS_KEY": "line\n",  # as stored: the model server strips nothing
         "credentials.json": '{"type": "service_account"}',
     })
-    assert cli_upload.read_secret_dir(str(secrets)) == {
+    assert upload.read_secret_dir(str(secrets)) == {
         "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
         "AWS_SECRET_ACCESS_KEY": "line\n",
         "credentials.json": '{"type": "service_account"}',
@@ -228,10 +230,10 @@ def test_secret_dir_is_the_credentials_mapping(tmp_path: Path) -> None:
 
 
 def test_default_secret_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli_upload, "DEFAULT_SECRET_DIR", str(tmp_path / "absent"))
-    assert cli_upload.read_secret_dir(None) == {}  # none mounted: no credentials
+    monkeypatch.setattr(upload, "DEFAULT_SECRET_DIR", str(tmp_path / "absent"))
+    assert upload.read_secret_dir(None) == {}  # none mounted: no credentials
     secret_volume(tmp_path / "absent", {"token": "t0k3n"})
-    assert cli_upload.read_secret_dir(None) == {"token": "t0k3n"}
+    assert upload.read_secret_dir(None) == {"token": "t0k3n"}
 
 
 def test_secret_dir_hands_the_credentials_to_storage_for(

@@ -1,6 +1,7 @@
-"""`botenv status|promote|rollback|history`: the commands release managers use, also run as a
-kubectl plugin (`kubectl botenv ...`). They talk to the API server through botenv.kube.client
-with the person's kubeconfig; what they print is made in botenv.cli_format."""
+"""`botenv status|promote|rollback|history|train`: the commands release managers use, also
+run as a kubectl plugin (`kubectl botenv ...`). They talk to the API server through
+botenv.kube.client with the person's kubeconfig (botenv.cli.shared.Session); what they print
+is made in botenv.cli.output, what they choose in botenv.cli.decisions."""
 
 from __future__ import annotations
 
@@ -10,14 +11,12 @@ import json
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TypeVar
 
-from botenv import API_VERSION
-from botenv import cli_format as fmt
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_FORBIDDEN, EXIT_UNREACHABLE = range(6)
+from botenv.cli import decisions, output
+from botenv.cli.shared import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, Session
+from botenv.cli.train import add_train_arguments, cmd_train
 
 EXIT_CODES = """\
 exit codes:
@@ -44,108 +43,6 @@ def _text(*paragraphs: str) -> str:
     return "\n\n".join(textwrap.fill(p, 88) for p in paragraphs)
 
 
-PLURALS = {"ModelTag": "modeltags.botenv.dev", "BotEnvironment": "botenvironments.botenv.dev",
-           "ModelTraining": "modeltrainings.botenv.dev"}
-
-
-class CliError(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@contextmanager
-def _api(verb: str, kind: str, namespace: str, name: str = "", *, server: str = ""
-         ) -> Iterator[None]:
-    """Turn an API failure into a CliError that names the verb and the object."""
-    import urllib3
-    from kubernetes.client.exceptions import ApiException
-
-    resource = PLURALS.get(kind, kind)
-    scope = f"in namespace '{namespace}'" if namespace else "in any namespace"
-    what = f"{kind.lower()} '{name}' {scope}" if name else f"{resource} {scope}"
-    try:
-        yield
-    except ApiException as exc:
-        detail = _server_message(exc)
-        if exc.status == 404:
-            if name and _names_object(exc):
-                raise CliError(EXIT_NOT_FOUND, f"{kind.lower()} '{name}' not found {scope}"
-                               ) from None
-            raise CliError(EXIT_NOT_FOUND, f"the botenv CRDs are not installed in this "
-                                           f"cluster: {resource} does not exist") from None
-        if exc.status == 403:
-            detail = detail.partition(" is forbidden: ")[2] or detail
-            raise CliError(EXIT_FORBIDDEN, f"forbidden: cannot {verb} {resource}"
-                                           f"{f' {name!r}' if name else ''} {scope}: "
-                                           f"{detail}") from None
-        if exc.status == 401:
-            raise CliError(EXIT_FORBIDDEN, f"unauthorized: the cluster rejected the "
-                                           f"credentials (while trying to {verb} {resource}): "
-                                           f"{detail}") from None
-        raise CliError(EXIT_FAILED, f"cannot {verb} {what}: {exc.status} {exc.reason}: "
-                                    f"{detail}") from None
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        at = f" at {server}" if server else ""
-        raise CliError(EXIT_UNREACHABLE, f"cannot reach the cluster{at}: {reason}") from None
-
-
-def _status_body(exc: Exception) -> dict:
-    try:
-        body = json.loads(getattr(exc, "body", "") or "")
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _server_message(exc: Exception) -> str:
-    return _status_body(exc).get("message") or str(getattr(exc, "body", "") or "").strip()
-
-
-def _names_object(exc: Exception) -> bool:
-    """A 404 Status about an object (details.name set), not a path the server lacks."""
-    return bool((_status_body(exc).get("details") or {}).get("name"))
-
-
-class Session:
-    """A person's connection: the client and the namespace the commands act in."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        from botenv.kube.client import NoKubeconfig, connect
-
-        try:
-            self.kube, default_namespace = connect(args.kubeconfig or "", args.context or "")
-        except NoKubeconfig as exc:
-            raise CliError(EXIT_UNREACHABLE, str(exc)) from None
-        self.all_namespaces = bool(getattr(args, "all_namespaces", False))
-        self.namespace = args.namespace or default_namespace
-        self.server = self.kube.api.configuration.host
-
-    def tag(self, name: str) -> dict:
-        with _api("get", "ModelTag", self.namespace, name, server=self.server):
-            return self.kube.get_object(API_VERSION, "ModelTag", self.namespace, name)
-
-    def list(self, kind: str) -> list[dict]:
-        namespace = "" if self.all_namespaces else self.namespace
-        with _api("list", kind, namespace, server=self.server):
-            items = self.kube.list_objects(API_VERSION, kind, namespace)
-        return sorted(items, key=lambda o: (o["metadata"].get("namespace", ""),
-                                            o["metadata"]["name"]))
-
-    def set_model(self, name: str, model: str, *, dry_run: bool,
-                  action_server_image: str | None = None) -> dict:
-        """Move the tag; with `action_server_image`, its actions in the same patch ("" unsets
-        it), so model and actions never move apart."""
-        spec: dict = {"model": model}
-        if action_server_image is not None:
-            spec["actionServerImage"] = action_server_image or None
-        with _api("patch", "ModelTag", self.namespace, name, server=self.server):
-            return self.kube.merge_patch(API_VERSION, "ModelTag", self.namespace, name,
-                                         {"spec": spec},
-                                         field_manager=fmt.CLI_FIELD_MANAGER, dry_run=dry_run)
-
-
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -163,15 +60,15 @@ def _warn(message: str) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     session = Session(args)
-    environments = [fmt.environment_summary(b) for b in session.list("BotEnvironment")]
-    tags = [fmt.tag_summary(b) for b in session.list("ModelTag")]
-    trainings = [fmt.training_summary(b) for b in session.list("ModelTraining")]
+    environments = [output.environment_summary(b) for b in session.list("BotEnvironment")]
+    tags = [output.tag_summary(b) for b in session.list("ModelTag")]
+    trainings = [output.training_summary(b) for b in session.list("ModelTraining")]
     namespace = None if session.all_namespaces else session.namespace
     if args.output == "json":
         _print_json({"namespace": namespace, "environments": environments, "tags": tags,
                      "trainings": trainings})
     else:
-        print(fmt.status_text(environments, tags, namespace=namespace, now=_now(),
+        print(output.status_text(environments, tags, namespace=namespace, now=_now(),
                               trainings=trainings))
     return EXIT_OK
 
@@ -182,9 +79,9 @@ def cmd_history(args: argparse.Namespace) -> int:
     if args.output == "json":
         _print_json({"namespace": session.namespace, "tag": args.tag,
                      "specModel": (body.get("spec") or {}).get("model", ""),
-                     "history": fmt.history_rows(body)})
+                     "history": output.history_rows(body)})
     else:
-        print(fmt.history_text(body, _now()))
+        print(output.history_text(body, _now()))
     return EXIT_OK
 
 
@@ -195,8 +92,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
         if args.from_tag == args.tag:
             raise CliError(EXIT_USAGE, "--from names the tag being promoted")
         source = session.tag(args.from_tag)
-        model = _refused_is_failure(lambda: fmt.promote_source(source))
-        image = fmt.source_action_image(source)
+        model = _refused_is_failure(lambda: decisions.promote_source(source))
+        image = decisions.source_action_image(source)
         note = f"copied from modeltag '{args.from_tag}', which resolves to it"
         if (source.get("spec") or {}).get("storage") != (body.get("spec") or {}).get("storage"):
             note += (f"; the tags use different storage, so {model} must also exist in "
@@ -209,7 +106,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     session = Session(args)
     body = session.tag(args.tag)
-    target = _refused_is_failure(lambda: fmt.rollback_target(body))
+    target = _refused_is_failure(lambda: decisions.rollback_target(body))
     return _move(session, body, target.model, target.why, args,
                  action_server_image=target.action_server_image)
 
@@ -217,7 +114,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def _refused_is_failure(choose: Callable[[], T]) -> T:
     try:
         return choose()
-    except fmt.Refused as exc:
+    except decisions.Refused as exc:
         raise CliError(EXIT_FAILED, str(exc)) from None
 
 
@@ -230,10 +127,10 @@ def _move(session: Session, body: dict, model: str, note: str, args: argparse.Na
     spec_image = (body.get("spec") or {}).get("actionServerImage", "")
     image = (action_server_image if action_server_image is not None
              and action_server_image != spec_image else None)
-    move = fmt.Move(namespace=session.namespace, tag=meta["name"],
+    move = decisions.Move(namespace=session.namespace, tag=meta["name"],
                     old=(body.get("spec") or {}).get("model", ""), new=model, note=note,
-                    image_change=fmt.image_change(spec_image, image))
-    owner = fmt.gitops_owner(body)
+                    image_change=decisions.image_change(spec_image, image))
+    owner = decisions.gitops_owner(body)
     if owner and move.changes:
         _warn(f"modeltag '{move.tag}' is managed by {owner}: its next sync sets spec.model "
               "back to what Git says. Under GitOps, commit the change instead.")
@@ -257,16 +154,16 @@ def _move(session: Session, body: dict, model: str, note: str, args: argparse.Na
     return EXIT_OK
 
 
-def _wait(session: Session, move: fmt.Move, generation: int, timeout: float) -> int:
+def _wait(session: Session, move: decisions.Move, generation: int, timeout: float) -> int:
     deadline = time.monotonic() + timeout
-    state = fmt.WaitState(False, waiting="no answer yet")
+    state = decisions.WaitState(False, waiting="no answer yet")
     while time.monotonic() < deadline:
         body = session.tag(move.tag)
-        state = fmt.wait_state(body, move.new, generation)
+        state = decisions.wait_state(body, move.new, generation)
         if state.done:
             status = body.get("status") or {}
             print(f"modeltag '{move.tag}' resolves to {move.new} (digest "
-                  f"{fmt.short_digest(status.get('digest'))}); environments: "
+                  f"{output.short_digest(status.get('digest'))}); environments: "
                   f"{', '.join(status.get('environments') or []) or 'none'}")
             return EXIT_OK
         if state.failed:
@@ -305,7 +202,8 @@ def _positive(value: str) -> float:
 
 def add_people_commands(parser: argparse.ArgumentParser,
                         sub: argparse._SubParsersAction) -> None:
-    """Register status, promote, rollback and history on botenv's parser (botenv.cli)."""
+    """Register status, promote, rollback, history and train on botenv's parser
+    (botenv.cli.parser)."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EXIT_CODES
     connection = argparse.ArgumentParser(add_help=False)
@@ -375,36 +273,11 @@ def add_people_commands(parser: argparse.ArgumentParser,
     history.add_argument("-o", "--output", choices=("table", "json"), default="table")
     history.set_defaults(func=_run(cmd_history))
 
-    from botenv import cli_train
-
     train = add("train", "train a local Rasa project in the cluster and move a tag",
                 _text("Pack DIR (config.yml, domain.yml, data/*.yml) into a ConfigMap, create "
                       "a ModelTraining for it and follow it: the operator trains it in a Job, "
                       "stores the model where TAG's models are and moves TAG to it. "
                       "Promoting it further stays an explicit `botenv promote`."),
                 f"{EXIT_CODES}\n\nexample:\n  botenv train ./my-bot --tag experimental")
-    cli_train.add_arguments(train)
-    train.set_defaults(func=_run(cli_train.cmd_train))
-
-
-def _rename(parser: argparse.ArgumentParser, old: str, new: str) -> None:
-    parser.prog = parser.prog.replace(old, new, 1)
-    for action in parser._actions:  # argparse keeps subcommands' parsers only here
-        if isinstance(action, argparse._SubParsersAction):
-            for child in set(action.choices.values()):
-                _rename(child, old, new)
-
-
-def kubectl_main(argv: list[str] | None = None) -> int:
-    """`kubectl botenv ...` (the console script kubectl-botenv): botenv's CLI, named as
-    kubectl shows it."""
-    from botenv import cli
-
-    parser = cli.build_parser()
-    _rename(parser, "botenv", "kubectl botenv")
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(kubectl_main())
+    add_train_arguments(train)
+    train.set_defaults(func=_run(cmd_train))

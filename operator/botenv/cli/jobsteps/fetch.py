@@ -27,9 +27,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import BinaryIO
 
-from botenv.cli_upload import UploadError, _error, read_secret_dir
+from botenv.cli.shared import EXIT_FAILED, EXIT_OK, StepError, print_error, read_secret_dir
 
-EXIT_OK, EXIT_FAILED = 0, 1
 DEFAULT_SECRET_DIR = "/var/run/secrets/botenv/source"
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
@@ -58,7 +57,7 @@ _SIZE = re.compile(r"^(\d+)(Ki|Mi|Gi)?$")
 _UNITS = {None: 1, "Ki": KiB, "Mi": MiB, "Gi": GiB}
 
 
-class FetchError(Exception):
+class FetchError(StepError):
     """A failure to report as `error: ...` with exit code 1."""
 
 
@@ -475,7 +474,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
             secret_dir = DEFAULT_SECRET_DIR
         credentials = read_secret_dir(secret_dir) if secret_dir else {}
         fetch(args.storage_json, args.object, Path(args.into), credentials, limits)
-    except (FetchError, UploadError) as exc:
-        _error(str(exc), credentials)
+    except StepError as exc:
+        print_error(str(exc), credentials)
         return EXIT_FAILED
     return EXIT_OK

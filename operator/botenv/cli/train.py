@@ -11,6 +11,15 @@ import time
 from pathlib import Path
 
 from botenv import API_VERSION
+from botenv.cli.shared import (
+    CLI_FIELD_MANAGER,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliError,
+    Session,
+    api_call,
+)
 
 # A ConfigMap holds at most 1 MiB; leave room for its metadata.
 MAX_PROJECT_BYTES = 900 * 1024
@@ -77,8 +86,6 @@ def progress_line(status: dict) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from botenv.cli_people import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, Session, _api
-
     try:
         files = pack_project(Path(args.project))
     except ProjectError as exc:
@@ -95,8 +102,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                                       datetime.datetime.now(datetime.UTC))
     body = training_body(name, namespace, project=f"{name}-project", storage=storage,
                          tag=args.tag, image=args.image, model_name=args.model_name)
-    with _api("create", "ModelTraining", namespace, name, server=session.server):
-        created = session.kube.create(body, field_manager="botenv-cli")
+    with api_call("create", "ModelTraining", namespace, name, server=session.server):
+        created = session.kube.create(body, field_manager=CLI_FIELD_MANAGER)
     if created is None:
         raise CliError(EXIT_FAILED, f"modeltraining '{name}' already exists in namespace "
                                      f"'{namespace}': pick another --name")
@@ -108,8 +115,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                                                    "kind": "ModelTraining", "name": name,
                                                    "uid": created["metadata"]["uid"]}]},
                  "data": files}
-    with _api("create", "ConfigMap", namespace, f"{name}-project", server=session.server):
-        session.kube.create(configmap, field_manager="botenv-cli")
+    with api_call("create", "ConfigMap", namespace, f"{name}-project", server=session.server):
+        session.kube.create(configmap, field_manager=CLI_FIELD_MANAGER)
     print(f"modeltraining '{name}' created in namespace '{namespace}' ({len(files)} files"
           f"{f', tag {args.tag}' if args.tag else ''})", flush=True)
     if args.no_follow:
@@ -117,7 +124,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.timeout
     last = ""
     while time.monotonic() < deadline:
-        with _api("get", "ModelTraining", namespace, name, server=session.server):
+        with api_call("get", "ModelTraining", namespace, name, server=session.server):
             current = session.kube.get_object(API_VERSION, "ModelTraining", namespace, name)
         status = current.get("status") or {}
         line = progress_line(status)
@@ -137,7 +144,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                  "how it goes on")
 
 
-def add_arguments(train: argparse.ArgumentParser) -> None:
+def add_train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument("project", metavar="DIR",
                        help="a Rasa project: config.yml, domain.yml and data/*.yml")
     train.add_argument("--tag", default="",

@@ -1,13 +1,11 @@
-"""`botenv` command line: the operator, the model server, and status, promote, rollback
-and history for people."""
+"""`botenv operator` and `botenv model-server`: the two long-running processes the Helm
+chart starts, with their flags."""
 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import logging
 import os
-import sys
 
 from botenv.settings import Settings
 
@@ -18,9 +16,9 @@ def _operator(args: argparse.Namespace) -> int:
     import kopf
 
     import botenv.handlers  # noqa: F401  (registers the handlers)
-    from botenv.handlers.operator import load_kubernetes_config
     from botenv.health import serve_health
     from botenv.kube.client import Kube
+    from botenv.kube.config import load_kubernetes_config
     from botenv.leader import LeaderElector
 
     namespaces = args.namespace or list(Settings.from_env().namespaces)
@@ -70,8 +68,8 @@ def _model_server(args: argparse.Namespace) -> int:
 
     import kopf
 
-    from botenv.handlers.operator import load_kubernetes_config
     from botenv.kube.client import Kube
+    from botenv.kube.config import load_kubernetes_config
     from botenv.modelserver.kube_catalog import KubeCatalog
     from botenv.modelserver.server import serve
 
@@ -132,9 +130,8 @@ def _env_default(name: str, default: str) -> str:
     return os.environ.get(f"BOTENV_{name}", "").strip() or default
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="botenv", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_launcher_commands(sub: argparse._SubParsersAction) -> None:
+    """Register `operator` and `model-server` on botenv's subcommands (botenv.cli.parser)."""
     op = sub.add_parser("operator", help="run the operator against the current kubeconfig "
                                          "(or in-cluster config)")
     op.add_argument("-n", "--namespace", action="append", default=[],
@@ -178,23 +175,3 @@ def build_parser() -> argparse.ArgumentParser:
                          "BOTENV_MODEL_SERVER_MAX_CONNECTIONS)")
     ms.add_argument("-v", "--verbose", action="store_true")
     ms.set_defaults(func=_model_server)
-    version = sub.add_parser("version", help="print botenv's version")
-    version.set_defaults(func=lambda _: print(importlib.metadata.version("botenv")) or 0)
-    from botenv.cli_fetch import add_fetch_command  # a training Job's first steps
-    from botenv.cli_upload import add_upload_command
-
-    add_fetch_command(sub)
-    add_upload_command(sub)
-    from botenv.cli_people import add_people_commands  # status, promote, rollback, history
-
-    add_people_commands(parser, sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

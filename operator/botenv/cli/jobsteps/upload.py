@@ -11,8 +11,10 @@ import sys
 import time
 from collections.abc import Mapping
 
+from botenv.cli.shared import EXIT_FAILED, EXIT_OK, StepError, print_error, step_progress
+from botenv.cli.shared import read_secret_dir as shared_read_secret_dir
+
 DEFAULT_SECRET_DIR = "/var/run/secrets/botenv/storage"
-EXIT_OK, EXIT_FAILED = 0, 1
 
 DESCRIPTION = f"""\
 Upload FILE as model NAME to the storage described by --storage-json (a ModelTag's
@@ -33,7 +35,7 @@ exit codes:
   2  usage error"""
 
 
-class UploadError(Exception):
+class UploadError(StepError):
     """A failure to report as `error: ...` with exit code 1."""
 
 
@@ -60,11 +62,11 @@ def cmd_upload(args: argparse.Namespace) -> int:
     try:
         credentials = read_secret_dir(args.secret_dir)
         result = upload(args.file, args.storage_json, args.model, credentials)
-    except UploadError as exc:
-        _error(str(exc), credentials)
+    except StepError as exc:
+        print_error(str(exc), credentials)
         return EXIT_FAILED
     except Exception as exc:  # noqa: BLE001 -- a one-shot command: say it, exit 1
-        _error(f"unexpected {type(exc).__name__}: {exc}", credentials)
+        print_error(f"unexpected {type(exc).__name__}: {exc}", credentials)
         return EXIT_FAILED
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
@@ -72,33 +74,13 @@ def cmd_upload(args: argparse.Namespace) -> int:
 
 
 def read_secret_dir(secret_dir: str | None) -> dict[str, str]:
-    """The credentials in a mounted Secret volume, as the model server decodes a Secret."""
+    """The credentials in a mounted Secret volume, as the model server decodes a Secret;
+    without a directory, those at DEFAULT_SECRET_DIR when it exists."""
     if secret_dir is None:
         if not os.path.isdir(DEFAULT_SECRET_DIR):
             return {}
         secret_dir = DEFAULT_SECRET_DIR
-    elif not os.path.isdir(secret_dir):
-        # A Job renders the flag whether or not a Secret is mounted there: no Secret, no
-        # credentials (the backend's default chain), as without --secret-dir.
-        _progress(f"no Secret at --secret-dir {secret_dir}: no credentials from a Secret")
-        return {}
-    credentials: dict[str, str] = {}
-    for name in sorted(os.listdir(secret_dir)):
-        path = os.path.join(secret_dir, name)
-        # A Secret volume's keys are symlinks into ..data/; skip its own dot-entries.
-        if name.startswith(".") or not os.path.isfile(path):
-            continue
-        try:
-            with open(path, "rb") as f:
-                raw = f.read()
-        except OSError as exc:
-            raise UploadError(f"--secret-dir: cannot read key {name!r} "
-                              f"({exc.strerror or type(exc).__name__})") from None
-        try:
-            credentials[name] = raw.decode()
-        except UnicodeDecodeError:
-            _progress(f"skipping Secret key {name!r}: not UTF-8 text")
-    return credentials
+    return shared_read_secret_dir(secret_dir)
 
 
 def upload(file: str, storage_json: str, model: str,
@@ -149,19 +131,4 @@ def _field(problem: str) -> str:
 
 
 def _progress(line: str) -> None:
-    print(f"botenv upload: {line}", file=sys.stderr, flush=True)
-
-
-# Not secret, and part of every message about the store (its endpoint URL).
-PUBLIC_KEYS = frozenset({"AZURE_ACCOUNT_NAME"})
-
-
-def _error(message: str, credentials: Mapping[str, str]) -> None:
-    # Backends name keys, never values; this is the belt to those braces.
-    for name, value in credentials.items():
-        if name in PUBLIC_KEYS:
-            continue
-        for part in {value, value.strip()}:
-            if len(part) >= 4:
-                message = message.replace(part, "***")
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    step_progress("upload", line)

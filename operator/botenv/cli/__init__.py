@@ -1,0 +1,13 @@
+"""botenv's command line, for three audiences:
+
+- parser: the one parser, `main()` and `kubectl_main()` (the console scripts);
+- launchers: `operator` and `model-server`, the processes the Helm chart runs;
+- people, train: `status`, `promote`, `rollback`, `history` and `train`, for release
+  managers (what they print is made in output, what they choose in decisions);
+- jobsteps: `fetch-project` and `upload`, the steps inside a training Job;
+- shared: exit codes, API errors and the person's session, a mounted Secret and errors
+  without its values."""
+
+from botenv.cli.parser import build_parser, kubectl_main, main
+
+__all__ = ["build_parser", "kubectl_main", "main"]

@@ -1,0 +1,5 @@
+import sys
+
+from botenv.cli.parser import main
+
+sys.exit(main())
