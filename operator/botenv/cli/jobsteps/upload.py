@@ -40,7 +40,7 @@ class UploadError(StepError):
 
 
 def add_upload_command(sub: argparse._SubParsersAction) -> None:
-    """Register `upload` on botenv's subcommands (botenv.cli)."""
+    """Register `upload` on botenv's subcommands (botenv.cli.parser)."""
     p = sub.add_parser("upload", help="upload a trained model to storage and verify it "
                                       "(the training Job's last step)",
                        description=DESCRIPTION, epilog=EPILOG,
