@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from botenv import cli, cli_upload
-from tests.support.emulators import free_port
+from botenv.local.processes import free_port
 
 SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
 
