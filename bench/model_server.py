@@ -46,6 +46,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from botenv.local.processes import free_port, stop_group
+
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE, TAG, MODEL = "bots", "production", "model.tar.gz"
 PATH = f"/models/{NAMESPACE}/tags/{TAG}"
@@ -129,20 +131,7 @@ def stop(proc: subprocess.Popen) -> None:
     """SIGTERM the process group, SIGKILL it if it does not go within 10 s."""
     if proc.poll() is not None:
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    stop_group(proc, timeout=10)
 
 
 def wait_listening(port: int, proc: subprocess.Popen, what: str, timeout: float = 30) -> None:

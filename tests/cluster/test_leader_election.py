@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +16,7 @@ import pytest
 
 from botenv.kube.client import Kube
 from botenv.leader import LeaderElector
+from botenv.local.processes import free_port
 from tests.support.controlplane import ControlPlane
 from tests.support.kubectl import Kubectl, eventually
 
@@ -76,12 +76,6 @@ def test_release_hands_over(kube: Kube) -> None:
     assert b.try_acquire_or_renew(), "a released lease is free at once"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _health(port: int) -> str:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
@@ -101,7 +95,7 @@ def _start(control_plane: ControlPlane, name: str, port: int, log: Path) -> subp
 
 def test_second_replica_stands_by_then_takes_over(control_plane: ControlPlane, kube: Kube,
                                                   kubectl: Kubectl, tmp_path: Path) -> None:
-    ports = _free_port(), _free_port()
+    ports = free_port(), free_port()
     first = _start(control_plane, "operator-1", ports[0], tmp_path / "1.log")
     second = None
     try:

@@ -4,7 +4,6 @@ processes, under the chart's RBAC, against the e2e control plane and its test ku
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from botenv.local.processes import free_port
 from tests.cluster.conftest import MODEL_SERVER_TOKEN, OPERATOR_TOKEN, install_rbac
 from tests.support.controlplane import ControlPlane
 from tests.support.kubectl import Kubectl, eventually
@@ -20,19 +20,6 @@ from tests.support.kubelet import Image, TestKubelet
 MODEL_SERVER_SERVICE = "botenv-model-server.botenv-system:8080"
 # botenv's image as the e2e operator names it (BOTENV_IMAGE); the kubelet runs it from here.
 BOTENV_IMAGE = "ghcr.io/botenv/botenv:e2e"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _tail(path: Path, lines: int = 60) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
 
 
 class Process:
@@ -67,7 +54,7 @@ def botenv(control_plane: ControlPlane, kubectl: Kubectl, kubelet: TestKubelet,
     kubelet.images[BOTENV_IMAGE] = Image(entrypoint=(sys.executable, "-m", "botenv"))
     install_rbac(kubectl)
     workdir = tmp_path_factory.mktemp("botenv")
-    port = _free_port()
+    port = free_port()
     # The storage emulators listen on 127.0.0.1: exempt from the storage policy here (by
     # default loopback is refused, tests/cluster/test_storage_policy.py).
     policy = {"BOTENV_STORAGE_ALLOWED_NETWORKS": "127.0.0.1/32"}

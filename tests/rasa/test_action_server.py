@@ -11,9 +11,10 @@ import pytest
 import yaml
 
 from botenv.api import parse_environment
+from botenv.local.processes import free_port
 from botenv.render.endpoints import endpoints
 from tests.support.kubectl import eventually
-from tests.support.rasa import RasaServer, free_port, rasa_python, train, write_project
+from tests.support.rasa import RasaServer, rasa_python, train, write_project
 from tests.unit.builders import DEFAULT_IMAGE, environment
 
 pytestmark = pytest.mark.rasa

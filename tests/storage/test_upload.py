@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from botenv.api.tag import StorageSpec
+from botenv.local.processes import free_port
 from botenv.storage import (
     AccessDenied,
     DigestMismatch,
@@ -47,7 +48,7 @@ from tests.storage.test_backends import (
     md5_hex,
     new_model,
 )
-from tests.support.emulators import Azurite, free_port
+from tests.support.emulators import Azurite
 
 pytestmark = pytest.mark.storage
 

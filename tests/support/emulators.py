@@ -14,19 +14,16 @@ away), runs in its own process group killed as a whole, and dies with the test p
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import http.client
 import http.server
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Mapping
 from functools import partial
@@ -34,7 +31,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-HOST = "127.0.0.1"
+from botenv.local.processes import HOST, ManagedProcess, free_port
+
 AZURITE_VERSION = "3.37.0"
 # The well-known Azurite development account (public, documented by Microsoft).
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -49,29 +47,6 @@ class EmulatorError(RuntimeError):
 
 def cache_dir() -> Path:
     return Path(os.environ.get("BOTENV_CACHE") or Path.home() / ".cache" / "botenv").expanduser()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return f"(no log at {path})"
-
-
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
-
-
-def _die_with_parent() -> None:
-    # Between fork and exec: the kernel SIGTERMs the child when its parent thread dies,
-    # even by SIGKILL. Start emulators from a long-lived thread (pytest's main thread).
-    if _LIBC is not None:
-        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _http_status(port: int, path: str) -> int | None:
@@ -120,111 +95,44 @@ class _Restartable:
         self.stop()
 
 
-class ProcessEmulator(_Restartable):
-    """An emulator process; subclasses give its argv and readiness probe."""
+class ProcessEmulator(ManagedProcess):
+    """An emulator process; subclasses give its argv and readiness probe (an HTTP GET)."""
 
+    name = "emulator"
     ready_path = "/"
     ready_statuses: tuple[int, ...] | None = None  # None: any HTTP answer means ready
     start_timeout = 30.0
-
-    def __init__(self, workdir: Path, port: int | None = None) -> None:
-        super().__init__(port)
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.workdir / f"{self.name}.log"
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def argv(self) -> list[str]:
-        raise NotImplementedError
-
-    def env(self) -> Mapping[str, str] | None:
-        return None
+    ready_interval = 0.05
+    stop_timeout = 5.0
+    confirm_alive = True
 
     def after_start(self) -> None:
         """Provisioning needed after every start (in-memory stores start empty)."""
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
+    def ready(self) -> bool:
+        status = _http_status(self.port, self.ready_path)
+        return status is not None and (
+            self.ready_statuses is None or status in self.ready_statuses
+        )
+
+    def exited_error(self, code: int) -> Exception:
+        return EmulatorError(
+            f"{self.name} exited with code {code} while starting on port {self.port}; "
+            f"{self.log_tails()}"
+        )
+
+    def not_ready_error(self) -> Exception:
+        return EmulatorError(
+            f"{self.name} not ready on port {self.port} after {self.start_timeout:.0f} "
+            f"s; {self.log_tails()}"
+        )
 
     def start(self) -> Self:
         if self.running:
             return self
-        argv = self.argv()
-        began = time.monotonic()
-        with self.log_path.open("ab") as log:
-            log.write(f"--- start {' '.join(argv)}\n".encode())
-            log.flush()
-            self._proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                env=self.env(),
-                start_new_session=True,  # its own process group: stop() kills all of it
-                preexec_fn=_die_with_parent,
-            )
-        deadline = began + self.start_timeout
-        while True:
-            if self._proc.poll() is not None:
-                code = self._proc.returncode
-                self._proc = None
-                raise EmulatorError(
-                    f"{self.name} exited with code {code} while starting on port {self.port}; "
-                    f"last lines of {self.log_path}:\n{_tail(self.log_path)}"
-                )
-            status = _http_status(self.port, self.ready_path)
-            if status is not None and (
-                self.ready_statuses is None or status in self.ready_statuses
-            ):
-                break
-            if time.monotonic() > deadline:
-                self.stop()
-                raise EmulatorError(
-                    f"{self.name} not ready on port {self.port} after {self.start_timeout:.0f} "
-                    f"s; last lines of {self.log_path}:\n{_tail(self.log_path)}"
-                )
-            time.sleep(0.05)
-        # Another process may hold the port and have answered for us: ours must still live.
-        time.sleep(0.05)
-        if self._proc.poll() is not None:
-            self._proc = None
-            raise EmulatorError(
-                f"{self.name} exited right after starting on port {self.port}; "
-                f"last lines of {self.log_path}:\n{_tail(self.log_path)}"
-            )
+        super().start()
         self.after_start()
         return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM the process group, SIGKILL after timeout. Idempotent."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, sig)
-            try:
-                proc.wait(timeout)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        # Children that left the group's leader behind die with the group too.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        _wait_port_closed(self.port)
-
-
-def _wait_port_closed(port: int, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.settimeout(0.2)
-            if s.connect_ex((HOST, port)) != 0:
-                return
-        time.sleep(0.05)
 
 
 # -- S3 -----------------------------------------------------------------------------------

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import grp
 import io
 import os
@@ -42,7 +41,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-HOST = "127.0.0.1"
+from botenv.local.processes import (
+    HOST,
+    ManagedProcess,
+    free_ports,
+    port_open,
+    stop_group,
+    tail,
+)
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 INSTALL_SCRIPT = REPO_ROOT / "scripts" / "install-peers.sh"
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
@@ -95,58 +102,6 @@ def ensure_installed(*packages: str) -> None:
 
 # -- processes ------------------------------------------------------------------------
 
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(sig: int = signal.SIGTERM) -> Any:
-    def preexec() -> None:
-        # In the child between fork and exec (after Popen's user switch, which would
-        # clear it): the kernel signals the child when the thread that started it dies,
-        # even by SIGKILL. Start peers from a long-lived thread (pytest's main thread).
-        if _LIBC is not None:
-            _LIBC.prctl(_PR_SET_PDEATHSIG, int(sig))
-
-    return preexec
-
-
-def free_ports(count: int) -> list[int]:
-    """count different free loopback ports (all held open until every one is chosen)."""
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((HOST, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def _port_open(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.settimeout(0.5)
-        return s.connect_ex((HOST, port)) == 0
-
-
-def _wait_port_closed(port: int, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _port_open(port):
-        time.sleep(0.05)
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return f"(no log at {path})"
-
-
-def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
-
 
 def _clean_env(drop_prefixes: Sequence[str] = ()) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(tuple(drop_prefixes))}
@@ -161,7 +116,7 @@ class _PortTaken(PeerError):
     """Another process took one of our ports between picking and binding it."""
 
 
-class PeerServer:
+class PeerServer(ManagedProcess):
     """One server process (plus helpers) with start()/stop() on ports fixed at construction.
 
     Subclasses give argv()/env(), ready(), and may prepare files before a start
@@ -171,20 +126,13 @@ class PeerServer:
     name = "peer"
     package = ""  # the Debian package scripts/install-peers.sh installs for it
     start_timeout = 60.0
-    # Sent to the server process alone first, for a clean shutdown; the whole group gets
-    # SIGTERM and then SIGKILL if it is still there after stop_timeout.
-    graceful_signal: int = signal.SIGTERM
     stop_timeout = 15.0
     port_count = 1
 
     def __init__(self, workdir: Path, port: int | None = None) -> None:
-        self.workdir = Path(workdir).resolve()
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.host = HOST
         self._fixed_port = port is not None
         self._pick_ports(port)
-        self.log_path = self.workdir / f"{self.name}.log"
-        self._proc: subprocess.Popen[bytes] | None = None
+        super().__init__(Path(workdir).resolve(), self.port)
         self._prepared = False
         self._provisioned = False
         self._started_once = False
@@ -201,18 +149,6 @@ class PeerServer:
     def prepare(self) -> None:
         """Create files before the first start (data dirs, config)."""
 
-    def argv(self) -> list[str]:
-        raise NotImplementedError
-
-    def env(self) -> Mapping[str, str] | None:
-        return None
-
-    def popen_kwargs(self) -> dict[str, Any]:
-        return {}
-
-    def ready(self) -> bool:
-        raise NotImplementedError
-
     def provision(self) -> None:
         """Create users/databases once, after the first start."""
 
@@ -222,14 +158,24 @@ class PeerServer:
     def after_stop(self) -> None:
         """Stop helper processes (each stop)."""
 
-    def log_tails(self) -> str:
-        return f"last lines of {self.log_path}:\n{_tail(self.log_path)}"
+    def exited_error(self, code: int) -> Exception:
+        tails = self.log_tails()
+        if _ADDRESS_IN_USE.search(tails):
+            return _PortTaken(
+                f"{self.name} could not listen on port {self.port} (or a helper "
+                f"port): taken by another process; {tails}"
+            )
+        return PeerError(
+            f"{self.name} exited with code {code} while starting on port {self.port}; {tails}"
+        )
+
+    def not_ready_error(self) -> Exception:
+        return PeerError(
+            f"{self.name} not ready on port {self.port} after {self.start_timeout:.0f} "
+            f"s; {self.log_tails()}"
+        )
 
     # -- public API --------------------------------------------------------------------
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
 
     def start(self) -> Self:
         """Start the server (if it is not running) and wait until it is ready."""
@@ -251,12 +197,7 @@ class PeerServer:
     def stop(self) -> None:
         """Stop the server (graceful signal, then SIGTERM/SIGKILL to its group); keeps its
         data for a start() again. Idempotent."""
-        proc, self._proc = self._proc, None
-        if proc is not None:
-            was_running = proc.poll() is None
-            self._stop_process(proc, self.graceful_signal, self.stop_timeout)
-            if was_running:  # else the port may be someone else's (a failed start)
-                _wait_port_closed(self.port)
+        super().stop()
         self.after_stop()
 
     def close(self) -> None:
@@ -280,50 +221,6 @@ class PeerServer:
 
     # -- internals ---------------------------------------------------------------------
 
-    @staticmethod
-    def _stop_process(proc: subprocess.Popen[bytes], graceful: int, timeout: float) -> None:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(graceful)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-            # The group may outlive its leader (children left behind): signal it anyway.
-            _signal_group(proc, sig)
-            try:
-                proc.wait(wait)
-            except subprocess.TimeoutExpired:
-                continue
-            if sig == signal.SIGTERM:
-                _signal_group(proc, signal.SIGKILL)  # stragglers of a finished leader
-            break
-
-    def _spawn(
-        self,
-        argv: Sequence[str],
-        log_path: Path,
-        env: Mapping[str, str] | None,
-        death_signal: int = signal.SIGTERM,
-        cwd: Path | None = None,
-        **kwargs: Any,
-    ) -> subprocess.Popen[bytes]:
-        with log_path.open("ab") as log:
-            log.write(f"--- {time.strftime('%H:%M:%S')} start {' '.join(argv)}\n".encode())
-            log.flush()
-            return subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=cwd or self.workdir,
-                env=env,
-                start_new_session=True,  # its own process group: stop() kills all of it
-                preexec_fn=_die_with_parent(death_signal),
-                **kwargs,
-            )
-
     def _start_once(self) -> None:
         began = time.monotonic()
         if not self._prepared:
@@ -331,11 +228,8 @@ class PeerServer:
             self._prepared = True
         self.before_start()
         try:
-            self._proc = self._spawn(
-                self.argv(), self.log_path, self.env(), self.graceful_signal,
-                **self.popen_kwargs(),
-            )  # fmt: skip
-            self._wait_ready(began)
+            self.launch()
+            self.wait_ready(began)
             if not self._provisioned:
                 self.provision()
                 self._provisioned = True
@@ -344,31 +238,6 @@ class PeerServer:
             raise
         self._started_once = True
         self.started_in = time.monotonic() - began
-
-    def _wait_ready(self, began: float) -> None:
-        deadline = began + self.start_timeout
-        while True:
-            proc = self._proc
-            assert proc is not None
-            if proc.poll() is not None:
-                tails = self.log_tails()
-                if _ADDRESS_IN_USE.search(tails):
-                    raise _PortTaken(
-                        f"{self.name} could not listen on port {self.port} (or a helper "
-                        f"port): taken by another process; {tails}"
-                    )
-                raise PeerError(
-                    f"{self.name} exited with code {proc.returncode} while starting on port "
-                    f"{self.port}; {tails}"
-                )
-            if self.ready():
-                return
-            if time.monotonic() > deadline:
-                raise PeerError(
-                    f"{self.name} not ready on port {self.port} after {self.start_timeout:.0f} "
-                    f"s; {self.log_tails()}"
-                )
-            time.sleep(0.1)
 
 
 # -- PostgreSQL -----------------------------------------------------------------------
@@ -618,7 +487,7 @@ class PostgresServer(PeerServer):
             lines = (self.datadir / "postmaster.pid").read_text().splitlines()
         except OSError:
             return False
-        return len(lines) >= 8 and lines[7].strip() == "ready" and _port_open(self.port)
+        return len(lines) >= 8 and lines[7].strip() == "ready" and port_open(self.port)
 
     def provision(self) -> None:
         if self.query(
@@ -897,7 +766,7 @@ class RabbitMQServer(PeerServer):
         first_errors = "\n".join(errors[:12])
         last = "\n".join(lines[-12:])
         return (
-            f"last lines of {self.log_path}:\n{_tail(self.log_path, 8)}\n"
+            f"last lines of {self.log_path}:\n{tail(self.log_path, 8)}\n"
             f"first errors in {self.server_log_path}:\n{first_errors}\n"
             f"last lines of it:\n{last}"
         )
@@ -963,32 +832,32 @@ class RabbitMQServer(PeerServer):
         epmd = shutil.which("epmd")
         if epmd is None:
             raise PeerError("epmd not found; run scripts/install-peers.sh")
-        self._epmd = self._spawn(
+        self._epmd = self.spawn(
             [epmd, "-address", HOST, "-port", str(self.epmd_port)], self.epmd_log_path,
             self.env(),
         )  # fmt: skip
         deadline = time.monotonic() + 10
-        while not _port_open(self.epmd_port):
+        while not port_open(self.epmd_port):
             if self._epmd.poll() is not None:
                 code = self._epmd.returncode
                 self._epmd = None
-                tail = _tail(self.epmd_log_path)
-                error = _PortTaken if _ADDRESS_IN_USE.search(tail) else PeerError
+                last = tail(self.epmd_log_path)
+                error = _PortTaken if _ADDRESS_IN_USE.search(last) else PeerError
                 raise error(
                     f"epmd exited with code {code} on port {self.epmd_port}; last "
-                    f"lines of {self.epmd_log_path}:\n{tail}"
+                    f"lines of {self.epmd_log_path}:\n{last}"
                 )
             if time.monotonic() > deadline:
                 raise PeerError(
                     f"epmd not listening on {self.epmd_port} after 10 s; last "
-                    f"lines of {self.epmd_log_path}:\n{_tail(self.epmd_log_path)}"
+                    f"lines of {self.epmd_log_path}:\n{tail(self.epmd_log_path)}"
                 )
             time.sleep(0.05)
 
     def after_stop(self) -> None:
         epmd, self._epmd = self._epmd, None
         if epmd is not None:
-            self._stop_process(epmd, signal.SIGTERM, 5.0)
+            stop_group(epmd, 5.0, graceful_signal=signal.SIGTERM, graceful_timeout=5.0)
 
     def ready(self) -> bool:
         # The AMQP listener opens at the end of the boot; then the CLI confirms it.

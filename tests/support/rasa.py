@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
-import ctypes
 import fcntl
 import hashlib
 import json
@@ -29,7 +28,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -43,6 +41,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from botenv.local.processes import die_with_parent, free_port, stop_group, tail, tail_text
 
 RASA_VERSION = "3.6.21"
 PYTHON_SERIES = "3.10"
@@ -128,17 +128,6 @@ def cache_root() -> Path:
     return Path(cache).expanduser() / f"rasa-{RASA_VERSION}"
 
 
-def _tail(text: str, lines: int = 30) -> str:
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _file_tail(path: Path, lines: int = 30) -> str:
-    try:
-        return _tail(path.read_text(errors="replace"), lines)
-    except OSError:
-        return f"(no log at {path})"
-
-
 def _clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _DROP_ENV}
     env.update(BASE_ENV)
@@ -164,7 +153,7 @@ def _probe_python(candidate: str) -> tuple[str | None, str]:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return None, f"{candidate}: {exc}"
     if proc.returncode != 0:
-        return None, f"{candidate}: exit {proc.returncode}: {_tail(proc.stderr, 3).strip()}"
+        return None, f"{candidate}: exit {proc.returncode}: {tail_text(proc.stderr, 3).strip()}"
     out = proc.stdout.split()
     want = PYTHON_SERIES
     if len(out) < 2 or out[-1] != want:
@@ -448,7 +437,7 @@ def train(project: Path, out_dir: Path, fixed_model_name: str, *,
             if proc.returncode != 0 or not produced.is_file():
                 raise RasaHarnessError(
                     f"rasa train of {project} failed (exit {proc.returncode}):\n"
-                    + _tail(proc.stdout + proc.stderr, 40)
+                    + tail_text(proc.stdout + proc.stderr, 40)
                 )
             partial = models / f".{cached.name}.{os.getpid()}"
             shutil.copyfile(produced, partial)
@@ -472,22 +461,6 @@ def model_id(model: Path) -> str:
 
 
 # -- the server --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    # In the child before exec: SIGTERM it when the test process dies, even by SIGKILL.
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class RasaServer:
@@ -564,7 +537,7 @@ class RasaServer:
             self.proc = subprocess.Popen(
                 cmd, cwd=self.workdir, env=_clean_env(self.env), stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent(signal.SIGTERM),
             )
         self.started_at = time.monotonic()
         return self
@@ -572,19 +545,8 @@ class RasaServer:
     def stop(self, timeout: float = 20.0) -> None:
         """Terminate the process group (SIGTERM, then SIGKILL after timeout); idempotent."""
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
         if proc is not None:
-            # Children left in the group (none expected) go too.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            stop_group(proc, timeout)  # children left in the group (none expected) go too
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -598,7 +560,7 @@ class RasaServer:
         self.stop()
 
     def log_tail(self, lines: int = 40) -> str:
-        return _file_tail(self.log_path, lines)
+        return tail(self.log_path, lines)
 
     def _fail(self, message: str) -> RasaHarnessError:
         return RasaHarnessError(f"{message}\n--- {self.log_path} (tail) ---\n{self.log_tail()}")

@@ -16,7 +16,7 @@ import pytest
 from botenv import cli
 from botenv.cli import shared
 from botenv.cli.jobsteps import upload
-from tests.support.emulators import free_port
+from botenv.local.processes import free_port
 
 SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
 
