@@ -7,8 +7,11 @@ import itertools
 
 import pytest
 
-from botenv.controller import environment as environment_controller
 from botenv.controller import resolve, tag
+from botenv.controller.environment import apply as environment_apply
+from botenv.controller.environment import gather as environment_gather
+from botenv.controller.environment import plan as environment_plan
+from botenv.controller.environment import report as environment_report
 from botenv.controller.resolve import Unresolved
 from botenv.render import status as status_render
 from botenv.render.status import Problem
@@ -69,8 +72,9 @@ def test_tag_ready_unknown_is_progressing():
 def test_every_environment_reason_the_operator_reports_has_the_right_health():
     """Scans the controller for every reason it reports, so a new one cannot slip past the
     health check: a Problem with degraded=False is Progressing, every other one Degraded."""
-    found = (reported(environment_controller, "Blocked", "ApiFailure")
-             + reported(status_render, "Problem"))
+    found = [found for module in (environment_gather, environment_plan, environment_apply,
+                                  environment_report, status_render)
+             for found in reported(module, "Problem")]
     reasons = {reason for _, reason, _ in found}
     assert {"InvalidSpec", "TagNotFound", "WaitingForTag", "TagInvalid", "SecretMissing",
             "QueueConflict", "ApplyFailed", "SecretUnreadable", "RolloutStalled"} <= reasons

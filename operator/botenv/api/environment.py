@@ -7,6 +7,7 @@ import re
 
 from botenv.api.errors import Reader, SpecError
 from botenv.api.refs import SecretKeyRef, secret_key
+from botenv.api.tag import StorageSpec
 
 TRACKER_TYPES = ("memory", "sql", "redis", "mongod", "dynamo", "custom")
 LOCK_TYPES = ("memory", "redis", "custom")
@@ -357,6 +358,37 @@ def parse_environment(body: dict, default_image: str) -> EnvironmentSpec:
     if parsed.rollout == "HotSwap" and parsed.delivery != "pull":
         spec.fail("spec.rollout", "HotSwap needs delivery: pull (the pods pull the new model "
                   "themselves); with remoteStorage the model is a start-up flag, use Restart")
+    if parsed.jwt_secret and not parsed.auth_token and not parsed.jwt_method.startswith("HS"):
+        spec.fail("spec.auth.tokenSecretRef", "is required with an asymmetric jwtMethod "
+                  f"({parsed.jwt_method}): the readiness check needs a credential to ask "
+                  "Rasa's /status whether a model is loaded")
     if problems:
         raise SpecError(problems)
     return parsed
+
+
+# The tag storages Rasa's own persistors can load a model from (delivery: remoteStorage).
+REMOTE_STORAGE_PROVIDERS = ("s3", "gcs", "azure")
+
+
+def check_tag_fits(spec: EnvironmentSpec, *, storage: StorageSpec,
+                   action_server_image: str) -> None:
+    """Raise SpecError for what the environment asks of its ModelTag that the tag cannot
+    give: an action server without any image, or a remote storage Rasa cannot load from.
+    `storage` is the tag's storage; `action_server_image` its spec.actionServerImage."""
+    problems: list[str] = []
+    if spec.action_server is not None and not (action_server_image
+                                               or spec.action_server.image):
+        problems.append(f"spec.actionServer.image: is required, since ModelTag "
+                        f"{spec.model_tag!r} sets no spec.actionServerImage")
+    if spec.delivery == "remoteStorage":
+        if storage.provider not in REMOTE_STORAGE_PROVIDERS:
+            problems.append(f"spec.delivery: remoteStorage needs a tag stored in s3, gcs or "
+                            f"azure; ModelTag {spec.model_tag!r} uses {storage.provider}: use "
+                            "delivery: pull")
+        elif storage.endpoint and storage.provider != "s3":
+            problems.append(f"spec.delivery: Rasa's {storage.provider} persistor cannot use the "
+                            f"custom endpoint of ModelTag {spec.model_tag!r} (storage.endpoint): "
+                            "use delivery: pull")
+    if problems:
+        raise SpecError(problems)

@@ -16,8 +16,8 @@ import kubernetes
 import urllib3
 
 from botenv import GROUP, VERSION
+from botenv.controller import broker_queues, verify
 from botenv.controller import environment as environment_reconciler
-from botenv.controller import queues, verify
 from botenv.controller import tag as tag_reconciler
 from botenv.controller import training as training_reconciler
 from botenv.controller.resolve import Resolver
@@ -220,7 +220,7 @@ def environment_event(namespace: str, name: str, body: kopf.Body, type: str | No
     for other in STATE.all_environments() if STATE else []:
         degraded = next((c for c in (other.get("status") or {}).get("conditions") or []
                          if c.get("type") == "Degraded"), {})
-        if degraded.get("reason") == queues.QUEUE_CONFLICT:
+        if degraded.get("reason") == broker_queues.QUEUE_CONFLICT:
             _enqueue((ENV, other["metadata"]["namespace"], other["metadata"]["name"]))
 
 

@@ -47,6 +47,14 @@ def _all_namespaces_path(api_version: str, kind: str) -> str:
     return _PATHS[(api_version, kind)].replace("/namespaces/{ns}", "")
 
 
+def api_message(exc: ApiException) -> str:
+    """The API server's own message in a failed call (its Status), else the HTTP reason."""
+    try:
+        return json.loads(exc.body or "{}").get("message") or str(exc.reason)
+    except ValueError:
+        return str(exc.reason)
+
+
 class Kube:
     def __init__(self, api_client: kubernetes.client.ApiClient | None = None) -> None:
         self.api = api_client or kubernetes.client.ApiClient()

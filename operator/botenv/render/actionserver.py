@@ -7,20 +7,16 @@ domain move with the model), else from the environment's spec.actionServer.image
 from __future__ import annotations
 
 from botenv.api.environment import ActionServerSpec, EnvironmentSpec
-from botenv.api.errors import SpecError
 from botenv.render import names
 
 COMPONENT = names.ACTION_SERVER_COMPONENT
 
 
 def image(spec: EnvironmentSpec, tag_image: str) -> str:
-    """The tag's image (its actions match its model) over the environment's own."""
+    """The tag's image (its actions match its model) over the environment's own; one of
+    the two is set (api.check_tag_fits)."""
     assert spec.action_server is not None
-    chosen = tag_image or spec.action_server.image
-    if not chosen:
-        raise SpecError([f"spec.actionServer.image: is required, since ModelTag "
-                         f"{spec.model_tag!r} sets no spec.actionServerImage"])
-    return chosen
+    return tag_image or spec.action_server.image
 
 
 def _container(server: ActionServerSpec, image: str) -> dict:

@@ -6,7 +6,6 @@ import dataclasses
 import urllib.parse
 
 from botenv.api.environment import EnvironmentSpec
-from botenv.api.errors import SpecError
 from botenv.api.tag import StorageSpec
 from botenv.render import names, probe
 from botenv.render import secretenv as se
@@ -41,14 +40,9 @@ def needs_probe_script(spec: EnvironmentSpec) -> bool:
 
 def _remote_storage_args_env(spec: EnvironmentSpec, model: ModelRef) -> tuple[list[str],
                                                                               list[dict]]:
+    """Rasa's flags and variables for the tag's storage; api.check_tag_fits has checked
+    that Rasa can load from it."""
     storage = model.storage
-    if storage.provider not in REMOTE_STORAGE:
-        raise SpecError([f"spec.delivery: remoteStorage needs a tag stored in s3, gcs or azure; "
-                         f"ModelTag {model.tag!r} uses {storage.provider}: use delivery: pull"])
-    if storage.endpoint and storage.provider != "s3":
-        raise SpecError([f"spec.delivery: Rasa's {storage.provider} persistor cannot use the "
-                         f"custom endpoint of ModelTag {model.tag!r} (storage.endpoint): use "
-                         "delivery: pull"])
     args = ["--model", storage.object_key(model.model),
             "--remote-storage", REMOTE_STORAGE[storage.provider]]
     env: list[dict] = []
@@ -131,11 +125,8 @@ def _probes(spec: EnvironmentSpec) -> dict:
 
 def deployment(spec: EnvironmentSpec, *, model: ModelRef, uid: str,
                uses: list[se.SecretUse], config_hash: str, secrets_hash: str) -> dict:
-    """`uses` are the Secret keys that exist and are injected (see secretenv.usable)."""
-    if (spec.jwt_secret and not spec.auth_token and not spec.jwt_method.startswith("HS")):
-        raise SpecError(["spec.auth.tokenSecretRef: is required with an asymmetric jwtMethod "
-                         f"({spec.jwt_method}): the readiness check needs a credential to ask "
-                         "Rasa's /status whether a model is loaded"])
+    """`uses` are the Secret keys that exist and are injected (see secretenv.usable); the
+    spec is parsed and checked against its tag (api.check_tag_fits)."""
     args = _args(spec)
     extra_env: list[dict] = []
     if spec.delivery == "remoteStorage":

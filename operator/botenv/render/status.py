@@ -5,17 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 from botenv.render import conditions as cond
+from botenv.render.problem import Problem
 
-
-@dataclasses.dataclass(frozen=True)
-class Problem:
-    """Why the environment's spec was not (fully) applied. Messages never carry secrets."""
-
-    reason: str
-    message: str
-    # False for a wait that resolves by itself (a tag not resolved yet): Progressing,
-    # not Degraded, and no Warning event.
-    degraded: bool = True
+__all__ = ["APPLIED_FIELDS", "Problem", "Rollout", "environment_status", "events", "rollout"]
 
 
 @dataclasses.dataclass(frozen=True)

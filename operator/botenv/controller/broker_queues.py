@@ -1,9 +1,10 @@
-"""Event queues are unique per broker: who holds a queue two environments ask for."""
+"""RabbitMQ event queues are unique per broker: who holds a queue two environments ask for."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from botenv.render import conditions as cond
 from botenv.render import names
 
 QUEUE_CONFLICT = "QueueConflict"
@@ -22,8 +23,7 @@ def queue_of(body: dict) -> tuple[str, str] | None:
 
 def _rank(body: dict, queue: str) -> tuple:
     status = body.get("status") or {}
-    degraded = next((c for c in status.get("conditions") or [] if c.get("type") == "Degraded"),
-                    {})
+    degraded = cond.get(status.get("conditions"), cond.DEGRADED)
     in_force = status.get("queue") == queue and degraded.get("reason") != QUEUE_CONFLICT
     meta = body["metadata"]
     # The environment already publishing to the queue keeps it; otherwise the older one.

@@ -1,0 +1,87 @@
+"""Report: what the environment's status says, and the Events for what changed. Before
+the status is written, botenv looks at what runs (observe): whether the stores and the
+broker can be reached, and which model the pods serve once the rollout is done."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from botenv.controller import reachability, verify
+from botenv.controller.environment.apply import Done
+from botenv.controller.environment.gather import Seen
+from botenv.controller.environment.plan import PULL_TOKEN_INVALID, Plan
+from botenv.controller.state import State
+from botenv.render import conditions as cond
+from botenv.render import names
+from botenv.render.deployment import RASA_PORT
+from botenv.render.problem import Problem
+from botenv.render.status import APPLIED_FIELDS, environment_status, events, rollout
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Observed:
+    problem: Problem | None  # from the plan, the writes, or a dependency out of reach
+    applied: bool  # the plan was applied: its status fields describe what runs
+    deployment: dict | None  # Rasa's Deployment as botenv last saw or wrote it
+    lost: bool = False  # a store or the broker cannot be reached
+    verifying: bool = False  # the pods are asked which model they serve
+    answers: dict[str, str] | None = None  # pod -> model file, once the rollout is done
+
+
+async def observe(state: State, seen: Seen, plan: Plan, done: Done) -> Observed:
+    problem = plan.problem or done.problem
+    applied = problem is None
+    now = Observed(problem=problem, applied=applied, deployment=state.child(
+        "Deployment", seen.namespace, names.rasa_name(seen.name)))
+    if applied and state.settings.check_dependencies:
+        lost = await reachability.unreachable(plan.dependencies)
+        if lost:
+            # Reported, not acted on: what runs stays, and Ready says the environment
+            # cannot do its whole job (events or conversations cannot be stored).
+            reason = lost[0][0].reason  # the first dependency out of reach names it
+            now.problem, now.lost = Problem(reason, reachability.message(lost)), True
+            previous = (seen.body or {}).get("status") or {}
+            was = cond.get(previous.get("conditions"), cond.DEGRADED).get("reason")
+            log.log(logging.INFO if was == now.problem.reason else logging.WARNING,
+                    "BotEnvironment %s/%s: %s", seen.namespace, seen.name,
+                    now.problem.message)
+    now.verifying = (applied and not now.lost and plan.status_token is not None
+                       and state.settings.verify_models)
+    if now.verifying and rollout(now.deployment, seen.replicas).done:
+        now.answers = await verify.served_models(state.pods_of(seen.namespace, seen.name),
+                                                   port=RASA_PORT, token=plan.status_token)
+    return now
+
+
+def status_of(seen: Seen, plan: Plan, observed: Observed, timestamp: str) -> dict:
+    """Pure: the environment's next status."""
+    assert seen.body is not None
+    previous = seen.body.get("status") or {}
+    problem = observed.problem
+    applied = plan.applied if observed.applied else None
+    status = environment_status(
+        previous=previous, generation=seen.body["metadata"].get("generation", 0),
+        problem=problem, deployment=observed.deployment, replicas=seen.replicas,
+        applied=applied, timestamp=timestamp, answers=observed.answers,
+        verifying=observed.verifying)
+    if problem is not None and problem.reason == PULL_TOKEN_INVALID:
+        status.pop("pullToken", None)  # revoked: never keep the last good one
+    return status
+
+
+def report(state: State, seen: Seen, status: dict, timestamp: str) -> None:
+    """Patch the status when it changed, and post an Event for each change worth one."""
+    assert seen.body is not None
+    previous = seen.body.get("status") or {}
+    if status == previous:
+        return
+    patch = dict(status)
+    for key in (*APPLIED_FIELDS, "servedModels"):
+        if key in previous and key not in status:
+            patch[key] = None  # merge patch: remove fields that no longer apply
+    state.remember(state.kube.patch_status("BotEnvironment", seen.namespace, seen.name, patch))
+    for type_, reason, message in events(previous, status):
+        state.kube.event(seen.body, type_, reason, message, timestamp)
