@@ -12,7 +12,6 @@ from botenv.controller.environment import apply as environment_apply
 from botenv.controller.environment import gather as environment_gather
 from botenv.controller.environment import plan as environment_plan
 from botenv.controller.environment import report as environment_report
-from botenv.controller.resolve import Unresolved
 from botenv.render import status as status_render
 from botenv.render.status import Problem
 from tests.gitops import scenarios as sc
@@ -93,14 +92,14 @@ def test_every_environment_reason_the_operator_reports_has_the_right_health():
 def test_every_tag_reason_the_operator_reports_has_the_right_health():
     """A reason the operator retries by itself (retry=True) is Progressing; any other reason
     needs a fix and is Degraded."""
-    found = reported(resolve, "Unresolved") + reported(tag, "Unresolved")
+    found = reported(resolve, "Unresolved") + reported(tag, "Problem")
     reasons = {reason for _, reason, _ in found}
     assert {"ModelNotFound", "StorageAccessDenied", "StorageUnavailable", "SecretMissing",
             "SecretUnreadable", "InvalidSpec"} <= reasons
     for _, reason, keywords in found:
         flag = keywords.get("retry", False)
         for retry in (True, False) if flag is BOTH else (flag,):
-            result = health(sc.tag(sc.tag_rendered(Unresolved(reason, "why", retry=retry))))
+            result = health(sc.tag(sc.tag_rendered(Problem(reason, "why", retry=retry))))
             assert result["status"] == ("Progressing" if retry else "Degraded"), (reason,
                                                                                  result)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from botenv.controller import reachability, verify
+from botenv.controller import reachability, reporting, verify
 from botenv.controller.environment.apply import Done
 from botenv.controller.environment.gather import Seen
 from botenv.controller.environment.plan import PULL_TOKEN_INVALID, Plan
@@ -76,12 +76,6 @@ def report(state: State, seen: Seen, status: dict, timestamp: str) -> None:
     """Patch the status when it changed, and post an Event for each change worth one."""
     assert seen.body is not None
     previous = seen.body.get("status") or {}
-    if status == previous:
-        return
-    patch = dict(status)
-    for key in (*APPLIED_FIELDS, "servedModels"):
-        if key in previous and key not in status:
-            patch[key] = None  # merge patch: remove fields that no longer apply
-    state.remember(state.kube.patch_status("BotEnvironment", seen.namespace, seen.name, patch))
-    for type_, reason, message in events(previous, status):
-        state.kube.event(seen.body, type_, reason, message, timestamp)
+    reporting.report(state, "BotEnvironment", seen.body, status,
+                     removable=(*APPLIED_FIELDS, "servedModels"),
+                     events=events(previous, status), timestamp=timestamp)
