@@ -12,6 +12,8 @@ import logging
 
 import aiohttp
 
+from botenv.render import conditions as cond
+
 log = logging.getLogger(__name__)
 
 NO_ANSWER = ""
@@ -20,8 +22,7 @@ NO_ANSWER = ""
 def pod_view(body: dict) -> dict:
     """The little botenv keeps of a Rasa pod (the index holds this, not whole pods)."""
     status = body.get("status") or {}
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True"
-                for c in status.get("conditions") or [])
+    ready = cond.get(status.get("conditions"), cond.READY).get("status") == "True"
     meta = body.get("metadata") or {}
     return {"name": meta.get("name", ""), "ip": status.get("podIP") or "",
             "ready": ready and not meta.get("deletionTimestamp")}

@@ -22,9 +22,10 @@ def rollout(deployment: dict | None, replicas: int) -> Rollout:
     if deployment is None:
         return Rollout(False, "waiting for the Deployment to be created")
     status = deployment.get("status") or {}
-    for c in status.get("conditions") or []:
-        if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded":
-            return Rollout(False, f"rollout stalled: {c.get('message', '')}", stalled=True)
+    progressing = cond.get(status.get("conditions"), cond.PROGRESSING)
+    if progressing.get("reason") == "ProgressDeadlineExceeded":
+        return Rollout(False, f"rollout stalled: {progressing.get('message', '')}",
+                       stalled=True)
     if status.get("observedGeneration", 0) < deployment["metadata"].get("generation", 0):
         return Rollout(False, "waiting for the Deployment controller to see the new spec")
     updated = status.get("updatedReplicas", 0)
