@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
 from botenv.kube.client import Kube
 from botenv.settings import Settings
+
+if TYPE_CHECKING:
+    from botenv.controller.resolve import Resolver
 
 ENV, TAG, TRAIN = "env", "tag", "train"
 
@@ -33,7 +37,7 @@ class State:
     environments: Mapping  # (ns, name) -> BotEnvironment snapshot
     tags: Mapping  # (ns, name) -> ModelTag snapshot
     children: Mapping[str, Mapping]  # kind -> (ns, name) -> owned child snapshot
-    resolver: object = None  # controller.resolve.Resolver
+    resolver: Resolver | None = None  # set at start-up; tags are resolved through it
     pods: Mapping | None = None  # (ns, environment) -> views of its Rasa pods
     trainings: Mapping | None = None  # (ns, name) -> ModelTraining snapshot
     # Objects as the API server returned them from botenv's own writes, until the watch

@@ -55,6 +55,7 @@ def gather(state: State, namespace: str, name: str) -> Seen | None:
     try:
         spec = parse_tag(body)
         seen.model, seen.action_server_image = spec.model, spec.action_server_image
+        assert state.resolver is not None
         seen.resolved = state.resolver.resolve(namespace, name, spec)
     except SpecError as exc:
         seen.problem = Problem("InvalidSpec", str(exc))
@@ -140,7 +141,8 @@ def report(state: State, body: dict, status: dict, timestamp: str) -> None:
 async def reconcile(state: State, namespace: str, name: str) -> None:
     seen = await asyncio.to_thread(gather, state, namespace, name)
     if seen is None:
-        state.resolver.forget(namespace, name)
+        if state.resolver is not None:
+            state.resolver.forget(namespace, name)
         return
     timestamp = cond.now()
     status = plan(seen, state.settings.history_limit, timestamp)

@@ -7,9 +7,10 @@ domain move with the model), else from the environment's spec.actionServer.image
 from __future__ import annotations
 
 from botenv.api.environment import ActionServerSpec, EnvironmentSpec
+from botenv.labels import ACTION_SERVER_COMPONENT
 from botenv.render import names
 
-COMPONENT = names.ACTION_SERVER_COMPONENT
+COMPONENT = ACTION_SERVER_COMPONENT
 
 
 def image(spec: EnvironmentSpec, tag_image: str) -> str:

@@ -16,6 +16,7 @@ import binascii
 import hashlib
 import secrets
 
+from botenv.labels import COMPONENT_LABEL, PULL_TOKEN_LABEL
 from botenv.render import names
 from botenv.render.secretenv import PULL_TOKEN_KEY
 
@@ -51,8 +52,8 @@ def status(*, environment: str, tag: str, token: str) -> dict:
 
 
 def labels(environment: str, tag: str) -> dict[str, str]:
-    return {**names.labels(environment, tag), names.PULL_TOKEN_LABEL: "true",
-            "app.kubernetes.io/component": "pull-token"}
+    return {**names.labels(environment, tag), PULL_TOKEN_LABEL: "true",
+            COMPONENT_LABEL: "pull-token"}
 
 
 def metadata(*, environment: str, namespace: str, tag: str, uid: str) -> dict:

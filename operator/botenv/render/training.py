@@ -10,7 +10,7 @@ from botenv import API_VERSION
 from botenv.api.errors import SpecError
 from botenv.api.tag import StorageSpec
 from botenv.api.training import TrainingSpec
-from botenv.render import names
+from botenv.labels import MANAGED_BY, MANAGED_BY_LABEL, TRAINING_LABEL, label_value
 
 PROJECT_DIR = "/workspace/project"
 OUT_DIR = "/workspace/out"
@@ -18,7 +18,6 @@ WORK_DIR = "/workspace/work"
 SECRET_DIR = "/var/run/secrets/botenv/storage"
 SOURCE_SECRET_DIR = "/var/run/secrets/botenv/source"
 PROJECT_FILES = ("config.yml", "domain.yml")
-TRAINING_LABEL = "botenv.dev/training"
 # sizeLimit of the Job's emptyDir volumes (the operator's BOTENV_TRAINING_*_SIZE_LIMIT): a
 # pod that writes more is evicted instead of filling the node's disk.
 PROJECT_SIZE_LIMIT = "1Gi"  # the unpacked archive (botenv fetch-project caps it at 256Mi)
@@ -54,8 +53,7 @@ def _storage_json(storage: StorageSpec) -> str:
 def labels(training: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": "rasa-training",
             "app.kubernetes.io/part-of": "botenv",
-            "app.kubernetes.io/managed-by": names.MANAGED_BY,
-            TRAINING_LABEL: names.label_value(training)}
+            MANAGED_BY_LABEL: MANAGED_BY, TRAINING_LABEL: label_value(training)}
 
 
 def job(spec: TrainingSpec, *, keys: list[str], botenv_image: str, uid: str,

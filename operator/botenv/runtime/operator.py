@@ -23,18 +23,22 @@ from botenv.controller.state import ENV, TAG, TRAIN, State
 from botenv.controller.workqueue import WorkQueue
 from botenv.kube.client import Kube
 from botenv.kube.config import load_kubernetes_config
-from botenv.render.names import COMPONENT, ENVIRONMENT_LABEL, MANAGED_BY
-from botenv.render.training import TRAINING_LABEL
+from botenv.labels import (
+    COMPONENT,
+    COMPONENT_LABEL,
+    ENVIRONMENT_LABEL,
+    MANAGED,
+    MANAGED_SELECTOR,
+    TRAINING_LABEL,
+)
 from botenv.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 CHILD_SELECTORS = (("v1", "configmaps"), ("v1", "services"), ("v1", "secrets"),
                    ("apps", "v1", "deployments"), ("batch", "v1", "jobs"))
 # Only the Rasa server pods: their /status says which model they serve.
-RASA_PODS = {"app.kubernetes.io/managed-by": MANAGED_BY,
-             "app.kubernetes.io/component": COMPONENT}
+RASA_PODS = {**MANAGED, COMPONENT_LABEL: COMPONENT}
 # The running state, set at start-up (one operator per process).
 STATE: State | None = None
 QUEUE: WorkQueue | None = None
@@ -69,7 +73,7 @@ async def startup(settings: kopf.OperatorSettings, botenvironments_idx: kopf.Ind
     # Children are watched through a server-side label selector: only botenv's own objects
     # are listed, never every ConfigMap of the cluster.
     for selector in CHILD_SELECTORS:
-        settings.watching.label_selectors[selector] = "app.kubernetes.io/managed-by=botenv"
+        settings.watching.label_selectors[selector] = MANAGED_SELECTOR
     settings.watching.label_selectors[("v1", "pods")] = ",".join(
         f"{k}={v}" for k, v in RASA_PODS.items())
     settings.posting.enabled = False  # botenv posts its own, deduplicated Events

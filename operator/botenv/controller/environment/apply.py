@@ -15,6 +15,7 @@ from botenv.controller.environment.plan import Plan, PullToken
 from botenv.controller.state import State
 from botenv.kube.client import api_message
 from botenv.kube.diff import contains
+from botenv.labels import ENVIRONMENT_LABEL, PULL_TOKEN_LABEL
 from botenv.render import names
 from botenv.render.problem import Problem
 from botenv.render.status import rollout
@@ -54,7 +55,7 @@ def apply_gone(state: State, seen: Seen) -> None:
     not left lying around either."""
     secret = seen.pull_token
     if secret is None or (secret["metadata"].get("labels") or {}).get(
-            names.PULL_TOKEN_LABEL) != "true":
+            PULL_TOKEN_LABEL) != "true":
         return
     meta = secret["metadata"]
     try:
@@ -123,7 +124,7 @@ def _wait_for_action_server(state: State, plan: Plan) -> Problem | None:
     actions = plan.first[0]
     meta = actions["metadata"]
     rasa = state.child("Deployment", meta["namespace"], names.rasa_name(
-        meta["labels"][names.ENVIRONMENT_LABEL]))
+        meta["labels"][ENVIRONMENT_LABEL]))
     progress = rollout(state.child("Deployment", meta["namespace"], meta["name"]),
                        actions["spec"]["replicas"])
     if rasa is None or progress.done:
