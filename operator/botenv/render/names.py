@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from botenv import API_VERSION
+from botenv.api import API_VERSION
 from botenv.labels import (
     COMPONENT,
     COMPONENT_LABEL,

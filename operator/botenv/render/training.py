@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from botenv import API_VERSION
+from botenv.api import API_VERSION
 from botenv.api.errors import SpecError
 from botenv.api.tag import StorageSpec
 from botenv.api.training import TrainingSpec
