@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Any
 
 from botenv.api.errors import SpecError
 from botenv.api.reader import Reader
@@ -53,7 +54,7 @@ class TrackerStoreSpec:
     table_name: str = ""
     region: str = ""
     class_name: str = ""
-    params: dict = dataclasses.field(default_factory=dict)
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
     credentials: CredentialRef | None = None
 
 
@@ -66,7 +67,7 @@ class LockStoreSpec:
     key_prefix: str = ""
     use_ssl: bool | None = None
     class_name: str = ""
-    params: dict = dataclasses.field(default_factory=dict)
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
     credentials: CredentialRef | None = None
 
 
@@ -76,7 +77,7 @@ class EventBrokerSpec:
     port: int = 5672
     queue: str = ""
     exchange_name: str = ""
-    params: dict = dataclasses.field(default_factory=dict)
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
     credentials: CredentialRef | None = None
 
 
@@ -94,12 +95,12 @@ class ActionServerSpec:
     image: str = ""  # "" when the tag's actionServerImage is meant to provide it
     replicas: int = 1
     port: int = 5055
-    env: tuple[dict, ...] = ()
-    env_from: tuple[dict, ...] = ()
-    resources: dict = dataclasses.field(default_factory=dict)
+    env: tuple[dict[str, Any], ...] = ()
+    env_from: tuple[dict[str, Any], ...] = ()
+    resources: dict[str, Any] = dataclasses.field(default_factory=dict)
     node_selector: dict[str, str] = dataclasses.field(default_factory=dict)
-    tolerations: tuple[dict, ...] = ()
-    affinity: dict = dataclasses.field(default_factory=dict)
+    tolerations: tuple[dict[str, Any], ...] = ()
+    affinity: dict[str, Any] = dataclasses.field(default_factory=dict)
     pod_annotations: dict[str, str] = dataclasses.field(default_factory=dict)
     image_pull_policy: str = ""
     args: tuple[str, ...] = ()  # the image's own start command when empty
@@ -128,12 +129,12 @@ class EnvironmentSpec:
     action_endpoint_url: str = ""
     action_server: ActionServerSpec | None = None
     license: SecretKeyRef | None = None
-    env: tuple[dict, ...] = ()
-    env_from: tuple[dict, ...] = ()
-    resources: dict = dataclasses.field(default_factory=dict)
+    env: tuple[dict[str, Any], ...] = ()
+    env_from: tuple[dict[str, Any], ...] = ()
+    resources: dict[str, Any] = dataclasses.field(default_factory=dict)
     node_selector: dict[str, str] = dataclasses.field(default_factory=dict)
-    tolerations: tuple[dict, ...] = ()
-    affinity: dict = dataclasses.field(default_factory=dict)
+    tolerations: tuple[dict[str, Any], ...] = ()
+    affinity: dict[str, Any] = dataclasses.field(default_factory=dict)
     pod_annotations: dict[str, str] = dataclasses.field(default_factory=dict)
     pod_labels: dict[str, str] = dataclasses.field(default_factory=dict)
     service_account_name: str = ""
@@ -237,7 +238,7 @@ def _event_broker(spec: Reader) -> EventBrokerSpec | None:
     )
 
 
-def _objects(reader: Reader, key: str, required: str = "") -> tuple[dict, ...]:
+def _objects(reader: Reader, key: str, required: str = "") -> tuple[dict[str, Any], ...]:
     items = reader.items(key)
     for i, item in enumerate(items):
         if not isinstance(item, dict):
@@ -278,7 +279,7 @@ def _action_server(spec: Reader, name: str) -> ActionServerSpec | None:
     )
 
 
-def parse_environment(body: dict, default_image: str) -> EnvironmentSpec:
+def parse_environment(body: dict[str, Any], default_image: str) -> EnvironmentSpec:
     """Parse and check a BotEnvironment body; raise SpecError naming every bad field."""
     problems: list[str] = []
     meta = body.get("metadata") or {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class Reader:
     """Reads typed values out of a plain dict, collecting problems with their field paths."""
@@ -59,7 +61,7 @@ class Reader:
             return default
         return value
 
-    def mapping(self, key: str) -> dict:
+    def mapping(self, key: str) -> dict[str, Any]:
         value = self.data.get(key)
         if value is None:
             return {}
@@ -68,7 +70,7 @@ class Reader:
             return {}
         return value
 
-    def items(self, key: str) -> list:
+    def items(self, key: str) -> list[Any]:
         value = self.data.get(key)
         if value is None:
             return []

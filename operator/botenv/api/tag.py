@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Any
 
 from botenv.api.errors import SpecError
 from botenv.api.reader import Reader
@@ -24,13 +25,13 @@ class StorageSpec:
     path: str = ""
     secret_name: str = ""
 
-    def block(self, *, with_secret: bool = True) -> dict:
+    def block(self, *, with_secret: bool = True) -> dict[str, Any]:
         """The spec's `storage` block again (the fields that are set): what a ModelTag or
         `botenv upload --storage-json` is given."""
-        block = {k: v for k, v in (("provider", self.provider), ("bucket", self.bucket),
-                                   ("prefix", self.prefix), ("endpoint", self.endpoint),
-                                   ("region", self.region), ("url", self.url),
-                                   ("path", self.path)) if v}
+        fields = (("provider", self.provider), ("bucket", self.bucket),
+                  ("prefix", self.prefix), ("endpoint", self.endpoint),
+                  ("region", self.region), ("url", self.url), ("path", self.path))
+        block: dict[str, Any] = {k: v for k, v in fields if v}
         if with_secret and self.secret_name:
             block["secretRef"] = {"name": self.secret_name}
         return block
@@ -79,7 +80,7 @@ def parse_storage(storage: Reader) -> StorageSpec:
     return parsed
 
 
-def parse_tag(body: dict) -> TagSpec:
+def parse_tag(body: dict[str, Any]) -> TagSpec:
     problems: list[str] = []
     spec = Reader(body.get("spec") or {}, "spec", problems)
     model = spec.text("model")

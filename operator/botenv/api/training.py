@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import re
+from typing import Any
 
 from botenv.api.errors import SpecError
 from botenv.api.reader import Reader
@@ -26,10 +27,10 @@ class TrainingSpec:
     output: StorageSpec
     model_name: str  # the file name in storage, ending in .tar.gz
     tag: str = ""  # the ModelTag to create or move once the model is stored
-    resources: dict = dataclasses.field(default_factory=dict)
+    resources: dict[str, Any] = dataclasses.field(default_factory=dict)
     node_selector: dict[str, str] = dataclasses.field(default_factory=dict)
-    tolerations: tuple[dict, ...] = ()
-    affinity: dict = dataclasses.field(default_factory=dict)
+    tolerations: tuple[dict[str, Any], ...] = ()
+    affinity: dict[str, Any] = dataclasses.field(default_factory=dict)
     active_deadline_seconds: int = 3600
     backoff_limit: int = 1
     image_pull_secrets: tuple[str, ...] = ()
@@ -52,7 +53,7 @@ def default_model_name(name: str, created: str, generation: int = 1) -> str:
     return f"{name}-{when:%Y%m%d-%H%M%S}{suffix}.tar.gz"
 
 
-def parse_training(body: dict, default_image: str) -> TrainingSpec:
+def parse_training(body: dict[str, Any], default_image: str) -> TrainingSpec:
     """Parse and check a ModelTraining body; raise SpecError naming every bad field."""
     problems: list[str] = []
     meta = body.get("metadata") or {}
@@ -78,7 +79,7 @@ def parse_training(body: dict, default_image: str) -> TrainingSpec:
             if not _NAME.match(config_map):
                 ref.fail("spec.source.configMap.name", f"must be a ConfigMap name, got "
                                                       f"{config_map!r}")
-        else:
+        elif stored is not None:
             archive = parse_storage(stored)
             archive_object = source.text("object")
             if not archive_object or archive_object.startswith("/") or ".." in \

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from botenv.render import conditions as cond
 from botenv.render import names
@@ -10,7 +11,7 @@ from botenv.render import names
 QUEUE_CONFLICT = "QueueConflict"
 
 
-def queue_of(body: dict) -> tuple[str, str] | None:
+def queue_of(body: dict[str, Any]) -> tuple[str, str] | None:
     """(broker identity, queue) the environment asks for, or None without a broker."""
     broker = (body.get("spec") or {}).get("eventBroker")
     if not isinstance(broker, dict) or not broker.get("host"):
@@ -21,7 +22,7 @@ def queue_of(body: dict) -> tuple[str, str] | None:
                                  meta["namespace"]), queue
 
 
-def _rank(body: dict, queue: str) -> tuple:
+def _rank(body: dict[str, Any], queue: str) -> tuple[bool, str, str, str]:
     status = body.get("status") or {}
     degraded = cond.get(status.get("conditions"), cond.DEGRADED)
     in_force = status.get("queue") == queue and degraded.get("reason") != QUEUE_CONFLICT
@@ -30,7 +31,7 @@ def _rank(body: dict, queue: str) -> tuple:
     return (not in_force, meta.get("creationTimestamp", ""), meta["namespace"], meta["name"])
 
 
-def holder(me: dict, everyone: Iterable[dict]) -> dict | None:
+def holder(me: dict[str, Any], everyone: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
     """The other environment that holds the queue `me` asks for, or None if `me` may use it."""
     mine = queue_of(me)
     if mine is None:

@@ -7,6 +7,7 @@ keys that depend on it, never a scan over every tag and environment."""
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from botenv.controller import broker_queues
 from botenv.controller.state import ENV, TAG, tag_of
@@ -24,7 +25,7 @@ class Fanout:
         self._claim: dict[tuple[str, str], Claim | None] = {}  # environment -> its queue
         self._waiting: dict[Claim, set[tuple[str, str]]] = {}  # queue -> who waits for it
 
-    def environment(self, namespace: str, name: str, body: dict, *, deleted: bool
+    def environment(self, namespace: str, name: str, body: dict[str, Any], *, deleted: bool
                     ) -> list[Key]:
         """An environment changed (or is gone): itself, the tags it names and named (they
         list their users), and the environments waiting for a queue it asks or asked for."""
@@ -71,6 +72,6 @@ class Fanout:
                 del self._waiting[claim]
 
 
-def _in_queue_conflict(body: dict) -> bool:
+def _in_queue_conflict(body: dict[str, Any]) -> bool:
     degraded = cond.get((body.get("status") or {}).get("conditions"), cond.DEGRADED)
     return degraded.get("reason") == broker_queues.QUEUE_CONFLICT

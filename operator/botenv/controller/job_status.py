@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from botenv.render import conditions as cond
 
 
-def job_condition(job: dict, type_: str) -> dict:
+def job_condition(job: dict[str, Any], type_: str) -> dict[str, Any]:
     """The Job's condition of `type_` when it is True, else {}."""
     found = cond.get((job.get("status") or {}).get("conditions"), type_)
     return found if found.get("status") == "True" else {}
 
 
-def phase_of(pods: list[dict]) -> str:
+def phase_of(pods: list[dict[str, Any]]) -> str:
     """Training while `rasa train` (the init container) runs, Uploading after it."""
     for pod in pods:
         # `rasa train` is the last init container (an archive source fetches first)
@@ -22,7 +24,7 @@ def phase_of(pods: list[dict]) -> str:
     return "Training" if pods else "Pending"
 
 
-def failure_of(job: dict, pods: list[dict]) -> tuple[str, str, str]:
+def failure_of(job: dict[str, Any], pods: list[dict[str, Any]]) -> tuple[str, str, str]:
     """(reason, message, log tail) of a failed Job, from its condition and its pods' last
     terminated container (whose message the kubelet fills from the log's tail)."""
     failed = job_condition(job, "Failed")

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from botenv.controller.state import State
 
 Event = tuple[str, str, str]  # (type, reason, message)
 
 
-def report(state: State, kind: str, body: dict, status: dict, *, removable: Iterable[str],
-           events: Iterable[Event], timestamp: str) -> None:
+def report(state: State, kind: str, body: dict[str, Any], status: dict[str, Any], *,
+           removable: Iterable[str], events: Iterable[Event], timestamp: str) -> None:
     """Patch `body`'s status to `status` when it differs, removing the `removable` fields
     it no longer has (a merge patch keeps what it does not name), then post `events`."""
     meta = body["metadata"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from typing import Any
 
 from botenv.api import SpecError, parse_tag
 from botenv.controller import reporting
@@ -35,7 +36,7 @@ def users(state: State, namespace: str, name: str) -> list[str]:
 
 @dataclasses.dataclass
 class Seen:
-    body: dict
+    body: dict[str, Any]
     model: str  # the model the spec names (the last resolved one when the spec is invalid)
     action_server_image: str
     environments: list[str]
@@ -64,9 +65,9 @@ def gather(state: State, namespace: str, name: str) -> Seen | None:
     return seen
 
 
-def tag_status(previous: dict, *, resolved: ObjectInfo | None, model: str,
+def tag_status(previous: dict[str, Any], *, resolved: ObjectInfo | None, model: str,
                problem: Problem | None, environments: list[str], generation: int,
-               history_limit: int, timestamp: str, action_server_image: str = "") -> dict:
+               history_limit: int, timestamp: str, action_server_image: str = "") -> dict[str, Any]:
     """Pure: the tag's next status. `resolved` is what storage says about `model`, or None
     when it could not be resolved: the last good resolution then stays in force. The action
     server image moves with the model, never before it resolves."""
@@ -96,7 +97,7 @@ def tag_status(previous: dict, *, resolved: ObjectInfo | None, model: str,
     return status
 
 
-def plan(seen: Seen, history_limit: int, timestamp: str) -> dict:
+def plan(seen: Seen, history_limit: int, timestamp: str) -> dict[str, Any]:
     """Pure: the status the tag should have."""
     return tag_status(seen.body.get("status") or {}, resolved=seen.resolved, model=seen.model,
                       problem=seen.problem, environments=seen.environments,
@@ -105,7 +106,7 @@ def plan(seen: Seen, history_limit: int, timestamp: str) -> dict:
                       action_server_image=seen.action_server_image)
 
 
-def events(previous: dict, status: dict) -> list[reporting.Event]:
+def events(previous: dict[str, Any], status: dict[str, Any]) -> list[reporting.Event]:
     """(type, reason, message) Events for what changed between two statuses."""
     out: list[reporting.Event] = []
     old, new = previous.get("model"), status.get("model")
@@ -124,7 +125,7 @@ def events(previous: dict, status: dict) -> list[reporting.Event]:
     return out
 
 
-def report(state: State, body: dict, status: dict, timestamp: str) -> None:
+def report(state: State, body: dict[str, Any], status: dict[str, Any], timestamp: str) -> None:
     previous = body.get("status") or {}
     if status == previous:
         return

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
@@ -46,24 +47,24 @@ REMOVABLE = ("reason", "message", "logTail", "finishedAt")
 
 @dataclasses.dataclass
 class Seen:
-    body: dict
+    body: dict[str, Any]
     spec: TrainingSpec | None = None  # None: invalid (`invalid` says why)
     invalid: str = ""
-    job: dict | None = None
+    job: dict[str, Any] | None = None
     not_allowed: str = ""  # why the output storage may not be used
-    source: dict | None = None  # the project ConfigMap ({} for an archive source)
-    pods: list[dict] = dataclasses.field(default_factory=list)  # the Job's pods
+    source: dict[str, Any] | None = None  # the project ConfigMap ({} for an archive source)
+    pods: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # the Job's pods
     stored: tuple[str, int] | None = None  # (digest, size) read back from storage
     unstored: str = ""  # why the model could not be read back
-    tag: dict | None = None  # the ModelTag the training moves
+    tag: dict[str, Any] | None = None  # the ModelTag the training moves
 
     @property
-    def previous(self) -> dict:
+    def previous(self) -> dict[str, Any]:
         return self.body.get("status") or {}
 
     @property
     def generation(self) -> int:
-        return self.body["metadata"].get("generation", 1)
+        return int(self.body["metadata"].get("generation", 1))
 
     @property
     def outdated_job(self) -> bool:
@@ -129,17 +130,17 @@ def _stored(state: State, namespace: str, spec: TrainingSpec) -> tuple[str, int]
 
 @dataclasses.dataclass
 class Plan:
-    status: dict | None = None  # None: the status stays as it is
+    status: dict[str, Any] | None = None  # None: the status stays as it is
     event: reporting.Event | None = None
     delete_job: str = ""  # an outdated Job to delete
-    create_job: dict | None = None
-    create_tag: dict | None = None
-    move_tag: dict | None = None  # a merge patch of the tag's spec
+    create_job: dict[str, Any] | None = None
+    create_tag: dict[str, Any] | None = None
+    move_tag: dict[str, Any] | None = None  # a merge patch of the tag's spec
     requeue: float | None = None  # look again after this many seconds
 
 
-def _status(previous: dict, generation: int, phase: str, reason: str, message: str,
-            timestamp: str, **fields: object) -> dict:
+def _status(previous: dict[str, Any], generation: int, phase: str, reason: str, message: str,
+            timestamp: str, **fields: object) -> dict[str, Any]:
     status = {k: v for k, v in previous.items()
               if k in ("jobName", "modelName", "startedAt", "digest", "size", "tag")}
     status.update({k: v for k, v in fields.items() if v not in (None, "")})

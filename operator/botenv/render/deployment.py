@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import urllib.parse
+from typing import Any
 
 from botenv.api.environment import EnvironmentSpec
 from botenv.api.tag import StorageSpec
@@ -39,13 +40,13 @@ def needs_probe_script(spec: EnvironmentSpec) -> bool:
 
 
 def _remote_storage_args_env(spec: EnvironmentSpec, model: ModelRef) -> tuple[list[str],
-                                                                              list[dict]]:
+                                                                              list[dict[str, Any]]]:
     """Rasa's flags and variables for the tag's storage; api.check_tag_fits has checked
     that Rasa can load from it."""
     storage = model.storage
     args = ["--model", storage.object_key(model.model),
             "--remote-storage", REMOTE_STORAGE[storage.provider]]
-    env: list[dict] = []
+    env: list[dict[str, Any]] = []
     if storage.provider == "s3":
         env += [{"name": "BUCKET_NAME", "value": storage.bucket},
                 {"name": "AWS_DEFAULT_REGION", "value": storage.region or DEFAULT_S3_REGION}]
@@ -76,8 +77,9 @@ def _args(spec: EnvironmentSpec) -> list[str]:
     return args
 
 
-def _env(spec: EnvironmentSpec, uses: list[se.SecretUse], extra: list[dict]) -> list[dict]:
-    env: list[dict] = [{"name": "RASA_ENVIRONMENT", "value": spec.name}]
+def _env(spec: EnvironmentSpec, uses: list[se.SecretUse], extra: list[dict[str, Any]]
+         ) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [{"name": "RASA_ENVIRONMENT", "value": spec.name}]
     env += extra
     for use in uses:
         if use.var:
@@ -92,7 +94,8 @@ def _env(spec: EnvironmentSpec, uses: list[se.SecretUse], extra: list[dict]) -> 
     return list(merged.values())
 
 
-def _volumes(spec: EnvironmentSpec, uses: list[se.SecretUse]) -> tuple[list[dict], list[dict]]:
+def _volumes(spec: EnvironmentSpec, uses: list[se.SecretUse]
+             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     volumes = [{"name": "rasa-config", "configMap": {
         "name": names.endpoints_configmap_name(spec.name)}}]
     mounts = [{"name": "rasa-config", "mountPath": CONFIG_DIR, "readOnly": True}]
@@ -104,9 +107,10 @@ def _volumes(spec: EnvironmentSpec, uses: list[se.SecretUse]) -> tuple[list[dict
     return volumes, mounts
 
 
-def _probes(spec: EnvironmentSpec) -> dict:
+def _probes(spec: EnvironmentSpec) -> dict[str, Any]:
     if needs_probe_script(spec):
-        readiness: dict = {"exec": {"command": ["python", f"{CONFIG_DIR}/{probe.PROBE_FILE}"]}}
+        readiness: dict[str, Any] = {
+            "exec": {"command": ["python", f"{CONFIG_DIR}/{probe.PROBE_FILE}"]}}
     else:
         readiness = {"httpGet": {"path": "/status", "port": "http"}}
     return {
@@ -124,11 +128,11 @@ def _probes(spec: EnvironmentSpec) -> dict:
 
 
 def deployment(spec: EnvironmentSpec, *, model: ModelRef, uid: str,
-               uses: list[se.SecretUse], config_hash: str, secrets_hash: str) -> dict:
+               uses: list[se.SecretUse], config_hash: str, secrets_hash: str) -> dict[str, Any]:
     """`uses` are the Secret keys that exist and are injected (see secretenv.usable); the
     spec is parsed and checked against its tag (api.check_tag_fits)."""
     args = _args(spec)
-    extra_env: list[dict] = []
+    extra_env: list[dict[str, Any]] = []
     if spec.delivery == "remoteStorage":
         storage_args, extra_env = _remote_storage_args_env(spec, model)
         args += storage_args
@@ -146,7 +150,7 @@ def deployment(spec: EnvironmentSpec, *, model: ModelRef, uid: str,
             annotations[DIGEST_ANNOTATION] = model.digest
     volumes, mounts = _volumes(spec, uses)
 
-    container: dict = {
+    container: dict[str, Any] = {
         "name": "rasa",
         "image": spec.image,
         "args": args,
@@ -162,7 +166,7 @@ def deployment(spec: EnvironmentSpec, *, model: ModelRef, uid: str,
     if spec.resources:
         container["resources"] = spec.resources
 
-    pod_spec: dict = {"containers": [container], "volumes": volumes}
+    pod_spec: dict[str, Any] = {"containers": [container], "volumes": volumes}
     if spec.service_account_name:
         pod_spec["serviceAccountName"] = spec.service_account_name
     if spec.image_pull_secrets:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from botenv.api import API_VERSION
 from botenv.labels import (
     COMPONENT,
@@ -63,7 +65,7 @@ def labels(environment: str, tag: str, component: str = COMPONENT) -> dict[str, 
     }
 
 
-def owner_reference(environment: str, uid: str) -> dict:
+def owner_reference(environment: str, uid: str) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,
         "kind": "BotEnvironment",

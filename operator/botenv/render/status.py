@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from botenv.render import conditions as cond
 from botenv.render.problem import Problem
@@ -17,7 +18,7 @@ class Rollout:
     stalled: bool = False
 
 
-def rollout(deployment: dict | None, replicas: int) -> Rollout:
+def rollout(deployment: dict[str, Any] | None, replicas: int) -> Rollout:
     """Read the Deployment's progress as `kubectl rollout status` does."""
     if deployment is None:
         return Rollout(False, "waiting for the Deployment to be created")
@@ -47,7 +48,8 @@ def _model_name(model: str) -> str:
     return model.rsplit("/", 1)[-1]
 
 
-def served(expected: str, answers: dict[str, str], replicas: int) -> tuple[Rollout, list[dict]]:
+def served(expected: str, answers: dict[str, str], replicas: int
+           ) -> tuple[Rollout, list[dict[str, Any]]]:
     """Whether every ready pod serves `expected`, from what each pod's Rasa said (pod ->
     model file, "" for no answer), and the per-model counts for status.servedModels."""
     want = _model_name(expected)
@@ -67,7 +69,7 @@ def served(expected: str, answers: dict[str, str], replicas: int) -> tuple[Rollo
                           f"(others: {others})"), listing
 
 
-def conditions(problem: Problem | None, progress: Rollout, generation: int) -> list[dict]:
+def conditions(problem: Problem | None, progress: Rollout, generation: int) -> list[dict[str, Any]]:
     if problem is None and progress.stalled:
         problem = Problem("RolloutStalled", progress.message)
     if problem is not None and not problem.degraded:
@@ -100,10 +102,11 @@ APPLIED_FIELDS = ("model", "modelServerUrl", "queue", "endpoint", "actionServer"
                   "pullToken")
 
 
-def environment_status(*, previous: dict, generation: int, problem: Problem | None,
-                       deployment: dict | None, replicas: int, applied: dict | None,
+def environment_status(*, previous: dict[str, Any], generation: int, problem: Problem | None,
+                       deployment: dict[str, Any] | None, replicas: int,
+                       applied: dict[str, Any] | None,
                        timestamp: str, answers: dict[str, str] | None = None,
-                       verifying: bool = False) -> dict:
+                       verifying: bool = False) -> dict[str, Any]:
     """`applied` holds model/queue/endpoint fields when this reconcile applied the spec; on a
     problem they stay as they were, since the running Deployment was left as it was.
 
@@ -138,7 +141,7 @@ def environment_status(*, previous: dict, generation: int, problem: Problem | No
     return status
 
 
-def events(previous: dict, current: dict) -> list[tuple[str, str, str]]:
+def events(previous: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(type, reason, message) Events for what changed between two statuses."""
     out: list[tuple[str, str, str]] = []
     old_deg, new_deg = (cond.get(s.get("conditions"), cond.DEGRADED) for s in (previous, current))

@@ -5,6 +5,7 @@ server reads with, and verifies what was stored."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from botenv.api import API_VERSION
 from botenv.api.errors import SpecError
@@ -29,7 +30,7 @@ def job_name(training: str) -> str:
     return f"train-{training}"
 
 
-def project_items(config_map: str, keys: list[str]) -> list[dict]:
+def project_items(config_map: str, keys: list[str]) -> list[dict[str, Any]]:
     """config.yml and domain.yml at the project's root, every other key under data/ (so
     `--data` sees training data only). Raises SpecError when a required file is missing."""
     missing = [f for f in PROJECT_FILES if f not in keys]
@@ -58,11 +59,12 @@ def labels(training: str) -> dict[str, str]:
 
 def job(spec: TrainingSpec, *, keys: list[str], botenv_image: str, uid: str,
         generation: int = 1, project_size_limit: str = PROJECT_SIZE_LIMIT,
-        out_size_limit: str = OUT_SIZE_LIMIT, work_size_limit: str = WORK_SIZE_LIMIT) -> dict:
+        out_size_limit: str = OUT_SIZE_LIMIT, work_size_limit: str = WORK_SIZE_LIMIT
+        ) -> dict[str, Any]:
     """`keys`: the keys of the source ConfigMap (see project_items); unused with an
     archive source, which an init container of botenv's image fetches and unpacks.
     `*_size_limit`: the sizeLimit of the project (archive source), out and work emptyDirs."""
-    volumes: list[dict] = [
+    volumes: list[dict[str, Any]] = [
         {"name": "project", "configMap": {"name": spec.config_map,
                                           "items": project_items(spec.config_map, keys)}}
         if spec.archive is None
@@ -70,9 +72,9 @@ def job(spec: TrainingSpec, *, keys: list[str], botenv_image: str, uid: str,
         {"name": "out", "emptyDir": {"sizeLimit": out_size_limit}},
         {"name": "work", "emptyDir": {"sizeLimit": work_size_limit}},
     ]
-    fetch: list[dict] = []
+    fetch: list[dict[str, Any]] = []
     if spec.archive is not None:
-        fetch_mounts = [{"name": "project", "mountPath": PROJECT_DIR}]
+        fetch_mounts: list[dict[str, Any]] = [{"name": "project", "mountPath": PROJECT_DIR}]
         if spec.archive.secret_name:
             volumes.append({"name": "source-credentials",
                             "secret": {"secretName": spec.archive.secret_name}})
@@ -96,7 +98,7 @@ def job(spec: TrainingSpec, *, keys: list[str], botenv_image: str, uid: str,
                         "secret": {"secretName": spec.output.secret_name}})
         upload_mounts.append({"name": "storage-credentials", "mountPath": SECRET_DIR,
                               "readOnly": True})
-    train: dict = {
+    train: dict[str, Any] = {
         "name": "train",
         "image": spec.image,
         "args": ["train", "--config", f"{PROJECT_DIR}/config.yml",
@@ -126,7 +128,7 @@ def job(spec: TrainingSpec, *, keys: list[str], botenv_image: str, uid: str,
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
                       "limits": {"memory": "256Mi"}},
     }
-    pod: dict = {"restartPolicy": "Never", "initContainers": [*fetch, train],
+    pod: dict[str, Any] = {"restartPolicy": "Never", "initContainers": [*fetch, train],
                  "containers": [upload], "volumes": volumes}
     if spec.node_selector:
         pod["nodeSelector"] = dict(spec.node_selector)

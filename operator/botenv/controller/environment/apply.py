@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
@@ -86,12 +87,12 @@ def _pull_token(state: State, pull: PullToken) -> Done:
     return Done()
 
 
-def _stale(state: State, children: list[dict]) -> list[dict]:
+def _stale(state: State, children: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [c for c in children if not contains(
         state.child(c["kind"], c["metadata"]["namespace"], c["metadata"]["name"]), c)]
 
 
-def _write(state: State, stale: list[dict]) -> Problem | None:
+def _write(state: State, stale: list[dict[str, Any]]) -> Problem | None:
     """Apply `stale`; a Deployment already running is checked with a dry run first, so a
     spec the server rejects changes nothing."""
     if not stale:

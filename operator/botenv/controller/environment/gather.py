@@ -5,6 +5,7 @@ Secrets the pods use are read through the API (they are not watched)."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
@@ -21,13 +22,14 @@ from botenv.render.problem import Problem
 class Seen:
     namespace: str
     name: str
-    body: dict | None  # None: the environment is gone
-    pull_token: dict | None = None  # botenv's pull-token Secret, as the watch shows it
+    body: dict[str, Any] | None  # None: the environment is gone
+    pull_token: dict[str, Any] | None = None  # botenv's pull-token Secret, as the watch shows it
     spec: EnvironmentSpec | None = None  # None: the spec is invalid (`invalid` says why)
     invalid: str = ""
-    tag: dict | None = None  # the ModelTag the spec names
-    environments: list[dict] = dataclasses.field(default_factory=list)  # with a broker only
-    action_server: dict[str, dict | None] = dataclasses.field(default_factory=dict)
+    tag: dict[str, Any] | None = None  # the ModelTag the spec names
+    # Every environment (rivals for an event queue), with a broker only.
+    environments: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    action_server: dict[str, dict[str, Any] | None] = dataclasses.field(default_factory=dict)
     # Secrets the pods use (name -> base64 data, None when absent); not the pull token.
     secrets: dict[str, dict[str, str] | None] = dataclasses.field(default_factory=dict)
     unreadable: Problem | None = None  # a Secret the API server would not give

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botenv.api import SpecError, parse_tag
 from botenv.api.environment import EnvironmentSpec, check_tag_fits
@@ -34,10 +34,10 @@ class PullToken:
     """The environment's pull-token Secret: created once with `create`, later only its
     labels are kept current (`labels`); `token` is the one the children are rendered for."""
 
-    labels: dict
-    create: dict | None
+    labels: dict[str, Any]
+    create: dict[str, Any] | None
     token: str
-    live: dict | None = None
+    live: dict[str, Any] | None = None
 
     def __repr__(self) -> str:  # keeps the token out of any log or traceback
         return f"PullToken({self.labels['metadata']['name']})"
@@ -49,11 +49,11 @@ class Plan:
     pull_token: PullToken | None = None
     # The action server's Deployment and Service: applied, and Ready, before a change of
     # the Rasa children rolls Rasa (its actions must match the model it serves).
-    first: list[dict] = dataclasses.field(default_factory=list)
-    children: list[dict] = dataclasses.field(default_factory=list)
+    first: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    children: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     # Children botenv made earlier that the spec no longer asks for: (kind, namespace, name).
     remove: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
-    applied: dict | None = None  # status fields describing what the children serve
+    applied: dict[str, Any] | None = None  # status fields describing what the children serve
     # How botenv may ask the pods' Rasa which model they serve: None when it cannot (a
     # JWT-only API), "" without auth, else the auth token. Never logged or stored.
     status_token: str | None = ""
@@ -64,7 +64,7 @@ class Plan:
         return f"Plan({len(self.children)} children, problem={self.problem})"
 
 
-def model_of(spec: EnvironmentSpec, tag: dict | None) -> ModelRef | Problem:
+def model_of(spec: EnvironmentSpec, tag: dict[str, Any] | None) -> ModelRef | Problem:
     """The model the environment's tag points to, or why there is none to serve."""
     if tag is None:
         return Problem("TagNotFound", f"ModelTag {spec.model_tag!r} not found in namespace "
@@ -86,7 +86,8 @@ def model_of(spec: EnvironmentSpec, tag: dict | None) -> ModelRef | Problem:
                     action_server_image=status.get("actionServerImage", ""))
 
 
-def queue_of(spec: EnvironmentSpec, body: dict, environments: list[dict]) -> str | Problem:
+def queue_of(spec: EnvironmentSpec, body: dict[str, Any],
+             environments: list[dict[str, Any]]) -> str | Problem:
     """The event queue the environment publishes to ("" without a broker), or the conflict
     with the environment that holds it."""
     if spec.event_broker is None:
@@ -146,7 +147,8 @@ def _pull_token(seen: Seen, spec: EnvironmentSpec, uid: str) -> PullToken | Prob
 
 
 def _action_server(seen: Seen, spec: EnvironmentSpec, model: ModelRef, uid: str
-                   ) -> tuple[list[dict], list[tuple[str, str, str]], dict | None]:
+                   ) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]],
+                              dict[str, Any] | None]:
     """(children to apply first, children to remove, status field)."""
     name = names.action_server_name(spec.name)
     if spec.action_server is None:

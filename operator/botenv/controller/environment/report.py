@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import Any
 
 from botenv.controller import reachability, reporting, verify
 from botenv.controller.environment.apply import Done
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 class Observed:
     problem: Problem | None  # from the plan, the writes, or a dependency out of reach
     applied: bool  # the plan was applied: its status fields describe what runs
-    deployment: dict | None  # Rasa's Deployment as botenv last saw or wrote it
+    deployment: dict[str, Any] | None  # Rasa's Deployment as botenv last saw or wrote it
     lost: bool = False  # a store or the broker cannot be reached
     verifying: bool = False  # the pods are asked which model they serve
     answers: dict[str, str] | None = None  # pod -> model file, once the rollout is done
@@ -56,7 +57,7 @@ async def observe(state: State, seen: Seen, plan: Plan, done: Done) -> Observed:
     return now
 
 
-def status_of(seen: Seen, plan: Plan, observed: Observed, timestamp: str) -> dict:
+def status_of(seen: Seen, plan: Plan, observed: Observed, timestamp: str) -> dict[str, Any]:
     """Pure: the environment's next status."""
     assert seen.body is not None
     previous = seen.body.get("status") or {}
@@ -72,7 +73,7 @@ def status_of(seen: Seen, plan: Plan, observed: Observed, timestamp: str) -> dic
     return status
 
 
-def report(state: State, seen: Seen, status: dict, timestamp: str) -> None:
+def report(state: State, seen: Seen, status: dict[str, Any], timestamp: str) -> None:
     """Patch the status when it changed, and post an Event for each change worth one."""
     assert seen.body is not None
     previous = seen.body.get("status") or {}
