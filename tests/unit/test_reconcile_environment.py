@@ -146,3 +146,11 @@ def test_the_pull_token_of_a_deleted_environment_is_deleted():
     asyncio.run(environment.reconcile(state(kube, children=(secret,)), "bots", "production"))
     assert [(verb, kind, name) for verb, kind, _, name, _ in kube.writes] == [
         ("delete", "Secret", "rasa-production-pull")]
+
+
+def test_a_pull_token_that_cannot_be_written_is_reported_before_a_missing_secret():
+    kube = FakeKube()
+    kube.fail[("create", "Secret")] = 500
+    with pytest.raises(Retry):
+        run(kube, environment_body(auth={"tokenSecretRef": {"name": "rasa-auth"}}))
+    assert degraded(kube.written("status")[0])["reason"] == "ApplyFailed"

@@ -40,7 +40,9 @@ async def reconcile(state: State, namespace: str, name: str) -> None:
     done = await asyncio.to_thread(apply.apply, state, wanted)
     if done.replan:
         raise Requeue(REPLAN_SECONDS)
-    problem = wanted.problem or done.problem
+    # A failed write comes first: the plan's own problems are all found after the step
+    # that writes the pull token (the only write made despite a problem).
+    problem = done.problem or wanted.problem
     if problem is not None:
         log.log(logging.WARNING if problem.degraded else logging.INFO,
                 "BotEnvironment %s/%s not applied: %s", namespace, name, problem.message)

@@ -58,7 +58,6 @@ class Plan:
     # JWT-only API), "" without auth, else the auth token. Never logged or stored.
     status_token: str | None = ""
     dependencies: list[reachability.Dependency] = dataclasses.field(default_factory=list)
-    replicas: int = 1
 
     def __repr__(self) -> str:  # keeps the token out of any log or traceback
         return f"Plan({len(self.children)} children, problem={self.problem})"
@@ -169,7 +168,7 @@ def plan(seen: Seen, settings: Settings) -> Plan:
     if seen.spec is None:
         return Plan(problem=Problem("InvalidSpec", seen.invalid))
     spec, uid = seen.spec, seen.body["metadata"]["uid"]
-    out = Plan(replicas=spec.replicas)
+    out = Plan()
     model = model_of(spec, seen.tag)
     queue = queue_of(spec, seen.body, seen.environments)
     uses = uses_of(spec, model) if isinstance(model, ModelRef) else model

@@ -33,9 +33,9 @@ class Observed:
 
 
 async def observe(state: State, seen: Seen, plan: Plan, done: Done) -> Observed:
-    problem = plan.problem or done.problem
+    problem = done.problem or plan.problem
     applied = problem is None
-    now = Observed(problem=problem, applied=applied, deployment=state.child(
+    observed = Observed(problem=problem, applied=applied, deployment=state.child(
         "Deployment", seen.namespace, names.rasa_name(seen.name)))
     if applied and state.settings.check_dependencies:
         lost = await reachability.unreachable(plan.dependencies)
@@ -43,18 +43,18 @@ async def observe(state: State, seen: Seen, plan: Plan, done: Done) -> Observed:
             # Reported, not acted on: what runs stays, and Ready says the environment
             # cannot do its whole job (events or conversations cannot be stored).
             reason = lost[0][0].reason  # the first dependency out of reach names it
-            now.problem, now.lost = Problem(reason, reachability.message(lost)), True
+            observed.problem, observed.lost = Problem(reason, reachability.message(lost)), True
             previous = (seen.body or {}).get("status") or {}
             was = cond.get(previous.get("conditions"), cond.DEGRADED).get("reason")
-            log.log(logging.INFO if was == now.problem.reason else logging.WARNING,
+            log.log(logging.INFO if was == observed.problem.reason else logging.WARNING,
                     "BotEnvironment %s/%s: %s", seen.namespace, seen.name,
-                    now.problem.message)
-    now.verifying = (applied and not now.lost and plan.status_token is not None
-                       and state.settings.verify_models)
-    if now.verifying and rollout(now.deployment, seen.replicas).done:
-        now.answers = await verify.served_models(state.pods_of(seen.namespace, seen.name),
-                                                   port=RASA_PORT, token=plan.status_token)
-    return now
+                    observed.problem.message)
+    observed.verifying = (applied and not observed.lost and plan.status_token is not None
+                          and state.settings.verify_models)
+    if observed.verifying and rollout(observed.deployment, seen.replicas).done:
+        observed.answers = await verify.served_models(
+            state.pods_of(seen.namespace, seen.name), port=RASA_PORT, token=plan.status_token)
+    return observed
 
 
 def status_of(seen: Seen, plan: Plan, observed: Observed, timestamp: str) -> dict[str, Any]:
