@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import itertools
 
+from botenv.api import parse_environment
 from botenv.controller import broker_queues
 from botenv.render import names
-from tests.unit.builders import environment
+from tests.unit.builders import DEFAULT_IMAGE, environment
 
 EARLY, LATE = "2024-01-01T00:00:00Z", "2024-06-01T00:00:00Z"
 
@@ -181,3 +182,12 @@ def test_environments_being_deleted_release_their_queue():
 def test_an_environment_is_not_its_own_rival():
     me = env("a", queue="events")
     assert broker_queues.holder(me, [me, env("a", queue="events")]) is None
+
+
+def test_the_claim_of_a_parsed_spec_is_the_one_read_from_its_body():
+    for body in (env("a"), env("a", host="RabbitMQ.bots.svc.", port=5673, queue="events"),
+                 env("a", host="mq.example.com", queue="q")):
+        spec = parse_environment(body, DEFAULT_IMAGE)
+        assert spec.event_broker is not None
+        assert broker_queues.claim_of("bots", "a", spec.event_broker) == (
+            broker_queues.queue_of(body))

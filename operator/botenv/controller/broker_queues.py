@@ -5,14 +5,25 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from botenv.api.environment import EventBrokerSpec
 from botenv.render import conditions as cond
 from botenv.render import names
 
 QUEUE_CONFLICT = "QueueConflict"
 
 
-def queue_of(body: dict[str, Any]) -> tuple[str, str] | None:
-    """(broker identity, queue) the environment asks for, or None without a broker."""
+Claim = tuple[str, str]  # (broker identity, queue)
+
+
+def claim_of(namespace: str, name: str, broker: EventBrokerSpec) -> Claim:
+    """(broker identity, queue) an environment's parsed spec asks for."""
+    return (names.broker_identity(broker.host, broker.port, namespace),
+            broker.queue or names.derived_queue(namespace, name))
+
+
+def queue_of(body: dict[str, Any]) -> Claim | None:
+    """(broker identity, queue) the environment asks for, or None without a broker. Read
+    from the body: a rival's spec is compared even when it does not parse."""
     broker = (body.get("spec") or {}).get("eventBroker")
     if not isinstance(broker, dict) or not broker.get("host"):
         return None
@@ -31,9 +42,11 @@ def _rank(body: dict[str, Any], queue: str) -> tuple[bool, str, str, str]:
     return (not in_force, meta.get("creationTimestamp", ""), meta["namespace"], meta["name"])
 
 
-def holder(me: dict[str, Any], everyone: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
-    """The other environment that holds the queue `me` asks for, or None if `me` may use it."""
-    mine = queue_of(me)
+def holder(me: dict[str, Any], everyone: Iterable[dict[str, Any]], mine: Claim | None = None
+           ) -> dict[str, Any] | None:
+    """The other environment that holds the queue `me` asks for (`mine`, from its parsed
+    spec; read from its body when not given), or None if `me` may use it."""
+    mine = mine or queue_of(me)
     if mine is None:
         return None
     key = (me["metadata"]["namespace"], me["metadata"]["name"])

@@ -91,16 +91,16 @@ def queue_of(spec: EnvironmentSpec, body: dict[str, Any],
     with the environment that holds it."""
     if spec.event_broker is None:
         return ""
-    other = broker_queues.holder(body, environments)
+    _, queue = mine = broker_queues.claim_of(spec.namespace, spec.name, spec.event_broker)
+    other = broker_queues.holder(body, environments, mine)
     if other is not None:
         o = other["metadata"]
-        _, queue = broker_queues.queue_of(body) or ("", "")
         return Problem(broker_queues.QUEUE_CONFLICT,
                        f"event queue {queue!r} on broker {spec.event_broker.host}:"
                        f"{spec.event_broker.port} is already used by BotEnvironment "
                        f"{o['namespace']}/{o['name']}: set spec.eventBroker.queue to another "
                        "name, or leave it empty for a unique derived name")
-    return spec.event_broker.queue or names.derived_queue(spec.namespace, spec.name)
+    return queue
 
 
 def uses_of(spec: EnvironmentSpec, model: ModelRef) -> list[se.SecretUse] | Problem:
