@@ -12,7 +12,7 @@ import itertools
 
 import pytest
 
-from botenv.render.names import label_value
+from botenv.labels import label_value
 from tests.cluster.test_environments import env, tag
 from tests.cluster.test_model_server import get, pull_token
 from tests.support.kubectl import condition, eventually

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 
-from botenv.controller.resolve import Unresolved
 from botenv.controller.tag import tag_status
 from botenv.render.status import Problem, environment_status
 from botenv.storage import ObjectInfo
@@ -85,7 +84,7 @@ GOOD_TAG = tag_status({}, resolved=ObjectInfo(key="m1.tar.gz", digest="d1", size
                       generation=GENERATION - 1, history_limit=10, timestamp=T0)
 
 
-def tag_rendered(problem: Unresolved | None = None, *, previous: dict | None = None,
+def tag_rendered(problem: Problem | None = None, *, previous: dict | None = None,
                  generation: int = GENERATION) -> dict:
     """The status the operator writes on a tag of `generation` that was resolved before
     (GOOD_TAG) and now points to m2.tar.gz."""
@@ -164,29 +163,29 @@ def tag_cases() -> list[Case]:
         Case("resolved", tag(tag_rendered()), "Healthy", "Resolved: model m2.tar.gz (digest d2)"),
         Case("first resolution", tag(tag_rendered(previous={})), "Healthy", "m2.tar.gz"),
         Case("model not found, the previous model stays",
-             tag(tag_rendered(Unresolved("ModelNotFound", "model 'm2.tar.gz' not found at "
+             tag(tag_rendered(Problem("ModelNotFound", "model 'm2.tar.gz' not found at "
                                          "/models (m2.tar.gz)"))),
              "Degraded", "ModelNotFound: model 'm2.tar.gz' not found at /models (m2.tar.gz); "
                          "the tag stays on m1.tar.gz"),
         Case("model not found, never resolved",
-             tag(tag_rendered(Unresolved("ModelNotFound", "model 'm2.tar.gz' not found"),
+             tag(tag_rendered(Problem("ModelNotFound", "model 'm2.tar.gz' not found"),
                               previous={})),
              "Degraded", "no environment can start until it resolves"),
         Case("storage refuses the credentials",
-             tag(tag_rendered(Unresolved("StorageAccessDenied", "s3://b (m2.tar.gz): access "
+             tag(tag_rendered(Problem("StorageAccessDenied", "s3://b (m2.tar.gz): access "
                                          "denied"))), "Degraded", "StorageAccessDenied"),
         Case("storage Secret missing",
-             tag(tag_rendered(Unresolved("SecretMissing", "Secret 's3' not found"))),
+             tag(tag_rendered(Problem("SecretMissing", "Secret 's3' not found"))),
              "Degraded", "SecretMissing: Secret 's3' not found"),
-        Case("invalid spec", tag(tag_rendered(Unresolved("InvalidSpec", "spec.storage.bucket: "
+        Case("invalid spec", tag(tag_rendered(Problem("InvalidSpec", "spec.storage.bucket: "
                                                          "required for s3"))),
              "Degraded", "InvalidSpec: spec.storage.bucket"),
         Case("storage unreachable, retried",
-             tag(tag_rendered(Unresolved("StorageUnavailable", "s3://b (m2.tar.gz): timed out",
+             tag(tag_rendered(Problem("StorageUnavailable", "s3://b (m2.tar.gz): timed out",
                                          retry=True))),
              "Progressing", "StorageUnavailable: s3://b (m2.tar.gz): timed out"),
         Case("storage Secret unreadable, retried",
-             tag(tag_rendered(Unresolved("SecretUnreadable", "could not read Secret 's3' (503)",
+             tag(tag_rendered(Problem("SecretUnreadable", "could not read Secret 's3' (503)",
                                          retry=True))),
              "Progressing", "SecretUnreadable"),
     ]

@@ -7,9 +7,11 @@ import itertools
 
 import pytest
 
-from botenv.controller import environment as environment_controller
 from botenv.controller import resolve, tag
-from botenv.controller.resolve import Unresolved
+from botenv.controller.environment import apply as environment_apply
+from botenv.controller.environment import gather as environment_gather
+from botenv.controller.environment import plan as environment_plan
+from botenv.controller.environment import report as environment_report
 from botenv.render import status as status_render
 from botenv.render.status import Problem
 from tests.gitops import scenarios as sc
@@ -69,8 +71,9 @@ def test_tag_ready_unknown_is_progressing():
 def test_every_environment_reason_the_operator_reports_has_the_right_health():
     """Scans the controller for every reason it reports, so a new one cannot slip past the
     health check: a Problem with degraded=False is Progressing, every other one Degraded."""
-    found = (reported(environment_controller, "Blocked", "ApiFailure")
-             + reported(status_render, "Problem"))
+    found = [found for module in (environment_gather, environment_plan, environment_apply,
+                                  environment_report, status_render)
+             for found in reported(module, "Problem")]
     reasons = {reason for _, reason, _ in found}
     assert {"InvalidSpec", "TagNotFound", "WaitingForTag", "TagInvalid", "SecretMissing",
             "QueueConflict", "ApplyFailed", "SecretUnreadable", "RolloutStalled"} <= reasons
@@ -89,14 +92,14 @@ def test_every_environment_reason_the_operator_reports_has_the_right_health():
 def test_every_tag_reason_the_operator_reports_has_the_right_health():
     """A reason the operator retries by itself (retry=True) is Progressing; any other reason
     needs a fix and is Degraded."""
-    found = reported(resolve, "Unresolved") + reported(tag, "Unresolved")
+    found = reported(resolve, "Unresolved") + reported(tag, "Problem")
     reasons = {reason for _, reason, _ in found}
     assert {"ModelNotFound", "StorageAccessDenied", "StorageUnavailable", "SecretMissing",
             "SecretUnreadable", "InvalidSpec"} <= reasons
     for _, reason, keywords in found:
         flag = keywords.get("retry", False)
         for retry in (True, False) if flag is BOTH else (flag,):
-            result = health(sc.tag(sc.tag_rendered(Unresolved(reason, "why", retry=retry))))
+            result = health(sc.tag(sc.tag_rendered(Problem(reason, "why", retry=retry))))
             assert result["status"] == ("Progressing" if retry else "Degraded"), (reason,
                                                                                  result)
 

@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from botenv.controller.resolve import Unresolved
 from botenv.render.status import Problem
 from tests.gitops import scenarios as sc
 from tests.gitops.argocd import health
@@ -66,7 +65,7 @@ def environment_statuses() -> list[dict]:
 
 
 def tag_statuses() -> list[dict]:
-    problems = [None] + [Unresolved(reason, f"why {reason}", retry=retry) for reason, retry in
+    problems = [None] + [Problem(reason, f"why {reason}", retry=retry) for reason, retry in
                          (("ModelNotFound", False), ("StorageAccessDenied", False),
                           ("SecretMissing", False), ("InvalidSpec", False),
                           ("StorageUnavailable", True), ("SecretUnreadable", True))]

@@ -112,7 +112,7 @@ def test_flux_health_expressions_cover_both_kinds_and_the_retried_tagreported():
         assert "c.observedGeneration == metadata.generation" in e["current"]
     # The tag reasons that are not failures are exactly those botenv retries by itself.
     retried = {reason for _, reason, kw in reported(resolve, "Unresolved")
-               + reported(tag, "Unresolved") if kw.get("retry")}
+               + reported(tag, "Problem") if kw.get("retry")}
     listed = re.search(r"c\.reason in \[([^]]*)\]", exprs["ModelTag"]["failed"]).group(1)
     assert {r.strip(" '\"") for r in listed.split(",")} == retried
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from kopf.testing import KopfRunner
 
-import botenv.handlers.operator as wiring
+import botenv.runtime.operator as wiring
 
 
 class OperatorProcess:

@@ -12,6 +12,7 @@ import dataclasses
 import yaml
 
 from botenv.api import EnvironmentSpec, parse_environment, parse_tag
+from botenv.api.environment import check_tag_fits
 from botenv.api.tag import StorageSpec
 from botenv.render import names
 from botenv.render import secretenv as se
@@ -116,6 +117,8 @@ def render_all(
     """Render every child of one environment. `present` maps Secret names to their keys
     (default: every referenced key exists)."""
     parsed = parse_environment(body, DEFAULT_IMAGE)
+    check_tag_fits(parsed, storage=storage or StorageSpec(provider="http"),
+                   action_server_image="")
     remote = storage if parsed.delivery == "remoteStorage" else None
     uses = se.secret_uses(parsed, remote)
     if present is None:

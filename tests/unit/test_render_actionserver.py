@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from botenv.api import SpecError, parse_environment, parse_tag
+from botenv.api.environment import check_tag_fits
+from botenv.api.tag import StorageSpec
 from botenv.render import actionserver, names
 from tests.unit.builders import DEFAULT_IMAGE, UID, environment, render_all, spec, tag
 
@@ -83,7 +85,7 @@ def test_no_image_anywhere_names_the_field() -> None:
     parsed = spec(actionServer={"replicas": 1})
     with pytest.raises(SpecError, match=r"spec\.actionServer\.image: is required, since "
                                         r"ModelTag 'production' sets no spec\.actionServerImage"):
-        actionserver.image(parsed, "")
+        check_tag_fits(parsed, storage=StorageSpec(provider="http"), action_server_image="")
 
 
 def test_a_long_environment_name_with_an_action_server_is_rejected() -> None:

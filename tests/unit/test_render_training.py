@@ -9,6 +9,7 @@ import pytest
 
 from botenv.api import SpecError
 from botenv.api.training import default_model_name, parse_training
+from botenv.controller import job_status
 from botenv.render import training as render
 from botenv.settings import Settings
 
@@ -175,8 +176,8 @@ def test_failure_names_the_step_and_keeps_the_log_tail() -> None:
     pod = {"metadata": {"creationTimestamp": "t"}, "status": {
         "initContainerStatuses": [{"name": "train", "state": {"terminated": {
             "exitCode": 1, "message": "YamlSyntaxException: domain.yml"}}}]}}
-    reason, message, tail = render.failure_of(job, [pod])
+    reason, message, tail = job_status.failure_of(job, [pod])
     assert reason == "TrainingFailed"
     assert message.startswith("rasa train exited with code 1")
     assert tail == "YamlSyntaxException: domain.yml"
-    assert render.phase_of([pod]) == "Training"
+    assert job_status.phase_of([pod]) == "Training"

@@ -3,8 +3,8 @@ using it, and what happens when the model cannot be resolved."""
 
 from __future__ import annotations
 
-from botenv.controller.resolve import Unresolved
 from botenv.controller.tag import tag_status
+from botenv.render.problem import Problem
 from botenv.storage import ObjectInfo
 
 T0, T1, T2, T3 = (
@@ -15,7 +15,7 @@ T0, T1, T2, T3 = (
 )
 
 
-def status(previous: dict, model: str, *, digest: str = "", problem: Unresolved | None = None,
+def status(previous: dict, model: str, *, digest: str = "", problem: Problem | None = None,
            timestamp: str, environments: list[str] | None = None, history_limit: int = 10,
            generation: int = 1) -> dict:
     """The next status when storage says `model` has `digest` (default: d-<model>), or,
@@ -75,7 +75,7 @@ def test_unchanged_resolution_writes_nothing_new():
 
 def test_a_missing_model_keeps_the_last_resolution_and_says_why():
     s1 = status({}, "m1.tar.gz", timestamp=T0, environments=["production"])
-    missing = Unresolved("ModelNotFound", "model 'm2.tar.gz' not found at s3://models")
+    missing = Problem("ModelNotFound", "model 'm2.tar.gz' not found at s3://models")
     bad = status(s1, "m2.tar.gz", problem=missing, timestamp=T1, environments=["production"],
                  generation=2)
     assert (bad["model"], bad["digest"], bad["resolvedAt"]) == ("m1.tar.gz", "d-m1.tar.gz", T0)
@@ -88,7 +88,7 @@ def test_a_missing_model_keeps_the_last_resolution_and_says_why():
 
 def test_fixing_the_model_makes_it_ready_again():
     s1 = status({}, "m1.tar.gz", timestamp=T0)
-    bad = status(s1, "typo.tar.gz", problem=Unresolved("ModelNotFound", "no"), timestamp=T1)
+    bad = status(s1, "typo.tar.gz", problem=Problem("ModelNotFound", "no"), timestamp=T1)
     fixed = status(bad, "m2.tar.gz", timestamp=T2)
     assert fixed["model"] == "m2.tar.gz"
     assert [h["model"] for h in fixed["history"]] == ["m1.tar.gz"]
@@ -96,7 +96,7 @@ def test_fixing_the_model_makes_it_ready_again():
 
 
 def test_unresolvable_from_the_start_has_no_model():
-    bad = status({}, "m.tar.gz", problem=Unresolved("StorageUnavailable", "down"),
+    bad = status({}, "m.tar.gz", problem=Problem("StorageUnavailable", "down"),
                  timestamp=T0)
     assert "model" not in bad
     assert ready(bad)["status"] == "False"
@@ -119,7 +119,7 @@ def test_rollback_to_an_earlier_model_is_recorded_as_a_move():
 
 
 def with_image(previous: dict, model: str, image: str, *, timestamp: str,
-               problem: Unresolved | None = None) -> dict:
+               problem: Problem | None = None) -> dict:
     resolved = None if problem else ObjectInfo(key=model, digest=f"d-{model}", size=len(model))
     return tag_status(previous, resolved=resolved, model=model, problem=problem,
                       environments=[], generation=1, history_limit=10, timestamp=timestamp,
@@ -144,7 +144,7 @@ def test_a_new_action_server_image_alone_is_a_new_resolution():
 def test_the_image_does_not_move_before_its_model_resolves():
     s1 = with_image({}, "m1.tar.gz", "actions:1", timestamp=T0)
     s2 = with_image(s1, "missing.tar.gz", "actions:2", timestamp=T1,
-                    problem=Unresolved("ModelNotFound", "no such model"))
+                    problem=Problem("ModelNotFound", "no such model"))
     assert (s2["model"], s2["actionServerImage"]) == ("m1.tar.gz", "actions:1")
 
 

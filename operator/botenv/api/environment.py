@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Any
 
-from botenv.api.errors import Reader, SpecError
+from botenv.api.errors import SpecError
+from botenv.api.reader import Reader
 from botenv.api.refs import SecretKeyRef, secret_key
+from botenv.api.tag import StorageSpec
 
 TRACKER_TYPES = ("memory", "sql", "redis", "mongod", "dynamo", "custom")
 LOCK_TYPES = ("memory", "redis", "custom")
@@ -51,7 +54,7 @@ class TrackerStoreSpec:
     table_name: str = ""
     region: str = ""
     class_name: str = ""
-    params: dict = dataclasses.field(default_factory=dict)
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
     credentials: CredentialRef | None = None
 
 
@@ -64,7 +67,7 @@ class LockStoreSpec:
     key_prefix: str = ""
     use_ssl: bool | None = None
     class_name: str = ""
-    params: dict = dataclasses.field(default_factory=dict)
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
     credentials: CredentialRef | None = None
 
 
@@ -74,7 +77,7 @@ class EventBrokerSpec:
     port: int = 5672
     queue: str = ""
     exchange_name: str = ""
-    params: dict = dataclasses.field(default_factory=dict)
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
     credentials: CredentialRef | None = None
 
 
@@ -92,12 +95,12 @@ class ActionServerSpec:
     image: str = ""  # "" when the tag's actionServerImage is meant to provide it
     replicas: int = 1
     port: int = 5055
-    env: tuple[dict, ...] = ()
-    env_from: tuple[dict, ...] = ()
-    resources: dict = dataclasses.field(default_factory=dict)
+    env: tuple[dict[str, Any], ...] = ()
+    env_from: tuple[dict[str, Any], ...] = ()
+    resources: dict[str, Any] = dataclasses.field(default_factory=dict)
     node_selector: dict[str, str] = dataclasses.field(default_factory=dict)
-    tolerations: tuple[dict, ...] = ()
-    affinity: dict = dataclasses.field(default_factory=dict)
+    tolerations: tuple[dict[str, Any], ...] = ()
+    affinity: dict[str, Any] = dataclasses.field(default_factory=dict)
     pod_annotations: dict[str, str] = dataclasses.field(default_factory=dict)
     image_pull_policy: str = ""
     args: tuple[str, ...] = ()  # the image's own start command when empty
@@ -126,12 +129,12 @@ class EnvironmentSpec:
     action_endpoint_url: str = ""
     action_server: ActionServerSpec | None = None
     license: SecretKeyRef | None = None
-    env: tuple[dict, ...] = ()
-    env_from: tuple[dict, ...] = ()
-    resources: dict = dataclasses.field(default_factory=dict)
+    env: tuple[dict[str, Any], ...] = ()
+    env_from: tuple[dict[str, Any], ...] = ()
+    resources: dict[str, Any] = dataclasses.field(default_factory=dict)
     node_selector: dict[str, str] = dataclasses.field(default_factory=dict)
-    tolerations: tuple[dict, ...] = ()
-    affinity: dict = dataclasses.field(default_factory=dict)
+    tolerations: tuple[dict[str, Any], ...] = ()
+    affinity: dict[str, Any] = dataclasses.field(default_factory=dict)
     pod_annotations: dict[str, str] = dataclasses.field(default_factory=dict)
     pod_labels: dict[str, str] = dataclasses.field(default_factory=dict)
     service_account_name: str = ""
@@ -148,7 +151,7 @@ def _credentials(parent: Reader, with_username: bool = True) -> CredentialRef | 
 
 
 def _class_name(reader: Reader) -> str:
-    value = reader.str("class")
+    value = reader.text("class")
     if not value:
         reader.fail(f"{reader.path}.class", "is required for type custom: module.Class")
     elif not _CLASS.match(value):
@@ -159,7 +162,7 @@ def _class_name(reader: Reader) -> str:
 def _tracker_store(spec: Reader) -> TrackerStoreSpec:
     store = spec.child("trackerStore") or Reader({}, "spec.trackerStore", spec.problems)
     kind = store.enum("type", TRACKER_TYPES, "memory")
-    port = store.int("port", minimum=1, maximum=65535)
+    port = store.integer("port", minimum=1, maximum=65535)
     db = store.data.get("db")
     if db is not None and (isinstance(db, bool) or not isinstance(db, int | str)):
         store.fail("spec.trackerStore.db", "must be a string or an integer")
@@ -167,20 +170,20 @@ def _tracker_store(spec: Reader) -> TrackerStoreSpec:
     parsed = TrackerStoreSpec(
         type=kind,
         dialect=store.enum("dialect", SQL_DIALECTS, "postgresql"),
-        host=store.str("host"),
+        host=store.text("host"),
         port=port,
         db=db,
-        login_db=store.str("loginDb"),
-        query=store.str_map("query"),
-        key_prefix=store.str("keyPrefix"),
-        use_ssl=store.bool("useSsl"),
-        record_exp=store.int("recordExp", minimum=0),
-        auth_source=store.str("authSource"),
-        collection=store.str("collection"),
-        table_name=store.str("tableName"),
-        region=store.str("region"),
+        login_db=store.text("loginDb"),
+        query=store.text_map("query"),
+        key_prefix=store.text("keyPrefix"),
+        use_ssl=store.flag("useSsl"),
+        record_exp=store.integer("recordExp", minimum=0),
+        auth_source=store.text("authSource"),
+        collection=store.text("collection"),
+        table_name=store.text("tableName"),
+        region=store.text("region"),
         class_name=_class_name(store) if kind == "custom" else "",
-        params=store.dict("params"),
+        params=store.mapping("params"),
         credentials=_credentials(store),
     )
     if kind in ("sql", "redis", "mongod") and not parsed.host and parsed.dialect != "sqlite":
@@ -196,13 +199,13 @@ def _lock_store(spec: Reader) -> LockStoreSpec:
     kind = store.enum("type", LOCK_TYPES, "memory")
     parsed = LockStoreSpec(
         type=kind,
-        host=store.str("host"),
-        port=store.int("port", minimum=1, maximum=65535),
-        db=store.int("db", minimum=0),
-        key_prefix=store.str("keyPrefix"),
-        use_ssl=store.bool("useSsl"),
+        host=store.text("host"),
+        port=store.integer("port", minimum=1, maximum=65535),
+        db=store.integer("db", minimum=0),
+        key_prefix=store.text("keyPrefix"),
+        use_ssl=store.flag("useSsl"),
         class_name=_class_name(store) if kind == "custom" else "",
-        params=store.dict("params"),
+        params=store.mapping("params"),
         credentials=_credentials(store, with_username=False),
     )
     if kind == "redis" and not parsed.host:
@@ -215,11 +218,11 @@ def _event_broker(spec: Reader) -> EventBrokerSpec | None:
     if broker is None:
         return None
     broker.enum("type", ("pika",), "pika")
-    queue = broker.str("queue")
+    queue = broker.text("queue")
     if queue and (not _QUEUE.match(queue) or queue.startswith("amq.")):
         broker.fail("spec.eventBroker.queue", "must be 1-255 characters of letters, digits, "
                     f"'_', '.', ':' or '-' and not start with 'amq.', got {queue!r}")
-    host = broker.str("host")
+    host = broker.text("host")
     if not host:
         broker.fail("spec.eventBroker.host", "is required: the RabbitMQ host name")
     if broker.child("secretRef") is None:
@@ -227,16 +230,16 @@ def _event_broker(spec: Reader) -> EventBrokerSpec | None:
                     "username and a password (keys username, password)")
     return EventBrokerSpec(
         host=host,
-        port=broker.int("port", 5672, minimum=1, maximum=65535) or 5672,
+        port=broker.integer("port", 5672, minimum=1, maximum=65535) or 5672,
         queue=queue,
-        exchange_name=broker.str("exchangeName"),
-        params=broker.dict("params"),
+        exchange_name=broker.text("exchangeName"),
+        params=broker.mapping("params"),
         credentials=_credentials(broker),
     )
 
 
-def _objects(reader: Reader, key: str, required: str = "") -> tuple[dict, ...]:
-    items = reader.list(key)
+def _objects(reader: Reader, key: str, required: str = "") -> tuple[dict[str, Any], ...]:
+    items = reader.items(key)
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             reader.fail(f"{reader.path}.{key}[{i}]", "must be an object")
@@ -246,7 +249,7 @@ def _objects(reader: Reader, key: str, required: str = "") -> tuple[dict, ...]:
 
 
 def _strings(reader: Reader, key: str) -> tuple[str, ...]:
-    items = reader.list(key)
+    items = reader.items(key)
     if any(not isinstance(i, str) for i in items):
         reader.fail(f"{reader.path}.{key}", "must be a list of strings")
     return tuple(i for i in items if isinstance(i, str))
@@ -261,22 +264,22 @@ def _action_server(spec: Reader, name: str) -> ActionServerSpec | None:
                     f"characters with spec.actionServer (its Service is rasa-<name>-actions), "
                     f"got {len(name)}")
     return ActionServerSpec(
-        image=server.str("image"),
-        replicas=server.int("replicas", 1, minimum=0, maximum=1000) or 0,
-        port=server.int("port", 5055, minimum=1, maximum=65535) or 5055,
+        image=server.text("image"),
+        replicas=server.integer("replicas", 1, minimum=0, maximum=1000) or 0,
+        port=server.integer("port", 5055, minimum=1, maximum=65535) or 5055,
         env=_objects(server, "env", "name"),
         env_from=_objects(server, "envFrom"),
-        resources=server.dict("resources"),
-        node_selector=server.str_map("nodeSelector"),
+        resources=server.mapping("resources"),
+        node_selector=server.text_map("nodeSelector"),
         tolerations=_objects(server, "tolerations"),
-        affinity=server.dict("affinity"),
-        pod_annotations=server.str_map("podAnnotations"),
-        image_pull_policy=server.str("imagePullPolicy"),
+        affinity=server.mapping("affinity"),
+        pod_annotations=server.text_map("podAnnotations"),
+        image_pull_policy=server.text("imagePullPolicy"),
         args=_strings(server, "args"),
     )
 
 
-def parse_environment(body: dict, default_image: str) -> EnvironmentSpec:
+def parse_environment(body: dict[str, Any], default_image: str) -> EnvironmentSpec:
     """Parse and check a BotEnvironment body; raise SpecError naming every bad field."""
     problems: list[str] = []
     meta = body.get("metadata") or {}
@@ -287,14 +290,14 @@ def parse_environment(body: dict, default_image: str) -> EnvironmentSpec:
                         f"rasa-<name>), got {name!r}")
     spec = Reader(body.get("spec") or {}, "spec", problems)
 
-    model_tag = spec.str("modelTag") or name
+    model_tag = spec.text("modelTag") or name
     if not _TAG_NAME.match(model_tag) or len(model_tag) > 253:
         spec.fail("spec.modelTag", f"must be the name of a ModelTag, got {model_tag!r}")
     auth = spec.child("auth") or Reader({}, "spec.auth", problems)
     token_ref, jwt_ref = auth.child("tokenSecretRef"), auth.child("jwtSecretRef")
     credentials_ref = spec.child("credentialsSecretRef")
     service = spec.child("service") or Reader({}, "spec.service", problems)
-    action_url = (spec.child("actionEndpoint") or Reader({}, "", problems)).str("url")
+    action_url = (spec.child("actionEndpoint") or Reader({}, "", problems)).text("url")
     if action_url and not _URL.match(action_url):
         spec.fail("spec.actionEndpoint.url", f"must be an http(s):// URL, got {action_url!r}")
     action_server = _action_server(spec, name)
@@ -303,22 +306,23 @@ def parse_environment(body: dict, default_image: str) -> EnvironmentSpec:
                   "points Rasa at the action server it runs); set one of the two")
     license_ref = (spec.child("license") or Reader({}, "spec.license", problems)
                    ).child("secretRef")
-    cors = spec.list("cors")
+    cors = spec.items("cors")
     if any(not isinstance(c, str) for c in cors):
         spec.fail("spec.cors", "must be a list of origins (strings), e.g. ['*']")
 
     parsed = EnvironmentSpec(
         name=name,
         namespace=namespace,
-        image=spec.str("image") or default_image,
+        image=spec.text("image") or default_image,
         model_tag=model_tag,
-        replicas=spec.int("replicas", 1, minimum=0, maximum=1000) or 0,
-        image_pull_policy=spec.str("imagePullPolicy"),
+        replicas=spec.integer("replicas", 1, minimum=0, maximum=1000) or 0,
+        image_pull_policy=spec.text("imagePullPolicy"),
         image_pull_secrets=tuple(s.get("name", "") for s in _objects(spec, "imagePullSecrets",
                                                                       "name")),
         delivery=spec.enum("delivery", ("pull", "remoteStorage"), "pull"),
         rollout=spec.enum("rollout", ("Restart", "HotSwap"), "Restart"),
-        pull_interval_seconds=spec.int("pullIntervalSeconds", 10, minimum=1, maximum=86400) or 10,
+        pull_interval_seconds=spec.integer("pullIntervalSeconds", 10, minimum=1,
+                                           maximum=86400) or 10,
         auth_token=secret_key(token_ref, "key", "token") if token_ref else None,
         jwt_secret=secret_key(jwt_ref, "key", "jwt-secret") if jwt_ref else None,
         jwt_method=auth.enum("jwtMethod", JWT_METHODS, "HS256"),
@@ -333,17 +337,17 @@ def parse_environment(body: dict, default_image: str) -> EnvironmentSpec:
         license=secret_key(license_ref, "key", "license") if license_ref else None,
         env=_objects(spec, "env", "name"),
         env_from=_objects(spec, "envFrom"),
-        resources=spec.dict("resources"),
-        node_selector=spec.str_map("nodeSelector"),
+        resources=spec.mapping("resources"),
+        node_selector=spec.text_map("nodeSelector"),
         tolerations=_objects(spec, "tolerations"),
-        affinity=spec.dict("affinity"),
-        pod_annotations=spec.str_map("podAnnotations"),
-        pod_labels=spec.str_map("podLabels"),
-        service_account_name=spec.str("serviceAccountName"),
+        affinity=spec.mapping("affinity"),
+        pod_annotations=spec.text_map("podAnnotations"),
+        pod_labels=spec.text_map("podLabels"),
+        service_account_name=spec.text("serviceAccountName"),
         service=ServiceSpec(
             type=service.enum("type", ("ClusterIP", "NodePort", "LoadBalancer"), "ClusterIP"),
-            port=service.int("port", 5005, minimum=1, maximum=65535) or 5005,
-            annotations=service.str_map("annotations"),
+            port=service.integer("port", 5005, minimum=1, maximum=65535) or 5005,
+            annotations=service.text_map("annotations"),
         ),
     )
     if parsed.replicas > 1 and parsed.lock_store.type == "memory":
@@ -357,6 +361,37 @@ def parse_environment(body: dict, default_image: str) -> EnvironmentSpec:
     if parsed.rollout == "HotSwap" and parsed.delivery != "pull":
         spec.fail("spec.rollout", "HotSwap needs delivery: pull (the pods pull the new model "
                   "themselves); with remoteStorage the model is a start-up flag, use Restart")
+    if parsed.jwt_secret and not parsed.auth_token and not parsed.jwt_method.startswith("HS"):
+        spec.fail("spec.auth.tokenSecretRef", "is required with an asymmetric jwtMethod "
+                  f"({parsed.jwt_method}): the readiness check needs a credential to ask "
+                  "Rasa's /status whether a model is loaded")
     if problems:
         raise SpecError(problems)
     return parsed
+
+
+# The tag storages Rasa's own persistors can load a model from (delivery: remoteStorage).
+REMOTE_STORAGE_PROVIDERS = ("s3", "gcs", "azure")
+
+
+def check_tag_fits(spec: EnvironmentSpec, *, storage: StorageSpec,
+                   action_server_image: str) -> None:
+    """Raise SpecError for what the environment asks of its ModelTag that the tag cannot
+    give: an action server without any image, or a remote storage Rasa cannot load from.
+    `storage` is the tag's storage; `action_server_image` its spec.actionServerImage."""
+    problems: list[str] = []
+    if spec.action_server is not None and not (action_server_image
+                                               or spec.action_server.image):
+        problems.append(f"spec.actionServer.image: is required, since ModelTag "
+                        f"{spec.model_tag!r} sets no spec.actionServerImage")
+    if spec.delivery == "remoteStorage":
+        if storage.provider not in REMOTE_STORAGE_PROVIDERS:
+            problems.append(f"spec.delivery: remoteStorage needs a tag stored in s3, gcs or "
+                            f"azure; ModelTag {spec.model_tag!r} uses {storage.provider}: use "
+                            "delivery: pull")
+        elif storage.endpoint and storage.provider != "s3":
+            problems.append(f"spec.delivery: Rasa's {storage.provider} persistor cannot use the "
+                            f"custom endpoint of ModelTag {spec.model_tag!r} (storage.endpoint): "
+                            "use delivery: pull")
+    if problems:
+        raise SpecError(problems)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from typing import Any
 
-from botenv.api.errors import Reader, SpecError
+from botenv.api.errors import SpecError
+from botenv.api.reader import Reader
 from botenv.api.refs import secret_name
 
 PROVIDERS = ("s3", "gcs", "azure", "http", "local")
@@ -23,13 +25,13 @@ class StorageSpec:
     path: str = ""
     secret_name: str = ""
 
-    def block(self, *, with_secret: bool = True) -> dict:
+    def block(self, *, with_secret: bool = True) -> dict[str, Any]:
         """The spec's `storage` block again (the fields that are set): what a ModelTag or
         `botenv upload --storage-json` is given."""
-        block = {k: v for k, v in (("provider", self.provider), ("bucket", self.bucket),
-                                   ("prefix", self.prefix), ("endpoint", self.endpoint),
-                                   ("region", self.region), ("url", self.url),
-                                   ("path", self.path)) if v}
+        fields = (("provider", self.provider), ("bucket", self.bucket),
+                  ("prefix", self.prefix), ("endpoint", self.endpoint),
+                  ("region", self.region), ("url", self.url), ("path", self.path))
+        block: dict[str, Any] = {k: v for k, v in fields if v}
         if with_secret and self.secret_name:
             block["secretRef"] = {"name": self.secret_name}
         return block
@@ -58,12 +60,12 @@ def parse_storage(storage: Reader) -> StorageSpec:
     ref = storage.child("secretRef")
     parsed = StorageSpec(
         provider=provider,
-        bucket=storage.str("bucket"),
-        prefix=storage.str("prefix"),
-        endpoint=storage.str("endpoint"),
-        region=storage.str("region"),
-        url=storage.str("url"),
-        path=storage.str("path"),
+        bucket=storage.text("bucket"),
+        prefix=storage.text("prefix"),
+        endpoint=storage.text("endpoint"),
+        region=storage.text("region"),
+        url=storage.text("url"),
+        path=storage.text("path"),
         secret_name=secret_name(ref) if ref is not None else "",
     )
     if provider in ("s3", "gcs", "azure") and not parsed.bucket:
@@ -78,10 +80,10 @@ def parse_storage(storage: Reader) -> StorageSpec:
     return parsed
 
 
-def parse_tag(body: dict) -> TagSpec:
+def parse_tag(body: dict[str, Any]) -> TagSpec:
     problems: list[str] = []
     spec = Reader(body.get("spec") or {}, "spec", problems)
-    model = spec.str("model")
+    model = spec.text("model")
     if not model:
         spec.fail("spec.model", "is required: the model's object name, e.g. 20190506-100418.tar.gz")
     elif model.startswith("/") or ".." in model.split("/") or any(c.isspace() for c in model):
@@ -93,7 +95,7 @@ def parse_tag(body: dict) -> TagSpec:
         spec.fail("spec.storage", "is required: where the model is stored")
         storage = Reader({}, "spec.storage", problems)
     parsed = parse_storage(storage)
-    image = spec.str("actionServerImage")
+    image = spec.text("actionServerImage")
     if image and (any(c.isspace() for c in image) or len(image) > 512):
         spec.fail("spec.actionServerImage", f"must be a container image reference, got {image!r}")
     if problems:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import re
+from typing import Any
 
-from botenv.api.errors import Reader, SpecError
+from botenv.api.errors import SpecError
+from botenv.api.reader import Reader
 from botenv.api.tag import StorageSpec, parse_storage
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -25,10 +27,10 @@ class TrainingSpec:
     output: StorageSpec
     model_name: str  # the file name in storage, ending in .tar.gz
     tag: str = ""  # the ModelTag to create or move once the model is stored
-    resources: dict = dataclasses.field(default_factory=dict)
+    resources: dict[str, Any] = dataclasses.field(default_factory=dict)
     node_selector: dict[str, str] = dataclasses.field(default_factory=dict)
-    tolerations: tuple[dict, ...] = ()
-    affinity: dict = dataclasses.field(default_factory=dict)
+    tolerations: tuple[dict[str, Any], ...] = ()
+    affinity: dict[str, Any] = dataclasses.field(default_factory=dict)
     active_deadline_seconds: int = 3600
     backoff_limit: int = 1
     image_pull_secrets: tuple[str, ...] = ()
@@ -51,7 +53,7 @@ def default_model_name(name: str, created: str, generation: int = 1) -> str:
     return f"{name}-{when:%Y%m%d-%H%M%S}{suffix}.tar.gz"
 
 
-def parse_training(body: dict, default_image: str) -> TrainingSpec:
+def parse_training(body: dict[str, Any], default_image: str) -> TrainingSpec:
     """Parse and check a ModelTraining body; raise SpecError naming every bad field."""
     problems: list[str] = []
     meta = body.get("metadata") or {}
@@ -73,13 +75,13 @@ def parse_training(body: dict, default_image: str) -> TrainingSpec:
                         "config.yml, domain.yml and the data files) and storage + object (a "
                         ".tar.gz of the project in storage)")
         elif ref is not None:
-            config_map = ref.str("name")
+            config_map = ref.text("name")
             if not _NAME.match(config_map):
                 ref.fail("spec.source.configMap.name", f"must be a ConfigMap name, got "
                                                       f"{config_map!r}")
-        else:
+        elif stored is not None:
             archive = parse_storage(stored)
-            archive_object = source.str("object")
+            archive_object = source.text("object")
             if not archive_object or archive_object.startswith("/") or ".." in \
                     archive_object.split("/"):
                 source.fail("spec.source.object", "is required with spec.source.storage: the "
@@ -98,7 +100,7 @@ def parse_training(body: dict, default_image: str) -> TrainingSpec:
     if parsed_storage.provider == "http":
         storage.fail("spec.output.storage.provider", "http storage is read-only: use s3, gcs, "
                      "azure or local for a training's output")
-    model_name = output.str("modelName")
+    model_name = output.text("modelName")
     if model_name and not _MODEL.match(model_name):
         output.fail("spec.output.modelName", "must be a file name ending in .tar.gz (letters, "
                     f"digits, '.', '_', '-'), got {model_name!r}")
@@ -106,28 +108,28 @@ def parse_training(body: dict, default_image: str) -> TrainingSpec:
         model_name = default_model_name(name, meta["creationTimestamp"],
                                         int(meta.get("generation") or 1))
 
-    tag = spec.str("tag")
+    tag = spec.text("tag")
     if tag and (not _NAME.match(tag) or len(tag) > 253):
         spec.fail("spec.tag", f"must be the name of a ModelTag, got {tag!r}")
-    pull_secrets = spec.list("imagePullSecrets")
+    pull_secrets = spec.items("imagePullSecrets")
     if any(not isinstance(s, dict) or not s.get("name") for s in pull_secrets):
         spec.fail("spec.imagePullSecrets", "must be a list of {name: SECRET}")
 
     parsed = TrainingSpec(
         name=name,
         namespace=namespace,
-        image=spec.str("image") or default_image,
+        image=spec.text("image") or default_image,
         config_map=config_map,
         output=parsed_storage,
         model_name=model_name,
         tag=tag,
-        resources=spec.dict("resources"),
-        node_selector=spec.str_map("nodeSelector"),
-        tolerations=tuple(t for t in spec.list("tolerations") if isinstance(t, dict)),
-        affinity=spec.dict("affinity"),
-        active_deadline_seconds=spec.int("activeDeadlineSeconds", 3600, minimum=60,
+        resources=spec.mapping("resources"),
+        node_selector=spec.text_map("nodeSelector"),
+        tolerations=tuple(t for t in spec.items("tolerations") if isinstance(t, dict)),
+        affinity=spec.mapping("affinity"),
+        active_deadline_seconds=spec.integer("activeDeadlineSeconds", 3600, minimum=60,
                                          maximum=7 * 86400) or 3600,
-        backoff_limit=spec.int("backoffLimit", 1, minimum=0, maximum=10) or 0,
+        backoff_limit=spec.integer("backoffLimit", 1, minimum=0, maximum=10) or 0,
         image_pull_secrets=tuple(s["name"] for s in pull_secrets
                                  if isinstance(s, dict) and s.get("name")),
         archive=archive,

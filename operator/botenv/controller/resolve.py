@@ -13,17 +13,18 @@ from kubernetes.client.exceptions import ApiException
 
 from botenv.api.tag import TagSpec
 from botenv.kube.client import Kube
+from botenv.render.problem import Problem
 from botenv.storage import AccessDenied, ObjectInfo, ObjectNotFound, StorageError
 from botenv.storage.factory import key_for, storage_for
 from botenv.storage.policy import LocationNotAllowed, StoragePolicy
 
 
-class Unresolved(Exception):
-    """Why a tag's model could not be resolved; `retry` for transient causes."""
+class Unresolved(Exception):  # noqa: N818 (the outcome of a resolve, not a fault)
+    """Why a tag's model could not be resolved (its Problem); `retry` for transient causes."""
 
     def __init__(self, reason: str, message: str, *, retry: bool = False) -> None:
         super().__init__(message)
-        self.reason, self.message, self.retry = reason, message, retry
+        self.problem = Problem(reason, message, retry=retry)
 
 
 def _where(spec: TagSpec) -> str:

@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from botenv.kube.client import Kube
 from botenv.settings import Settings
 
+if TYPE_CHECKING:
+    from botenv.controller.resolve import Resolver
+
 ENV, TAG, TRAIN = "env", "tag", "train"
+# A kopf index (or a plain dict in tests): key -> the objects stored under it.
+Index = Mapping[Any, Iterable[dict[str, Any]]]
 
 
-def _rv(obj: dict) -> int:
+def _rv(obj: dict[str, Any]) -> int:
     try:
         return int(obj["metadata"]["resourceVersion"])
     except (KeyError, ValueError):
         return -1
 
 
-def only(index: Mapping | None, key: object) -> dict | None:
+def only(index: Index | None, key: object) -> dict[str, Any] | None:
     """The single object stored under a key of a kopf index, if any."""
     if index is None or key not in index:
         return None
@@ -30,18 +36,18 @@ class State:
     kube: Kube
     settings: Settings
     # kopf indexes (live views, filled from watches before any reconcile runs):
-    environments: Mapping  # (ns, name) -> BotEnvironment snapshot
-    tags: Mapping  # (ns, name) -> ModelTag snapshot
-    children: Mapping[str, Mapping]  # kind -> (ns, name) -> owned child snapshot
-    resolver: object = None  # controller.resolve.Resolver
-    pods: Mapping | None = None  # (ns, environment) -> views of its Rasa pods
-    trainings: Mapping | None = None  # (ns, name) -> ModelTraining snapshot
+    environments: Index  # (ns, name) -> BotEnvironment snapshot
+    tags: Index  # (ns, name) -> ModelTag snapshot
+    children: Mapping[str, Index]  # kind -> (ns, name) -> owned child snapshot
+    resolver: Resolver | None = None  # set at start-up; tags are resolved through it
+    pods: Index | None = None  # (ns, environment) -> views of its Rasa pods
+    trainings: Index | None = None  # (ns, name) -> ModelTraining snapshot
     # Objects as the API server returned them from botenv's own writes, until the watch
     # delivers that version (or a newer one): without this, a reconcile that runs before
     # the watch event arrives would see the old object and write the same change again.
-    written: dict[tuple[str, str, str], dict] = dataclasses.field(default_factory=dict)
+    written: dict[tuple[str, str, str], dict[str, Any]] = dataclasses.field(default_factory=dict)
 
-    def remember(self, obj: dict) -> None:
+    def remember(self, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         if obj.get("kind") and meta.get("name"):
             self.written[(obj["kind"], meta.get("namespace", ""), meta["name"])] = obj
@@ -49,8 +55,8 @@ class State:
     def forget(self, kind: str, namespace: str, name: str) -> None:
         self.written.pop((kind, namespace, name), None)
 
-    def _fresher(self, kind: str, namespace: str, name: str, indexed: dict | None
-                 ) -> dict | None:
+    def _fresher(self, kind: str, namespace: str, name: str, indexed: dict[str, Any] | None
+                 ) -> dict[str, Any] | None:
         key = (kind, namespace, name)
         mine = self.written.get(key)
         if mine is None:
@@ -60,40 +66,40 @@ class State:
             return indexed
         return mine
 
-    def environment(self, namespace: str, name: str) -> dict | None:
+    def environment(self, namespace: str, name: str) -> dict[str, Any] | None:
         indexed = only(self.environments, (namespace, name))
         if indexed is None:
             return None  # deleted: never resurrect it from what botenv wrote
         return self._fresher("BotEnvironment", namespace, name, indexed)
 
-    def tag(self, namespace: str, name: str) -> dict | None:
+    def tag(self, namespace: str, name: str) -> dict[str, Any] | None:
         indexed = only(self.tags, (namespace, name))
         if indexed is None:
             return None
         return self._fresher("ModelTag", namespace, name, indexed)
 
-    def training(self, namespace: str, name: str) -> dict | None:
+    def training(self, namespace: str, name: str) -> dict[str, Any] | None:
         indexed = only(self.trainings, (namespace, name))
         if indexed is None:
             return None
         return self._fresher("ModelTraining", namespace, name, indexed)
 
-    def child(self, kind: str, namespace: str, name: str) -> dict | None:
+    def child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self._fresher(kind, namespace, name,
                              only(self.children.get(kind), (namespace, name)))
 
-    def pods_of(self, namespace: str, environment: str) -> list[dict]:
+    def pods_of(self, namespace: str, environment: str) -> list[dict[str, Any]]:
         if self.pods is None or (namespace, environment) not in self.pods:
             return []
         return list(self.pods[(namespace, environment)])
 
-    def all_environments(self) -> Iterator[dict]:
+    def all_environments(self) -> Iterator[dict[str, Any]]:
         for key in list(self.environments):
             body = only(self.environments, key)
             if body is not None:
                 yield body
 
 
-def tag_of(body: dict) -> str:
+def tag_of(body: dict[str, Any]) -> str:
     """The ModelTag an environment uses: spec.modelTag, or its own name."""
-    return (body.get("spec") or {}).get("modelTag") or body["metadata"]["name"]
+    return str((body.get("spec") or {}).get("modelTag") or body["metadata"]["name"])

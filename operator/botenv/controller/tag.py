@@ -1,14 +1,23 @@
-"""One reconcile of a ModelTag: its resolution, history and the environments using it."""
+"""One reconcile of a ModelTag, in the same steps as every kind:
+
+    gather   the tag and the environments using it (indexes); its model, stat-ed in storage
+    plan     pure: the tag's next status (its resolution, history and users)
+    apply    nothing: a tag owns no children
+    report   the status patch, and Events for a move or a new problem"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+from typing import Any
 
 from botenv.api import SpecError, parse_tag
+from botenv.controller import reporting
 from botenv.controller.resolve import Unresolved
 from botenv.controller.state import State, tag_of
 from botenv.render import conditions as cond
+from botenv.render.problem import Problem, Retry
 from botenv.storage import ObjectInfo
 
 log = logging.getLogger(__name__)
@@ -25,9 +34,40 @@ def users(state: State, namespace: str, name: str) -> list[str]:
                   and not b["metadata"].get("deletionTimestamp"))
 
 
-def tag_status(previous: dict, *, resolved: ObjectInfo | None, model: str,
-               problem: Unresolved | None, environments: list[str], generation: int,
-               history_limit: int, timestamp: str, action_server_image: str = "") -> dict:
+@dataclasses.dataclass
+class Seen:
+    body: dict[str, Any]
+    model: str  # the model the spec names (the last resolved one when the spec is invalid)
+    action_server_image: str
+    environments: list[str]
+    resolved: ObjectInfo | None = None  # None: not resolved (`problem` says why)
+    problem: Problem | None = None
+
+
+def gather(state: State, namespace: str, name: str) -> Seen | None:
+    """None when the tag is gone (or going)."""
+    body = state.tag(namespace, name)
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return None
+    previous = body.get("status") or {}
+    seen = Seen(body=body, model=previous.get("model", ""),
+                action_server_image=previous.get("actionServerImage", ""),
+                environments=users(state, namespace, name))
+    try:
+        spec = parse_tag(body)
+        seen.model, seen.action_server_image = spec.model, spec.action_server_image
+        assert state.resolver is not None
+        seen.resolved = state.resolver.resolve(namespace, name, spec)
+    except SpecError as exc:
+        seen.problem = Problem("InvalidSpec", str(exc))
+    except Unresolved as exc:
+        seen.problem = exc.problem
+    return seen
+
+
+def tag_status(previous: dict[str, Any], *, resolved: ObjectInfo | None, model: str,
+               problem: Problem | None, environments: list[str], generation: int,
+               history_limit: int, timestamp: str, action_server_image: str = "") -> dict[str, Any]:
     """Pure: the tag's next status. `resolved` is what storage says about `model`, or None
     when it could not be resolved: the last good resolution then stays in force. The action
     server image moves with the model, never before it resolves."""
@@ -57,41 +97,18 @@ def tag_status(previous: dict, *, resolved: ObjectInfo | None, model: str,
     return status
 
 
-async def reconcile(state: State, namespace: str, name: str) -> None:
-    body = state.tag(namespace, name)
-    if body is None or body["metadata"].get("deletionTimestamp"):
-        state.resolver.forget(namespace, name)
-        return
-    previous = body.get("status") or {}
-    resolved, problem, model = None, None, previous.get("model", "")
-    image = previous.get("actionServerImage", "")
-    try:
-        spec = parse_tag(body)
-        model, image = spec.model, spec.action_server_image
-        resolved = await asyncio.to_thread(state.resolver.resolve, namespace, name, spec)
-    except SpecError as exc:
-        problem = Unresolved("InvalidSpec", str(exc))
-    except Unresolved as exc:
-        problem = exc
-    timestamp = cond.now()
-    status = tag_status(previous, resolved=resolved, model=model, problem=problem,
-                        environments=users(state, namespace, name),
-                        generation=body["metadata"].get("generation", 0),
-                        history_limit=state.settings.history_limit, timestamp=timestamp,
-                        action_server_image=image)
-    if status != previous:
-        await asyncio.to_thread(_report, state, body, previous, status, timestamp)
-    if problem is not None and problem.retry:
-        raise problem  # the work queue retries with backoff
+def plan(seen: Seen, history_limit: int, timestamp: str) -> dict[str, Any]:
+    """Pure: the status the tag should have."""
+    return tag_status(seen.body.get("status") or {}, resolved=seen.resolved, model=seen.model,
+                      problem=seen.problem, environments=seen.environments,
+                      generation=seen.body["metadata"].get("generation", 0),
+                      history_limit=history_limit, timestamp=timestamp,
+                      action_server_image=seen.action_server_image)
 
 
-def _report(state: State, body: dict, previous: dict, status: dict, timestamp: str) -> None:
-    meta = body["metadata"]
-    patch = dict(status)
-    for key in RESOLVED:
-        if key in previous and key not in status:
-            patch[key] = None  # merge patch: an image no longer set is removed
-    state.remember(state.kube.patch_status("ModelTag", meta["namespace"], meta["name"], patch))
+def events(previous: dict[str, Any], status: dict[str, Any]) -> list[reporting.Event]:
+    """(type, reason, message) Events for what changed between two statuses."""
+    out: list[reporting.Event] = []
     old, new = previous.get("model"), status.get("model")
     old_image, image = previous.get("actionServerImage"), status.get("actionServerImage")
     if (new, status.get("digest"), image) != (old, previous.get("digest"), old_image):
@@ -100,9 +117,36 @@ def _report(state: State, body: dict, previous: dict, status: dict, timestamp: s
                    else f"points to {new} (digest {status.get('digest')})")
         if image != old_image:
             message += f", action server image {image or 'of each environment'}"
-        state.kube.event(body, "Normal", "Moved", f"{message}; environments: {users_}", timestamp)
-        log.info("ModelTag %s/%s %s", meta["namespace"], meta["name"], message)
+        out.append(("Normal", "Moved", f"{message}; environments: {users_}"))
     ready = cond.get(status["conditions"], cond.READY)
     if ready.get("status") == "False" and ready != cond.get(previous.get("conditions"),
                                                             cond.READY):
-        state.kube.event(body, "Warning", ready["reason"], ready["message"], timestamp)
+        out.append(("Warning", ready["reason"], ready["message"]))
+    return out
+
+
+def report(state: State, body: dict[str, Any], status: dict[str, Any], timestamp: str) -> None:
+    previous = body.get("status") or {}
+    if status == previous:
+        return
+    found = events(previous, status)
+    meta = body["metadata"]
+    for _, reason, message in found:
+        if reason == "Moved":
+            log.info("ModelTag %s/%s %s", meta["namespace"], meta["name"], message)
+    # merge patch: an image no longer set is removed
+    reporting.report(state, "ModelTag", body, status, removable=RESOLVED, events=found,
+                     timestamp=timestamp)
+
+
+async def reconcile(state: State, namespace: str, name: str) -> None:
+    seen = await asyncio.to_thread(gather, state, namespace, name)
+    if seen is None:
+        if state.resolver is not None:
+            state.resolver.forget(namespace, name)
+        return
+    timestamp = cond.now()
+    status = plan(seen, state.settings.history_limit, timestamp)
+    await asyncio.to_thread(report, state, seen.body, status, timestamp)
+    if seen.problem is not None and seen.problem.retry:
+        raise Retry(seen.problem)  # the work queue retries with backoff

@@ -9,25 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import aiohttp
+
+from botenv.render import conditions as cond
 
 log = logging.getLogger(__name__)
 
 NO_ANSWER = ""
 
 
-def pod_view(body: dict) -> dict:
+def pod_view(body: dict[str, Any]) -> dict[str, Any]:
     """The little botenv keeps of a Rasa pod (the index holds this, not whole pods)."""
     status = body.get("status") or {}
-    ready = any(c.get("type") == "Ready" and c.get("status") == "True"
-                for c in status.get("conditions") or [])
+    ready = cond.get(status.get("conditions"), cond.READY).get("status") == "True"
     meta = body.get("metadata") or {}
     return {"name": meta.get("name", ""), "ip": status.get("podIP") or "",
             "ready": ready and not meta.get("deletionTimestamp")}
 
 
-async def served_models(pods: list[dict], *, port: int, token: str | None,
+async def served_models(pods: list[dict[str, Any]], *, port: int, token: str | None,
                         timeout: float = 3.0) -> dict[str, str]:
     """Pod name -> the `model_file` its Rasa reports, or NO_ANSWER, for the ready pods."""
     ready = [p for p in pods if p["ready"] and p["ip"]]
@@ -36,7 +38,7 @@ async def served_models(pods: list[dict], *, port: int, token: str | None,
     # Rasa's --auth-token is a query parameter; it goes to the pod only, never to a log.
     params = {"token": token} if token else None
 
-    async def ask(session: aiohttp.ClientSession, pod: dict) -> str:
+    async def ask(session: aiohttp.ClientSession, pod: dict[str, Any]) -> str:
         host = f"[{pod['ip']}]" if ":" in pod["ip"] else pod["ip"]
         try:
             async with session.get(f"http://{host}:{port}/status", params=params) as r:

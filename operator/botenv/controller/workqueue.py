@@ -22,6 +22,11 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _name(key: Hashable) -> str:
+    """namespace/name of a (kind, namespace, name) key."""
+    return "/".join(key[1:]) if isinstance(key, tuple) else str(key)
+
+
 class Requeue(Exception):  # noqa: N818 (a signal, not an error)
     """Raised by a handler that wants to look again after `delay` seconds (nothing failed:
     no backoff, no error log)."""
@@ -40,7 +45,7 @@ class WorkQueue:
         self._running: set[Hashable] = set()
         self._dirty: set[Hashable] = set()
         self._failures: dict[Hashable, int] = {}
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self.idle = asyncio.Event()
 
     def start(self) -> None:
@@ -78,7 +83,7 @@ class WorkQueue:
             except Exception as exc:  # noqa: BLE001 -- a failed reconcile is retried
                 count = self._failures[key] = self._failures.get(key, 0) + 1
                 delay = min(MAX_BACKOFF, 0.5 * 2 ** count)
-                log.error("reconcile of %s failed (retry in %.0fs): %s", "/".join(key[1:]),
+                log.error("reconcile of %s failed (retry in %.0fs): %s", _name(key),
                           delay, _describe(exc))
                 self.add_after(key, delay)
             finally:

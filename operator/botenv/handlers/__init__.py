@@ -1,6 +1,4 @@
-"""Thin kopf handlers: watches feed indexes and a work queue; reconcilers do the rest.
+"""The former home of the kopf handlers, now in botenv.runtime; importing this package
+still registers them (for `kopf run -m botenv.handlers` and older imports)."""
 
-Importing this package registers the handlers with kopf.
-"""
-
-from botenv.handlers import operator  # noqa: F401
+from botenv.runtime import operator  # noqa: F401

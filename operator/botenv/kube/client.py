@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import uuid
+from typing import Any
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
@@ -47,6 +48,14 @@ def _all_namespaces_path(api_version: str, kind: str) -> str:
     return _PATHS[(api_version, kind)].replace("/namespaces/{ns}", "")
 
 
+def api_message(exc: ApiException) -> str:
+    """The API server's own message in a failed call (its Status), else the HTTP reason."""
+    try:
+        return json.loads(exc.body or "{}").get("message") or str(exc.reason)
+    except ValueError:
+        return str(exc.reason)
+
+
 class Kube:
     def __init__(self, api_client: kubernetes.client.ApiClient | None = None) -> None:
         self.api = api_client or kubernetes.client.ApiClient()
@@ -59,7 +68,7 @@ class Kube:
             self.writes[(what, namespace, name)] += 1
 
     def _call(self, method: str, path: str, *, body: object = None,
-              query: list[tuple[str, str]] | None = None, content_type: str = "") -> dict:
+              query: list[tuple[str, str]] | None = None, content_type: str = "") -> dict[str, Any]:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
@@ -72,7 +81,7 @@ class Kube:
             raise ApiException(http_resp=response)
         return json.loads(data) if data else {}
 
-    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
         try:
             return self._call("GET", _path(api_version, kind, namespace, name))
@@ -81,7 +90,7 @@ class Kube:
                 return None
             raise
 
-    def replace(self, obj: dict) -> dict:
+    def replace(self, obj: dict[str, Any]) -> dict[str, Any]:
         """PUT `obj`; its metadata.resourceVersion makes this a compare-and-swap (409 when
         someone else wrote first)."""
         meta = obj["metadata"]
@@ -95,7 +104,7 @@ class Kube:
         background); gone already is fine. With `uid`, only that very object (one made
         again under the same name since is left alone)."""
         self._count(f"delete {kind}", namespace, name)
-        body: dict = {"propagationPolicy": "Background"}
+        body: dict[str, Any] = {"propagationPolicy": "Background"}
         if uid:
             body["preconditions"] = {"uid": uid}
         try:
@@ -104,20 +113,21 @@ class Kube:
             if exc.status != 404 and not (uid and exc.status == 409):
                 raise
 
-    def get_object(self, api_version: str, kind: str, namespace: str, name: str) -> dict:
+    def get_object(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any]:
         """GET one object; raises ApiException (404 when it or its kind does not exist)."""
         return self._call("GET", _path(api_version, kind, namespace, name))
 
     def list_objects(self, api_version: str, kind: str, namespace: str = "",
-                     label_selector: str = "") -> list[dict]:
+                     label_selector: str = "") -> list[dict[str, Any]]:
         """LIST the objects of a kind in a namespace, or in all namespaces when it is ""."""
         path = (_path(api_version, kind, namespace) if namespace
                 else _all_namespaces_path(api_version, kind))
         query = [("labelSelector", label_selector)] if label_selector else None
         return list(self._call("GET", path, query=query).get("items") or [])
 
-    def merge_patch(self, api_version: str, kind: str, namespace: str, name: str, patch: dict,
-                    *, field_manager: str, dry_run: bool = False) -> dict:
+    def merge_patch(self, api_version: str, kind: str, namespace: str, name: str,
+                    patch: dict[str, Any], *, field_manager: str, dry_run: bool = False
+                    ) -> dict[str, Any]:
         """A JSON merge patch (an Update, not an apply): it writes only the fields in
         `patch`, needs no force and makes `field_manager` no applier of them. A dry run is
         checked by the server (validation, admission, RBAC) and writes nothing."""
@@ -142,7 +152,7 @@ class Kube:
             return None
         return {k: base64.b64decode(v).decode() for k, v in data.items()}
 
-    def apply(self, obj: dict, *, dry_run: bool = False) -> dict:
+    def apply(self, obj: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
         """Server-side apply as botenv's field manager; force, since botenv owns these
         fields of its children (a hand edit of them is drift to repair). A dry run checks
         the object with the server's validation and admission, writing nothing."""
@@ -156,7 +166,7 @@ class Kube:
         return self._call("PATCH", path, body=json.dumps(obj), query=query,
                           content_type="application/apply-patch+yaml")
 
-    def create(self, obj: dict, field_manager: str) -> dict | None:
+    def create(self, obj: dict[str, Any], field_manager: str) -> dict[str, Any] | None:
         """Create `obj`; None when it exists already. For objects whose content botenv
         makes once (a pull token) and must not re-apply."""
         meta = obj["metadata"]
@@ -169,7 +179,8 @@ class Kube:
                 return None
             raise
 
-    def patch_status(self, kind: str, namespace: str, name: str, status: dict) -> dict:
+    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]
+                     ) -> dict[str, Any]:
         self._count(f"status {kind}", namespace, name)
         path = _path(f"{GROUP}/{VERSION}", kind, namespace, name) + "/status"
         # Named, so managedFields show botenv (not the client library) as status's writer.
@@ -177,7 +188,7 @@ class Kube:
                           query=[("fieldManager", FIELD_MANAGER)],
                           content_type="application/merge-patch+json")
 
-    def event(self, involved: dict, type_: str, reason: str, message: str,
+    def event(self, involved: dict[str, Any], type_: str, reason: str, message: str,
               timestamp: str) -> None:
         meta = involved["metadata"]
         self._count("create Event", meta["namespace"], meta["name"])

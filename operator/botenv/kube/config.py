@@ -1,5 +1,4 @@
-"""Where the Kubernetes client's connection comes from: the pod's service account in a
-cluster, otherwise $KUBECONFIG."""
+"""Loading the Kubernetes client's configuration: in-cluster, else $KUBECONFIG."""
 
 from __future__ import annotations
 

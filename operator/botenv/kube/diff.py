@@ -11,7 +11,7 @@ _QUANTITY_MAPS = ("limits", "requests")
 
 def _same_quantity(desired: object, live: object) -> bool:
     try:
-        return parse_quantity(desired) == parse_quantity(live)
+        return bool(parse_quantity(desired) == parse_quantity(live))
     except (ValueError, TypeError):
         return False
 

@@ -6,25 +6,24 @@ domain move with the model), else from the environment's spec.actionServer.image
 
 from __future__ import annotations
 
+from typing import Any
+
 from botenv.api.environment import ActionServerSpec, EnvironmentSpec
-from botenv.api.errors import SpecError
+from botenv.labels import ACTION_SERVER_COMPONENT
 from botenv.render import names
 
-COMPONENT = names.ACTION_SERVER_COMPONENT
+COMPONENT = ACTION_SERVER_COMPONENT
 
 
 def image(spec: EnvironmentSpec, tag_image: str) -> str:
-    """The tag's image (its actions match its model) over the environment's own."""
+    """The tag's image (its actions match its model) over the environment's own; one of
+    the two is set (api.check_tag_fits)."""
     assert spec.action_server is not None
-    chosen = tag_image or spec.action_server.image
-    if not chosen:
-        raise SpecError([f"spec.actionServer.image: is required, since ModelTag "
-                         f"{spec.model_tag!r} sets no spec.actionServerImage"])
-    return chosen
+    return tag_image or spec.action_server.image
 
 
-def _container(server: ActionServerSpec, image: str) -> dict:
-    container: dict = {
+def _container(server: ActionServerSpec, image: str) -> dict[str, Any]:
+    container: dict[str, Any] = {
         "name": "action-server",
         "image": image,
         "ports": [{"name": "http", "containerPort": server.port, "protocol": "TCP"}],
@@ -48,10 +47,10 @@ def _container(server: ActionServerSpec, image: str) -> dict:
     return container
 
 
-def deployment(spec: EnvironmentSpec, *, image: str, tag: str, uid: str) -> dict:
+def deployment(spec: EnvironmentSpec, *, image: str, tag: str, uid: str) -> dict[str, Any]:
     server = spec.action_server
     assert server is not None
-    pod_spec: dict = {"containers": [_container(server, image)]}
+    pod_spec: dict[str, Any] = {"containers": [_container(server, image)]}
     if spec.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": n} for n in spec.image_pull_secrets]
     if server.node_selector:
@@ -60,7 +59,7 @@ def deployment(spec: EnvironmentSpec, *, image: str, tag: str, uid: str) -> dict
         pod_spec["tolerations"] = [dict(t) for t in server.tolerations]
     if server.affinity:
         pod_spec["affinity"] = server.affinity
-    template_meta: dict = {"labels": names.labels(spec.name, tag, COMPONENT)}
+    template_meta: dict[str, Any] = {"labels": names.labels(spec.name, tag, COMPONENT)}
     if server.pod_annotations:
         template_meta["annotations"] = dict(server.pod_annotations)
     return {
@@ -84,7 +83,7 @@ def deployment(spec: EnvironmentSpec, *, image: str, tag: str, uid: str) -> dict
     }
 
 
-def service(spec: EnvironmentSpec, *, tag: str, uid: str) -> dict:
+def service(spec: EnvironmentSpec, *, tag: str, uid: str) -> dict[str, Any]:
     server = spec.action_server
     assert server is not None
     return {

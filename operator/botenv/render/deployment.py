@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import urllib.parse
+from typing import Any
 
 from botenv.api.environment import EnvironmentSpec
-from botenv.api.errors import SpecError
 from botenv.api.tag import StorageSpec
 from botenv.render import names, probe
 from botenv.render import secretenv as se
@@ -40,18 +40,13 @@ def needs_probe_script(spec: EnvironmentSpec) -> bool:
 
 
 def _remote_storage_args_env(spec: EnvironmentSpec, model: ModelRef) -> tuple[list[str],
-                                                                              list[dict]]:
+                                                                              list[dict[str, Any]]]:
+    """Rasa's flags and variables for the tag's storage; api.check_tag_fits has checked
+    that Rasa can load from it."""
     storage = model.storage
-    if storage.provider not in REMOTE_STORAGE:
-        raise SpecError([f"spec.delivery: remoteStorage needs a tag stored in s3, gcs or azure; "
-                         f"ModelTag {model.tag!r} uses {storage.provider}: use delivery: pull"])
-    if storage.endpoint and storage.provider != "s3":
-        raise SpecError([f"spec.delivery: Rasa's {storage.provider} persistor cannot use the "
-                         f"custom endpoint of ModelTag {model.tag!r} (storage.endpoint): use "
-                         "delivery: pull"])
     args = ["--model", storage.object_key(model.model),
             "--remote-storage", REMOTE_STORAGE[storage.provider]]
-    env: list[dict] = []
+    env: list[dict[str, Any]] = []
     if storage.provider == "s3":
         env += [{"name": "BUCKET_NAME", "value": storage.bucket},
                 {"name": "AWS_DEFAULT_REGION", "value": storage.region or DEFAULT_S3_REGION}]
@@ -82,8 +77,9 @@ def _args(spec: EnvironmentSpec) -> list[str]:
     return args
 
 
-def _env(spec: EnvironmentSpec, uses: list[se.SecretUse], extra: list[dict]) -> list[dict]:
-    env: list[dict] = [{"name": "RASA_ENVIRONMENT", "value": spec.name}]
+def _env(spec: EnvironmentSpec, uses: list[se.SecretUse], extra: list[dict[str, Any]]
+         ) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [{"name": "RASA_ENVIRONMENT", "value": spec.name}]
     env += extra
     for use in uses:
         if use.var:
@@ -98,7 +94,8 @@ def _env(spec: EnvironmentSpec, uses: list[se.SecretUse], extra: list[dict]) -> 
     return list(merged.values())
 
 
-def _volumes(spec: EnvironmentSpec, uses: list[se.SecretUse]) -> tuple[list[dict], list[dict]]:
+def _volumes(spec: EnvironmentSpec, uses: list[se.SecretUse]
+             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     volumes = [{"name": "rasa-config", "configMap": {
         "name": names.endpoints_configmap_name(spec.name)}}]
     mounts = [{"name": "rasa-config", "mountPath": CONFIG_DIR, "readOnly": True}]
@@ -110,9 +107,10 @@ def _volumes(spec: EnvironmentSpec, uses: list[se.SecretUse]) -> tuple[list[dict
     return volumes, mounts
 
 
-def _probes(spec: EnvironmentSpec) -> dict:
+def _probes(spec: EnvironmentSpec) -> dict[str, Any]:
     if needs_probe_script(spec):
-        readiness: dict = {"exec": {"command": ["python", f"{CONFIG_DIR}/{probe.PROBE_FILE}"]}}
+        readiness: dict[str, Any] = {
+            "exec": {"command": ["python", f"{CONFIG_DIR}/{probe.PROBE_FILE}"]}}
     else:
         readiness = {"httpGet": {"path": "/status", "port": "http"}}
     return {
@@ -130,14 +128,11 @@ def _probes(spec: EnvironmentSpec) -> dict:
 
 
 def deployment(spec: EnvironmentSpec, *, model: ModelRef, uid: str,
-               uses: list[se.SecretUse], config_hash: str, secrets_hash: str) -> dict:
-    """`uses` are the Secret keys that exist and are injected (see secretenv.usable)."""
-    if (spec.jwt_secret and not spec.auth_token and not spec.jwt_method.startswith("HS")):
-        raise SpecError(["spec.auth.tokenSecretRef: is required with an asymmetric jwtMethod "
-                         f"({spec.jwt_method}): the readiness check needs a credential to ask "
-                         "Rasa's /status whether a model is loaded"])
+               uses: list[se.SecretUse], config_hash: str, secrets_hash: str) -> dict[str, Any]:
+    """`uses` are the Secret keys that exist and are injected (see secretenv.usable); the
+    spec is parsed and checked against its tag (api.check_tag_fits)."""
     args = _args(spec)
-    extra_env: list[dict] = []
+    extra_env: list[dict[str, Any]] = []
     if spec.delivery == "remoteStorage":
         storage_args, extra_env = _remote_storage_args_env(spec, model)
         args += storage_args
@@ -155,7 +150,7 @@ def deployment(spec: EnvironmentSpec, *, model: ModelRef, uid: str,
             annotations[DIGEST_ANNOTATION] = model.digest
     volumes, mounts = _volumes(spec, uses)
 
-    container: dict = {
+    container: dict[str, Any] = {
         "name": "rasa",
         "image": spec.image,
         "args": args,
@@ -171,7 +166,7 @@ def deployment(spec: EnvironmentSpec, *, model: ModelRef, uid: str,
     if spec.resources:
         container["resources"] = spec.resources
 
-    pod_spec: dict = {"containers": [container], "volumes": volumes}
+    pod_spec: dict[str, Any] = {"containers": [container], "volumes": volumes}
     if spec.service_account_name:
         pod_spec["serviceAccountName"] = spec.service_account_name
     if spec.image_pull_secrets:

@@ -3,6 +3,8 @@ expands from the pod's environment when it reads the file."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from botenv.api.environment import EnvironmentSpec
 from botenv.render import names
 from botenv.render import secretenv as se
@@ -14,23 +16,23 @@ def _ref(var: str) -> str:
     return "${" + var + "}"
 
 
-def _put(target: dict, key: str, value: object) -> None:
+def _put(target: dict[str, Any], key: str, value: object) -> None:
     if value not in (None, "", {}):
         target[key] = value
 
 
-def _secret_refs(target: dict, used_vars: set[str], username: str, password: str) -> None:
+def _secret_refs(target: dict[str, Any], used_vars: set[str], username: str, password: str) -> None:
     if username in used_vars:
         target["username"] = _ref(username)
     if password in used_vars:
         target["password"] = _ref(password)
 
 
-def tracker_store(spec: EnvironmentSpec, used_vars: set[str]) -> dict | None:
+def tracker_store(spec: EnvironmentSpec, used_vars: set[str]) -> dict[str, Any] | None:
     store = spec.tracker_store
     if store.type == "memory":
         return None
-    out: dict = {}
+    out: dict[str, Any] = {}
     if store.type == "sql":
         out["type"] = "SQL"
         out["dialect"] = store.dialect
@@ -73,11 +75,11 @@ def tracker_store(spec: EnvironmentSpec, used_vars: set[str]) -> dict | None:
     return {**store.params, **out}
 
 
-def lock_store(spec: EnvironmentSpec, used_vars: set[str]) -> dict | None:
+def lock_store(spec: EnvironmentSpec, used_vars: set[str]) -> dict[str, Any] | None:
     store = spec.lock_store
     if store.type == "memory":
         return None
-    out: dict = {"type": "redis" if store.type == "redis" else store.class_name}
+    out: dict[str, Any] = {"type": "redis" if store.type == "redis" else store.class_name}
     _put(out, "url", store.host)
     _put(out, "port", store.port or (6379 if store.type == "redis" else None))
     _put(out, "db", store.db)
@@ -87,11 +89,11 @@ def lock_store(spec: EnvironmentSpec, used_vars: set[str]) -> dict | None:
     return {**store.params, **out}
 
 
-def event_broker(spec: EnvironmentSpec, queue: str, used_vars: set[str]) -> dict | None:
+def event_broker(spec: EnvironmentSpec, queue: str, used_vars: set[str]) -> dict[str, Any] | None:
     broker = spec.event_broker
     if broker is None:
         return None
-    out: dict = {"type": "pika", "url": broker.host, "port": broker.port}
+    out: dict[str, Any] = {"type": "pika", "url": broker.host, "port": broker.port}
     _secret_refs(out, used_vars, se.BROKER_USERNAME, se.BROKER_PASSWORD)
     out["queues"] = [queue]
     out["exchange_name"] = broker.exchange_name or names.derived_exchange(spec.namespace,
@@ -99,7 +101,7 @@ def event_broker(spec: EnvironmentSpec, queue: str, used_vars: set[str]) -> dict
     return {**broker.params, **out}
 
 
-def action_endpoint(spec: EnvironmentSpec) -> dict | None:
+def action_endpoint(spec: EnvironmentSpec) -> dict[str, Any] | None:
     """The action server botenv runs for the environment, or an external one, or none."""
     if spec.action_server is not None:
         return {"url": names.action_server_url(spec.name, spec.namespace,
@@ -108,9 +110,9 @@ def action_endpoint(spec: EnvironmentSpec) -> dict | None:
 
 
 def endpoints(spec: EnvironmentSpec, *, model_url: str, queue: str,
-              used_vars: set[str]) -> dict:
+              used_vars: set[str]) -> dict[str, Any]:
     """The endpoints.yml document. `used_vars` are the secret variables the pod defines."""
-    doc: dict = {}
+    doc: dict[str, Any] = {}
     if spec.delivery == "pull":
         doc["models"] = {"url": model_url, "wait_time_between_pulls": spec.pull_interval_seconds}
         if se.PULL_TOKEN in used_vars:

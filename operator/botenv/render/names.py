@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
+from typing import Any
 
-from botenv import API_VERSION
+from botenv.api import API_VERSION
+from botenv.labels import (
+    COMPONENT,
+    COMPONENT_LABEL,
+    ENVIRONMENT_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    TAG_LABEL,
+    label_value,
+)
 
-MANAGED_BY = "botenv"
 # The digest a Restart pod pins its model pulls to (see model_url).
 MODEL_DIGEST_VAR = "BOTENV_MODEL_DIGEST"
-ENVIRONMENT_LABEL = "botenv.dev/environment"
-TAG_LABEL = "botenv.dev/tag"
-# Marks pull-token Secrets; the model server watches only these (server-side selector).
-PULL_TOKEN_LABEL = "botenv.dev/pull-token"
-COMPONENT = "rasa-server"
-ACTION_SERVER_COMPONENT = "action-server"
 ACTION_SERVER_PATH = "/webhook"
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 
 
 def rasa_name(environment: str) -> str:
@@ -45,21 +45,12 @@ def pull_token_secret_name(environment: str) -> str:
     return f"rasa-{environment}-pull"
 
 
-def label_value(value: str) -> str:
-    """A valid label value for any name: long names keep a readable head and a hash tail."""
-    if len(value) <= 63 and _LABEL_VALUE.match(value):
-        return value
-    digest = hashlib.sha256(value.encode()).hexdigest()[:10]
-    head = re.sub(r"[^-A-Za-z0-9_.]", "-", value)[:52].rstrip("-_.")
-    return f"{head}-{digest}" if head else digest
-
-
 def selector_labels(environment: str, component: str = COMPONENT) -> dict[str, str]:
     """Immutable Deployment selector: never include anything that may change (like the tag).
     The component keeps the Rasa Service from selecting action server pods."""
     return {
         "app.kubernetes.io/name": "rasa",
-        "app.kubernetes.io/component": component,
+        COMPONENT_LABEL: component,
         ENVIRONMENT_LABEL: environment,
     }
 
@@ -69,12 +60,12 @@ def labels(environment: str, tag: str, component: str = COMPONENT) -> dict[str, 
         **selector_labels(environment, component),
         "app.kubernetes.io/instance": environment,
         "app.kubernetes.io/part-of": "botenv",
-        "app.kubernetes.io/managed-by": MANAGED_BY,
+        MANAGED_BY_LABEL: MANAGED_BY,
         TAG_LABEL: label_value(tag),
     }
 
 
-def owner_reference(environment: str, uid: str) -> dict:
+def owner_reference(environment: str, uid: str) -> dict[str, Any]:
     return {
         "apiVersion": API_VERSION,
         "kind": "BotEnvironment",

@@ -15,7 +15,9 @@ import base64
 import binascii
 import hashlib
 import secrets
+from typing import Any
 
+from botenv.labels import COMPONENT_LABEL, PULL_TOKEN_LABEL
 from botenv.render import names
 from botenv.render.secretenv import PULL_TOKEN_KEY
 
@@ -27,7 +29,7 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def token_of(secret: dict | None) -> str | None:
+def token_of(secret: dict[str, Any] | None) -> str | None:
     """The usable token in a pull-token Secret, or None (missing, not base64, not UTF-8,
     blank, or shorter than MIN_TOKEN_BYTES)."""
     raw = ((secret or {}).get("data") or {}).get(PULL_TOKEN_KEY)
@@ -44,24 +46,24 @@ def sha256(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def status(*, environment: str, tag: str, token: str) -> dict:
+def status(*, environment: str, tag: str, token: str) -> dict[str, Any]:
     """`status.pullToken`: what the model server authorizes the token for."""
     return {"secret": names.pull_token_secret_name(environment), "tag": tag,
             "sha256": sha256(token)}
 
 
 def labels(environment: str, tag: str) -> dict[str, str]:
-    return {**names.labels(environment, tag), names.PULL_TOKEN_LABEL: "true",
-            "app.kubernetes.io/component": "pull-token"}
+    return {**names.labels(environment, tag), PULL_TOKEN_LABEL: "true",
+            COMPONENT_LABEL: "pull-token"}
 
 
-def metadata(*, environment: str, namespace: str, tag: str, uid: str) -> dict:
+def metadata(*, environment: str, namespace: str, tag: str, uid: str) -> dict[str, Any]:
     return {"name": names.pull_token_secret_name(environment), "namespace": namespace,
             "labels": labels(environment, tag),
             "ownerReferences": [names.owner_reference(environment, uid)]}
 
 
-def secret(*, environment: str, namespace: str, tag: str, uid: str, token: str) -> dict:
+def secret(*, environment: str, namespace: str, tag: str, uid: str, token: str) -> dict[str, Any]:
     """The Secret as first created (with its token)."""
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": metadata(environment=environment, namespace=namespace, tag=tag,
@@ -69,7 +71,7 @@ def secret(*, environment: str, namespace: str, tag: str, uid: str, token: str) 
             "data": {PULL_TOKEN_KEY: base64.b64encode(token.encode()).decode()}}
 
 
-def labels_only(*, environment: str, namespace: str, tag: str, uid: str) -> dict:
+def labels_only(*, environment: str, namespace: str, tag: str, uid: str) -> dict[str, Any]:
     """What later applies carry: metadata only, never the token."""
     return {"apiVersion": "v1", "kind": "Secret",
             "metadata": metadata(environment=environment, namespace=namespace, tag=tag,

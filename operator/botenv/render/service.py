@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from botenv.api.environment import EnvironmentSpec
 from botenv.render import names
 
 
-def service(spec: EnvironmentSpec, *, tag: str, uid: str) -> dict:
-    metadata: dict = {
+def service(spec: EnvironmentSpec, *, tag: str, uid: str) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
         "name": names.rasa_name(spec.name),
         "namespace": spec.namespace,
         "labels": names.labels(spec.name, tag),

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from botenv.render import conditions as cond
+from botenv.render.problem import Problem
 
-
-@dataclasses.dataclass(frozen=True)
-class Problem:
-    """Why the environment's spec was not (fully) applied. Messages never carry secrets."""
-
-    reason: str
-    message: str
-    # False for a wait that resolves by itself (a tag not resolved yet): Progressing,
-    # not Degraded, and no Warning event.
-    degraded: bool = True
+__all__ = ["APPLIED_FIELDS", "Problem", "Rollout", "environment_status", "events", "rollout"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,14 +18,15 @@ class Rollout:
     stalled: bool = False
 
 
-def rollout(deployment: dict | None, replicas: int) -> Rollout:
+def rollout(deployment: dict[str, Any] | None, replicas: int) -> Rollout:
     """Read the Deployment's progress as `kubectl rollout status` does."""
     if deployment is None:
         return Rollout(False, "waiting for the Deployment to be created")
     status = deployment.get("status") or {}
-    for c in status.get("conditions") or []:
-        if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded":
-            return Rollout(False, f"rollout stalled: {c.get('message', '')}", stalled=True)
+    progressing = cond.get(status.get("conditions"), cond.PROGRESSING)
+    if progressing.get("reason") == "ProgressDeadlineExceeded":
+        return Rollout(False, f"rollout stalled: {progressing.get('message', '')}",
+                       stalled=True)
     if status.get("observedGeneration", 0) < deployment["metadata"].get("generation", 0):
         return Rollout(False, "waiting for the Deployment controller to see the new spec")
     updated = status.get("updatedReplicas", 0)
@@ -54,7 +48,8 @@ def _model_name(model: str) -> str:
     return model.rsplit("/", 1)[-1]
 
 
-def served(expected: str, answers: dict[str, str], replicas: int) -> tuple[Rollout, list[dict]]:
+def served(expected: str, answers: dict[str, str], replicas: int
+           ) -> tuple[Rollout, list[dict[str, Any]]]:
     """Whether every ready pod serves `expected`, from what each pod's Rasa said (pod ->
     model file, "" for no answer), and the per-model counts for status.servedModels."""
     want = _model_name(expected)
@@ -74,7 +69,7 @@ def served(expected: str, answers: dict[str, str], replicas: int) -> tuple[Rollo
                           f"(others: {others})"), listing
 
 
-def conditions(problem: Problem | None, progress: Rollout, generation: int) -> list[dict]:
+def conditions(problem: Problem | None, progress: Rollout, generation: int) -> list[dict[str, Any]]:
     if problem is None and progress.stalled:
         problem = Problem("RolloutStalled", progress.message)
     if problem is not None and not problem.degraded:
@@ -107,10 +102,11 @@ APPLIED_FIELDS = ("model", "modelServerUrl", "queue", "endpoint", "actionServer"
                   "pullToken")
 
 
-def environment_status(*, previous: dict, generation: int, problem: Problem | None,
-                       deployment: dict | None, replicas: int, applied: dict | None,
+def environment_status(*, previous: dict[str, Any], generation: int, problem: Problem | None,
+                       deployment: dict[str, Any] | None, replicas: int,
+                       applied: dict[str, Any] | None,
                        timestamp: str, answers: dict[str, str] | None = None,
-                       verifying: bool = False) -> dict:
+                       verifying: bool = False) -> dict[str, Any]:
     """`applied` holds model/queue/endpoint fields when this reconcile applied the spec; on a
     problem they stay as they were, since the running Deployment was left as it was.
 
@@ -145,7 +141,7 @@ def environment_status(*, previous: dict, generation: int, problem: Problem | No
     return status
 
 
-def events(previous: dict, current: dict) -> list[tuple[str, str, str]]:
+def events(previous: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(type, reason, message) Events for what changed between two statuses."""
     out: list[tuple[str, str, str]] = []
     old_deg, new_deg = (cond.get(s.get("conditions"), cond.DEGRADED) for s in (previous, current))

@@ -5,12 +5,13 @@ server reads with, and verifies what was stored."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
-from botenv import API_VERSION
+from botenv.api import API_VERSION
 from botenv.api.errors import SpecError
 from botenv.api.tag import StorageSpec
 from botenv.api.training import TrainingSpec
-from botenv.render import names
+from botenv.labels import MANAGED_BY, MANAGED_BY_LABEL, TRAINING_LABEL, label_value
 
 PROJECT_DIR = "/workspace/project"
 OUT_DIR = "/workspace/out"
@@ -18,7 +19,6 @@ WORK_DIR = "/workspace/work"
 SECRET_DIR = "/var/run/secrets/botenv/storage"
 SOURCE_SECRET_DIR = "/var/run/secrets/botenv/source"
 PROJECT_FILES = ("config.yml", "domain.yml")
-TRAINING_LABEL = "botenv.dev/training"
 # sizeLimit of the Job's emptyDir volumes (the operator's BOTENV_TRAINING_*_SIZE_LIMIT): a
 # pod that writes more is evicted instead of filling the node's disk.
 PROJECT_SIZE_LIMIT = "1Gi"  # the unpacked archive (botenv fetch-project caps it at 256Mi)
@@ -30,7 +30,7 @@ def job_name(training: str) -> str:
     return f"train-{training}"
 
 
-def project_items(config_map: str, keys: list[str]) -> list[dict]:
+def project_items(config_map: str, keys: list[str]) -> list[dict[str, Any]]:
     """config.yml and domain.yml at the project's root, every other key under data/ (so
     `--data` sees training data only). Raises SpecError when a required file is missing."""
     missing = [f for f in PROJECT_FILES if f not in keys]
@@ -54,17 +54,17 @@ def _storage_json(storage: StorageSpec) -> str:
 def labels(training: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": "rasa-training",
             "app.kubernetes.io/part-of": "botenv",
-            "app.kubernetes.io/managed-by": names.MANAGED_BY,
-            TRAINING_LABEL: names.label_value(training)}
+            MANAGED_BY_LABEL: MANAGED_BY, TRAINING_LABEL: label_value(training)}
 
 
 def job(spec: TrainingSpec, *, keys: list[str], botenv_image: str, uid: str,
         generation: int = 1, project_size_limit: str = PROJECT_SIZE_LIMIT,
-        out_size_limit: str = OUT_SIZE_LIMIT, work_size_limit: str = WORK_SIZE_LIMIT) -> dict:
+        out_size_limit: str = OUT_SIZE_LIMIT, work_size_limit: str = WORK_SIZE_LIMIT
+        ) -> dict[str, Any]:
     """`keys`: the keys of the source ConfigMap (see project_items); unused with an
     archive source, which an init container of botenv's image fetches and unpacks.
     `*_size_limit`: the sizeLimit of the project (archive source), out and work emptyDirs."""
-    volumes: list[dict] = [
+    volumes: list[dict[str, Any]] = [
         {"name": "project", "configMap": {"name": spec.config_map,
                                           "items": project_items(spec.config_map, keys)}}
         if spec.archive is None
@@ -72,9 +72,9 @@ def job(spec: TrainingSpec, *, keys: list[str], botenv_image: str, uid: str,
         {"name": "out", "emptyDir": {"sizeLimit": out_size_limit}},
         {"name": "work", "emptyDir": {"sizeLimit": work_size_limit}},
     ]
-    fetch: list[dict] = []
+    fetch: list[dict[str, Any]] = []
     if spec.archive is not None:
-        fetch_mounts = [{"name": "project", "mountPath": PROJECT_DIR}]
+        fetch_mounts: list[dict[str, Any]] = [{"name": "project", "mountPath": PROJECT_DIR}]
         if spec.archive.secret_name:
             volumes.append({"name": "source-credentials",
                             "secret": {"secretName": spec.archive.secret_name}})
@@ -98,7 +98,7 @@ def job(spec: TrainingSpec, *, keys: list[str], botenv_image: str, uid: str,
                         "secret": {"secretName": spec.output.secret_name}})
         upload_mounts.append({"name": "storage-credentials", "mountPath": SECRET_DIR,
                               "readOnly": True})
-    train: dict = {
+    train: dict[str, Any] = {
         "name": "train",
         "image": spec.image,
         "args": ["train", "--config", f"{PROJECT_DIR}/config.yml",
@@ -128,7 +128,7 @@ def job(spec: TrainingSpec, *, keys: list[str], botenv_image: str, uid: str,
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
                       "limits": {"memory": "256Mi"}},
     }
-    pod: dict = {"restartPolicy": "Never", "initContainers": [*fetch, train],
+    pod: dict[str, Any] = {"restartPolicy": "Never", "initContainers": [*fetch, train],
                  "containers": [upload], "volumes": volumes}
     if spec.node_selector:
         pod["nodeSelector"] = dict(spec.node_selector)
@@ -159,45 +159,3 @@ def job(spec: TrainingSpec, *, keys: list[str], botenv_image: str, uid: str,
 
 
 GENERATION_ANNOTATION = "botenv.dev/training-generation"
-
-
-def job_condition(job: dict, type_: str) -> dict:
-    for c in (job.get("status") or {}).get("conditions") or []:
-        if c.get("type") == type_ and c.get("status") == "True":
-            return c
-    return {}
-
-
-def phase_of(pods: list[dict]) -> str:
-    """Training while `rasa train` (the init container) runs, Uploading after it."""
-    for pod in pods:
-        # `rasa train` is the last init container (an archive source fetches first)
-        init = ((pod.get("status") or {}).get("initContainerStatuses") or [{}])[-1]
-        done = ((init.get("state") or {}).get("terminated") or {}).get("exitCode") == 0
-        if done:
-            return "Uploading"
-    return "Training" if pods else "Pending"
-
-
-def failure_of(job: dict, pods: list[dict]) -> tuple[str, str, str]:
-    """(reason, message, log tail) of a failed Job, from its condition and its pods' last
-    terminated container (whose message the kubelet fills from the log's tail)."""
-    failed = job_condition(job, "Failed")
-    reason = failed.get("reason") or "Failed"
-    message = failed.get("message") or "the training Job failed"
-    for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""),
-                      reverse=True):
-        status = pod.get("status") or {}
-        statuses = ([(c, "SourceFailed" if c.get("name") == "fetch-project"
-                      else "TrainingFailed") for c in status.get("initContainerStatuses") or []]
-                    + [(c, "UploadFailed") for c in status.get("containerStatuses") or []])
-        for container, why in statuses:
-            terminated = (container.get("state") or {}).get("terminated") or {}
-            if terminated.get("exitCode", 0) != 0:
-                if reason in ("BackoffLimitExceeded", "Failed"):
-                    reason = why
-                step = {"TrainingFailed": "rasa train", "SourceFailed": "botenv fetch-project"
-                        }.get(why, "botenv upload")
-                return (reason, f"{step} exited with code {terminated['exitCode']}: {message}",
-                        (terminated.get("message") or "")[-2048:])
-    return reason, message, ""

@@ -1,0 +1,227 @@
+"""kopf wiring. Handlers only index objects and enqueue keys (controller.fanout says
+which): one reconcile path serves create, update, operator restart, drift of a child and
+periodic resync. No handler here writes to the watched objects (no kopf annotations or
+finalizers): status is the only field botenv writes on its custom resources."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Hashable
+
+import kopf
+
+from botenv import GROUP, VERSION
+from botenv.controller import environment as environment_reconciler
+from botenv.controller import tag as tag_reconciler
+from botenv.controller import training as training_reconciler
+from botenv.controller import verify
+from botenv.controller.fanout import Fanout
+from botenv.controller.resolve import Resolver
+from botenv.controller.state import ENV, TAG, TRAIN, State
+from botenv.controller.workqueue import WorkQueue
+from botenv.kube.client import Kube
+from botenv.kube.config import load_kubernetes_config
+from botenv.labels import (
+    COMPONENT,
+    COMPONENT_LABEL,
+    ENVIRONMENT_LABEL,
+    MANAGED,
+    MANAGED_SELECTOR,
+    TRAINING_LABEL,
+)
+from botenv.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHILD_SELECTORS = (("v1", "configmaps"), ("v1", "services"), ("v1", "secrets"),
+                   ("apps", "v1", "deployments"), ("batch", "v1", "jobs"))
+# Only the Rasa server pods: their /status says which model they serve.
+RASA_PODS = {**MANAGED, COMPONENT_LABEL: COMPONENT}
+# The running state, set at start-up (one operator per process).
+STATE: State | None = None
+QUEUE: WorkQueue | None = None
+# Which keys an event touches (kept from the events themselves, so no handler scans).
+FANOUT = Fanout()
+
+
+def snapshot(body: kopf.Body) -> dict:
+    """A plain copy for the indexes, without managedFields (large, and never read)."""
+    data = copy.deepcopy(dict(body))
+    data["metadata"] = {k: v for k, v in data.get("metadata", {}).items()
+                        if k != "managedFields"}
+    return data
+
+
+@kopf.on.login()
+def login(**kwargs: object) -> kopf.ConnectionInfo | None:
+    """kopf's own watches use the same identity as botenv's API calls: the pod's service
+    account in a cluster, otherwise $KUBECONFIG (read now, not at import)."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, botenvironments_idx: kopf.Index,
+                  modeltags_idx: kopf.Index, configmaps_idx: kopf.Index,
+                  services_idx: kopf.Index, secrets_idx: kopf.Index,
+                  deployments_idx: kopf.Index, pods_idx: kopf.Index,
+                  jobs_idx: kopf.Index, modeltrainings_idx: kopf.Index,
+                  **_: object) -> None:
+    global STATE, QUEUE, FANOUT
+    config = Settings.from_env()
+    # Children are watched through a server-side label selector: only botenv's own objects
+    # are listed, never every ConfigMap of the cluster.
+    for selector in CHILD_SELECTORS:
+        settings.watching.label_selectors[selector] = MANAGED_SELECTOR
+    settings.watching.label_selectors[("v1", "pods")] = ",".join(
+        f"{k}={v}" for k, v in RASA_PODS.items())
+    settings.posting.enabled = False  # botenv posts its own, deduplicated Events
+    settings.watching.server_timeout = 300
+    load_kubernetes_config()
+    STATE = State(kube=Kube(), settings=config, environments=botenvironments_idx,
+                  tags=modeltags_idx, children={"ConfigMap": configmaps_idx,
+                                                "Service": services_idx,
+                                                "Secret": secrets_idx,
+                                                "Deployment": deployments_idx,
+                                                "Job": jobs_idx},
+                  pods=pods_idx, trainings=modeltrainings_idx)
+    FANOUT = Fanout()  # a restarted operator learns again from the watches' first events
+    QUEUE = WorkQueue(_process, workers=config.workers)
+    STATE.resolver = Resolver(STATE.kube, ttl_seconds=config.resolve_seconds,
+                              policy=config.storage)
+    QUEUE.start()
+    asyncio.get_running_loop().create_task(_resync(config.resync_seconds))
+    log.info("botenv operator started: model server %s, resync every %.0fs",
+             config.model_server_url, config.resync_seconds)
+
+
+@kopf.on.cleanup()
+async def cleanup(**_: object) -> None:
+    if QUEUE is not None:
+        await QUEUE.stop()
+
+
+async def _process(key: Hashable) -> None:
+    kind, namespace, name = key  # type: ignore[misc]
+    if kind == ENV:
+        await environment_reconciler.reconcile(STATE, namespace, name)
+    elif kind == TRAIN:
+        await training_reconciler.reconcile(STATE, namespace, name)
+    else:
+        await tag_reconciler.reconcile(STATE, namespace, name)
+
+
+async def _resync(period: float) -> None:
+    """Level-based safety net: every object is reconciled again periodically (this is
+    also how a rotated Secret is noticed, since Secrets are not watched)."""
+    while True:
+        await asyncio.sleep(period)
+        for namespace, name in list(STATE.environments):
+            QUEUE.add((ENV, namespace, name))
+        for namespace, name in list(STATE.tags):
+            QUEUE.add((TAG, namespace, name))
+        for namespace, name in list(STATE.trainings or {}):
+            QUEUE.add((TRAIN, namespace, name))
+
+
+def _enqueue(key: tuple[str, str, str]) -> None:
+    if QUEUE is not None:
+        QUEUE.add(key)
+
+
+@kopf.index(GROUP, VERSION, "botenvironments")
+def botenvironments_idx(namespace: str, name: str, body: kopf.Body,
+                        **_: object) -> dict:
+    return {(namespace, name): snapshot(body)}
+
+
+@kopf.index(GROUP, VERSION, "modeltags")
+def modeltags_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+    return {(namespace, name): snapshot(body)}
+
+
+@kopf.index("v1", "configmaps", labels=MANAGED)
+def configmaps_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+    return {(namespace, name): snapshot(body)}
+
+
+@kopf.index("v1", "services", labels=MANAGED)
+def services_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+    return {(namespace, name): snapshot(body)}
+
+
+@kopf.index("v1", "secrets", labels=MANAGED)
+def secrets_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+    # Only botenv's own Secrets (pull tokens) match the selector; users' are never listed.
+    return {(namespace, name): snapshot(body)}
+
+
+@kopf.index("apps", "v1", "deployments", labels=MANAGED)
+def deployments_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+    return {(namespace, name): snapshot(body)}
+
+
+@kopf.index("batch", "v1", "jobs", labels=MANAGED)
+def jobs_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+    return {(namespace, name): snapshot(body)}
+
+
+@kopf.index(GROUP, VERSION, "modeltrainings")
+def modeltrainings_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+    return {(namespace, name): snapshot(body)}
+
+
+@kopf.on.event(GROUP, VERSION, "modeltrainings")
+def training_event(namespace: str, name: str, type: str | None, **_: object) -> None:
+    if type == "DELETED" and STATE is not None:
+        STATE.forget("ModelTraining", namespace, name)
+    _enqueue((TRAIN, namespace, name))
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
+def job_event(namespace: str, name: str, labels: kopf.Labels, body: kopf.Body,
+              type: str | None, **_: object) -> None:
+    if type == "DELETED" and STATE is not None:
+        STATE.forget("Job", namespace, name)
+    training = labels.get(TRAINING_LABEL)
+    if training:
+        _enqueue((TRAIN, namespace, training))
+
+
+# Indexed, not handled: pod events do not start reconciles (a rollout makes hundreds). The
+# Deployment's status says when a rollout is done; the pods are asked then, and again every
+# few seconds until they all serve the model.
+@kopf.index("v1", "pods", labels=RASA_PODS)
+def pods_idx(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: object) -> dict:
+    return {(namespace, labels.get(ENVIRONMENT_LABEL, "")): verify.pod_view(dict(body))}
+
+
+@kopf.on.event(GROUP, VERSION, "botenvironments")
+def environment_event(namespace: str, name: str, body: kopf.Body, type: str | None,
+                      **_: object) -> None:
+    if type == "DELETED" and STATE is not None:
+        STATE.forget("BotEnvironment", namespace, name)
+    for key in FANOUT.environment(namespace, name, dict(body), deleted=type == "DELETED"):
+        _enqueue(key)
+
+
+@kopf.on.event(GROUP, VERSION, "modeltags")
+def tag_event(namespace: str, name: str, type: str | None, **_: object) -> None:
+    if type == "DELETED" and STATE is not None:
+        STATE.forget("ModelTag", namespace, name)
+    for key in FANOUT.tag(namespace, name):
+        _enqueue(key)
+
+
+@kopf.on.event("v1", "configmaps", labels=MANAGED)
+@kopf.on.event("v1", "services", labels=MANAGED)
+@kopf.on.event("v1", "secrets", labels=MANAGED)
+@kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+def child_event(namespace: str, name: str, labels: kopf.Labels, body: kopf.Body,
+                type: str | None, **_: object) -> None:
+    if type == "DELETED" and STATE is not None:
+        STATE.forget(body.get("kind", ""), namespace, name)
+    environment = labels.get(ENVIRONMENT_LABEL)
+    if environment:
+        _enqueue((ENV, namespace, environment))
