@@ -26,7 +26,7 @@ class OperatorProcess:
         self._saved = {k: os.environ.get(k) for k in wanted}
         os.environ.update(wanted)
         self.runner = KopfRunner(
-            ["run", "--standalone", "--all-namespaces", "-m", "botenv.handlers"], timeout=60
+            ["run", "--standalone", "--all-namespaces", "-m", "botenv.runtime"], timeout=60
         )
         self.runner.__enter__()
         deadline = time.monotonic() + 60

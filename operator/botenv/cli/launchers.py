@@ -15,11 +15,11 @@ def _operator(args: argparse.Namespace) -> int:
 
     import kopf
 
-    import botenv.handlers  # noqa: F401  (registers the handlers)
-    from botenv.health import serve_health
+    import botenv.runtime  # noqa: F401  (registers the handlers)
     from botenv.kube.client import Kube
     from botenv.kube.config import load_kubernetes_config
     from botenv.leader import LeaderElector
+    from botenv.runtime.health import serve_health
 
     namespaces = args.namespace or list(Settings.from_env().namespaces)
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
