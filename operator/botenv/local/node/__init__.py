@@ -16,10 +16,12 @@ botenv``):
   expanded in command, args and env values the way the kubelet does (``$$`` escapes). A
   missing Secret, ConfigMap or key makes the container wait with
   ``CreateContainerConfigError``, and the kubelet retries.
-- Volumes: configMap and secret (with ``items`` and modes), emptyDir, downwardAPI and
-  hostPath. They are written under the pod's directory. Every mountPath is mapped to its
-  directory there, and each occurrence of a mount path in command, args, env values,
-  workingDir and exec probe commands is rewritten to the mapped path.
+- Volumes: configMap and secret (with ``items`` and modes), emptyDir, downwardAPI,
+  hostPath and projected (configMap, secret, downwardAPI and serviceAccountToken sources; the
+  token comes from the TokenRequest API, bound to the pod, as the kubelet gets it). They are
+  written under the pod's directory. Every mountPath is mapped to its directory there, and
+  each occurrence of a mount path in command, args, env values, workingDir and exec probe
+  commands is rewritten to the mapped path.
 - Init containers run one at a time, in order, before the containers start; each must
   exit 0 before the next one starts. ``initContainerStatuses`` and the Initialized
   condition (False, ContainersNotInitialized, until the last one has exited 0) are
@@ -75,11 +77,10 @@ probes run on a small thread pool and the proxy on one asyncio thread.
 
 Not emulated: ephemeral containers, lifecycle hooks, the pod's own activeDeadlineSeconds
 (the Job controller's deadline works, see above), resource limits, security contexts
-(processes run as the test's user), imagePullPolicy, hostPort/hostNetwork, projected
-volumes, live updates of mounted ConfigMaps and Secrets (they are rewritten at each
-container start), Service environment variables, affinity and tolerations (only
-nodeSelector is checked), gRPC probes, and the pod sandbox restarts that make a kubelet
-run the init containers again.
+(processes run as the test's user), imagePullPolicy, hostPort/hostNetwork, live updates
+of mounted ConfigMaps and Secrets (they are rewritten at each container start), Service
+environment variables, affinity and tolerations (only nodeSelector is checked), gRPC
+probes, and the pod sandbox restarts that make a kubelet run the init containers again.
 """
 
 

@@ -9,13 +9,15 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from botenv.local.node.api import ApiError
 from botenv.local.node.envs import PodConfig
 from botenv.local.node.state import ConfigError, Container, MountError, Pod
 
 
 class Volumes:
-    """Sets up a pod's volumes (configMap, secret, emptyDir, downwardAPI, hostPath) under
-    its directory; Service URLs in configMap and secret files are rewritten."""
+    """Sets up a pod's volumes (configMap, secret, emptyDir, downwardAPI, hostPath,
+    projected) under its directory; Service URLs in configMap and secret files are
+    rewritten."""
 
     def __init__(self, config: PodConfig, rewrite_urls: Callable[[str], str]) -> None:
         self.config = config
@@ -39,41 +41,36 @@ class Volumes:
                     raise MountError(f'MountVolume.SetUp failed for volume "{name}" : '
                                       f"hostPath {target} does not exist")
             elif "configMap" in volume or "secret" in volume:
-                kind = "configmap" if "configMap" in volume else "secret"
-                spec = volume.get("configMap") or volume.get("secret") or {}
-                source = spec.get("name") if kind == "configmap" else spec.get("secretName")
-                data = self.config.source(kind, rt.namespace, source or "", cache)
-                if data is None:
-                    if not spec.get("optional"):
-                        raise MountError(f'MountVolume.SetUp failed for volume "{name}" : '
-                                          f'{kind} "{source}" not found')
-                    data = {}
-                mode = int(spec.get("defaultMode") or 0o644)
-                files = {}
-                for item in spec.get("items") or [{"key": k, "path": k} for k in data]:
-                    if item["key"] not in data:
-                        if spec.get("optional"):
-                            continue
-                        raise MountError(f'MountVolume.SetUp failed for volume "{name}" : '
-                                          f"{kind} references non-existent key: "
-                                          f"{item['key']}")
-                    files[item["path"]] = (self._rewrite_bytes(data[item["key"]]),
-                                           int(item.get("mode") or mode))
-                self._write_files(target, files)
+                kind = "configMap" if "configMap" in volume else "secret"
+                spec = volume[kind] or {}
+                self._write_files(target, self._keyed_files(
+                    rt, name, kind, spec, spec.get("secretName") or spec.get("name") or "",
+                    int(spec.get("defaultMode") or 0o644), cache))
             elif "downwardAPI" in volume:
                 spec = volume["downwardAPI"]
+                self._write_files(target, self._downward_files(
+                    rt, spec, int(spec.get("defaultMode") or 0o644)))
+            elif "projected" in volume:
+                # What a 1.22+ API server puts in every pod (kube-api-access-*): a bound
+                # service account token, the kube-root-ca.crt ConfigMap and the namespace.
+                spec = volume["projected"]
+                mode = int(spec.get("defaultMode") or 0o644)
                 files = {}
-                for item in spec.get("items") or []:
-                    if "fieldRef" in item:
-                        try:
-                            value = self.config.field(rt, item["fieldRef"].get("fieldPath", ""))
-                        except ConfigError as exc:
-                            raise MountError(str(exc)) from None
+                for source in spec.get("sources") or []:
+                    if "configMap" in source or "secret" in source:
+                        kind = "configMap" if "configMap" in source else "secret"
+                        files.update(self._keyed_files(rt, name, kind, source[kind],
+                                                       source[kind].get("name") or "", mode,
+                                                       cache))
+                    elif "downwardAPI" in source:
+                        files.update(self._downward_files(rt, source["downwardAPI"], mode))
+                    elif "serviceAccountToken" in source:
+                        token = source["serviceAccountToken"]
+                        files[token["path"]] = (self._token(rt, name, token).encode(), mode)
                     else:
-                        value = ""
-                    files[item["path"]] = (value.encode(),
-                                           int(item.get("mode") or spec.get("defaultMode")
-                                               or 0o644))
+                        kinds = sorted(source)
+                        raise MountError(f'volume "{name}": the test kubelet does not '
+                                         f"support projected sources {kinds}")
                 self._write_files(target, files)
             else:
                 kinds = sorted(k for k in volume if k != "name")
@@ -81,6 +78,60 @@ class Volumes:
                                   f"{kinds}")
             out[name] = target
         return out
+
+    def _keyed_files(self, rt: Pod, volume: str, kind: str, spec: dict, source: str,
+                     mode: int, cache: dict[tuple[str, str], dict[str, bytes] | None]
+                     ) -> dict[str, tuple[bytes, int]]:
+        """The files of a configMap or secret volume (or projected source)."""
+        api_kind = kind.lower()
+        data = self.config.source(api_kind, rt.namespace, source, cache)
+        if data is None:
+            if not spec.get("optional"):
+                raise MountError(f'MountVolume.SetUp failed for volume "{volume}" : '
+                                 f'{api_kind} "{source}" not found')
+            data = {}
+        files = {}
+        for item in spec.get("items") or [{"key": k, "path": k} for k in data]:
+            if item["key"] not in data:
+                if spec.get("optional"):
+                    continue
+                raise MountError(f'MountVolume.SetUp failed for volume "{volume}" : '
+                                 f"{api_kind} references non-existent key: {item['key']}")
+            files[item["path"]] = (self._rewrite_bytes(data[item["key"]]),
+                                   int(item.get("mode") or mode))
+        return files
+
+    def _downward_files(self, rt: Pod, spec: dict, mode: int) -> dict[str, tuple[bytes, int]]:
+        files = {}
+        for item in spec.get("items") or []:
+            if "fieldRef" in item:
+                try:
+                    value = self.config.field(rt, item["fieldRef"].get("fieldPath", ""))
+                except ConfigError as exc:
+                    raise MountError(str(exc)) from None
+            else:
+                value = ""
+            files[item["path"]] = (value.encode(), int(item.get("mode") or mode))
+        return files
+
+    def _token(self, rt: Pod, volume: str, spec: dict) -> str:
+        """A service account token bound to the pod, from the TokenRequest API, as the
+        kubelet gets it for a serviceAccountToken projection."""
+        api = self.config.api
+        assert api is not None
+        account = rt.pod["spec"].get("serviceAccountName") or "default"
+        request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                   "spec": {"audiences": [spec["audience"]] if spec.get("audience") else [],
+                            "expirationSeconds": int(spec.get("expirationSeconds") or 3600),
+                            "boundObjectRef": {"apiVersion": "v1", "kind": "Pod",
+                                               "name": rt.name, "uid": rt.uid}}}
+        try:
+            answer = api("POST", f"/api/v1/namespaces/{rt.namespace}/serviceaccounts/"
+                                 f"{account}/token", request)
+        except ApiError as exc:
+            raise MountError(f'MountVolume.SetUp failed for volume "{volume}" : failed to '
+                             f"fetch token: {exc}") from None
+        return answer["status"]["token"]
 
     def _rewrite_bytes(self, data: bytes) -> bytes:
         try:
