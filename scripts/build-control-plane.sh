@@ -72,12 +72,14 @@ have_all_binaries() {
     done
 }
 
-# Run "$@" in its own process group with its output in $1's log, showing the log's
-# lines as they come plus a heartbeat while the compiler is silent. Stopping this
-# script stops the whole group and nothing else.
+# Run "$@" in its own process group with its output in $1's log, and a heartbeat
+# every minute. $2 says what to show meanwhile: "lines" shows the log's lines as
+# they come (make prints few); "packages" counts them (`go build -v` prints one
+# line per package compiled, thousands). Stopping this script stops the whole
+# group and nothing else.
 compile_with_progress() {
-    local log=$1
-    shift
+    local log=$1 show=$2
+    shift 2
     : >"$log"
     local started=$SECONDS
     # setsid does not fork here (a background job of a non-interactive shell is
@@ -87,18 +89,23 @@ compile_with_progress() {
     trap 'kill -TERM -- "-'"$pid"'" 2>/dev/null || true' EXIT
     trap 'say "interrupted"; exit 130' INT
     trap 'say "terminated"; exit 143' TERM
-    tail -n +1 -f --pid="$pid" "$log" | sed -u 's/^/    | /' >&2 &
-    local tail_pid=$!
+    local tail_pid=""
+    if [[ $show == lines ]]; then
+        tail -n +1 -f --pid="$pid" "$log" | sed -u 's/^/    | /' >&2 &
+        tail_pid=$!
+    fi
+    local done_=""
     while kill -0 "$pid" 2>/dev/null; do
         for _ in $(seq 60); do
             sleep 1
             kill -0 "$pid" 2>/dev/null || break 2
         done
-        say "still compiling, $((SECONDS - started)) s elapsed (full log: $log)"
+        [[ $show == packages ]] && done_=", $(wc -l <"$log") packages compiled"
+        say "still compiling, $((SECONDS - started)) s elapsed$done_ (full log: $log)"
     done
     local rc=0
     wait "$pid" || rc=$?
-    wait "$tail_pid" 2>/dev/null || true
+    [[ -z $tail_pid ]] || wait "$tail_pid" 2>/dev/null || true
     trap - EXIT INT TERM
     if ((rc != 0)); then
         say "compile failed (exit $rc); last lines of $log:"
@@ -124,8 +131,8 @@ build_from_modules() {
     local staging="$ROOT/bin.partial"
     # readonly: go.mod and go.sum are the pins, never rewritten by a build.
     export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false"
-    # Build cache of its own, removed after a good build (about 2 GB).
-    export GOCACHE="${BOTENV_GOCACHE:-$ROOT/go-build}"
+    # A build cache of its own, removed after a good build (about 2 GB).
+    export GOCACHE="$ROOT/go-build"
 
     # ---------------------------------------------------------------------------
     step 1 "checking the Go toolchain (Go >= 1.26 on PATH; etcd $ETCD_VERSION needs it)"
@@ -164,13 +171,13 @@ build_from_modules() {
 
     # ---------------------------------------------------------------------------
     step 3 "compiling kube-apiserver and kube-controller-manager $K8S_VERSION (about 15 minutes on 2 cores)"
-    compile_with_progress "$ROOT/go-build.log" env -C "$module" \
+    compile_with_progress "$ROOT/go-build.log" packages env -C "$module" \
         go build -v -trimpath -ldflags="$ld" -o "$staging/" \
         k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
 
     # ---------------------------------------------------------------------------
     step 4 "compiling etcd $ETCD_VERSION (about 2 minutes)"
-    compile_with_progress "$ROOT/go-build-etcd.log" env -C "$module/etcd" \
+    compile_with_progress "$ROOT/go-build-etcd.log" packages env -C "$module/etcd" \
         go build -v -trimpath -ldflags="-s -w" -o "$staging/etcd" .
 
     # ---------------------------------------------------------------------------
@@ -337,7 +344,7 @@ build_from_debian_source() {
         "KUBE_GIT_VERSION='v$K8S_VERSION'" "KUBE_GIT_MAJOR='${K8S_VERSION%%.*}'" \
         "KUBE_GIT_MINOR='${minor%%.*}'" >"$SRC/.botenv-version"
     # hack/lib/golang.sh sets its own GOPATH/GOCACHE under _output/.
-    compile_with_progress "$ROOT/make.log" env -C "$SRC" GOPATH="$SRC/.go" CGO_ENABLED=0 \
+    compile_with_progress "$ROOT/make.log" lines env -C "$SRC" GOPATH="$SRC/.go" CGO_ENABLED=0 \
         KUBE_GIT_VERSION_FILE="$SRC/.botenv-version" \
         make WHAT="cmd/kube-apiserver cmd/kube-controller-manager"
 
