@@ -170,7 +170,7 @@ build_from_modules() {
     ld="$ld -X k8s.io/component-base/version.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 
     # ---------------------------------------------------------------------------
-    step 3 "compiling kube-apiserver and kube-controller-manager $K8S_VERSION (about 15 minutes on 2 cores)"
+    step 3 "compiling kube-apiserver and kube-controller-manager $K8S_VERSION (about 8 minutes on 2 cores)"
     compile_with_progress "$ROOT/go-build.log" packages env -C "$module" \
         go build -v -trimpath -ldflags="$ld" -o "$staging/" \
         k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
@@ -187,7 +187,8 @@ build_from_modules() {
 }
 
 # Everything runs inside main so bash parses the whole script before acting:
-# editing or pulling this file during a build cannot derail a running one.
+# editing or pulling this file during a build cannot derail a running one (see
+# the last line).
 main() {
     if have_all_binaries; then
         say "control plane binaries already built in $BIN"
@@ -363,4 +364,6 @@ build_from_debian_source() {
     rm -rf "$SRC" "$DL"
 }
 
-main "$@"
+# exit on the same line: bash reads a script as it runs, so a file changed during a
+# build must not be read on after main returns.
+main "$@"; exit
