@@ -151,7 +151,7 @@ build_from_modules() {
     say "using $(command -v go) ($gov, GOTOOLCHAIN=local)"
 
     # ---------------------------------------------------------------------------
-    step 2 "downloading the pinned modules from the Go module proxy (about 150 MB, once)"
+    step 2 "downloading the pinned modules from the Go module proxy (150 MB, 800 MB unpacked; once)"
     local started=$SECONDS
     # go.sum pins every module's hash: a download that does not match fails here.
     (cd "$module" && go mod download)
