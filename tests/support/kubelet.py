@@ -16,10 +16,12 @@ botenv``):
   expanded in command, args and env values the way the kubelet does (``$$`` escapes). A
   missing Secret, ConfigMap or key makes the container wait with
   ``CreateContainerConfigError``, and the kubelet retries.
-- Volumes: configMap and secret (with ``items`` and modes), emptyDir, downwardAPI and
-  hostPath. They are written under the pod's directory. Every mountPath is mapped to its
-  directory there, and each occurrence of a mount path in command, args, env values,
-  workingDir and exec probe commands is rewritten to the mapped path.
+- Volumes: configMap and secret (with ``items`` and modes), emptyDir, downwardAPI,
+  hostPath and projected (configMap, secret, downwardAPI and serviceAccountToken sources; the
+  token comes from the TokenRequest API, bound to the pod, as the kubelet gets it). They are
+  written under the pod's directory. Every mountPath is mapped to its directory there, and
+  each occurrence of a mount path in command, args, env values, workingDir and exec probe
+  commands is rewritten to the mapped path.
 - Init containers run one at a time, in order, before the containers start; each must
   exit 0 before the next one starts. ``initContainerStatuses`` and the Initialized
   condition (False, ContainersNotInitialized, until the last one has exited 0) are
@@ -1609,41 +1611,36 @@ class TestKubelet:
                     raise _MountError(f'MountVolume.SetUp failed for volume "{name}" : '
                                       f"hostPath {target} does not exist")
             elif "configMap" in volume or "secret" in volume:
-                kind = "configmap" if "configMap" in volume else "secret"
-                spec = volume.get("configMap") or volume.get("secret") or {}
-                source = spec.get("name") if kind == "configmap" else spec.get("secretName")
-                data = self._source(kind, rt.namespace, source or "", cache)
-                if data is None:
-                    if not spec.get("optional"):
-                        raise _MountError(f'MountVolume.SetUp failed for volume "{name}" : '
-                                          f'{kind} "{source}" not found')
-                    data = {}
-                mode = int(spec.get("defaultMode") or 0o644)
-                files = {}
-                for item in spec.get("items") or [{"key": k, "path": k} for k in data]:
-                    if item["key"] not in data:
-                        if spec.get("optional"):
-                            continue
-                        raise _MountError(f'MountVolume.SetUp failed for volume "{name}" : '
-                                          f"{kind} references non-existent key: "
-                                          f"{item['key']}")
-                    files[item["path"]] = (self._rewrite_bytes(data[item["key"]]),
-                                           int(item.get("mode") or mode))
-                self._write_files(target, files)
+                kind = "configMap" if "configMap" in volume else "secret"
+                spec = volume[kind] or {}
+                self._write_files(target, self._keyed_files(
+                    rt, name, kind, spec, spec.get("secretName") or spec.get("name") or "",
+                    int(spec.get("defaultMode") or 0o644), cache))
             elif "downwardAPI" in volume:
                 spec = volume["downwardAPI"]
+                self._write_files(target, self._downward_files(
+                    rt, spec, int(spec.get("defaultMode") or 0o644)))
+            elif "projected" in volume:
+                # What a 1.22+ API server puts in every pod (kube-api-access-*): a bound
+                # service account token, the kube-root-ca.crt ConfigMap and the namespace.
+                spec = volume["projected"]
+                mode = int(spec.get("defaultMode") or 0o644)
                 files = {}
-                for item in spec.get("items") or []:
-                    if "fieldRef" in item:
-                        try:
-                            value = self._field(rt, item["fieldRef"].get("fieldPath", ""))
-                        except _ConfigError as exc:
-                            raise _MountError(str(exc)) from None
+                for source in spec.get("sources") or []:
+                    if "configMap" in source or "secret" in source:
+                        kind = "configMap" if "configMap" in source else "secret"
+                        files.update(self._keyed_files(rt, name, kind, source[kind],
+                                                       source[kind].get("name") or "", mode,
+                                                       cache))
+                    elif "downwardAPI" in source:
+                        files.update(self._downward_files(rt, source["downwardAPI"], mode))
+                    elif "serviceAccountToken" in source:
+                        token = source["serviceAccountToken"]
+                        files[token["path"]] = (self._token(rt, name, token).encode(), mode)
                     else:
-                        value = ""
-                    files[item["path"]] = (value.encode(),
-                                           int(item.get("mode") or spec.get("defaultMode")
-                                               or 0o644))
+                        kinds = sorted(source)
+                        raise _MountError(f'volume "{name}": the test kubelet does not '
+                                          f"support projected sources {kinds}")
                 self._write_files(target, files)
             else:
                 kinds = sorted(k for k in volume if k != "name")
@@ -1651,6 +1648,59 @@ class TestKubelet:
                                   f"{kinds}")
             out[name] = target
         return out
+
+    def _keyed_files(self, rt: _Pod, volume: str, kind: str, spec: dict, source: str,
+                     mode: int, cache: dict[tuple[str, str], dict[str, bytes] | None]
+                     ) -> dict[str, tuple[bytes, int]]:
+        """The files of a configMap or secret volume (or projected source)."""
+        api_kind = kind.lower()
+        data = self._source(api_kind, rt.namespace, source, cache)
+        if data is None:
+            if not spec.get("optional"):
+                raise _MountError(f'MountVolume.SetUp failed for volume "{volume}" : '
+                                  f'{api_kind} "{source}" not found')
+            data = {}
+        files = {}
+        for item in spec.get("items") or [{"key": k, "path": k} for k in data]:
+            if item["key"] not in data:
+                if spec.get("optional"):
+                    continue
+                raise _MountError(f'MountVolume.SetUp failed for volume "{volume}" : '
+                                  f"{api_kind} references non-existent key: {item['key']}")
+            files[item["path"]] = (self._rewrite_bytes(data[item["key"]]),
+                                   int(item.get("mode") or mode))
+        return files
+
+    def _downward_files(self, rt: _Pod, spec: dict, mode: int) -> dict[str, tuple[bytes, int]]:
+        files = {}
+        for item in spec.get("items") or []:
+            if "fieldRef" in item:
+                try:
+                    value = self._field(rt, item["fieldRef"].get("fieldPath", ""))
+                except _ConfigError as exc:
+                    raise _MountError(str(exc)) from None
+            else:
+                value = ""
+            files[item["path"]] = (value.encode(), int(item.get("mode") or mode))
+        return files
+
+    def _token(self, rt: _Pod, volume: str, spec: dict) -> str:
+        """A service account token bound to the pod, from the TokenRequest API, as the
+        kubelet gets it for a serviceAccountToken projection."""
+        assert self._api is not None
+        account = rt.pod["spec"].get("serviceAccountName") or "default"
+        request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                   "spec": {"audiences": [spec["audience"]] if spec.get("audience") else [],
+                            "expirationSeconds": int(spec.get("expirationSeconds") or 3600),
+                            "boundObjectRef": {"apiVersion": "v1", "kind": "Pod",
+                                               "name": rt.name, "uid": rt.uid}}}
+        try:
+            answer = self._api("POST", f"/api/v1/namespaces/{rt.namespace}/serviceaccounts/"
+                                       f"{account}/token", request)
+        except _ApiError as exc:
+            raise _MountError(f'MountVolume.SetUp failed for volume "{volume}" : failed to '
+                              f"fetch token: {exc}") from None
+        return answer["status"]["token"]
 
     def _rewrite_bytes(self, data: bytes) -> bytes:
         try:
