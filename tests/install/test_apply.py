@@ -94,6 +94,7 @@ def test_install_yaml_applies(kubectl, control_plane):
     assert all(line.endswith("unchanged") for line in again.splitlines()), again
 
 
+@pytest.mark.compat
 def test_helm_install_upgrade_uninstall(kubectl, helm, control_plane):
     """A real Helm release on the real API server, watching a list of namespaces."""
     kubeconfig = ["--kubeconfig", str(control_plane.kubeconfig)]
