@@ -167,7 +167,6 @@ build_from_modules() {
     done
     minor=${K8S_VERSION#*.}
     ld="$ld -X k8s.io/component-base/version.gitMinor=${minor%%.*}"
-    ld="$ld -X k8s.io/component-base/version.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 
     # ---------------------------------------------------------------------------
     step 3 "compiling kube-apiserver and kube-controller-manager $K8S_VERSION (about 8 minutes on 2 cores)"
