@@ -1,23 +1,49 @@
 #!/usr/bin/env bash
-# Build the project's own Kubernetes control plane (kube-apiserver and
-# kube-controller-manager 1.20.2 from Debian's source package, plus Debian's
-# etcd) into ${BOTENV_CACHE:-$HOME/.cache/botenv}/kubernetes-$BUILD_ID/bin/.
+# Build the project's own Kubernetes control plane (etcd, kube-apiserver and
+# kube-controller-manager) into
+# ${BOTENV_CACHE:-$HOME/.cache/botenv}/kubernetes-$BUILD_ID/bin/.
 #
-# Idempotent: exits at once when the binaries are there. Only apt registries
-# are used (no Docker, no prebuilt downloads). Needs root (or sudo) for apt.
+#   BOTENV_KUBERNETES_VERSION=1.34 (default): Kubernetes 1.34.4 and etcd 3.6.16
+#       from the Go module proxy, pinned by scripts/controlplane/go.mod and
+#       scripts/controlplane/etcd/go.mod; needs Go >= 1.26 on PATH.
+#   BOTENV_KUBERNETES_VERSION=1.20: Kubernetes 1.20.2 from Debian's source
+#       package, compiled with Debian's Go 1.19 (golang-1.19-go), plus
+#       Debian's etcd 3.4.
+#
+# Idempotent: exits at once when the binaries are there. Only package
+# registries are used (no Docker, no prebuilt downloads). The 1.20 build needs
+# root (or sudo) for apt.
 set -Eeuo pipefail
 
-K8S_VERSION=1.20.2
-# Bump the suffix when the build's patches change, so caches built without them are
-# not reused (tests/support/controlplane.py BUILD_ID must match).
-BUILD_ID="$K8S_VERSION-p2"
+SERIES="${BOTENV_KUBERNETES_VERSION:-1.34}"
+case "$SERIES" in
+    1.34)
+        K8S_VERSION=1.34.4
+        ETCD_VERSION=3.6.16
+        # tests/support/controlplane.py VERSIONS must match.
+        BUILD_ID="$K8S_VERSION"
+        ;;
+    1.20)
+        K8S_VERSION=1.20.2
+        # Bump the suffix when the build's patches or toolchain change, so caches
+        # built without them are not reused (tests/support/controlplane.py
+        # VERSIONS must match). p3: compiled with Debian's Go 1.19.
+        BUILD_ID="$K8S_VERSION-p3"
+        ;;
+    *)
+        echo "[build-control-plane] BOTENV_KUBERNETES_VERSION must be 1.34 or 1.20, got '$SERIES'" >&2
+        exit 2
+        ;;
+esac
 CACHE="${BOTENV_CACHE:-$HOME/.cache/botenv}"
 ROOT="$CACHE/kubernetes-$BUILD_ID"
 BIN="$ROOT/bin"
 SRC="$ROOT/src"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 BINARIES=(etcd kube-apiserver kube-controller-manager)
-TOTAL=7
+if [[ $SERIES == 1.20 ]]; then TOTAL=7; else TOTAL=5; fi
+# Debian's Go 1.19 for the 1.20 build: Kubernetes 1.20 predates the Go on PATH.
+GO119=/usr/lib/go-1.19/bin
 STEP_NO=0
 STEP_NAME="starting"
 
@@ -46,18 +72,126 @@ have_all_binaries() {
     done
 }
 
+# Run "$@" in its own process group with its output in $1's log, and a heartbeat
+# every minute. $2 says what to show meanwhile: "lines" shows the log's lines as
+# they come (make prints few); "packages" counts them (`go build -v` prints one
+# line per package compiled, thousands). Stopping this script stops the whole
+# group and nothing else.
+compile_with_progress() {
+    local log=$1 show=$2
+    shift 2
+    : >"$log"
+    local started=$SECONDS
+    # setsid does not fork here (a background job of a non-interactive shell is
+    # no group leader), so the job's pid is the group's id.
+    setsid "$@" >"$log" 2>&1 &
+    local pid=$!
+    trap 'kill -TERM -- "-'"$pid"'" 2>/dev/null || true' EXIT
+    trap 'say "interrupted"; exit 130' INT
+    trap 'say "terminated"; exit 143' TERM
+    local tail_pid=""
+    if [[ $show == lines ]]; then
+        tail -n +1 -f --pid="$pid" "$log" | sed -u 's/^/    | /' >&2 &
+        tail_pid=$!
+    fi
+    local done_=""
+    while kill -0 "$pid" 2>/dev/null; do
+        for _ in $(seq 60); do
+            sleep 1
+            kill -0 "$pid" 2>/dev/null || break 2
+        done
+        [[ $show == packages ]] && done_=", $(wc -l <"$log") packages compiled"
+        say "still compiling, $((SECONDS - started)) s elapsed$done_ (full log: $log)"
+    done
+    local rc=0
+    wait "$pid" || rc=$?
+    [[ -z $tail_pid ]] || wait "$tail_pid" 2>/dev/null || true
+    trap - EXIT INT TERM
+    if ((rc != 0)); then
+        say "compile failed (exit $rc); last lines of $log:"
+        tail -n 30 "$log" >&2
+        return 1
+    fi
+    say "compiled in $((SECONDS - started)) s"
+}
+
+# Move the finished binaries in place; rename last, so a half-finished build
+# never looks like a done one.
+install_binaries() {
+    local staging=$1
+    "$staging/kube-apiserver" --version >&2
+    "$staging/etcd" --version | head -n 1 >&2
+    rm -rf "$BIN"
+    mv "$staging" "$BIN"
+}
+
+# Kubernetes 1.34 from the Go module proxy (scripts/controlplane/).
+build_from_modules() {
+    local module="$HERE/controlplane"
+    local staging="$ROOT/bin.partial"
+    # readonly: go.mod and go.sum are the pins, never rewritten by a build.
+    export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false"
+    # A build cache of its own, removed after a good build (about 2 GB).
+    export GOCACHE="$ROOT/go-build"
+
+    # ---------------------------------------------------------------------------
+    step 1 "checking the Go toolchain (Go >= 1.26 on PATH; etcd $ETCD_VERSION needs it)"
+    command -v go >/dev/null || {
+        say "no 'go' on PATH: install Go 1.26 or newer (go.dev/dl), or use BOTENV_KUBERNETES_VERSION=1.20"
+        false
+    }
+    local gov
+    gov=$(go env GOVERSION)
+    local minor=${gov#go1.}
+    minor=${minor%%.*}
+    if ! [[ $minor =~ ^[0-9]+$ ]] || ((minor < 26)); then
+        say "$(command -v go) is $gov; this build needs Go >= 1.26"
+        false
+    fi
+    say "using $(command -v go) ($gov, GOTOOLCHAIN=local)"
+
+    # ---------------------------------------------------------------------------
+    step 2 "downloading the pinned modules from the Go module proxy (150 MB, 800 MB unpacked; once)"
+    local started=$SECONDS
+    # go.sum pins every module's hash: a download that does not match fails here.
+    (cd "$module" && go mod download)
+    (cd "$module/etcd" && go mod download)
+    say "modules ready in $((SECONDS - started)) s ($(go env GOMODCACHE))"
+
+    rm -rf "$staging"
+    mkdir -p "$staging"
+    local ld="-s -w"
+    local v
+    for v in gitVersion=v$K8S_VERSION gitMajor=${K8S_VERSION%%.*} gitTreeState=clean; do
+        ld="$ld -X k8s.io/component-base/version.$v"
+    done
+    minor=${K8S_VERSION#*.}
+    ld="$ld -X k8s.io/component-base/version.gitMinor=${minor%%.*}"
+
+    # ---------------------------------------------------------------------------
+    step 3 "compiling kube-apiserver and kube-controller-manager $K8S_VERSION (about 8 minutes on 2 cores)"
+    compile_with_progress "$ROOT/go-build.log" packages env -C "$module" \
+        go build -v -trimpath -ldflags="$ld" -o "$staging/" \
+        k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+
+    # ---------------------------------------------------------------------------
+    step 4 "compiling etcd $ETCD_VERSION (about 2 minutes)"
+    compile_with_progress "$ROOT/go-build-etcd.log" packages env -C "$module/etcd" \
+        go build -v -trimpath -ldflags="-s -w" -o "$staging/etcd" .
+
+    # ---------------------------------------------------------------------------
+    step 5 "installing binaries into $BIN"
+    install_binaries "$staging"
+    rm -rf "$GOCACHE"
+}
+
 # Everything runs inside main so bash parses the whole script before acting:
-# editing or pulling this file during a build cannot derail a running one.
+# editing or pulling this file during a build cannot derail a running one (see
+# the last line).
 main() {
     if have_all_binaries; then
         say "control plane binaries already built in $BIN"
         exit 0
-    fi
-
-    SUDO=()
-    if [[ $(id -u) -ne 0 ]]; then
-        command -v sudo >/dev/null || { say "need root or sudo to install apt packages"; exit 1; }
-        SUDO=(sudo)
     fi
 
     mkdir -p "$ROOT"
@@ -71,12 +205,30 @@ main() {
         say "control plane binaries were built meanwhile in $BIN"
         exit 0
     fi
+    say "building Kubernetes $K8S_VERSION into $BIN"
+    local began=$SECONDS
+    if [[ $SERIES == 1.20 ]]; then
+        build_from_debian_source
+    else
+        build_from_modules
+    fi
+    say "done in $((SECONDS - began)) s: $BIN"
+    ls -l "$BIN" >&2
+}
+
+# Kubernetes 1.20.2 from Debian's source package, with Debian's Go 1.19.
+build_from_debian_source() {
+    SUDO=()
+    if [[ $(id -u) -ne 0 ]]; then
+        command -v sudo >/dev/null || { say "need root or sudo to install apt packages"; exit 1; }
+        SUDO=(sudo)
+    fi
 
     # ---------------------------------------------------------------------------
-    step 1 "installing build tools from apt (golang-go, etcd-server, make, rsync, openssl, python3)"
+    step 1 "installing build tools from apt (golang-1.19-go, etcd-server, make, rsync, openssl, python3)"
     # command -> Debian package that provides it
     declare -A PKG_FOR=(
-        [go]=golang-go [etcd]=etcd-server [make]=make [rsync]=rsync
+        [$GO119/go]=golang-1.19-go [etcd]=etcd-server [make]=make [rsync]=rsync
         [openssl]=openssl [python3]=python3 [tar]=tar [flock]=util-linux [setsid]=util-linux
     )
     missing=()
@@ -89,9 +241,10 @@ main() {
         "${SUDO[@]}" apt-get update -q
         STEP_NAME="apt-get install ${missing[*]}"
         DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -q "${missing[@]}"
-    else
-        say "all build tools present ($(go version | cut -d' ' -f3), etcd $(etcd --version | awk 'NR == 1 {print $3}'))"
     fi
+    # Kubernetes 1.20 is built with the Go of its time, whatever Go is first on PATH.
+    export PATH="$GO119:$PATH" GOTOOLCHAIN=local
+    say "build tools present ($(go version | cut -d' ' -f3) from $(command -v go), etcd $(etcd --version | awk 'NR == 1 {print $3}'))"
 
     # ---------------------------------------------------------------------------
     step 2 "enabling Debian source packages (deb-src) in apt"
@@ -190,43 +343,10 @@ main() {
     printf "%s\n" "KUBE_GIT_COMMIT=''" "KUBE_GIT_TREE_STATE='clean'" \
         "KUBE_GIT_VERSION='v$K8S_VERSION'" "KUBE_GIT_MAJOR='${K8S_VERSION%%.*}'" \
         "KUBE_GIT_MINOR='${minor%%.*}'" >"$SRC/.botenv-version"
-    make_log="$ROOT/make.log"
-    : >"$make_log"
-    started=$SECONDS
-    (
-        cd "$SRC"
-        # Own process group (setsid does not fork here: a background job of a
-        # non-interactive shell is no group leader), so that stopping this
-        # script can stop all of make's go processes and nothing else.
-        # hack/lib/golang.sh then sets its own GOPATH/GOCACHE under _output/.
-        exec setsid env GOPATH="$SRC/.go" CGO_ENABLED=0 \
-            KUBE_GIT_VERSION_FILE="$SRC/.botenv-version" \
-            make WHAT="cmd/kube-apiserver cmd/kube-controller-manager"
-    ) >"$make_log" 2>&1 &
-    make_pid=$!
-    trap 'kill -TERM -- "-$make_pid" 2>/dev/null || true' EXIT
-    trap 'say "interrupted"; exit 130' INT
-    trap 'say "terminated"; exit 143' TERM
-    # Show make's own lines as they come, plus a heartbeat while go is silent.
-    tail -n +1 -f --pid="$make_pid" "$make_log" | sed -u 's/^/    | /' >&2 &
-    tail_pid=$!
-    while kill -0 "$make_pid" 2>/dev/null; do
-        for _ in $(seq 60); do
-            sleep 1
-            kill -0 "$make_pid" 2>/dev/null || break 2
-        done
-        say "still compiling, $((SECONDS - started)) s elapsed (full log: $make_log)"
-    done
-    make_rc=0
-    wait "$make_pid" || make_rc=$?
-    wait "$tail_pid" 2>/dev/null || true
-    trap - EXIT INT TERM
-    if ((make_rc != 0)); then
-        say "make failed (exit $make_rc); last lines of $make_log:"
-        tail -n 30 "$make_log" >&2
-        false
-    fi
-    say "compiled in $((SECONDS - started)) s"
+    # hack/lib/golang.sh sets its own GOPATH/GOCACHE under _output/.
+    compile_with_progress "$ROOT/make.log" lines env -C "$SRC" GOPATH="$SRC/.go" CGO_ENABLED=0 \
+        KUBE_GIT_VERSION_FILE="$SRC/.botenv-version" \
+        make WHAT="cmd/kube-apiserver cmd/kube-controller-manager"
 
     # ---------------------------------------------------------------------------
     step 7 "installing binaries into $BIN and removing the source tree"
@@ -239,13 +359,10 @@ main() {
         cp "$out/$b" "$staging/$b"
     done
     cp "$(command -v etcd)" "$staging/etcd"
-    "$staging/kube-apiserver" --version >&2
-    # Rename last: a half-finished build never looks like a done one.
-    rm -rf "$BIN"
-    mv "$staging" "$BIN"
+    install_binaries "$staging"
     rm -rf "$SRC" "$DL"
-    say "done: $BIN"
-    ls -l "$BIN" >&2
 }
 
-main "$@"
+# exit on the same line: bash reads a script as it runs, so a file changed during a
+# build must not be read on after main returns.
+main "$@"; exit

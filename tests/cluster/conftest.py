@@ -113,9 +113,7 @@ def control_plane(
 def kubectl(control_plane: ControlPlane) -> Kubectl:
     """kubectl as the cluster admin, with the botenv CRDs installed."""
     client = Kubectl(control_plane.kubeconfig)
-    client.run("apply", "-f", str(REPO / "crds"))
-    client.run("wait", "--for=condition=Established", "crd/botenvironments.botenv.dev",
-               "crd/modeltags.botenv.dev", "crd/modeltrainings.botenv.dev", "--timeout=60s")
+    client.apply_crds(control_plane.version)
     return client
 
 

@@ -27,6 +27,7 @@ def namespace(admin: Kubectl) -> Iterator[str]:
     admin.run("delete", "namespace", name, "--wait=false", check=False)
 
 
+@pytest.mark.compat
 def test_deployment_replicaset_pod_and_garbage_collection(admin: Kubectl, namespace: str) -> None:
     # The image is never pulled: there is no kubelet.
     admin.run("create", "deployment", "web", "--image=registry.invalid/web:1", "-n", namespace)
@@ -43,6 +44,7 @@ def test_deployment_replicaset_pod_and_garbage_collection(admin: Kubectl, namesp
     eventually(lambda: not admin.list("pods", namespace), message="GC of the Pod")
 
 
+@pytest.mark.compat
 def test_rbac_is_enforced_for_non_admin_tokens(
     control_plane: ControlPlane, admin: Kubectl, namespace: str
 ) -> None:

@@ -3,7 +3,14 @@ defaults and printer columns work, `kubectl explain` is useful."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
+
+from tests.support.kubectl import CEL_SINCE
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.cluster
 
@@ -66,6 +73,7 @@ def test_invalid_tag_rejected_naming_the_field(kubectl, ns, spec, field):
     assert field in proc.stderr, proc.stderr
 
 
+@pytest.mark.compat
 def test_defaults_are_applied(kubectl, ns):
     kubectl.apply(_env("defaults"))
     spec = kubectl.get("benv", "defaults", ns)["spec"]
@@ -101,3 +109,35 @@ def test_empty_strings_from_api_md_are_accepted(kubectl, ns):
                        actionEndpoint={"url": ""}), server_validation_only=True)
     spec = kubectl.get("benv", "empty-strings", ns)["spec"]
     assert spec["eventBroker"]["queue"] == ""
+
+
+def _has_rules(schema: object) -> bool:
+    if isinstance(schema, dict):
+        return "x-kubernetes-validations" in schema or any(_has_rules(v) for v in
+                                                             schema.values())
+    if isinstance(schema, list):
+        return any(_has_rules(v) for v in schema)
+    return False
+
+
+@pytest.mark.compat
+def test_crds_apply_as_the_readme_says_for_this_server(control_plane, kubectl, ns):
+    """crds/ carry CEL rules. A server of 1.25 or newer stores and enforces them; 1.20 does not
+    know the field: the README's `kubectl apply --validate=false -f crds/` (the kubectl fixture
+    applies them so) succeeds there, the server drops the rules, and an object that breaks one
+    is stored, for the operator's own check to report (test_invalid_spec_degrades_with_field)."""
+    for crd in ("botenvironments", "modeltags", "modeltrainings"):
+        stored = json.loads(kubectl.run("get", "crd", f"{crd}.botenv.dev", "-o", "json").stdout)
+        schema = stored["spec"]["versions"][0]["schema"]
+        assert _has_rules(schema) == (control_plane.version >= CEL_SINCE), crd
+    breaks_a_rule = _env("cel-dropped", rollout="HotSwap", delivery="remoteStorage")
+    proc = kubectl.apply(breaks_a_rule, check=False, server_validation_only=True)
+    if control_plane.version >= CEL_SINCE:
+        assert proc.returncode != 0 and "HotSwap needs delivery: pull" in proc.stderr
+    else:
+        assert proc.returncode == 0, proc.stderr
+        assert kubectl.get("benv", "cel-dropped", ns)["spec"]["rollout"] == "HotSwap"
+        # Without --validate=false, kubectl's own schema check refuses the unknown field.
+        plain = kubectl.run("apply", "--dry-run=server", "-f", str(REPO / "crds"), check=False)
+        assert plain.returncode != 0
+        assert 'unknown field "x-kubernetes-validations"' in plain.stderr

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests.cluster.conftest import MODELS
-from tests.support.kubectl import condition, eventually
+from tests.support.kubectl import CEL_SINCE, condition, eventually
 from tests.support.pods import make_ready
 
 pytestmark = pytest.mark.cluster
@@ -86,6 +86,7 @@ def wait_degraded(kubectl, ns, name, reason):
     )
 
 
+@pytest.mark.compat
 def test_environment_reconciled_into_children(kubectl, operator, ns):
     kubectl.apply(
         tag(ns, "production", "20190506-100418.tar.gz"),
@@ -159,6 +160,7 @@ def test_environment_reconciled_into_children(kubectl, operator, ns):
     assert mtag["status"]["environments"] == ["production"]
 
 
+@pytest.mark.compat
 def test_ready_when_pods_ready_and_kubectl_wait_works(kubectl, operator, ns):
     kubectl.apply(tag(ns, "staging", "a.tar.gz"), env(ns, "staging"))
     eventually(lambda: deployment(kubectl, ns, "staging"))
@@ -176,6 +178,7 @@ def test_ready_when_pods_ready_and_kubectl_wait_works(kubectl, operator, ns):
     assert {"ModelChanged", "Ready"} <= reasons
 
 
+@pytest.mark.compat
 def test_tag_move_rolls_only_environments_on_that_tag(kubectl, operator, ns):
     kubectl.apply(
         tag(ns, "experimental", "m1.tar.gz"),
@@ -279,12 +282,23 @@ def test_missing_tag_degrades(kubectl, operator, ns):
     eventually(lambda: deployment(kubectl, ns, "orphan"), message="created once the tag exists")
 
 
-def test_invalid_spec_degrades_with_field(kubectl, operator, ns):
+@pytest.mark.compat
+def test_invalid_spec_degrades_with_field(control_plane, kubectl, operator, ns):
     kubectl.apply(tag(ns, "t", "m.tar.gz"), env(ns, "solo", modelTag="t"))
     eventually(lambda: deployment(kubectl, ns, "solo"))
-    kubectl.patch("benv", "solo", ns, {"spec": {"replicas": 2}})  # memory lock store
-    degraded = wait_degraded(kubectl, ns, "solo", "InvalidSpec")
-    assert "spec.lockStore" in degraded["message"]
+    # Two replicas with the in-memory lock store: the CRD's CEL rule refuses the change on a
+    # server that enforces CEL (1.25+); older servers store it, and the operator refuses it.
+    change = kubectl.run("patch", "benv", "solo", "-n", ns, "--type=merge",
+                         "-p", '{"spec": {"replicas": 2}}', check=False)
+    if control_plane.version >= CEL_SINCE:
+        assert change.returncode != 0
+        assert "spec.lockStore: " in change.stderr, change.stderr
+        assert "must be redis or custom when spec.replicas > 1" in change.stderr
+        assert kubectl.get("benv", "solo", ns)["spec"]["replicas"] == 1
+    else:
+        assert change.returncode == 0, change.stderr
+        degraded = wait_degraded(kubectl, ns, "solo", "InvalidSpec")
+        assert "spec.lockStore: must be redis or custom" in degraded["message"]
     assert deployment(kubectl, ns, "solo")["spec"]["replicas"] == 1
 
 
@@ -332,6 +346,7 @@ def test_drift_is_repaired(kubectl, operator, ns):
     eventually(lambda: kubectl.get("service", "rasa-drift", ns), message="Service restored")
 
 
+@pytest.mark.compat
 def test_idle_reconcile_writes_nothing(kubectl, operator, ns):
     kubectl.apply(
         tag(ns, "t", "m.tar.gz"),
@@ -354,6 +369,7 @@ def test_idle_reconcile_writes_nothing(kubectl, operator, ns):
     assert operator.writes == before
 
 
+@pytest.mark.compat
 def test_delete_garbage_collects_children(kubectl, operator, ns):
     kubectl.apply(tag(ns, "t", "m.tar.gz"), env(ns, "doomed", modelTag="t"))
     eventually(lambda: replicasets(kubectl, ns, "doomed"))

@@ -1,15 +1,20 @@
 """A real Kubernetes control plane for tests and local runs.
 
-etcd + kube-apiserver + kube-controller-manager (Kubernetes 1.20.2, built from
-Debian's source by scripts/build-control-plane.sh), all on 127.0.0.1 with
-ports picked at start, token authentication and RBAC. There is no kubelet:
-pods are created but stay Pending.
+etcd + kube-apiserver + kube-controller-manager, built by
+scripts/build-control-plane.sh, all on 127.0.0.1 with ports picked at start,
+token authentication and RBAC. There is no kubelet: pods are created but stay
+Pending.
+
+BOTENV_KUBERNETES_VERSION picks the version: 1.34 (the default; Kubernetes
+1.34.4 and etcd 3.6 from the Go module proxy) or 1.20 (Kubernetes 1.20.2 from
+Debian's source, Debian's etcd 3.4).
 
     python -m tests.support.controlplane up [--dir D]   # foreground; Ctrl-C stops
     python -m tests.support.controlplane build          # only ensure the binaries
 
 Binaries come from $BOTENV_CONTROL_PLANE_BIN (a directory holding etcd and
-kube-apiserver, optionally kube-controller-manager) or from the build cache
+kube-apiserver, optionally kube-controller-manager; their version is read from
+kube-apiserver --version) or from the build cache
 ${BOTENV_CACHE:-~/.cache/botenv}/kubernetes-<BUILD_ID>/bin, built on first use.
 """
 
@@ -43,9 +48,10 @@ from types import TracebackType
 
 log = logging.getLogger("botenv.controlplane")
 
-K8S_VERSION = "1.20.2"
-# Must match BUILD_ID in scripts/build-control-plane.sh (bumped when its patches change).
-BUILD_ID = f"{K8S_VERSION}-p2"
+# BOTENV_KUBERNETES_VERSION -> the build's id, which names its cache directory. Must
+# match BUILD_ID in scripts/build-control-plane.sh (bumped when its patches change).
+VERSIONS = {"1.34": "1.34.4", "1.20": "1.20.2-p3"}
+DEFAULT_VERSION = "1.34"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-control-plane.sh"
 REQUIRED = ("etcd", "kube-apiserver")
@@ -58,10 +64,36 @@ class ControlPlaneError(RuntimeError):
     """The control plane could not be built, started or reached."""
 
 
-def cache_bin_dir() -> Path:
-    """Where scripts/build-control-plane.sh puts the binaries."""
+def selected_version() -> str:
+    """The Kubernetes version BOTENV_KUBERNETES_VERSION asks for (1.34 when unset)."""
+    version = os.environ.get("BOTENV_KUBERNETES_VERSION") or DEFAULT_VERSION
+    if version not in VERSIONS:
+        raise ControlPlaneError(
+            f"BOTENV_KUBERNETES_VERSION must be one of {', '.join(VERSIONS)}, got {version!r}"
+        )
+    return version
+
+
+def cache_bin_dir(version: str | None = None) -> Path:
+    """Where scripts/build-control-plane.sh puts the binaries of a version."""
     cache = os.environ.get("BOTENV_CACHE") or str(Path.home() / ".cache" / "botenv")
-    return Path(cache).expanduser() / f"kubernetes-{BUILD_ID}" / "bin"
+    build_id = VERSIONS[version or selected_version()]
+    return Path(cache).expanduser() / f"kubernetes-{build_id}" / "bin"
+
+
+def binary_version(bin_dir: Path) -> tuple[int, int]:
+    """(major, minor) of the kube-apiserver in bin_dir, from its --version."""
+    out = subprocess.run(
+        [str(bin_dir / "kube-apiserver"), "--version"], capture_output=True, text=True, timeout=60
+    ).stdout
+    # "Kubernetes v1.34.4"
+    try:
+        major, minor = out.split()[1].lstrip("v").split(".")[:2]
+        return int(major), int(minor)
+    except (IndexError, ValueError):
+        raise ControlPlaneError(
+            f"cannot read the version of {bin_dir / 'kube-apiserver'}: {out!r}"
+        ) from None
 
 
 def _missing(bin_dir: Path, names: Sequence[str]) -> list[str]:
@@ -80,16 +112,26 @@ def find_binaries() -> Path:
             )
         return bin_dir
 
-    bin_dir = cache_bin_dir()
+    version = selected_version()
+    bin_dir = cache_bin_dir(version)
     if not _missing(bin_dir, (*REQUIRED, CONTROLLER_MANAGER)):
         return bin_dir
-    log.warning("control plane binaries not in %s; building them (about 10 minutes)", bin_dir)
+    log.warning(
+        "Kubernetes %s control plane binaries not in %s; building them (10-20 minutes)",
+        version,
+        bin_dir,
+    )
     # The build reports its progress on stdout/stderr: pass both to our stderr.
     try:
         err_fd = sys.stderr.fileno()
     except (AttributeError, ValueError, io.UnsupportedOperation):
         err_fd = 2
-    rc = subprocess.call(["bash", str(BUILD_SCRIPT)], stdout=err_fd, stderr=err_fd)
+    rc = subprocess.call(
+        ["bash", str(BUILD_SCRIPT)],
+        stdout=err_fd,
+        stderr=err_fd,
+        env={**os.environ, "BOTENV_KUBERNETES_VERSION": version},
+    )
     if rc != 0 or _missing(bin_dir, (*REQUIRED, CONTROLLER_MANAGER)):
         raise ControlPlaneError(
             f"{BUILD_SCRIPT.relative_to(REPO_ROOT)} failed (exit {rc}); see its output above"
@@ -175,6 +217,7 @@ class ControlPlane:
         self._lock = threading.Lock()
         self._atexit_registered = False
         self.ca_cert: bytes | None = None  # PEM, once the apiserver made its certs
+        self.version: tuple[int, int] = (0, 0)  # (major, minor) of the binaries, at start()
         self._insecure = ssl.create_default_context()
         self._insecure.check_hostname = False
         # Readiness polls: the certs do not exist before the servers create them.
@@ -187,6 +230,7 @@ class ControlPlane:
         if self._procs:
             raise ControlPlaneError("control plane already started")
         bin_dir = self._bin_dir or find_binaries()
+        self.version = binary_version(bin_dir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         if not self._atexit_registered:
             atexit.register(self.stop)
@@ -207,7 +251,8 @@ class ControlPlane:
                 self.stop()
                 raise
         log.info(
-            "control plane up at %s in %.1f s (logs in %s)",
+            "Kubernetes %d.%d control plane up at %s in %.1f s (logs in %s)",
+            *self.version,
             self.server,
             time.monotonic() - began,
             self.workdir,
@@ -351,12 +396,10 @@ class ControlPlane:
                     "--leader-elect=false",
                     "--bind-address=127.0.0.1",
                     f"--secure-port={kcm_port}",
-                    # 1.20 still serves plain HTTP on 0.0.0.0:10252 by default:
-                    # a fixed port that a second cluster beside would collide on.
-                    "--port=0",
-                    # 1.20 still serves plain HTTP on a fixed 10252 unless told not to,
-                    # which collides with a second control plane on the machine.
-                    "--port=0",
+                    # Before 1.24 it also serves plain HTTP on 0.0.0.0:10252 unless
+                    # told not to: a fixed port that a second cluster beside would
+                    # collide on (1.24 removed the flag with the insecure port).
+                    *(["--port=0"] if self.version < (1, 24) else []),
                     f"--cert-dir={wd / 'certs-kcm'}",
                     "--controllers=*",
                 ],
