@@ -22,7 +22,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.support.controlplane import ControlPlane  # noqa: E402
+from botenv.local.controlplane import ControlPlane  # noqa: E402
 
 
 def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> str:

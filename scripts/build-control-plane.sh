@@ -20,13 +20,13 @@ case "$SERIES" in
     1.34)
         K8S_VERSION=1.34.4
         ETCD_VERSION=3.6.16
-        # tests/support/controlplane.py VERSIONS must match.
+        # operator/botenv/local/controlplane.py VERSIONS must match.
         BUILD_ID="$K8S_VERSION"
         ;;
     1.20)
         K8S_VERSION=1.20.2
         # Bump the suffix when the build's patches or toolchain change, so caches
-        # built without them are not reused (tests/support/controlplane.py
+        # built without them are not reused (operator/botenv/local/controlplane.py
         # VERSIONS must match). p3: compiled with Debian's Go 1.19.
         BUILD_ID="$K8S_VERSION-p3"
         ;;

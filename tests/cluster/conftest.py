@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from botenv.local.controlplane import ControlPlane, find_binaries
 from botenv.local.processes import free_port
-from tests.support.controlplane import ControlPlane, find_binaries
 from tests.support.emulators import MotoServer
 from tests.support.kubectl import Kubectl, eventually
 from tests.support.operator import OperatorProcess

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from botenv.local.controlplane import ControlPlane
 from tests.cluster.conftest import VIEWER_TOKEN, VIEWER_USER
-from tests.support.controlplane import ControlPlane
 from tests.support.kubectl import Kubectl, eventually
 
 pytestmark = pytest.mark.cluster

@@ -16,8 +16,8 @@ import pytest
 
 from botenv.kube.client import Kube
 from botenv.leader import LeaderElector
+from botenv.local.controlplane import ControlPlane
 from botenv.local.processes import free_port
-from tests.support.controlplane import ControlPlane
 from tests.support.kubectl import Kubectl, eventually
 
 pytestmark = pytest.mark.cluster

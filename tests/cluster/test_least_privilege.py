@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from botenv.local.controlplane import ControlPlane
 from tests.cluster.conftest import (
     INSTALL_NAMESPACE,
     MODEL_SERVER_TOKEN,
@@ -22,7 +23,6 @@ from tests.cluster.conftest import (
     SCOPED_OPERATOR_TOKEN,
 )
 from tests.cluster.test_environments import env, tag
-from tests.support.controlplane import ControlPlane
 from tests.support.helm import CHART, run_helm
 from tests.support.kubectl import Kubectl, eventually
 

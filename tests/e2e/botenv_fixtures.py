@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from botenv.local.controlplane import ControlPlane
 from botenv.local.processes import free_port
 from tests.cluster.conftest import MODEL_SERVER_TOKEN, OPERATOR_TOKEN, install_rbac
-from tests.support.controlplane import ControlPlane
 from tests.support.kubectl import Kubectl, eventually
 from tests.support.kubelet import Image, TestKubelet
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from botenv.local.controlplane import ControlPlane
 from tests.cluster import conftest as cluster
-from tests.support.controlplane import ControlPlane
 from tests.support.kubectl import Kubectl, condition, eventually
 from tests.support.kubelet import PYTHON, Image, TestKubelet
 from tests.support.rasa import rasa_venv

@@ -1,6 +1,6 @@
 """A local node: runs the pods of botenv's Deployments and Jobs as local processes.
 
-The local control plane (tests/support/controlplane.py) has an API server and a controller
+The local control plane (operator/botenv/local/controlplane.py) has an API server and a controller
 manager but no scheduler and no kubelet, so pods stay Pending. ``LocalKubelet`` fills both
 roles for the pods that match a label selector (default ``app.kubernetes.io/managed-by=
 botenv``):

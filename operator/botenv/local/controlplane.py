@@ -2,15 +2,15 @@
 
 etcd + kube-apiserver + kube-controller-manager, built by
 scripts/build-control-plane.sh, all on 127.0.0.1 with ports picked at start,
-token authentication and RBAC. There is no kubelet: pods are created but stay
-Pending.
+token authentication and RBAC. It has no kubelet: pods stay Pending unless the local
+node (botenv.local.node) runs them.
 
 BOTENV_KUBERNETES_VERSION picks the version: 1.34 (the default; Kubernetes
 1.34.4 and etcd 3.6 from the Go module proxy) or 1.20 (Kubernetes 1.20.2 from
 Debian's source, Debian's etcd 3.4).
 
-    python -m tests.support.controlplane up [--dir D]   # foreground; Ctrl-C stops
-    python -m tests.support.controlplane build          # only ensure the binaries
+    python -m botenv.local.controlplane up [--dir D]   # foreground; Ctrl-C stops
+    python -m botenv.local.controlplane build          # only ensure the binaries
 
 Binaries come from $BOTENV_CONTROL_PLANE_BIN (a directory holding etcd and
 kube-apiserver, optionally kube-controller-manager; their version is read from
@@ -24,7 +24,6 @@ import argparse
 import atexit
 import base64
 import csv
-import ctypes
 import hashlib
 import io
 import json
@@ -33,7 +32,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -46,13 +44,20 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from botenv.local.processes import (
+    die_with_parent,
+    free_ports,
+    signal_running_group,
+    tail,
+)
+
 log = logging.getLogger("botenv.controlplane")
 
 # BOTENV_KUBERNETES_VERSION -> the build's id, which names its cache directory. Must
 # match BUILD_ID in scripts/build-control-plane.sh (bumped when its patches change).
 VERSIONS = {"1.34": "1.34.4", "1.20": "1.20.2-p3"}
 DEFAULT_VERSION = "1.34"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 BUILD_SCRIPT = REPO_ROOT / "scripts" / "build-control-plane.sh"
 REQUIRED = ("etcd", "kube-apiserver")
 CONTROLLER_MANAGER = "kube-controller-manager"
@@ -139,39 +144,7 @@ def find_binaries() -> Path:
     return bin_dir
 
 
-def _free_ports(count: int) -> list[int]:
-    # Hold all sockets open until every port is chosen so they differ.
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
-
-def _tail(path: Path, lines: int = 25) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return f"(no log at {path})"
-    return "\n".join(text[-lines:])
-
-
-_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: if the parent dies (even by
-    # SIGKILL), the kernel sends SIGTERM, so no etcd/apiserver is orphaned.
-    # Linux ties this to the thread that started the child: start from a
-    # thread that outlives the control plane (normally the main thread).
-    assert _LIBC is not None
-    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _self_signed_ca(cert_file: Path) -> bytes | None:
@@ -267,12 +240,12 @@ class ControlPlane:
         # One by one in reverse start order: the apiserver should not lose etcd
         # while it shuts down (that only fills its log with gRPC errors).
         for name, proc in reversed(procs):
-            _signal_group(proc, signal.SIGTERM)
+            signal_running_group(proc, signal.SIGTERM)
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 log.warning("%s did not stop within %.0f s; killing it", name, timeout)
-                _signal_group(proc, signal.SIGKILL)
+                signal_running_group(proc, signal.SIGKILL)
                 proc.wait()
 
     def kubeconfig_for(self, token: str) -> Path:
@@ -306,7 +279,7 @@ class ControlPlane:
     # -- internals ----------------------------------------------------------
 
     def _start_once(self, bin_dir: Path) -> None:
-        etcd_client, etcd_peer, api_port, kcm_port = _free_ports(4)
+        etcd_client, etcd_peer, api_port, kcm_port = free_ports(4)
         wd = self.workdir
         self.server = f"https://127.0.0.1:{api_port}"
         etcd_url = f"http://127.0.0.1:{etcd_client}"
@@ -442,7 +415,7 @@ class ControlPlane:
                 # Own process group: a terminal's Ctrl-C reaches only us, and we
                 # stop the children in order.
                 start_new_session=True,
-                preexec_fn=_die_with_parent if _LIBC is not None else None,
+                preexec_fn=die_with_parent(signal.SIGTERM),
             )
         with self._lock:
             self._procs[name] = proc
@@ -455,12 +428,12 @@ class ControlPlane:
         while True:
             for pname, proc in self._procs.items():
                 if proc.poll() is not None:
-                    tail = _tail(self._logs[pname])
-                    if "address already in use" in tail:
+                    last = tail(self._logs[pname], 25)
+                    if "address already in use" in last:
                         raise _PortTaken(f"{pname}: address already in use")
                     raise ControlPlaneError(
                         f"{pname} exited with code {proc.returncode} while waiting for {what}; "
-                        f"last lines of {self._logs[pname]}:\n{tail}"
+                        f"last lines of {self._logs[pname]}:\n{last}"
                     )
             if ready():
                 log.debug("%s ready after %.1f s", what, time.monotonic() - began)
@@ -468,7 +441,7 @@ class ControlPlane:
             if time.monotonic() > deadline:
                 raise ControlPlaneError(
                     f"{what} not ready after {self.timeout:.0f} s; "
-                    f"last lines of {self._logs[name]}:\n{_tail(self._logs[name])}"
+                    f"last lines of {self._logs[name]}:\n{tail(self._logs[name], 25)}"
                 )
             time.sleep(0.2)
 
@@ -518,14 +491,6 @@ class _PortTaken(Exception):
     pass
 
 
-def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    if proc.poll() is not None:
-        return  # reaped: its pid may belong to someone else by now
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
 
 # -- command line -------------------------------------------------------------
 
@@ -541,7 +506,7 @@ def _parse_token(spec: str) -> tuple[str, tuple[str, list[str]]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.support.controlplane", description=__doc__.split("\n\n")[0]
+        prog="python -m botenv.local.controlplane", description=__doc__.split("\n\n")[0]
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("build", help="build the binaries if they are missing")
