@@ -19,10 +19,9 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from botenv.local.controlplane import ControlPlane
 
-from botenv.local.controlplane import ControlPlane  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None) -> str:
