@@ -122,7 +122,7 @@ log = logging.getLogger("botenv.kubelet")
 
 DEFAULT_SELECTOR = "app.kubernetes.io/managed-by=botenv"
 DEFAULT_NODE = "botenv-kubelet"
-KUBELET_VERSION = "v1.20.2"
+KUBELET_VERSION = "v1.20.2"  # until the API server says its own (a kubelet of its version)
 HOST_IP = "127.0.0.1"
 HEARTBEAT_SECONDS = 10.0
 SERVICE_REFRESH_SECONDS = 1.0
@@ -749,6 +749,7 @@ class TestKubelet:
         self._thread: threading.Thread | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._node_since = _now()
+        self._version = KUBELET_VERSION
         self._heartbeat_at = 0.0
         self._resolved: dict[str, str] = {}
         self._shim_dir = self.workdir / ".kubelet-python"
@@ -981,6 +982,9 @@ class TestKubelet:
 
     def _register_node(self) -> None:
         assert self._api is not None
+        # Report the control plane's own version, as a kubelet of the same release would.
+        server = self._api.get("/version") or {}
+        self._version = server.get("gitVersion") or KUBELET_VERSION
         path = f"/api/v1/nodes/{self.node_name}"
         if self._api.get(path) is None:
             self._api("POST", "/api/v1/nodes", {
@@ -1020,8 +1024,8 @@ class TestKubelet:
                 "systemUUID": hashlib.md5(self.node_name.encode()).hexdigest(),
                 "bootID": hashlib.md5(self._node_since.encode()).hexdigest(),
                 "kernelVersion": uname.release, "osImage": f"{uname.sysname} (test kubelet)",
-                "containerRuntimeVersion": f"{RUNTIME}://1", "kubeletVersion": KUBELET_VERSION,
-                "kubeProxyVersion": KUBELET_VERSION, "operatingSystem": "linux",
+                "containerRuntimeVersion": f"{RUNTIME}://1", "kubeletVersion": self._version,
+                "kubeProxyVersion": self._version, "operatingSystem": "linux",
                 "architecture": "amd64",
             },
         }}, patch=True)
@@ -1425,7 +1429,8 @@ class TestKubelet:
             port = self._port(c, rt, get.get("port"))
             path = get.get("path") or "/"
             scheme = (get.get("scheme") or "HTTP").lower()
-            headers = {"User-Agent": "kube-probe/1.20", "Accept": "*/*"}
+            release = ".".join(self._version.lstrip("v").split(".")[:2])
+            headers = {"User-Agent": f"kube-probe/{release}", "Accept": "*/*"}
             headers.update({h["name"]: h["value"] for h in get.get("httpHeaders") or []})
             conn: http.client.HTTPConnection
             if scheme == "https":
