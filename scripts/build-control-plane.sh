@@ -169,13 +169,13 @@ build_from_modules() {
     ld="$ld -X k8s.io/component-base/version.gitMinor=${minor%%.*}"
 
     # ---------------------------------------------------------------------------
-    step 3 "compiling kube-apiserver and kube-controller-manager $K8S_VERSION (about 8 minutes on 2 cores)"
+    step 3 "compiling kube-apiserver and kube-controller-manager $K8S_VERSION (5-8 minutes on 2 cores)"
     compile_with_progress "$ROOT/go-build.log" packages env -C "$module" \
         go build -v -trimpath -ldflags="$ld" -o "$staging/" \
         k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
 
     # ---------------------------------------------------------------------------
-    step 4 "compiling etcd $ETCD_VERSION (about 2 minutes)"
+    step 4 "compiling etcd $ETCD_VERSION (about a minute)"
     compile_with_progress "$ROOT/go-build-etcd.log" packages env -C "$module/etcd" \
         go build -v -trimpath -ldflags="-s -w" -o "$staging/etcd" .
 

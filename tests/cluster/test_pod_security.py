@@ -4,8 +4,9 @@ standard and refuses one that does not.
 
 Today's Rasa pods do not meet it: a BotEnvironment's Deployment in such a namespace gets a
 ReplicaSet whose pods are refused (FailedCreate), and the admission names each missing
-setting. test_todays_rasa_pods_are_refused_in_a_restricted_namespace records that baseline;
-when the Rasa pods meet `restricted`, it is the test to turn around.
+setting. test_todays_rasa_pods_are_refused_in_a_restricted_namespace records that state;
+when the Rasa pods meet `restricted`, it is the test to turn around. Under the `baseline`
+standard they are admitted.
 
 Kubernetes 1.20 has no Pod Security admission (it came in 1.22, GA in 1.25)."""
 
@@ -22,8 +23,6 @@ from tests.support.kubectl import Kubectl, eventually
 pytestmark = pytest.mark.cluster
 
 POD_SECURITY_SINCE = (1, 25)
-RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted",
-              "pod-security.kubernetes.io/enforce-version": "latest"}
 # What the restricted standard asks of every container (and the pod), as the admission says it.
 RESTRICTED_CONTAINER = {
     "allowPrivilegeEscalation": False,
@@ -33,17 +32,28 @@ RESTRICTED_CONTAINER = {
 }
 
 
-@pytest.fixture
-def restricted_ns(control_plane, kubectl: Kubectl) -> Iterator[str]:
-    """A namespace that enforces the `restricted` Pod Security Standard."""
+def _enforcing(control_plane, kubectl: Kubectl, level: str) -> Iterator[str]:
     if control_plane.version < POD_SECURITY_SINCE:
         pytest.skip("Pod Security admission is GA from Kubernetes 1.25; this server is "
                     f"{'.'.join(map(str, control_plane.version))}")
-    name = f"restricted-{next(_names)}"
-    kubectl.apply({"apiVersion": "v1", "kind": "Namespace",
-                   "metadata": {"name": name, "labels": RESTRICTED}})
+    name = f"{level}-{next(_names)}"
+    kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {
+        "pod-security.kubernetes.io/enforce": level,
+        "pod-security.kubernetes.io/enforce-version": "latest"}}})
     yield name
     kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def restricted_ns(control_plane, kubectl: Kubectl) -> Iterator[str]:
+    """A namespace that enforces the `restricted` Pod Security Standard."""
+    yield from _enforcing(control_plane, kubectl, "restricted")
+
+
+@pytest.fixture
+def baseline_ns(control_plane, kubectl: Kubectl) -> Iterator[str]:
+    """A namespace that enforces the `baseline` Pod Security Standard."""
+    yield from _enforcing(control_plane, kubectl, "baseline")
 
 
 def _pod(ns: str, name: str, security: dict | None) -> dict:
@@ -102,3 +112,12 @@ def test_todays_rasa_pods_are_refused_in_a_restricted_namespace(
     assert failure["reason"] == "FailedCreate"
     assert "violates PodSecurity" in failure["message"]
     assert kubectl.list("pods", ns) == []
+
+
+def test_todays_rasa_pods_are_admitted_in_a_baseline_namespace(
+        kubectl: Kubectl, operator, baseline_ns: str) -> None:
+    ns = baseline_ns
+    kubectl.apply(tag(ns, "t", "m.tar.gz"), env(ns, "plain", modelTag="t"))
+    eventually(lambda: kubectl.list("pods", ns, "botenv.dev/environment=plain"), timeout=60,
+               message="the Rasa pod admitted")
+    assert _failed_creates(kubectl, ns) == []

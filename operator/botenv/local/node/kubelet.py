@@ -117,7 +117,8 @@ class LocalKubelet:
         self._node.register()
         self._node.delete_stale_pods()
         self._services.start()
-        self._prober = Prober(self._recorder, self._runtime.kill, self._probe_workers)
+        self._prober = Prober(self._recorder, self._runtime.kill, self._probe_workers,
+                              self._node.version)
         # Processes are started from this thread: PR_SET_PDEATHSIG ties them to it.
         self._thread = threading.Thread(target=self._run, name="test-kubelet", daemon=True)
         self._thread.start()

@@ -28,6 +28,9 @@ class NodeAgent:
         self.recorder = recorder
         self._node_since = utc_now()
         self.heartbeat_at = 0.0
+        # Until the API server says its own: a kubelet reports its release, which is the
+        # control plane's.
+        self.version = KUBELET_VERSION
 
     def capacity(self) -> dict[str, str]:
         try:
@@ -40,6 +43,7 @@ class NodeAgent:
                 "hugepages-2Mi": "0", "hugepages-1Gi": "0"}
 
     def register(self) -> None:
+        self.version = (self.api.get("/version") or {}).get("gitVersion") or KUBELET_VERSION
         path = f"/api/v1/nodes/{self.node_name}"
         if self.api.get(path) is None:
             self.api("POST", "/api/v1/nodes", {
@@ -78,8 +82,8 @@ class NodeAgent:
                 "systemUUID": hashlib.md5(self.node_name.encode()).hexdigest(),
                 "bootID": hashlib.md5(self._node_since.encode()).hexdigest(),
                 "kernelVersion": uname.release, "osImage": f"{uname.sysname} (test kubelet)",
-                "containerRuntimeVersion": f"{RUNTIME}://1", "kubeletVersion": KUBELET_VERSION,
-                "kubeProxyVersion": KUBELET_VERSION, "operatingSystem": "linux",
+                "containerRuntimeVersion": f"{RUNTIME}://1", "kubeletVersion": self.version,
+                "kubeProxyVersion": self.version, "operatingSystem": "linux",
                 "architecture": "amd64",
             },
         }}, patch=True)

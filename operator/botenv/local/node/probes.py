@@ -25,8 +25,9 @@ def _port(c: Container, rt: Pod, port: Any) -> int:
     return found
 
 
-def run_probe(rt: Pod, c: Container, spec: dict) -> tuple[bool, str]:
-    """Run one probe (on a worker thread): (success, message)."""
+def run_probe(rt: Pod, c: Container, spec: dict, release: str = "1.20") -> tuple[bool, str]:
+    """Run one probe (on a worker thread): (success, message). `release` (e.g. 1.34) goes
+    into the User-Agent, as a kubelet of that release sends it."""
     timeout = float(spec.get("timeoutSeconds") or 1)
     if "httpGet" in spec:
         get = spec["httpGet"]
@@ -34,7 +35,7 @@ def run_probe(rt: Pod, c: Container, spec: dict) -> tuple[bool, str]:
         port = _port(c, rt, get.get("port"))
         path = get.get("path") or "/"
         scheme = (get.get("scheme") or "HTTP").lower()
-        headers = {"User-Agent": "kube-probe/1.20", "Accept": "*/*"}
+        headers = {"User-Agent": f"kube-probe/{release}", "Accept": "*/*"}
         headers.update({h["name"]: h["value"] for h in get.get("httpHeaders") or []})
         conn: http.client.HTTPConnection
         if scheme == "https":
@@ -96,9 +97,10 @@ class Prober:
     liveness or startup probe has the container killed (and restarted)."""
 
     def __init__(self, recorder: Recorder, kill: Callable[[Pod, Container, float], None],
-                 workers: int) -> None:
+                 workers: int, version: str = "v1.20.2") -> None:
         self.recorder = recorder
         self.kill = kill
+        self.release = ".".join(version.lstrip("v").split(".")[:2])
         self.executor: concurrent.futures.ThreadPoolExecutor | None = (
             concurrent.futures.ThreadPoolExecutor(workers,
                                                   thread_name_prefix="test-kubelet-probe"))
@@ -125,7 +127,7 @@ class Prober:
                     return
             if probe.future is None and now >= probe.next_at and self.executor is not None:
                 probe.next_at = now + probe.period()
-                probe.future = self.executor.submit(run_probe, rt, c, probe.spec)
+                probe.future = self.executor.submit(run_probe, rt, c, probe.spec, self.release)
 
     def _probe_result(self, rt: Pod, c: Container, probe: Probe, ok: bool, message: str,
                       now: float) -> None:
