@@ -108,6 +108,7 @@ def say(text: str) -> None:
 
 # -- tools ---------------------------------------------------------------------------------
 
+
 def ensure_tools() -> None:
     """nginx and wrk from Debian, installed when missing."""
     missing = [name for name in ("nginx", "wrk") if shutil.which(name) is None]
@@ -127,6 +128,7 @@ def ensure_tools() -> None:
 
 # -- processes -----------------------------------------------------------------------------
 
+
 def stop(proc: subprocess.Popen) -> None:
     """SIGTERM the process group, SIGKILL it if it does not go within 10 s."""
     if proc.poll() is not None:
@@ -145,33 +147,56 @@ def wait_listening(port: int, proc: subprocess.Popen, what: str, timeout: float 
     raise SystemExit(f"{what} did not listen on {port} within {timeout} s")
 
 
-def start_botenv(tmp: Path, models: Path,
-                 procs: list[subprocess.Popen]) -> tuple[subprocess.Popen, int]:
+def start_botenv(
+    tmp: Path, models: Path, procs: list[subprocess.Popen]
+) -> tuple[subprocess.Popen, int]:
     port = free_port()
     with (tmp / "botenv.log").open("w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.modelserver.serve_dir", str(models), MODEL,
-             str(tmp / "cache"), "--namespace", NAMESPACE, "--tag", TAG, "--port", str(port),
-             "--answer-within", "300"],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "BOTENV_PULL_TOKEN": TOKEN})
+            [
+                sys.executable,
+                "-m",
+                "tests.modelserver.serve_dir",
+                str(models),
+                MODEL,
+                str(tmp / "cache"),
+                "--namespace",
+                NAMESPACE,
+                "--tag",
+                TAG,
+                "--port",
+                str(port),
+                "--answer-within",
+                "300",
+            ],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "BOTENV_PULL_TOKEN": TOKEN},
+        )
     procs.append(proc)  # stopped by the caller, also if it never listens
     wait_listening(port, proc, "botenv's model server", timeout=120)  # MD5s the file first
     return proc, port
 
 
-def start_nginx(tmp: Path, models: Path,
-                procs: list[subprocess.Popen]) -> tuple[subprocess.Popen, int]:
+def start_nginx(
+    tmp: Path, models: Path, procs: list[subprocess.Popen]
+) -> tuple[subprocess.Popen, int]:
     port = free_port()
     prefix = tmp / "nginx"
     prefix.mkdir()
     conf = prefix / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=prefix, port=port, path=PATH, file=models / MODEL,
-                                      model=MODEL))
+    conf.write_text(
+        NGINX_CONF.format(tmp=prefix, port=port, path=PATH, file=models / MODEL, model=MODEL)
+    )
     with (prefix / "stderr.log").open("w") as log:
         proc = subprocess.Popen(
             ["nginx", "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf)],
-            stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,
+        )
     procs.append(proc)
     wait_listening(port, proc, "nginx")
     return proc, port
@@ -212,13 +237,14 @@ def cpu_seconds(pids: list[int]) -> float:
 
 # -- HTTP ----------------------------------------------------------------------------------
 
-def fetch(port: int, method: str = "GET",
-          headers: dict[str, str] | None = None) -> tuple[int, http.client.HTTPMessage, int]:
+
+def fetch(
+    port: int, method: str = "GET", headers: dict[str, str] | None = None
+) -> tuple[int, http.client.HTTPMessage, int]:
     """(status, headers, body bytes read and discarded)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:
-        conn.request(method, PATH, headers={"Authorization": f"Bearer {TOKEN}",
-                                            **(headers or {})})
+        conn.request(method, PATH, headers={"Authorization": f"Bearer {TOKEN}", **(headers or {})})
         resp = conn.getresponse()
         size = 0
         while chunk := resp.read(MB):
@@ -257,18 +283,20 @@ class Server:
             status, headers, got = fetch(self.port)
             elapsed = time.monotonic() - started
             if status != 200 or got != size:
-                raise SystemExit(f"{self.name}: warm-up download answered {status}, "
-                                 f"{got} bytes")
+                raise SystemExit(f"{self.name}: warm-up download answered {status}, {got} bytes")
         self.warm_mb_s = size / MB / elapsed
         status, headers, got = fetch(self.port, headers={"If-None-Match": self.etag})
         if status != 304:
             raise SystemExit(f"{self.name}: If-None-Match {self.etag} answered {status}")
-        say(f"  {self.name:<7} port {self.port}, ETag {self.etag}, filename "
+        say(
+            f"  {self.name:<7} port {self.port}, ETag {self.etag}, filename "
             f"{headers.get('filename')}, second warm-up download {elapsed:.2f} s "
-            f"({self.warm_mb_s:,.0f} MB/s through http.client)")
+            f"({self.warm_mb_s:,.0f} MB/s through http.client)"
+        )
 
 
 # -- wrk -----------------------------------------------------------------------------------
+
 
 @dataclass
 class Run:
@@ -292,11 +320,22 @@ class Run:
         return self.bytes / MB / self.seconds
 
 
-def wrk(server: Server, script: Path, clients: int, seconds: int,
-        headers: dict[str, str]) -> Run:
-    argv = ["wrk", "-t", "1", "-c", str(clients), "-d", f"{seconds}s",
-            "--timeout", f"{max(seconds * 2, 10)}s", "-s", str(script),
-            "-H", f"Authorization: Bearer {TOKEN}"]
+def wrk(server: Server, script: Path, clients: int, seconds: int, headers: dict[str, str]) -> Run:
+    argv = [
+        "wrk",
+        "-t",
+        "1",
+        "-c",
+        str(clients),
+        "-d",
+        f"{seconds}s",
+        "--timeout",
+        f"{max(seconds * 2, 10)}s",
+        "-s",
+        str(script),
+        "-H",
+        f"Authorization: Bearer {TOKEN}",
+    ]
     for name, value in headers.items():
         argv += ["-H", f"{name}: {value}"]
     argv.append(f"http://127.0.0.1:{server.port}{PATH}")
@@ -308,35 +347,42 @@ def wrk(server: Server, script: Path, clients: int, seconds: int,
     busy_after, total_after = machine_cpu()
     usage_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     server_cpu = cpu_seconds(pids) - cpu_before
-    client_cpu = (usage_after.ru_utime + usage_after.ru_stime
-                  - usage_before.ru_utime - usage_before.ru_stime)
+    client_cpu = (
+        usage_after.ru_utime + usage_after.ru_stime - usage_before.ru_utime - usage_before.ru_stime
+    )
     line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH ")), None)
     if done.returncode != 0 or line is None:
         raise SystemExit(f"wrk failed ({done.returncode}): {done.stdout}{done.stderr}")
     values = dict(item.split("=") for item in line.split()[1:])
-    return Run(requests=int(values["requests"]), bytes=int(values["bytes"]),
-               seconds=int(values["duration_us"]) / 1e6,
-               lat_mean_ms=float(values["lat_mean_us"]) / 1000,
-               lat_p50_ms=int(values["lat_p50_us"]) / 1000,
-               lat_p99_ms=int(values["lat_p99_us"]) / 1000,
-               errors={k[4:]: int(v) for k, v in values.items()
-                       if k.startswith("err_") and int(v)},
-               server_cpu=server_cpu, client_cpu=client_cpu,
-               machine_busy=(busy_after - busy_before) / max(1, total_after - total_before))
+    return Run(
+        requests=int(values["requests"]),
+        bytes=int(values["bytes"]),
+        seconds=int(values["duration_us"]) / 1e6,
+        lat_mean_ms=float(values["lat_mean_us"]) / 1000,
+        lat_p50_ms=int(values["lat_p50_us"]) / 1000,
+        lat_p99_ms=int(values["lat_p99_us"]) / 1000,
+        errors={k[4:]: int(v) for k, v in values.items() if k.startswith("err_") and int(v)},
+        server_cpu=server_cpu,
+        client_cpu=client_cpu,
+        machine_busy=(busy_after - busy_before) / max(1, total_after - total_before),
+    )
 
 
 def describe(server: Server, run: Run, what: str) -> None:
     errors = ", ".join(f"{k} {v}" for k, v in run.errors.items()) or "none"
     per_response = run.bytes / run.requests if run.requests else 0
-    say(f"  {server.name:<7} {what}: {run.requests} responses in {run.seconds:.2f} s, "
+    say(
+        f"  {server.name:<7} {what}: {run.requests} responses in {run.seconds:.2f} s, "
         f"{run.rps:,.0f}/s, {run.mb_s:,.0f} MB/s, {per_response:,.0f} B/response, "
         f"latency mean {run.lat_mean_ms:.2f} ms p50 {run.lat_p50_ms:.2f} ms "
         f"p99 {run.lat_p99_ms:.2f} ms; CPU server {run.server_cpu / run.seconds:.0%} "
         f"wrk {run.client_cpu / run.seconds:.0%} rest {other_cpu(run, os.cpu_count() or 1):.0%} "
-        f"of a core; errors {errors}")
+        f"of a core; errors {errors}"
+    )
 
 
 # -- report --------------------------------------------------------------------------------
+
 
 def other_cpu(run: Run, cores: int) -> float:
     """CPU used outside server and wrk (other processes, unattributed softirq), in cores."""
@@ -354,15 +400,28 @@ def row(label: str, botenv: float, nginx: float, fmt: str = "{:,.0f}") -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--size-mb", type=int, default=200, help="model size in MiB")
-    parser.add_argument("--duration", type=int, default=5,
-                        help="seconds per revalidation run (whole seconds: wrk's -d)")
-    parser.add_argument("--downloads", type=int, default=8,
-                        help="full downloads per client to size each download run for")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="runs per figure, servers alternating; the best one is shown")
+    parser.add_argument(
+        "--duration",
+        type=int,
+        default=5,
+        help="seconds per revalidation run (whole seconds: wrk's -d)",
+    )
+    parser.add_argument(
+        "--downloads",
+        type=int,
+        default=8,
+        help="full downloads per client to size each download run for",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="runs per figure, servers alternating; the best one is shown",
+    )
     args = parser.parse_args()
     # Ctrl-C raises KeyboardInterrupt even where SIGINT came ignored (a background job);
     # SIGTERM exits through the same clean-up.
@@ -370,8 +429,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     ensure_tools()
-    nginx_version = subprocess.run(["nginx", "-v"], capture_output=True,
-                                   text=True).stderr.strip()
+    nginx_version = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
     wrk_version = (wrk_version.stdout or wrk_version.stderr).split("\n")[0].strip()
 
@@ -412,55 +470,92 @@ def main() -> int:
         for clients in CLIENTS:
             # Sized from the slower warm-up rate; both servers get the same duration.
             slowest = min(server.warm_mb_s for server in servers)
-            seconds = min(MAX_DOWNLOAD_SECONDS,
-                          max(2, math.ceil(args.downloads * clients * args.size_mb / slowest)))
-            say(f"full downloads, {plural(clients)}, {seconds} s per run "
-                f"(~{args.downloads}+ downloads per client at the warm-up rate):")
+            seconds = min(
+                MAX_DOWNLOAD_SECONDS,
+                max(2, math.ceil(args.downloads * clients * args.size_mb / slowest)),
+            )
+            say(
+                f"full downloads, {plural(clients)}, {seconds} s per run "
+                f"(~{args.downloads}+ downloads per client at the warm-up rate):"
+            )
             for round_ in range(args.rounds):
                 measure("200", clients, seconds, round_)
 
         def best(kind: str, clients: int) -> tuple[Run, Run]:
             def pick(name: str) -> Run:
-                return max(runs[kind, name, clients],
-                           key=lambda run: run.rps if kind == "304" else run.mb_s)
+                return max(
+                    runs[kind, name, clients],
+                    key=lambda run: run.rps if kind == "304" else run.mb_s,
+                )
+
             return pick("botenv"), pick("nginx")
 
         botenv, nginx = servers
         cores = os.cpu_count() or 1
         say("")
-        say(f"{args.size_mb} MB model on loopback; botenv 1 process, nginx 1 worker; "
-            f"wrk 1 thread; {cores} CPUs; best of {args.rounds} run(s) each")
+        say(
+            f"{args.size_mb} MB model on loopback; botenv 1 process, nginx 1 worker; "
+            f"wrk 1 thread; {cores} CPUs; best of {args.rounds} run(s) each"
+        )
         say(f"{'':<44}{'botenv':>12}{'nginx':>12}{'botenv/nginx':>14}")
 
         def cpu_rows(b: Run, n: Run) -> None:
-            say(row("  server CPU (% of a core)", b.server_cpu / b.seconds * 100,
-                    n.server_cpu / n.seconds * 100))
-            say(row("  wrk CPU (% of a core)", b.client_cpu / b.seconds * 100,
-                    n.client_cpu / n.seconds * 100))
-            say(row("  rest of the machine (% of a core)", other_cpu(b, cores) * 100,
-                    other_cpu(n, cores) * 100))
+            say(
+                row(
+                    "  server CPU (% of a core)",
+                    b.server_cpu / b.seconds * 100,
+                    n.server_cpu / n.seconds * 100,
+                )
+            )
+            say(
+                row(
+                    "  wrk CPU (% of a core)",
+                    b.client_cpu / b.seconds * 100,
+                    n.client_cpu / n.seconds * 100,
+                )
+            )
+            say(
+                row(
+                    "  rest of the machine (% of a core)",
+                    other_cpu(b, cores) * 100,
+                    other_cpu(n, cores) * 100,
+                )
+            )
 
         for clients in CLIENTS:
             b, n = best("304", clients)
             say(row(f"304 revalidations/s, {plural(clients)}", b.rps, n.rps))
             say(row("  latency p50 (ms)", b.lat_p50_ms, n.lat_p50_ms, "{:.3f}"))
             say(row("  latency p99 (ms)", b.lat_p99_ms, n.lat_p99_ms, "{:.3f}"))
-            say(row("  server CPU per 304 (us)", b.server_cpu / b.requests * 1e6,
-                    n.server_cpu / n.requests * 1e6, "{:.1f}"))
+            say(
+                row(
+                    "  server CPU per 304 (us)",
+                    b.server_cpu / b.requests * 1e6,
+                    n.server_cpu / n.requests * 1e6,
+                    "{:.1f}",
+                )
+            )
             cpu_rows(b, n)
         for clients in CLIENTS:
             b, n = best("200", clients)
             say(row(f"download MB/s, {plural(clients)}", b.mb_s, n.mb_s))
-            say(row("  complete downloads per client", b.requests / clients,
-                    n.requests / clients, "{:.1f}"))
+            say(
+                row(
+                    "  complete downloads per client",
+                    b.requests / clients,
+                    n.requests / clients,
+                    "{:.1f}",
+                )
+            )
             say(row("  latency p50 per download (ms)", b.lat_p50_ms, n.lat_p50_ms))
             cpu_rows(b, n)
         (b_hwm, _), (n_hwm, n_each) = botenv.hwm_mb(), nginx.hwm_mb()
         say(row("peak RSS, VmHWM (MB)", b_hwm, n_hwm, "{:.1f}"))
-        say(row("  VmHWM after start-up (MB)", botenv.hwm_at_start, nginx.hwm_at_start,
-                "{:.1f}"))
-        say(f"  nginx VmHWM per process (master, workers): "
-            f"{', '.join(f'{x:.1f}' for x in n_each)} MB")
+        say(row("  VmHWM after start-up (MB)", botenv.hwm_at_start, nginx.hwm_at_start, "{:.1f}"))
+        say(
+            f"  nginx VmHWM per process (master, workers): "
+            f"{', '.join(f'{x:.1f}' for x in n_each)} MB"
+        )
         return 0
     except KeyboardInterrupt:
         say("interrupted; cleaning up")

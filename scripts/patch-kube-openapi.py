@@ -18,8 +18,10 @@ import sys
 from pathlib import Path
 
 MARK = "// botenv: kube-openapi#230 backport (zero values are not null)"
-OLD = ("\tif data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), "
-       "reflect.ValueOf(data)) {\n")
+OLD = (
+    "\tif data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), "
+    "reflect.ValueOf(data)) {\n"
+)
 NEW = f"\t{MARK}\n\tif data == nil {{\n"
 
 

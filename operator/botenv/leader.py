@@ -70,13 +70,21 @@ class LeaderElector:
         now = _micro_time(self.clock())
         lease = self.kube.get(LEASE_API, "Lease", self.namespace, self.name)
         if lease is None:
-            created = self.kube.create({
-                "apiVersion": LEASE_API, "kind": "Lease",
-                "metadata": {"name": self.name, "namespace": self.namespace},
-                "spec": {"holderIdentity": self.identity,
-                         "leaseDurationSeconds": self.lease_seconds,
-                         "acquireTime": now, "renewTime": now, "leaseTransitions": 0},
-            }, field_manager="botenv-leader-election")
+            created = self.kube.create(
+                {
+                    "apiVersion": LEASE_API,
+                    "kind": "Lease",
+                    "metadata": {"name": self.name, "namespace": self.namespace},
+                    "spec": {
+                        "holderIdentity": self.identity,
+                        "leaseDurationSeconds": self.lease_seconds,
+                        "acquireTime": now,
+                        "renewTime": now,
+                        "leaseTransitions": 0,
+                    },
+                },
+                field_manager="botenv-leader-election",
+            )
             return created is not None
         if self._held_by_other(lease):
             return False
@@ -84,8 +92,9 @@ class LeaderElector:
         if spec.get("holderIdentity") != self.identity:
             spec["acquireTime"] = now
             spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
-        spec.update(holderIdentity=self.identity, leaseDurationSeconds=self.lease_seconds,
-                    renewTime=now)
+        spec.update(
+            holderIdentity=self.identity, leaseDurationSeconds=self.lease_seconds, renewTime=now
+        )
         try:
             self.kube.replace({**lease, "spec": spec})
         except ApiException as exc:
@@ -105,15 +114,26 @@ class LeaderElector:
             try:
                 if self.try_acquire_or_renew():
                     self.leading = True
-                    log.info("leader election: %s leads (lease %s/%s)", self.identity,
-                             self.namespace, self.name)
+                    log.info(
+                        "leader election: %s leads (lease %s/%s)",
+                        self.identity,
+                        self.namespace,
+                        self.name,
+                    )
                     return True
             except ApiException as exc:
-                log.warning("leader election: cannot read or write lease %s/%s: %s",
-                            self.namespace, self.name, exc.reason)
+                log.warning(
+                    "leader election: cannot read or write lease %s/%s: %s",
+                    self.namespace,
+                    self.name,
+                    exc.reason,
+                )
             if not waiting_logged:
-                log.info("leader election: standing by; lease %s/%s is held by another "
-                         "replica", self.namespace, self.name)
+                log.info(
+                    "leader election: standing by; lease %s/%s is held by another replica",
+                    self.namespace,
+                    self.name,
+                )
                 waiting_logged = True
             stop.wait(self.retry_seconds)
         return False
@@ -127,8 +147,7 @@ class LeaderElector:
                 if self.try_acquire_or_renew():
                     last_renewed = self.clock()
                     continue
-                log.error("leader election: lease %s/%s was taken over", self.namespace,
-                          self.name)
+                log.error("leader election: lease %s/%s was taken over", self.namespace, self.name)
             except Exception as exc:  # noqa: BLE001 - any failure counts against the deadline
                 log.warning("leader election: renewing failed: %s", exc)
                 if (self.clock() - last_renewed).total_seconds() < self.renew_deadline:

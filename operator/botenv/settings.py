@@ -88,16 +88,20 @@ class Settings:
                 resolve_seconds=float(get("RESOLVE_SECONDS", str(default.resolve_seconds))),
                 workers=int(get("WORKERS", str(default.workers))),
                 verify_models=_bool(get("VERIFY_MODELS", str(default.verify_models))),
-                check_dependencies=_bool(get("CHECK_DEPENDENCIES",
-                                             str(default.check_dependencies))),
+                check_dependencies=_bool(
+                    get("CHECK_DEPENDENCIES", str(default.check_dependencies))
+                ),
                 namespaces=namespaces,
                 storage=storage_policy(env),
-                training_project_size_limit=_quantity(get(
-                    "TRAINING_PROJECT_SIZE_LIMIT", default.training_project_size_limit)),
-                training_out_size_limit=_quantity(get(
-                    "TRAINING_OUT_SIZE_LIMIT", default.training_out_size_limit)),
-                training_work_size_limit=_quantity(get(
-                    "TRAINING_WORK_SIZE_LIMIT", default.training_work_size_limit)),
+                training_project_size_limit=_quantity(
+                    get("TRAINING_PROJECT_SIZE_LIMIT", default.training_project_size_limit)
+                ),
+                training_out_size_limit=_quantity(
+                    get("TRAINING_OUT_SIZE_LIMIT", default.training_out_size_limit)
+                ),
+                training_work_size_limit=_quantity(
+                    get("TRAINING_WORK_SIZE_LIMIT", default.training_work_size_limit)
+                ),
             )
         except ValueError as exc:
             raise ValueError(f"invalid BOTENV_* setting: {exc}") from exc
@@ -108,8 +112,8 @@ def storage_policy(environ: Mapping[str, str] | None = None) -> StoragePolicy:
     env = os.environ if environ is None else environ
 
     def items(name: str) -> list[str]:
-        return [n.strip() for n in env.get(f"BOTENV_STORAGE_{name}", "").split(",")
-                if n.strip()]
+        return [n.strip() for n in env.get(f"BOTENV_STORAGE_{name}", "").split(",") if n.strip()]
 
-    return StoragePolicy.parse(items("LOCAL_ROOTS"), items("URL_PREFIXES"),
-                               items("ALLOWED_NETWORKS"))
+    return StoragePolicy.parse(
+        items("LOCAL_ROOTS"), items("URL_PREFIXES"), items("ALLOWED_NETWORKS")
+    )

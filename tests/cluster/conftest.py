@@ -28,8 +28,10 @@ MODELS = Path(tempfile.mkdtemp(prefix="botenv-test-models-"))
 # The storage policy of the tests' operator and model server: MODELS, and the storage
 # emulators on 127.0.0.1 (a test's exemption; loopback is refused by default, which
 # tests/cluster/test_storage_policy.py shows on 127.0.0.2).
-STORAGE_POLICY = {"BOTENV_STORAGE_LOCAL_ROOTS": str(MODELS),
-                  "BOTENV_STORAGE_ALLOWED_NETWORKS": "127.0.0.1/32"}
+STORAGE_POLICY = {
+    "BOTENV_STORAGE_LOCAL_ROOTS": str(MODELS),
+    "BOTENV_STORAGE_ALLOWED_NETWORKS": "127.0.0.1/32",
+}
 
 # A non-admin identity, as a service account of a namespace would be seen.
 VIEWER_TOKEN = "botenv-viewer-token"
@@ -53,8 +55,14 @@ SCOPED_OPERATOR_TOKEN = "botenv-scoped-operator-sa-token"
 SCOPED_OPERATOR_USER = f"system:serviceaccount:{SCOPED_NAMESPACE}:botenv-scoped-operator"
 # People, for the chart's user roles (groups are what RoleBindings name).
 PEOPLE = {"alice": ["release-managers"]}
-RBAC_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role",
-              "RoleBinding")
+RBAC_KINDS = (
+    "Namespace",
+    "ServiceAccount",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "Role",
+    "RoleBinding",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -74,18 +82,25 @@ def control_plane_tokens() -> dict[str, tuple[str, Sequence[str]]]:
 
     Override this fixture in a conftest to add the identities a test suite needs.
     """
-    return {VIEWER_TOKEN: (VIEWER_USER, VIEWER_GROUPS),
-            OPERATOR_TOKEN: (OPERATOR_USER, SA_GROUPS),
-            MODEL_SERVER_TOKEN: (MODEL_SERVER_USER, SA_GROUPS),
-            SCOPED_OPERATOR_TOKEN: (SCOPED_OPERATOR_USER, [
-                "system:serviceaccounts", f"system:serviceaccounts:{SCOPED_NAMESPACE}"]),
-            **{f"{name}-token": (name, groups) for name, groups in PEOPLE.items()}}
+    return {
+        VIEWER_TOKEN: (VIEWER_USER, VIEWER_GROUPS),
+        OPERATOR_TOKEN: (OPERATOR_USER, SA_GROUPS),
+        MODEL_SERVER_TOKEN: (MODEL_SERVER_USER, SA_GROUPS),
+        SCOPED_OPERATOR_TOKEN: (
+            SCOPED_OPERATOR_USER,
+            ["system:serviceaccounts", f"system:serviceaccounts:{SCOPED_NAMESPACE}"],
+        ),
+        **{f"{name}-token": (name, groups) for name, groups in PEOPLE.items()},
+    }
 
 
 def install_rbac(kubectl: Kubectl) -> list[dict]:
     """Apply the chart's ServiceAccounts and RBAC as manifests/install.yaml has them."""
-    docs = [d for d in yaml.safe_load_all((REPO / "manifests" / "install.yaml").read_text())
-            if d and d.get("kind") in RBAC_KINDS]
+    docs = [
+        d
+        for d in yaml.safe_load_all((REPO / "manifests" / "install.yaml").read_text())
+        if d and d.get("kind") in RBAC_KINDS
+    ]
     kubectl.apply(*docs)
     return docs
 
@@ -123,24 +138,28 @@ def chart_rbac(kubectl: Kubectl) -> list[dict]:
 
 
 @pytest.fixture(scope="session")
-def operator(control_plane: ControlPlane, kubectl: Kubectl, chart_rbac: list[dict]
-             ) -> Iterator[OperatorProcess]:
+def operator(
+    control_plane: ControlPlane, kubectl: Kubectl, chart_rbac: list[dict]
+) -> Iterator[OperatorProcess]:
     """The botenv operator, running in this process (its write counters are readable), as
     the chart's operator ServiceAccount: every cluster test doubles as a check that the
     chart grants what the operator needs."""
-    process = OperatorProcess(control_plane.kubeconfig_for(OPERATOR_TOKEN), {
-        "BOTENV_MODEL_SERVER_URL": "http://botenv-model-server.botenv-system.svc:8080",
-        # Secrets are not watched: tests trigger the resync themselves (resync_now).
-        "BOTENV_RESYNC_SECONDS": "3600",
-        # Storage stats are re-done on every resync_now() a test triggers.
-        "BOTENV_RESOLVE_SECONDS": "0.5",
-        # Pods here are only marked Ready (tests/support/pods.py): no Rasa answers /status.
-        # tests/e2e runs real Rasa pods with the check on.
-        "BOTENV_VERIFY_MODELS": "false",
-        # Hosts in these tests' specs (pg, redis, mq) do not exist; tests/e2e runs real ones.
-        "BOTENV_CHECK_DEPENDENCIES": "false",
-        **STORAGE_POLICY,
-    }).start()
+    process = OperatorProcess(
+        control_plane.kubeconfig_for(OPERATOR_TOKEN),
+        {
+            "BOTENV_MODEL_SERVER_URL": "http://botenv-model-server.botenv-system.svc:8080",
+            # Secrets are not watched: tests trigger the resync themselves (resync_now).
+            "BOTENV_RESYNC_SECONDS": "3600",
+            # Storage stats are re-done on every resync_now() a test triggers.
+            "BOTENV_RESOLVE_SECONDS": "0.5",
+            # Pods here are only marked Ready (tests/support/pods.py): no Rasa answers /status.
+            # tests/e2e runs real Rasa pods with the check on.
+            "BOTENV_VERIFY_MODELS": "false",
+            # Hosts in these tests' specs (pg, redis, mq) do not exist; tests/e2e runs real ones.
+            "BOTENV_CHECK_DEPENDENCIES": "false",
+            **STORAGE_POLICY,
+        },
+    ).start()
     yield process
     process.stop()
 
@@ -159,14 +178,32 @@ def model_server(control_plane, kubectl, chart_rbac, tmp_path_factory) -> Iterat
     workdir = tmp_path_factory.mktemp("model-server")
     log = (workdir / "model-server.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "botenv", "model-server", "--host", "127.0.0.1",
-         "--port", str(port), "--cache-dir", str(workdir / "cache")],
-        env={**os.environ, **STORAGE_POLICY,
-             "KUBECONFIG": str(control_plane.kubeconfig_for(MODEL_SERVER_TOKEN))},
-        stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "botenv",
+            "model-server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--cache-dir",
+            str(workdir / "cache"),
+        ],
+        env={
+            **os.environ,
+            **STORAGE_POLICY,
+            "KUBECONFIG": str(control_plane.kubeconfig_for(MODEL_SERVER_TOKEN)),
+        },
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
-    eventually(lambda: _answers(url + "/readyz"), timeout=60,
-               message=f"model server ready (log: {workdir / 'model-server.log'})")
+    eventually(
+        lambda: _answers(url + "/readyz"),
+        timeout=60,
+        message=f"model server ready (log: {workdir / 'model-server.log'})",
+    )
     yield url
     proc.terminate()
     proc.wait(timeout=15)

@@ -62,24 +62,37 @@ def test_action_server_rolls_first_then_rasa_only_on_that_tag(kubectl, operator,
     assert image_of(actions(kubectl, ns, "production")) == "acme/prod-actions:7"
     cm = kubectl.get("configmap", "rasa-exp-a-endpoints", ns)["data"]["endpoints.yml"]
     assert yaml.safe_load(cm)["action_endpoint"] == {
-        "url": f"http://rasa-exp-a-actions.{ns}.svc:5055/webhook"}
+        "url": f"http://rasa-exp-a-actions.{ns}.svc:5055/webhook"
+    }
     svc = kubectl.get("service", "rasa-exp-a-actions", ns)
     assert svc["spec"]["selector"]["app.kubernetes.io/component"] == "action-server"
     status = kubectl.get("benv", "exp-a", ns)["status"]
-    assert status["actionServer"] == {"image": "acme/actions:1", "imageFrom": "tag",
-                                      "endpoint": f"http://rasa-exp-a-actions.{ns}.svc:5055"
-                                                  "/webhook"}
+    assert status["actionServer"] == {
+        "image": "acme/actions:1",
+        "imageFrom": "tag",
+        "endpoint": f"http://rasa-exp-a-actions.{ns}.svc:5055/webhook",
+    }
 
     # Move the tag: new model and new actions together.
     model_file("m2.tar.gz")
-    kubectl.patch("mtag", "experimental", ns,
-                  {"spec": {"model": "m2.tar.gz", "actionServerImage": "acme/actions:2"}})
+    kubectl.patch(
+        "mtag",
+        "experimental",
+        ns,
+        {"spec": {"model": "m2.tar.gz", "actionServerImage": "acme/actions:2"}},
+    )
     for name in ("exp-a", "exp-b"):
-        eventually(lambda n=name: image_of(actions(kubectl, ns, n)) == "acme/actions:2",
-                   message=f"{name}'s action server rolls")
-        eventually(lambda n=name: condition(kubectl.get("benv", n, ns), "Progressing")
-                   .get("reason") == "WaitingForActionServer",
-                   message=f"{name} waits for its action server")
+        eventually(
+            lambda n=name: image_of(actions(kubectl, ns, n)) == "acme/actions:2",
+            message=f"{name}'s action server rolls",
+        )
+        eventually(
+            lambda n=name: (
+                condition(kubectl.get("benv", n, ns), "Progressing").get("reason")
+                == "WaitingForActionServer"
+            ),
+            message=f"{name} waits for its action server",
+        )
     # Until the new action server pods are ready, Rasa stays on the old model.
     operator.settle()
     for name in ("exp-a", "exp-b"):
@@ -87,17 +100,21 @@ def test_action_server_rolls_first_then_rasa_only_on_that_tag(kubectl, operator,
         assert kubectl.get("benv", name, ns)["status"]["model"]["name"] == "m1.tar.gz"
 
     for name in ("exp-a", "exp-b"):
-        eventually(lambda n=name: make_ready(kubectl, ns, ACTIONS.format(n)) and
-                   model_of(deployment(kubectl, ns, n)) == "m2.tar.gz",
-                   message=f"{name}'s Rasa rolls once its action server is ready")
+        eventually(
+            lambda n=name: (
+                make_ready(kubectl, ns, ACTIONS.format(n))
+                and model_of(deployment(kubectl, ns, n)) == "m2.tar.gz"
+            ),
+            message=f"{name}'s Rasa rolls once its action server is ready",
+        )
         eventually(lambda n=name: ready_all(kubectl, ns, n), message=f"{name} Ready again")
-        assert kubectl.get("benv", name, ns)["status"]["actionServer"]["image"] == \
-            "acme/actions:2"
+        assert kubectl.get("benv", name, ns)["status"]["actionServer"]["image"] == "acme/actions:2"
 
     # The order is visible in the environment's Events.
-    events = sorted((e for e in kubectl.list("events", ns)
-                     if e["involvedObject"]["name"] == "exp-a"),
-                    key=lambda e: (e["lastTimestamp"], e["metadata"]["creationTimestamp"]))
+    events = sorted(
+        (e for e in kubectl.list("events", ns) if e["involvedObject"]["name"] == "exp-a"),
+        key=lambda e: (e["lastTimestamp"], e["metadata"]["creationTimestamp"]),
+    )
     reasons = [e["reason"] for e in events]
 
     def last(reason: str) -> int:
@@ -113,29 +130,51 @@ def test_action_server_rolls_first_then_rasa_only_on_that_tag(kubectl, operator,
 
     # The tag's history records model and actions together (rollback targets).
     history = kubectl.get("mtag", "experimental", ns)["status"]["history"]
-    assert (history[0]["model"], history[0]["actionServerImage"]) == ("m1.tar.gz",
-                                                                      "acme/actions:1")
+    assert (history[0]["model"], history[0]["actionServerImage"]) == ("m1.tar.gz", "acme/actions:1")
 
 
 def test_removing_the_action_server_removes_its_children(kubectl, operator, ns):
-    kubectl.apply(tag(ns, "t", "r1.tar.gz"),
-                  env(ns, "shop", modelTag="t", actionServer={"image": "acme/shop:1"},
-                      license={"secretRef": {"name": "rasa-pro"}}))
+    kubectl.apply(
+        tag(ns, "t", "r1.tar.gz"),
+        env(
+            ns,
+            "shop",
+            modelTag="t",
+            actionServer={"image": "acme/shop:1"},
+            license={"secretRef": {"name": "rasa-pro"}},
+        ),
+    )
     # The license Secret is missing: nothing is created, and the message names it.
-    eventually(lambda: "rasa-pro" in condition(kubectl.get("benv", "shop", ns), "Degraded")
-               .get("message", ""), message="missing license Secret reported")
-    kubectl.run("create", "secret", "generic", "rasa-pro", "-n", ns,
-                "--from-literal=license=not-a-real-license")
+    eventually(
+        lambda: (
+            "rasa-pro" in condition(kubectl.get("benv", "shop", ns), "Degraded").get("message", "")
+        ),
+        message="missing license Secret reported",
+    )
+    kubectl.run(
+        "create",
+        "secret",
+        "generic",
+        "rasa-pro",
+        "-n",
+        ns,
+        "--from-literal=license=not-a-real-license",
+    )
     operator.resync_now()
     eventually(lambda: actions(kubectl, ns, "shop"), message="action server created")
-    env_vars = {e["name"]: e for e in deployment(kubectl, ns, "shop")["spec"]["template"]
-                ["spec"]["containers"][0]["env"]}
+    env_vars = {
+        e["name"]: e
+        for e in deployment(kubectl, ns, "shop")["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
     assert env_vars["RASA_PRO_LICENSE"]["valueFrom"] == {
-        "secretKeyRef": {"name": "rasa-pro", "key": "license"}}
+        "secretKeyRef": {"name": "rasa-pro", "key": "license"}
+    }
 
     kubectl.patch("benv", "shop", ns, {"spec": {"actionServer": None}})
     eventually(lambda: actions(kubectl, ns, "shop") is None, message="action Deployment gone")
-    eventually(lambda: kubectl.get("service", "rasa-shop-actions", ns) is None,
-               message="action Service gone")
+    eventually(
+        lambda: kubectl.get("service", "rasa-shop-actions", ns) is None,
+        message="action Service gone",
+    )
     cm = kubectl.get("configmap", "rasa-shop-endpoints", ns)["data"]["endpoints.yml"]
     assert "action_endpoint" not in yaml.safe_load(cm)

@@ -29,12 +29,18 @@ def ns(kubectl):
     return name
 
 
-def botenv(kubeconfig: Path, *args: str, program: tuple[str, ...] = ()
-           ) -> subprocess.CompletedProcess[str]:
+def botenv(
+    kubeconfig: Path, *args: str, program: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     """Run the CLI in its own process, as a person would, with KUBECONFIG set."""
     command = program or (sys.executable, "-m", "botenv.cli")
-    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=180,
-                          env={**os.environ, "KUBECONFIG": str(kubeconfig)})
+    return subprocess.run(
+        [*command, *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+    )
 
 
 @pytest.fixture
@@ -53,37 +59,48 @@ def template_model(kubectl, ns, environment):
 
 
 def resolved(kubectl, ns, name, model):
-    return eventually(lambda: (kubectl.get("mtag", name, ns).get("status") or {}).get("model")
-                      == model, message=f"tag {name} resolves {model}")
+    return eventually(
+        lambda: (kubectl.get("mtag", name, ns).get("status") or {}).get("model") == model,
+        message=f"tag {name} resolves {model}",
+    )
 
 
 def test_promote_model_moves_the_tag_and_its_environments_roll(kubectl, operator, cli, ns):
     model_file("cli-m2.tar.gz")
-    kubectl.apply(tag(ns, "production", "cli-m1.tar.gz"), env(ns, "production"),
-                  env(ns, "worker", modelTag="production"))
+    kubectl.apply(
+        tag(ns, "production", "cli-m1.tar.gz"),
+        env(ns, "production"),
+        env(ns, "worker", modelTag="production"),
+    )
     for name in ("production", "worker"):
-        eventually(lambda n=name: template_model(kubectl, ns, n) == "cli-m1.tar.gz",
-                   message=name)
+        eventually(lambda n=name: template_model(kubectl, ns, n) == "cli-m1.tar.gz", message=name)
     out = ok(cli("promote", "production", "--model", "cli-m2.tar.gz", "-n", ns, "--wait"))
-    assert f"modeltag 'production' in namespace '{ns}': spec.model cli-m1.tar.gz -> " \
-           "cli-m2.tar.gz" in out
+    assert (
+        f"modeltag 'production' in namespace '{ns}': spec.model cli-m1.tar.gz -> "
+        "cli-m2.tar.gz" in out
+    )
     assert "modeltag 'production' resolves to cli-m2.tar.gz" in out
     for name in ("production", "worker"):
-        eventually(lambda n=name: template_model(kubectl, ns, n) == "cli-m2.tar.gz",
-                   message=f"{name} rolled to the new model")
+        eventually(
+            lambda n=name: template_model(kubectl, ns, n) == "cli-m2.tar.gz",
+            message=f"{name} rolled to the new model",
+        )
     # A merge patch by botenv-cli: an Update of spec.model alone, not an apply.
-    fields = kubectl.run("get", "mtag", "production", "-n", ns, "-o", "json",
-                         "--show-managed-fields").stdout
+    fields = kubectl.run(
+        "get", "mtag", "production", "-n", ns, "-o", "json", "--show-managed-fields"
+    ).stdout
     managers = {m["manager"]: m for m in json.loads(fields)["metadata"]["managedFields"]}
     assert managers["botenv-cli"]["operation"] == "Update"
     assert managers["botenv-cli"]["fieldsV1"] == {"f:spec": {"f:model": {}}}
 
 
 def test_promote_from_another_tag_copies_its_resolved_model(kubectl, operator, cli, ns):
-    kubectl.apply(tag(ns, "experimental", "cli-exp.tar.gz"),
-                  tag(ns, "production", "cli-prod.tar.gz"),
-                  tag(ns, "broken", "cli-absent.tar.gz", create_model=False),
-                  env(ns, "production"))
+    kubectl.apply(
+        tag(ns, "experimental", "cli-exp.tar.gz"),
+        tag(ns, "production", "cli-prod.tar.gz"),
+        tag(ns, "broken", "cli-absent.tar.gz", create_model=False),
+        env(ns, "production"),
+    )
     resolved(kubectl, ns, "experimental", "cli-exp.tar.gz")
     eventually(lambda: template_model(kubectl, ns, "production") == "cli-prod.tar.gz")
     out = ok(cli("promote", "production", "--from", "experimental", "-n", ns, "--wait"))
@@ -93,24 +110,26 @@ def test_promote_from_another_tag_copies_its_resolved_model(kubectl, operator, c
     eventually(lambda: template_model(kubectl, ns, "production") == "cli-exp.tar.gz")
 
     # A tag that does not resolve is no source.
-    eventually(lambda: condition(kubectl.get("mtag", "broken", ns), "Ready").get("reason")
-               == "ModelNotFound", message="broken tag not Ready")
+    eventually(
+        lambda: (
+            condition(kubectl.get("mtag", "broken", ns), "Ready").get("reason") == "ModelNotFound"
+        ),
+        message="broken tag not Ready",
+    )
     proc = cli("promote", "production", "--from", "broken", "-n", ns)
     assert proc.returncode == 1, proc.stderr
     assert f"modeltag 'broken' in namespace '{ns}' is not Ready (ModelNotFound" in proc.stderr
     assert kubectl.get("mtag", "production", ns)["spec"]["model"] == "cli-exp.tar.gz"
 
 
-def test_rollback_returns_to_the_previous_model_and_history_lists_it(kubectl, operator, cli,
-                                                                     ns):
+def test_rollback_returns_to_the_previous_model_and_history_lists_it(kubectl, operator, cli, ns):
     model_file("cli-v2.tar.gz")
     kubectl.apply(tag(ns, "t", "cli-v1.tar.gz"), env(ns, "rolling", modelTag="t"))
     resolved(kubectl, ns, "t", "cli-v1.tar.gz")
 
     proc = cli("rollback", "t", "-n", ns)  # nothing earlier yet
     assert proc.returncode == 1
-    assert f"modeltag 't' in namespace '{ns}' has no earlier model in status.history" \
-           in proc.stderr
+    assert f"modeltag 't' in namespace '{ns}' has no earlier model in status.history" in proc.stderr
 
     ok(cli("promote", "t", "--model", "cli-v2.tar.gz", "-n", ns, "--wait"))
     lines = ok(cli("history", "t", "-n", ns)).splitlines()
@@ -126,22 +145,29 @@ def test_rollback_returns_to_the_previous_model_and_history_lists_it(kubectl, op
     assert "spec.model cli-v2.tar.gz -> cli-v1.tar.gz" in out
     assert "the previous model in status.history" in out
     assert kubectl.get("mtag", "t", ns)["status"]["model"] == "cli-v1.tar.gz"
-    eventually(lambda: template_model(kubectl, ns, "rolling") == "cli-v1.tar.gz",
-               message="the environment rolled back")
+    eventually(
+        lambda: template_model(kubectl, ns, "rolling") == "cli-v1.tar.gz",
+        message="the environment rolled back",
+    )
     history = json.loads(ok(cli("history", "t", "-n", ns, "-o", "json")))["history"]
     assert [(h["model"], h["current"]) for h in history] == [
-        ("cli-v1.tar.gz", True), ("cli-v2.tar.gz", False), ("cli-v1.tar.gz", False)]
+        ("cli-v1.tar.gz", True),
+        ("cli-v2.tar.gz", False),
+        ("cli-v1.tar.gz", False),
+    ]
 
 
-def test_wait_reports_a_missing_model_and_rollback_undoes_the_move(kubectl, operator, cli,
-                                                                   ns):
+def test_wait_reports_a_missing_model_and_rollback_undoes_the_move(kubectl, operator, cli, ns):
     kubectl.apply(tag(ns, "t", "cli-good.tar.gz"))
     resolved(kubectl, ns, "t", "cli-good.tar.gz")
-    proc = cli("promote", "t", "--model", "cli-nowhere.tar.gz", "-n", ns, "--wait",
-               "--timeout", "60")
+    proc = cli(
+        "promote", "t", "--model", "cli-nowhere.tar.gz", "-n", ns, "--wait", "--timeout", "60"
+    )
     assert proc.returncode == 1, proc.stderr
-    assert (f"modeltag 't' in namespace '{ns}' did not move to cli-nowhere.tar.gz: "
-            "Ready=False ModelNotFound: model 'cli-nowhere.tar.gz' not found") in proc.stderr
+    assert (
+        f"modeltag 't' in namespace '{ns}' did not move to cli-nowhere.tar.gz: "
+        "Ready=False ModelNotFound: model 'cli-nowhere.tar.gz' not found"
+    ) in proc.stderr
     assert "cli-good.tar.gz (moving to cli-nowhere.tar.gz)" in ok(cli("status", "-n", ns))
     out = ok(cli("rollback", "t", "-n", ns, "--wait"))
     assert "cli-nowhere.tar.gz -> cli-good.tar.gz" in out
@@ -150,8 +176,11 @@ def test_wait_reports_a_missing_model_and_rollback_undoes_the_move(kubectl, oper
 
 
 def test_missing_tag_exits_3(kubectl, cli, ns):
-    for args in (("promote", "nope", "--model", "m.tar.gz"), ("rollback", "nope"),
-                 ("history", "nope")):
+    for args in (
+        ("promote", "nope", "--model", "m.tar.gz"),
+        ("rollback", "nope"),
+        ("history", "nope"),
+    ):
         proc = cli(*args, "-n", ns)
         assert proc.returncode == 3, (args, proc.stderr)
         assert f"error: modeltag 'nope' not found in namespace '{ns}'" in proc.stderr
@@ -166,8 +195,10 @@ def test_viewer_without_rights_exits_4(control_plane, kubectl, ns):
     viewer = control_plane.kubeconfig_for(VIEWER_TOKEN)
     proc = botenv(viewer, "promote", "production", "--model", "other.tar.gz", "-n", ns)
     assert proc.returncode == 4, proc.stderr
-    assert f"forbidden: cannot get modeltags.botenv.dev 'production' in namespace '{ns}'" \
-           in proc.stderr
+    assert (
+        f"forbidden: cannot get modeltags.botenv.dev 'production' in namespace '{ns}'"
+        in proc.stderr
+    )
     assert "system:serviceaccount:botenv-test:viewer" in proc.stderr
     proc = botenv(viewer, "status", "-n", ns)
     assert proc.returncode == 4, proc.stderr
@@ -175,26 +206,45 @@ def test_viewer_without_rights_exits_4(control_plane, kubectl, ns):
     assert kubectl.get("mtag", "production", ns)["spec"]["model"] == "cli-m.tar.gz"
 
 
-def test_status_shows_environments_and_tags(control_plane, kubectl, operator, cli, ns,
-                                            tmp_path):
-    kubectl.apply(tag(ns, "production", "cli-s1.tar.gz"),
-                  env(ns, "production"), env(ns, "orphan", modelTag="missing"))
-    eventually(lambda: condition(kubectl.get("benv", "orphan", ns), "Degraded").get("reason")
-               == "TagNotFound", message="orphan Degraded")
-    eventually(lambda: (kubectl.get("benv", "production", ns).get("status") or {}).get(
-        "model"), message="production reports its model")
-    eventually(lambda: (kubectl.get("mtag", "production", ns).get("status") or {}).get(
-        "environments") == ["production"], message="tag lists its environment")
+def test_status_shows_environments_and_tags(control_plane, kubectl, operator, cli, ns, tmp_path):
+    kubectl.apply(
+        tag(ns, "production", "cli-s1.tar.gz"),
+        env(ns, "production"),
+        env(ns, "orphan", modelTag="missing"),
+    )
+    eventually(
+        lambda: (
+            condition(kubectl.get("benv", "orphan", ns), "Degraded").get("reason") == "TagNotFound"
+        ),
+        message="orphan Degraded",
+    )
+    eventually(
+        lambda: (kubectl.get("benv", "production", ns).get("status") or {}).get("model"),
+        message="production reports its model",
+    )
+    eventually(
+        lambda: (
+            (kubectl.get("mtag", "production", ns).get("status") or {}).get("environments")
+            == ["production"]
+        ),
+        message="tag lists its environment",
+    )
     lines = ok(cli("status", "-n", ns)).splitlines()
     assert lines[0].split() == ["ENVIRONMENT", "TAG", "MODEL", "STATUS", "READY"]
     rows = {line.split()[0]: line for line in lines[1:3]}
-    assert rows["production"].split()[:4] == ["production", "production", "cli-s1.tar.gz",
-                                              "Progressing"]
+    assert rows["production"].split()[:4] == [
+        "production",
+        "production",
+        "cli-s1.tar.gz",
+        "Progressing",
+    ]
     assert rows["production"].split()[-1] == "0/1"
     assert rows["orphan"].split()[:4] == ["orphan", "missing", "-", "Degraded"]
     assert "(TagNotFound)" in rows["orphan"]
-    assert any(line.split()[:2] == ["production", "cli-s1.tar.gz"] and
-               line.split()[-1] == "production" for line in lines)
+    assert any(
+        line.split()[:2] == ["production", "cli-s1.tar.gz"] and line.split()[-1] == "production"
+        for line in lines
+    )
     assert any(line.startswith("  environment orphan: Degraded TagNotFound") for line in lines)
 
     report = json.loads(ok(cli("status", "-n", ns, "-o", "json")))
@@ -210,8 +260,9 @@ def test_status_shows_environments_and_tags(control_plane, kubectl, operator, cl
 
     # Without -n, the namespace of the kubeconfig's context.
     config = tmp_path / "kubeconfig"
-    config.write_text(control_plane.kubeconfig.read_text().replace(
-        "namespace: default", f"namespace: {ns}"))
+    config.write_text(
+        control_plane.kubeconfig.read_text().replace("namespace: default", f"namespace: {ns}")
+    )
     assert "orphan" in ok(botenv(config, "status"))
 
 
@@ -219,31 +270,52 @@ def test_kubectl_plugin(control_plane, kubectl, ns):
     plugin = Path(sys.executable).parent / "kubectl-botenv"
     assert plugin.exists(), "kubectl-botenv is missing: re-run scripts/bootstrap.sh"
     kubectl.apply(tag(ns, "production", "cli-k.tar.gz"))
-    env_ = {**os.environ, "KUBECONFIG": str(control_plane.kubeconfig),
-            "PATH": f"{plugin.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    proc = subprocess.run(["kubectl", "botenv", "history", "production", "-n", ns],
-                          capture_output=True, text=True, timeout=120, env=env_)
+    env_ = {
+        **os.environ,
+        "KUBECONFIG": str(control_plane.kubeconfig),
+        "PATH": f"{plugin.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    proc = subprocess.run(
+        ["kubectl", "botenv", "history", "production", "-n", ns],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env_,
+    )
     assert proc.returncode == 0, proc.stderr
-    proc = subprocess.run(["kubectl", "botenv", "history", "nope", "-n", ns],
-                          capture_output=True, text=True, timeout=120, env=env_)
+    proc = subprocess.run(
+        ["kubectl", "botenv", "history", "nope", "-n", ns],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env_,
+    )
     assert proc.returncode == 3
     assert f"modeltag 'nope' not found in namespace '{ns}'" in proc.stderr
-    usage = subprocess.run(["kubectl", "botenv", "promote"], capture_output=True, text=True,
-                           timeout=120, env=env_)
+    usage = subprocess.run(
+        ["kubectl", "botenv", "promote"], capture_output=True, text=True, timeout=120, env=env_
+    )
     assert usage.returncode == 2
     assert usage.stderr.startswith("usage: kubectl botenv promote")
 
 
-def test_rollback_restores_the_action_server_image_that_went_with_the_model(kubectl,
-                                                                             operator, cli,
-                                                                             ns):
+def test_rollback_restores_the_action_server_image_that_went_with_the_model(
+    kubectl, operator, cli, ns
+):
     model_file("cli-a2.tar.gz")
-    kubectl.apply({**tag(ns, "t", "cli-a1.tar.gz"),
-                   "spec": {**tag(ns, "t", "cli-a1.tar.gz")["spec"],
-                            "actionServerImage": "acme/actions:1"}})
+    kubectl.apply(
+        {
+            **tag(ns, "t", "cli-a1.tar.gz"),
+            "spec": {
+                **tag(ns, "t", "cli-a1.tar.gz")["spec"],
+                "actionServerImage": "acme/actions:1",
+            },
+        }
+    )
     resolved(kubectl, ns, "t", "cli-a1.tar.gz")
-    kubectl.patch("mtag", "t", ns, {"spec": {"model": "cli-a2.tar.gz",
-                                             "actionServerImage": "acme/actions:2"}})
+    kubectl.patch(
+        "mtag", "t", ns, {"spec": {"model": "cli-a2.tar.gz", "actionServerImage": "acme/actions:2"}}
+    )
     resolved(kubectl, ns, "t", "cli-a2.tar.gz")
     proc = cli("rollback", "t", "-n", ns, "--wait")
     assert proc.returncode == 0, proc.stderr
@@ -251,5 +323,4 @@ def test_rollback_restores_the_action_server_image_that_went_with_the_model(kube
     spec = kubectl.get("mtag", "t", ns)["spec"]
     assert (spec["model"], spec["actionServerImage"]) == ("cli-a1.tar.gz", "acme/actions:1")
     status = kubectl.get("mtag", "t", ns)["status"]
-    assert (status["model"], status["actionServerImage"]) == ("cli-a1.tar.gz",
-                                                              "acme/actions:1")
+    assert (status["model"], status["actionServerImage"]) == ("cli-a1.tar.gz", "acme/actions:1")

@@ -63,7 +63,13 @@ def test_rbac_is_enforced_for_non_admin_tokens(
     assert can_i(admin, f"--as={VIEWER_USER}") == "no"
 
     sa = VIEWER_USER.removeprefix("system:serviceaccount:")
-    admin.run("create", "rolebinding", "viewer-edit", "--clusterrole=edit",
-              f"--serviceaccount={sa}", "-n", namespace)
-    eventually(lambda: can_i(viewer) == "yes", message="the RoleBinding to take effect",
-               timeout=10)
+    admin.run(
+        "create",
+        "rolebinding",
+        "viewer-edit",
+        "--clusterrole=edit",
+        f"--serviceaccount={sa}",
+        "-n",
+        namespace,
+    )
+    eventually(lambda: can_i(viewer) == "yes", message="the RoleBinding to take effect", timeout=10)

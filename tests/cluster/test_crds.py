@@ -104,17 +104,21 @@ def test_kubectl_explain_describes_fields(kubectl):
 def test_empty_strings_from_api_md_are_accepted(kubectl, ns):
     # API.md's own example writes `queue: ""` (derive a unique name) and `actionEndpoint:
     # {url: ""}`: valid objects on any 1.20+ cluster, so on the test server too.
-    kubectl.apply(_env("empty-strings", eventBroker={"host": "rabbitmq", "queue": "",
-                                                     "secretRef": {"name": "mq"}},
-                       actionEndpoint={"url": ""}), server_validation_only=True)
+    kubectl.apply(
+        _env(
+            "empty-strings",
+            eventBroker={"host": "rabbitmq", "queue": "", "secretRef": {"name": "mq"}},
+            actionEndpoint={"url": ""},
+        ),
+        server_validation_only=True,
+    )
     spec = kubectl.get("benv", "empty-strings", ns)["spec"]
     assert spec["eventBroker"]["queue"] == ""
 
 
 def _has_rules(schema: object) -> bool:
     if isinstance(schema, dict):
-        return "x-kubernetes-validations" in schema or any(_has_rules(v) for v in
-                                                             schema.values())
+        return "x-kubernetes-validations" in schema or any(_has_rules(v) for v in schema.values())
     if isinstance(schema, list):
         return any(_has_rules(v) for v in schema)
     return False

@@ -29,8 +29,6 @@ def ns(kubectl):
     return name
 
 
-
-
 def model_file(model: str, content: bytes | None = None) -> Path:
     path = MODELS / model
     if content is not None or not path.exists():
@@ -120,7 +118,8 @@ def test_environment_reconciled_into_children(kubectl, operator, ns):
     endpoints = yaml.safe_load(cm["data"]["endpoints.yml"])
     # rollout Restart: pinned to the digest the pods start with (from their env)
     assert endpoints["models"]["url"].endswith(
-        f"/models/{ns}/tags/production?digest=${{BOTENV_MODEL_DIGEST}}")
+        f"/models/{ns}/tags/production?digest=${{BOTENV_MODEL_DIGEST}}"
+    )
     assert endpoints["tracker_store"]["password"] == "${BOTENV_TRACKER_STORE_PASSWORD}"
     assert endpoints["event_broker"]["queues"] == [f"rasa_{ns}_production_events"]
     container = deploy["spec"]["template"]["spec"]["containers"][0]
@@ -146,8 +145,11 @@ def test_environment_reconciled_into_children(kubectl, operator, ns):
     )
     status = benv["status"]
     assert status["queue"] == f"rasa_{ns}_production_events"
-    assert status["model"] == {"tag": "production", "name": "20190506-100418.tar.gz",
-                               "digest": hashlib.md5(b"model 20190506-100418.tar.gz").hexdigest()}
+    assert status["model"] == {
+        "tag": "production",
+        "name": "20190506-100418.tar.gz",
+        "digest": hashlib.md5(b"model 20190506-100418.tar.gz").hexdigest(),
+    }
     assert status["endpoint"] == f"http://rasa-production.{ns}.svc:5005"
     assert condition(benv, "Ready")["status"] == "False"  # no pod is ready yet
     assert condition(benv, "Progressing")["status"] == "True"
@@ -288,8 +290,17 @@ def test_invalid_spec_degrades_with_field(control_plane, kubectl, operator, ns):
     eventually(lambda: deployment(kubectl, ns, "solo"))
     # Two replicas with the in-memory lock store: the CRD's CEL rule refuses the change on a
     # server that enforces CEL (1.25+); older servers store it, and the operator refuses it.
-    change = kubectl.run("patch", "benv", "solo", "-n", ns, "--type=merge",
-                         "-p", '{"spec": {"replicas": 2}}', check=False)
+    change = kubectl.run(
+        "patch",
+        "benv",
+        "solo",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        '{"spec": {"replicas": 2}}',
+        check=False,
+    )
     if control_plane.version >= CEL_SINCE:
         assert change.returncode != 0
         assert "spec.lockStore: " in change.stderr, change.stderr
@@ -390,22 +401,27 @@ def test_delete_garbage_collects_children(kubectl, operator, ns):
     )
 
 
-def test_operator_restart_applies_changes_made_while_down_and_nothing_else(
-    kubectl, operator, ns
-):
-    kubectl.apply(tag(ns, "t", "m.tar.gz"), env(ns, "steady", modelTag="t"),
-                  env(ns, "edited", modelTag="t"))
+def test_operator_restart_applies_changes_made_while_down_and_nothing_else(kubectl, operator, ns):
+    kubectl.apply(
+        tag(ns, "t", "m.tar.gz"), env(ns, "steady", modelTag="t"), env(ns, "edited", modelTag="t")
+    )
     for name in ("steady", "edited"):
-        eventually(lambda n=name: condition(kubectl.get("benv", n, ns), "Progressing"),
-                   message=name)
+        eventually(
+            lambda n=name: condition(kubectl.get("benv", n, ns), "Progressing"), message=name
+        )
     operator.settle()
     operator.stop()
     # While the operator is down: a spec change, and a child deleted by hand.
     kubectl.patch("benv", "edited", ns, {"spec": {"image": "rasa/rasa:3.6.20-full"}})
     kubectl.delete("service", "rasa-steady", ns)
     operator.start()
-    eventually(lambda: deployment(kubectl, ns, "edited")["spec"]["template"]["spec"][
-        "containers"][0]["image"] == "rasa/rasa:3.6.20-full", message="change applied")
+    eventually(
+        lambda: (
+            deployment(kubectl, ns, "edited")["spec"]["template"]["spec"]["containers"][0]["image"]
+            == "rasa/rasa:3.6.20-full"
+        ),
+        message="change applied",
+    )
     eventually(lambda: kubectl.get("service", "rasa-steady", ns), message="Service restored")
     operator.settle()
     # Exactly what changed was written: the edited Deployment and the deleted Service.
@@ -418,19 +434,26 @@ def test_operator_restart_applies_changes_made_while_down_and_nothing_else(
     assert "apply ConfigMap" not in operator.writes_in(ns)
 
 
-def test_no_secret_value_reaches_configmaps_annotations_status_or_events(
-    kubectl, operator, s3, ns
-):
-    values = {"token": "tok-9f8e7d", "jwt": "jwt-5a4b3c", "db": "dbpw-1q2w3e",
-              "lock": "lockpw-7u8i9o", "mq": "mqpw-0p9o8i", "key": s3.secret_access_key}
+def test_no_secret_value_reaches_configmaps_annotations_status_or_events(kubectl, operator, s3, ns):
+    values = {
+        "token": "tok-9f8e7d",
+        "jwt": "jwt-5a4b3c",
+        "db": "dbpw-1q2w3e",
+        "lock": "lockpw-7u8i9o",
+        "mq": "mqpw-0p9o8i",
+        "key": s3.secret_access_key,
+    }
     bucket = f"models-{ns}"
-    client = boto3.client("s3", endpoint_url=s3.url, region_name="us-east-1",
-                          aws_access_key_id=s3.access_key_id,
-                          aws_secret_access_key=s3.secret_access_key)
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3.url,
+        region_name="us-east-1",
+        aws_access_key_id=s3.access_key_id,
+        aws_secret_access_key=s3.secret_access_key,
+    )
     client.create_bucket(Bucket=bucket)
     client.put_object(Bucket=bucket, Key="m.tar.gz", Body=b"a model")
-    storage = {"provider": "s3", "bucket": bucket, "endpoint": s3.url,
-               "secretRef": {"name": "s3"}}
+    storage = {"provider": "s3", "bucket": bucket, "endpoint": s3.url, "secretRef": {"name": "s3"}}
     kubectl.apply(
         {**tag(ns, "t", "m.tar.gz"), "spec": {"model": "m.tar.gz", "storage": storage}},
         secret(ns, "auth", token=values["token"], **{"jwt-secret": values["jwt"]}),
@@ -438,11 +461,18 @@ def test_no_secret_value_reaches_configmaps_annotations_status_or_events(
         secret(ns, "lock", password=values["lock"]),
         secret(ns, "mq", username="rasa", password=values["mq"]),
         secret(ns, "s3", **s3.credentials),
-        env(ns, "secretive", modelTag="t", delivery="remoteStorage", replicas=2,
+        env(
+            ns,
+            "secretive",
+            modelTag="t",
+            delivery="remoteStorage",
+            replicas=2,
             auth={"tokenSecretRef": {"name": "auth"}, "jwtSecretRef": {"name": "auth"}},
             trackerStore={"type": "sql", "host": "pg", "secretRef": {"name": "db"}},
             lockStore={"type": "redis", "host": "redis", "secretRef": {"name": "lock"}},
-            eventBroker={"host": "mq", "secretRef": {"name": "mq"}}))
+            eventBroker={"host": "mq", "secretRef": {"name": "mq"}},
+        ),
+    )
     eventually(lambda: deployment(kubectl, ns, "secretive"))
     eventually(lambda: condition(kubectl.get("benv", "secretive", ns), "Progressing"))
     # Rotate one, so hashes and events are produced for a change too.
@@ -450,9 +480,18 @@ def test_no_secret_value_reaches_configmaps_annotations_status_or_events(
     operator.resync_now()
     eventually(lambda: len(replicasets(kubectl, ns, "secretive")) == 2)
     operator.settle()
-    visible = [kubectl.list(kind, ns) for kind in ("configmaps", "deployments", "replicasets",
-                                                   "services", "events", "botenvironments",
-                                                   "modeltags")]
+    visible = [
+        kubectl.list(kind, ns)
+        for kind in (
+            "configmaps",
+            "deployments",
+            "replicasets",
+            "services",
+            "events",
+            "botenvironments",
+            "modeltags",
+        )
+    ]
     text = str(visible)
     for value in values.values():
         assert value not in text
@@ -462,39 +501,55 @@ def test_no_secret_value_reaches_configmaps_annotations_status_or_events(
 
 
 def test_pull_token_provisioned_once_and_follows_the_tag(kubectl, operator, ns):
-    kubectl.apply(tag(ns, "a", "m.tar.gz"), tag(ns, "b", "n.tar.gz"),
-                  env(ns, "puller", modelTag="a"))
+    kubectl.apply(
+        tag(ns, "a", "m.tar.gz"), tag(ns, "b", "n.tar.gz"), env(ns, "puller", modelTag="a")
+    )
     token_secret = eventually(lambda: kubectl.get("secret", "rasa-puller-pull", ns))
     assert token_secret["metadata"]["labels"]["botenv.dev/pull-token"] == "true"
     assert token_secret["metadata"]["labels"]["botenv.dev/tag"] == "a"
     token = token_secret["data"]["token"]
     assert len(base64.b64decode(token)) >= 32
-    container = eventually(lambda: deployment(kubectl, ns, "puller"))["spec"]["template"][
-        "spec"]["containers"][0]
+    container = eventually(lambda: deployment(kubectl, ns, "puller"))["spec"]["template"]["spec"][
+        "containers"
+    ][0]
     env_vars = {e["name"]: e for e in container["env"]}
     assert env_vars["BOTENV_PULL_TOKEN"]["valueFrom"]["secretKeyRef"] == {
-        "name": "rasa-puller-pull", "key": "token"}
-    endpoints = yaml.safe_load(kubectl.get("configmap", "rasa-puller-endpoints", ns)["data"][
-        "endpoints.yml"])
+        "name": "rasa-puller-pull",
+        "key": "token",
+    }
+    endpoints = yaml.safe_load(
+        kubectl.get("configmap", "rasa-puller-endpoints", ns)["data"]["endpoints.yml"]
+    )
     assert endpoints["models"]["headers"] == {"Authorization": "Bearer ${BOTENV_PULL_TOKEN}"}
     # Moving the environment to another tag relabels the token, never rotates it.
     kubectl.patch("benv", "puller", ns, {"spec": {"modelTag": "b"}})
-    eventually(lambda: kubectl.get("secret", "rasa-puller-pull", ns)["metadata"]["labels"][
-        "botenv.dev/tag"] == "b", message="token relabelled")
+    eventually(
+        lambda: (
+            kubectl.get("secret", "rasa-puller-pull", ns)["metadata"]["labels"]["botenv.dev/tag"]
+            == "b"
+        ),
+        message="token relabelled",
+    )
     assert kubectl.get("secret", "rasa-puller-pull", ns)["data"]["token"] == token
 
 
 def test_tag_resolves_digest_from_storage_into_the_pod_template(kubectl, operator, ns):
     model_file("digest.tar.gz", b"first upload")
     kubectl.apply(tag(ns, "t", "digest.tar.gz"), env(ns, "digested", modelTag="t"))
-    mtag = eventually(lambda: (kubectl.get("mtag", "t", ns).get("status") or {}).get("digest")
-                      and kubectl.get("mtag", "t", ns), message="tag resolved")
+    mtag = eventually(
+        lambda: (
+            (kubectl.get("mtag", "t", ns).get("status") or {}).get("digest")
+            and kubectl.get("mtag", "t", ns)
+        ),
+        message="tag resolved",
+    )
     digest = mtag["status"]["digest"]
     assert digest == hashlib.md5(b"first upload").hexdigest()
     assert mtag["status"]["size"] == len(b"first upload")
     assert condition(mtag, "Ready")["reason"] == "Resolved"
     annotations = eventually(lambda: deployment(kubectl, ns, "digested"))["spec"]["template"][
-        "metadata"]["annotations"]
+        "metadata"
+    ]["annotations"]
     assert annotations["botenv.dev/model-digest"] == digest
     assert kubectl.get("benv", "digested", ns)["status"]["model"]["digest"] == digest
 
@@ -503,9 +558,14 @@ def test_tag_moved_to_a_missing_model_changes_nothing_running(kubectl, operator,
     kubectl.apply(tag(ns, "t", "good.tar.gz"), env(ns, "guarded", modelTag="t"))
     eventually(lambda: len(replicasets(kubectl, ns, "guarded")) == 1)
     kubectl.patch("mtag", "t", ns, {"spec": {"model": "missing.tar.gz"}})
-    ready = eventually(lambda: condition(kubectl.get("mtag", "t", ns), "Ready")
-                       if condition(kubectl.get("mtag", "t", ns), "Ready").get("reason")
-                       == "ModelNotFound" else None, message="ModelNotFound")
+    ready = eventually(
+        lambda: (
+            condition(kubectl.get("mtag", "t", ns), "Ready")
+            if condition(kubectl.get("mtag", "t", ns), "Ready").get("reason") == "ModelNotFound"
+            else None
+        ),
+        message="ModelNotFound",
+    )
     assert "missing.tar.gz" in ready["message"] and "stays on good.tar.gz" in ready["message"]
     assert kubectl.get("mtag", "t", ns)["status"]["model"] == "good.tar.gz"
     operator.resync_now()
@@ -518,20 +578,25 @@ def test_tag_moved_to_a_missing_model_changes_nothing_running(kubectl, operator,
     eventually(lambda: len(replicasets(kubectl, ns, "guarded")) == 2, message="rolled")
 
 
-def test_model_reuploaded_under_the_same_name_rolls_restart_environments(kubectl, operator,
-                                                                         ns):
+def test_model_reuploaded_under_the_same_name_rolls_restart_environments(kubectl, operator, ns):
     model_file("same-name.tar.gz", b"v1")
-    kubectl.apply(tag(ns, "t", "same-name.tar.gz", create_model=False),
-                  env(ns, "restarting", modelTag="t"),
-                  env(ns, "hotswapping", modelTag="t", rollout="HotSwap"))
+    kubectl.apply(
+        tag(ns, "t", "same-name.tar.gz", create_model=False),
+        env(ns, "restarting", modelTag="t"),
+        env(ns, "hotswapping", modelTag="t", rollout="HotSwap"),
+    )
     for name in ("restarting", "hotswapping"):
         eventually(lambda n=name: len(replicasets(kubectl, ns, n)) == 1, message=name)
     time.sleep(1.1)  # let the mtime move, so the new content is read
     model_file("same-name.tar.gz", b"v2 with other content")
     operator.resync_now()
     eventually(lambda: len(replicasets(kubectl, ns, "restarting")) == 2, message="restarted")
-    eventually(lambda: kubectl.get("benv", "hotswapping", ns)["status"]["model"]["digest"]
-               == hashlib.md5(b"v2 with other content").hexdigest(),
-               message="HotSwap status follows the digest")
+    eventually(
+        lambda: (
+            kubectl.get("benv", "hotswapping", ns)["status"]["model"]["digest"]
+            == hashlib.md5(b"v2 with other content").hexdigest()
+        ),
+        message="HotSwap status follows the digest",
+    )
     operator.settle()
     assert len(replicasets(kubectl, ns, "hotswapping")) == 1

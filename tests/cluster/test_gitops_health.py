@@ -36,55 +36,89 @@ def ns(kubectl):
 def tag(ns: str, name: str, model: str, *, present: bool = True) -> dict:
     if present:
         (MODELS / model).write_bytes(f"model {model}".encode())
-    return {"apiVersion": "botenv.dev/v1alpha1", "kind": "ModelTag",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {"model": model, "storage": {"provider": "local", "path": str(MODELS)}}}
+    return {
+        "apiVersion": "botenv.dev/v1alpha1",
+        "kind": "ModelTag",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"model": model, "storage": {"provider": "local", "path": str(MODELS)}},
+    }
 
 
 def env(ns: str, name: str, **spec: object) -> dict:
-    return {"apiVersion": "botenv.dev/v1alpha1", "kind": "BotEnvironment",
-            "metadata": {"name": name, "namespace": ns}, "spec": spec}
+    return {
+        "apiVersion": "botenv.dev/v1alpha1",
+        "kind": "BotEnvironment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": spec,
+    }
 
 
 def secret(ns: str, name: str, **data: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": ns},
-            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": ns},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
 
 
 def gitops_apply(kubectl, *docs: dict) -> None:
     """Apply as Argo CD does with ServerSideApply=true (and Flux always): server-side, under
     the tool's own field manager, without forcing conflicts."""
-    kubectl.run("apply", "--server-side", f"--field-manager={GITOPS_MANAGER}", "-f", "-",
-                stdin=yaml.safe_dump_all(docs))
+    kubectl.run(
+        "apply",
+        "--server-side",
+        f"--field-manager={GITOPS_MANAGER}",
+        "-f",
+        "-",
+        stdin=yaml.safe_dump_all(docs),
+    )
 
 
 def with_managed_fields(kubectl, kind: str, name: str, ns: str) -> dict:
-    return json.loads(kubectl.run("get", kind, name, "-n", ns, "-o", "json",
-                                  "--show-managed-fields").stdout)
+    return json.loads(
+        kubectl.run("get", kind, name, "-n", ns, "-o", "json", "--show-managed-fields").stdout
+    )
 
 
 def create(kubectl, doc: dict) -> dict:
     """Create `doc`; returns the object as the API server answered the create, before the
     operator can have seen it."""
-    return json.loads(kubectl.run("create", "-f", "-", "-o", "json",
-                                  stdin=yaml.safe_dump(doc)).stdout)
+    return json.loads(
+        kubectl.run("create", "-f", "-", "-o", "json", stdin=yaml.safe_dump(doc)).stdout
+    )
 
 
 def patch(kubectl, kind: str, name: str, ns: str, spec: dict) -> dict:
     """Merge-patch the spec; returns the object as the API server answered the patch: a new
     generation that the operator cannot have observed yet."""
-    return json.loads(kubectl.run("patch", kind, name, "-n", ns, "--type", "merge", "-p",
-                                  json.dumps({"spec": spec}), "-o", "json").stdout)
+    return json.loads(
+        kubectl.run(
+            "patch",
+            kind,
+            name,
+            "-n",
+            ns,
+            "--type",
+            "merge",
+            "-p",
+            json.dumps({"spec": spec}),
+            "-o",
+            "json",
+        ).stdout
+    )
 
 
 def health_of(kubectl, kind: str, name: str, ns: str) -> dict:
     return health(kubectl.get(kind, name, ns))
 
 
-def wait_health(kubectl, kind: str, name: str, ns: str, status: str, *, message: str = "",
-                poke: object = None) -> dict:
+def wait_health(
+    kubectl, kind: str, name: str, ns: str, status: str, *, message: str = "", poke: object = None
+) -> dict:
     """Wait until Argo CD would show `status` (with a message starting with `message`) for
     the object; `poke()` runs before each look."""
+
     def check() -> dict | None:
         if poke is not None:
             poke()
@@ -92,6 +126,7 @@ def wait_health(kubectl, kind: str, name: str, ns: str, status: str, *, message:
         if result["status"] == status and result["message"].startswith(message):
             return result
         return None
+
     return eventually(check, timeout=60, message=f"{kind} {name} {status} {message}")
 
 
@@ -100,15 +135,20 @@ def wait_health(kubectl, kind: str, name: str, ns: str, status: str, *, message:
 
 def test_tag_health_as_it_resolves_and_moves_to_a_missing_model(kubectl, operator, ns):
     created = create(kubectl, tag(ns, "production", "m1.tar.gz"))
-    assert health(created) == {"status": "Progressing", "message": "Waiting for the botenv "
-                               "operator to resolve the tag"}
+    assert health(created) == {
+        "status": "Progressing",
+        "message": "Waiting for the botenv operator to resolve the tag",
+    }
     healthy = wait_health(kubectl, "mtag", "production", ns, "Healthy")
     assert healthy["message"].startswith("Resolved: model m1.tar.gz (digest ")
 
     moved = patch(kubectl, "mtag", "production", ns, {"model": "missing.tar.gz"})
     assert moved["status"]["observedGeneration"] < moved["metadata"]["generation"]
-    assert health(moved) == {"status": "Progressing", "message": "Waiting for the botenv "
-                             f"operator to observe generation {moved['metadata']['generation']}"}
+    assert health(moved) == {
+        "status": "Progressing",
+        "message": "Waiting for the botenv "
+        f"operator to observe generation {moved['metadata']['generation']}",
+    }
 
     degraded = wait_health(kubectl, "mtag", "production", ns, "Degraded")
     assert degraded["message"].startswith("ModelNotFound: model 'missing.tar.gz' not found")
@@ -125,8 +165,10 @@ def test_tag_whose_model_never_existed_is_degraded(kubectl, operator, ns):
 
 
 def test_environment_whose_secret_is_missing_is_degraded(kubectl, operator, ns):
-    kubectl.apply(tag(ns, "production", "m1.tar.gz"),
-                  env(ns, "production", auth={"tokenSecretRef": {"name": "rasa-auth"}}))
+    kubectl.apply(
+        tag(ns, "production", "m1.tar.gz"),
+        env(ns, "production", auth={"tokenSecretRef": {"name": "rasa-auth"}}),
+    )
     degraded = wait_health(kubectl, "benv", "production", ns, "Degraded")
     assert degraded["message"].startswith("SecretMissing: ")
     assert "'rasa-auth'" in degraded["message"]
@@ -136,26 +178,31 @@ def test_environment_whose_secret_is_missing_is_degraded(kubectl, operator, ns):
     wait_health(kubectl, "benv", "production", ns, "Progressing", message="RollingOut: ")
 
 
-def test_environment_health_from_creation_to_ready_and_through_a_spec_change(
-        kubectl, operator, ns):
+def test_environment_health_from_creation_to_ready_and_through_a_spec_change(kubectl, operator, ns):
     kubectl.apply(tag(ns, "production", "m1.tar.gz"))
     wait_health(kubectl, "mtag", "production", ns, "Healthy")
     created = create(kubectl, env(ns, "production", replicas=1))
-    assert health(created) == {"status": "Progressing", "message": "Waiting for the botenv "
-                               "operator to report the environment's status"}
+    assert health(created) == {
+        "status": "Progressing",
+        "message": "Waiting for the botenv operator to report the environment's status",
+    }
 
     wait_health(kubectl, "benv", "production", ns, "Progressing", message="RollingOut: ")
     pods = "botenv.dev/environment=production"
-    healthy = wait_health(kubectl, "benv", "production", ns, "Healthy",
-                          poke=lambda: make_ready(kubectl, ns, pods))
+    healthy = wait_health(
+        kubectl, "benv", "production", ns, "Healthy", poke=lambda: make_ready(kubectl, ns, pods)
+    )
     assert healthy == {"status": "Healthy", "message": "Ready: 1 of 1 replicas serve the model"}
 
     changed = patch(kubectl, "benv", "production", ns, {"podAnnotations": {"team": "bots"}})
     generation = changed["metadata"]["generation"]
-    assert health(changed) == {"status": "Progressing", "message": "Waiting for the botenv "
-                               f"operator to observe generation {generation}"}
-    wait_health(kubectl, "benv", "production", ns, "Healthy",
-                poke=lambda: make_ready(kubectl, ns, pods))
+    assert health(changed) == {
+        "status": "Progressing",
+        "message": f"Waiting for the botenv operator to observe generation {generation}",
+    }
+    wait_health(
+        kubectl, "benv", "production", ns, "Healthy", poke=lambda: make_ready(kubectl, ns, pods)
+    )
     benv = kubectl.get("benv", "production", ns)
     assert benv["status"]["observedGeneration"] == generation
     assert all(c["observedGeneration"] == generation for c in benv["status"]["conditions"])
@@ -166,8 +213,10 @@ def test_environment_health_from_creation_to_ready_and_through_a_spec_change(
 
 def managers(obj: dict) -> dict[str, dict]:
     """manager -> {operation, fields} of every managedFields entry."""
-    return {m["manager"]: {"operation": m["operation"], "fields": m.get("fieldsV1", {})}
-            for m in obj["metadata"].get("managedFields", [])}
+    return {
+        m["manager"]: {"operation": m["operation"], "fields": m.get("fieldsV1", {})}
+        for m in obj["metadata"].get("managedFields", [])
+    }
 
 
 def owns(fields: dict, *path: str) -> bool:
@@ -179,14 +228,26 @@ def owns(fields: dict, *path: str) -> bool:
 
 
 def test_operator_owns_only_the_status_of_what_a_gitops_tool_applies(kubectl, operator, ns):
-    gitops_apply(kubectl, tag(ns, "production", "m1.tar.gz"),
-                 secret(ns, "rasa-auth", token="t0k3n"),
-                 env(ns, "production", replicas=1, auth={"tokenSecretRef": {"name": "rasa-auth"}},
-                     podAnnotations={"team": "bots"}))
+    gitops_apply(
+        kubectl,
+        tag(ns, "production", "m1.tar.gz"),
+        secret(ns, "rasa-auth", token="t0k3n"),
+        env(
+            ns,
+            "production",
+            replicas=1,
+            auth={"tokenSecretRef": {"name": "rasa-auth"}},
+            podAnnotations={"team": "bots"},
+        ),
+    )
     for kind in ("benv", "mtag"):
-        eventually(lambda k=kind: condition(kubectl.get(k, "production", ns), "Ready")
-                   .get("observedGeneration") == kubectl.get(k, "production", ns)[
-                       "metadata"]["generation"], message=f"{kind} status")
+        eventually(
+            lambda k=kind: (
+                condition(kubectl.get(k, "production", ns), "Ready").get("observedGeneration")
+                == kubectl.get(k, "production", ns)["metadata"]["generation"]
+            ),
+            message=f"{kind} status",
+        )
     operator.settle()
 
     for kind in ("benv", "mtag"):
@@ -209,9 +270,17 @@ def test_operator_owns_only_the_status_of_what_a_gitops_tool_applies(kubectl, op
 
     # The GitOps tool re-applies its manifests after the operator wrote status: no conflict
     # (a conflict would make kubectl fail here, since it does not force).
-    gitops_apply(kubectl, tag(ns, "production", "m1.tar.gz"),
-                 env(ns, "production", replicas=1, auth={"tokenSecretRef": {"name": "rasa-auth"}},
-                     podAnnotations={"team": "bots"}))
+    gitops_apply(
+        kubectl,
+        tag(ns, "production", "m1.tar.gz"),
+        env(
+            ns,
+            "production",
+            replicas=1,
+            auth={"tokenSecretRef": {"name": "rasa-auth"}},
+            podAnnotations={"team": "bots"},
+        ),
+    )
 
 
 def test_operator_status_writes_are_recorded_under_its_field_manager(kubectl, operator, ns):
@@ -222,16 +291,32 @@ def test_operator_status_writes_are_recorded_under_its_field_manager(kubectl, op
     assert status_owners == {"botenv"}
 
 
-def test_fields_another_tool_sets_on_a_child_survive_the_operators_reconcile(
-        kubectl, operator, ns):
-    gitops_apply(kubectl, tag(ns, "production", "m1.tar.gz"),
-                 env(ns, "production", replicas=1, podAnnotations={"team": "bots"}))
+def test_fields_another_tool_sets_on_a_child_survive_the_operators_reconcile(kubectl, operator, ns):
+    gitops_apply(
+        kubectl,
+        tag(ns, "production", "m1.tar.gz"),
+        env(ns, "production", replicas=1, podAnnotations={"team": "bots"}),
+    )
     eventually(lambda: kubectl.get("deployment", "rasa-production", ns), message="Deployment")
     operator.settle()
-    kubectl.run("label", "deployment", "rasa-production", "-n", ns,
-                "example.com/cost-center=bots-42", "--field-manager=cost-labeller")
-    kubectl.run("annotate", "deployment", "rasa-production", "-n", ns,
-                "example.com/owner=platform-team", "--field-manager=cost-labeller")
+    kubectl.run(
+        "label",
+        "deployment",
+        "rasa-production",
+        "-n",
+        ns,
+        "example.com/cost-center=bots-42",
+        "--field-manager=cost-labeller",
+    )
+    kubectl.run(
+        "annotate",
+        "deployment",
+        "rasa-production",
+        "-n",
+        ns,
+        "example.com/owner=platform-team",
+        "--field-manager=cost-labeller",
+    )
 
     # A change to the environment makes the operator apply the Deployment again.
     gitops_apply(kubectl, env(ns, "production", replicas=1, podAnnotations={"team": "bots-2"}))
@@ -240,6 +325,7 @@ def test_fields_another_tool_sets_on_a_child_survive_the_operators_reconcile(
         deploy = kubectl.get("deployment", "rasa-production", ns)
         annotations = deploy["spec"]["template"]["metadata"].get("annotations", {})
         return deploy if annotations.get("team") == "bots-2" else None
+
     eventually(reapplied, message="the operator re-applied the Deployment")
     operator.settle()
 
@@ -248,9 +334,12 @@ def test_fields_another_tool_sets_on_a_child_survive_the_operators_reconcile(
     assert deploy["metadata"]["annotations"]["example.com/owner"] == "platform-team"
     entries = managers(deploy)
     assert entries["botenv"]["operation"] == "Apply"
-    assert owns(entries["cost-labeller"]["fields"], "f:metadata", "f:labels",
-                "f:example.com/cost-center")
-    assert not owns(entries["botenv"]["fields"], "f:metadata", "f:labels",
-                    "f:example.com/cost-center")
-    assert not owns(entries["botenv"]["fields"], "f:metadata", "f:annotations",
-                    "f:example.com/owner")
+    assert owns(
+        entries["cost-labeller"]["fields"], "f:metadata", "f:labels", "f:example.com/cost-center"
+    )
+    assert not owns(
+        entries["botenv"]["fields"], "f:metadata", "f:labels", "f:example.com/cost-center"
+    )
+    assert not owns(
+        entries["botenv"]["fields"], "f:metadata", "f:annotations", "f:example.com/owner"
+    )

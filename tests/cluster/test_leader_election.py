@@ -37,8 +37,9 @@ class Clock:
 def kube(control_plane: ControlPlane, kubectl: Kubectl) -> Kube:
     kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
     config = kubernetes.client.Configuration()
-    kubernetes.config.load_kube_config(config_file=str(control_plane.kubeconfig),
-                                       client_configuration=config)
+    kubernetes.config.load_kube_config(
+        config_file=str(control_plane.kubeconfig), client_configuration=config
+    )
     return Kube(kubernetes.client.ApiClient(config))
 
 
@@ -87,23 +88,41 @@ def _health(port: int) -> str:
 def _start(control_plane: ControlPlane, name: str, port: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, "KUBECONFIG": str(control_plane.kubeconfig), "POD_NAME": name}
     return subprocess.Popen(
-        [sys.executable, "-m", "botenv.cli", "operator", "--leader-elect",
-         "--leader-election-namespace", NAMESPACE, "-n", "lease-test-watch",
-         "--health-address", f"127.0.0.1:{port}"],
-        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "botenv.cli",
+            "operator",
+            "--leader-elect",
+            "--leader-election-namespace",
+            NAMESPACE,
+            "-n",
+            "lease-test-watch",
+            "--health-address",
+            f"127.0.0.1:{port}",
+        ],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
 
 
-def test_second_replica_stands_by_then_takes_over(control_plane: ControlPlane, kube: Kube,
-                                                  kubectl: Kubectl, tmp_path: Path) -> None:
+def test_second_replica_stands_by_then_takes_over(
+    control_plane: ControlPlane, kube: Kube, kubectl: Kubectl, tmp_path: Path
+) -> None:
     ports = free_port(), free_port()
     first = _start(control_plane, "operator-1", ports[0], tmp_path / "1.log")
     second = None
     try:
-        eventually(lambda: _health(ports[0]) == "leader", timeout=30,
-                   message="first replica never led")
+        eventually(
+            lambda: _health(ports[0]) == "leader", timeout=30, message="first replica never led"
+        )
         second = _start(control_plane, "operator-2", ports[1], tmp_path / "2.log")
-        eventually(lambda: _health(ports[1]) == "standby", timeout=30,
-                   message="second replica's /healthz never answered")
+        eventually(
+            lambda: _health(ports[1]) == "standby",
+            timeout=30,
+            message="second replica's /healthz never answered",
+        )
         time.sleep(3)  # a few retry periods: it must still stand by
         assert _health(ports[1]) == "standby"
         assert b"botenv operator started" not in (tmp_path / "2.log").read_bytes()
@@ -112,10 +131,16 @@ def test_second_replica_stands_by_then_takes_over(control_plane: ControlPlane, k
 
         first.terminate()  # a rolling update: the leader stops cleanly and releases
         assert first.wait(timeout=30) == 0
-        eventually(lambda: _health(ports[1]) == "leader", timeout=15,
-                   message="the standby did not take over after the leader stopped")
-        eventually(lambda: b"botenv operator started" in (tmp_path / "2.log").read_bytes(),
-                   timeout=30, message="the new leader did not start reconciling")
+        eventually(
+            lambda: _health(ports[1]) == "leader",
+            timeout=15,
+            message="the standby did not take over after the leader stopped",
+        )
+        eventually(
+            lambda: b"botenv operator started" in (tmp_path / "2.log").read_bytes(),
+            timeout=30,
+            message="the new leader did not start reconciling",
+        )
         lease = kubectl.get("lease", "botenv-operator", NAMESPACE)
         assert lease["spec"]["holderIdentity"] == "operator-2"
         assert lease["spec"]["leaseTransitions"] >= 1

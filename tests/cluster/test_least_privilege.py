@@ -73,20 +73,31 @@ def test_operator_is_refused_what_it_does_not_need(as_operator: Kubectl) -> None
     assert allowed == []
     # ...and it may do what it does (a sample; the other cluster tests do the rest).
     assert can(as_operator, "patch", "botenvironments.botenv.dev/status", "bots")
-    assert can(as_operator, "get", "leases.coordination.k8s.io/botenv-operator",
-               INSTALL_NAMESPACE)
+    assert can(as_operator, "get", "leases.coordination.k8s.io/botenv-operator", INSTALL_NAMESPACE)
     # Its own orphaned pull-token Secrets (tests/cluster/test_pull_tokens.py): deleted with
     # the Secret's uid as precondition, never a Secret it did not make.
     assert can(as_operator, "delete", "secrets", "bots")
 
 
 def test_model_server_can_write_nothing(as_model_server: Kubectl) -> None:
-    resources = ["secrets", "configmaps", "pods", "services", "events",
-                 "deployments.apps", "botenvironments.botenv.dev", "modeltags.botenv.dev",
-                 "modeltags.botenv.dev/status", "leases.coordination.k8s.io"]
-    writes = [(verb, r) for r in resources
-              for verb in ("create", "update", "patch", "delete")
-              if can(as_model_server, verb, r, "bots")]
+    resources = [
+        "secrets",
+        "configmaps",
+        "pods",
+        "services",
+        "events",
+        "deployments.apps",
+        "botenvironments.botenv.dev",
+        "modeltags.botenv.dev",
+        "modeltags.botenv.dev/status",
+        "leases.coordination.k8s.io",
+    ]
+    writes = [
+        (verb, r)
+        for r in resources
+        for verb in ("create", "update", "patch", "delete")
+        if can(as_model_server, verb, r, "bots")
+    ]
     assert writes == []
     assert can(as_model_server, "list", "modeltags.botenv.dev", "bots")
     # Pull tokens come from the environments' status (their SHA-256), not from Secrets: the
@@ -105,16 +116,23 @@ def test_model_server_can_write_nothing(as_model_server: Kubectl) -> None:
 def scoped(control_plane: ControlPlane, kubectl: Kubectl, tmp_path_factory) -> Kubectl:
     """The chart rendered by Helm with a namespace list, its RBAC applied."""
     home = tmp_path_factory.mktemp("helm")
-    rendered = run_helm("template", SCOPED_NAMESPACE, str(CHART), "--namespace", SCOPED_NAMESPACE,
-                        "--set", "watch.namespaces={team-a}", home=home).stdout
+    rendered = run_helm(
+        "template",
+        SCOPED_NAMESPACE,
+        str(CHART),
+        "--namespace",
+        SCOPED_NAMESPACE,
+        "--set",
+        "watch.namespaces={team-a}",
+        home=home,
+    ).stdout
     for name in (SCOPED_NAMESPACE, "team-a", "team-b"):
         kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     kubectl.apply(*[d for d in yaml.safe_load_all(rendered) if d and d["kind"] in RBAC_KINDS])
     return Kubectl(control_plane.kubeconfig_for(SCOPED_OPERATOR_TOKEN))
 
 
-def test_namespace_scoped_operator_reads_no_secret_outside_its_namespaces(
-        scoped: Kubectl) -> None:
+def test_namespace_scoped_operator_reads_no_secret_outside_its_namespaces(scoped: Kubectl) -> None:
     assert can(scoped, "get", "secrets", "team-a")
     for namespace in ("team-b", "kube-system", "default", INSTALL_NAMESPACE):
         assert not can(scoped, "get", "secrets", namespace), namespace
@@ -125,17 +143,35 @@ def test_namespace_scoped_operator_reads_no_secret_outside_its_namespaces(
 
 
 def test_namespace_scoped_operator_runs_without_a_denial(
-        control_plane: ControlPlane, scoped: Kubectl, kubectl: Kubectl, tmp_path: Path) -> None:
+    control_plane: ControlPlane, scoped: Kubectl, kubectl: Kubectl, tmp_path: Path
+) -> None:
     log = tmp_path / "operator.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "botenv.cli", "operator", "-n", "team-a", "--leader-elect",
-         "--leader-election-namespace", SCOPED_NAMESPACE],
-        env={**os.environ, "KUBECONFIG": str(control_plane.kubeconfig_for(
-            SCOPED_OPERATOR_TOKEN)), "POD_NAME": "scoped-operator"},
-        stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "botenv.cli",
+            "operator",
+            "-n",
+            "team-a",
+            "--leader-elect",
+            "--leader-election-namespace",
+            SCOPED_NAMESPACE,
+        ],
+        env={
+            **os.environ,
+            "KUBECONFIG": str(control_plane.kubeconfig_for(SCOPED_OPERATOR_TOKEN)),
+            "POD_NAME": "scoped-operator",
+        },
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     try:
-        eventually(lambda: b"botenv operator started" in log.read_bytes(), timeout=60,
-                   message="the scoped operator did not start")
+        eventually(
+            lambda: b"botenv operator started" in log.read_bytes(),
+            timeout=60,
+            message="the scoped operator did not start",
+        )
         kubectl.apply(tag("team-a", "t", "scoped.tar.gz"), env("team-a", "scoped", modelTag="t"))
         eventually(lambda: kubectl.get("deployment", "rasa-scoped", "team-a"), timeout=30)
         time.sleep(2)  # a few more reconciles (status, events)
@@ -153,37 +189,56 @@ PEOPLE_NS = "people"
 
 
 @pytest.fixture(scope="module")
-def people(control_plane: ControlPlane, kubectl: Kubectl, chart_rbac: list[dict]
-           ) -> dict[str, Kubectl]:
+def people(
+    control_plane: ControlPlane, kubectl: Kubectl, chart_rbac: list[dict]
+) -> dict[str, Kubectl]:
     kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": PEOPLE_NS}})
 
     def binding(name: str, role: str, group: str, kind: str) -> dict:
-        return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-                "metadata": {"name": name, "namespace": PEOPLE_NS},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind,
-                            "name": role},
-                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
-                              "name": group}]}
+        return {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": name, "namespace": PEOPLE_NS},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
+        }
 
     production_only = {
-        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
         "metadata": {"name": "move-production-tag", "namespace": PEOPLE_NS},
-        "rules": [{"apiGroups": ["botenv.dev"], "resources": ["modeltags"],
-                   "resourceNames": ["production"], "verbs": ["get", "patch", "update"]},
-                  {"apiGroups": ["botenv.dev"], "resources": ["modeltags"],
-                   "verbs": ["list", "watch"]}]}
+        "rules": [
+            {
+                "apiGroups": ["botenv.dev"],
+                "resources": ["modeltags"],
+                "resourceNames": ["production"],
+                "verbs": ["get", "patch", "update"],
+            },
+            {"apiGroups": ["botenv.dev"], "resources": ["modeltags"], "verbs": ["list", "watch"]},
+        ],
+    }
     kubectl.apply(
         production_only,
         binding("release-managers", "move-production-tag", "release-managers", kind="Role"),
-        tag(PEOPLE_NS, "production", "p1.tar.gz"), tag(PEOPLE_NS, "experimental", "e1.tar.gz"),
-        env(PEOPLE_NS, "production"))
-    return {name: Kubectl(control_plane.kubeconfig_for(f"{name}-token"))
-            for name in ("alice",)}
+        tag(PEOPLE_NS, "production", "p1.tar.gz"),
+        tag(PEOPLE_NS, "experimental", "e1.tar.gz"),
+        env(PEOPLE_NS, "production"),
+    )
+    return {name: Kubectl(control_plane.kubeconfig_for(f"{name}-token")) for name in ("alice",)}
 
 
 def _patch_tag(who: Kubectl, name: str) -> subprocess.CompletedProcess:
-    return who.run("patch", "mtag", name, "-n", PEOPLE_NS, "--type=merge",
-                   "-p", '{"spec":{"model":"p2.tar.gz"}}', check=False)
+    return who.run(
+        "patch",
+        "mtag",
+        name,
+        "-n",
+        PEOPLE_NS,
+        "--type=merge",
+        "-p",
+        '{"spec":{"model":"p2.tar.gz"}}',
+        check=False,
+    )
 
 
 def test_only_release_managers_move_the_production_tag(people: dict[str, Kubectl]) -> None:

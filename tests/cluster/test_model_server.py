@@ -24,8 +24,7 @@ def get(url: str, token: str = "", etag: str = "") -> tuple[int, dict, bytes]:
     if etag:
         headers["If-None-Match"] = etag
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
-                                    timeout=10) as r:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
             return r.status, dict(r.headers), r.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()
@@ -45,18 +44,21 @@ def pull_token(kubectl, ns: str, environment: str) -> str:
     return base64.b64decode(secret["data"]["token"]).decode()
 
 
-def test_serves_the_resolved_model_to_the_environments_token(kubectl, operator, model_server,
-                                                             ns):
+def test_serves_the_resolved_model_to_the_environments_token(kubectl, operator, model_server, ns):
     model_file("served-1.tar.gz", b"first model bytes")
     model_file("served-2.tar.gz", b"second model bytes, longer")
-    kubectl.apply(tag(ns, "production", "served-1.tar.gz", create_model=False),
-                  tag(ns, "other", "served-1.tar.gz", create_model=False),
-                  env(ns, "production"), env(ns, "intruder", modelTag="other"))
+    kubectl.apply(
+        tag(ns, "production", "served-1.tar.gz", create_model=False),
+        tag(ns, "other", "served-1.tar.gz", create_model=False),
+        env(ns, "production"),
+        env(ns, "intruder", modelTag="other"),
+    )
     token = pull_token(kubectl, ns, "production")
     url = f"{model_server}/models/{ns}/tags/production"
 
     status, headers, body = eventually(
-        lambda: (r := get(url, token))[0] == 200 and r, message="first pull")
+        lambda: (r := get(url, token))[0] == 200 and r, message="first pull"
+    )
     assert body == b"first model bytes"
     digest = hashlib.md5(body).hexdigest()
     assert headers["ETag"].strip('"') == digest
@@ -74,7 +76,8 @@ def test_serves_the_resolved_model_to_the_environments_token(kubectl, operator, 
     kubectl.patch("mtag", "production", ns, {"spec": {"model": "served-2.tar.gz"}})
     status, headers, body = eventually(
         lambda: (r := get(url, token, etag=headers["ETag"]))[0] == 200 and r,
-        message="new model after the tag moved")
+        message="new model after the tag moved",
+    )
     assert body == b"second model bytes, longer"
     assert headers["filename"] == "served-2.tar.gz"
 
@@ -82,7 +85,6 @@ def test_serves_the_resolved_model_to_the_environments_token(kubectl, operator, 
     # getting that model (from the tag's history) until the roll replaces them.
     first_digest = hashlib.md5(b"first model bytes").hexdigest()
     status, headers, body = get(f"{url}?digest={first_digest}", token)
-    assert (status, body, headers["filename"]) == (200, b"first model bytes",
-                                                    "served-1.tar.gz")
+    assert (status, body, headers["filename"]) == (200, b"first model bytes", "served-1.tar.gz")
     assert get(f"{url}?digest={first_digest}", token, etag=f'"{first_digest}"')[0] == 304
     assert get(f"{url}?digest={hashlib.md5(body + b'x').hexdigest()}", token)[0] == 404

@@ -23,8 +23,11 @@ def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("pull-models")
     made = {}
     for name in ("a", "b"):
-        project = write_project(root / f"project-{name}", intents={"greet": ["hello", "hi"]},
-                                responses={"greet": f"Hello from model {name}."})
+        project = write_project(
+            root / f"project-{name}",
+            intents={"greet": ["hello", "hi"]},
+            responses={"greet": f"Hello from model {name}."},
+        )
         made[name] = train(project, root / "out", f"pull-model-{name}")
     return made
 
@@ -33,92 +36,138 @@ def pulls_by_code(model_server_url: str) -> dict[str, float]:
     text = urllib.request.urlopen(f"{model_server_url}/metrics", timeout=5).read().decode()
     counts: dict[str, float] = {}
     for code, value in re.findall(
-            r'^\w*requests_total\{code="(\d+)",route="model"\} (\S+)$', text, re.M):
+        r'^\w*requests_total\{code="(\d+)",route="model"\} (\S+)$', text, re.M
+    ):
         counts[code] = counts.get(code, 0) + float(value)
     return counts
 
 
-def rendered_endpoints(kubectl, ns: str, environment: str, server_url: str,
-                       path) -> dict:
+def rendered_endpoints(kubectl, ns: str, environment: str, server_url: str, path) -> dict:
     """The environment's endpoints.yml as the operator rendered it, written to `path`. The
     pods would reach the model server through its Service; here it is on loopback."""
     cm = eventually(lambda: kubectl.get("configmap", f"rasa-{environment}-endpoints", ns))
     endpoints = yaml.safe_load(cm["data"]["endpoints.yml"])
     endpoints["models"]["url"] = endpoints["models"]["url"].replace(
-        "http://botenv-model-server.botenv-system.svc:8080", server_url)
+        "http://botenv-model-server.botenv-system.svc:8080", server_url
+    )
     path.write_text(yaml.safe_dump(endpoints))
     return endpoints
 
 
 def pull_token(kubectl, ns: str, environment: str) -> str:
-    return base64.b64decode(eventually(lambda: kubectl.get(
-        "secret", f"rasa-{environment}-pull", ns))["data"]["token"]).decode()
+    return base64.b64decode(
+        eventually(lambda: kubectl.get("secret", f"rasa-{environment}-pull", ns))["data"]["token"]
+    ).decode()
 
 
 def test_rasa_pulls_through_the_model_server_and_follows_a_tag_move(
-        kubectl, operator, s3, model_server, models, tmp_path):
+    kubectl, operator, s3, model_server, models, tmp_path
+):
     """HotSwap pods follow the tag; Restart pods keep the model they started with until
     the roll replaces them (their pull URL is pinned to it), and new pods get the new one."""
     ns = "rasa-pull"
     kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-    client = boto3.client("s3", endpoint_url=s3.url, region_name="us-east-1",
-                          aws_access_key_id=s3.access_key_id,
-                          aws_secret_access_key=s3.secret_access_key)
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3.url,
+        region_name="us-east-1",
+        aws_access_key_id=s3.access_key_id,
+        aws_secret_access_key=s3.secret_access_key,
+    )
     client.create_bucket(Bucket="rasa-models")
     for path in models.values():
         client.upload_file(str(path), "rasa-models", f"acme/{path.name}")
-    storage = {"provider": "s3", "bucket": "rasa-models", "prefix": "acme/",
-               "endpoint": s3.url, "secretRef": {"name": "s3"}}
+    storage = {
+        "provider": "s3",
+        "bucket": "rasa-models",
+        "prefix": "acme/",
+        "endpoint": s3.url,
+        "secretRef": {"name": "s3"},
+    }
     kubectl.apply(
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3", "namespace": ns},
-         "stringData": s3.credentials},
-        {"apiVersion": "botenv.dev/v1alpha1", "kind": "ModelTag",
-         "metadata": {"name": "production", "namespace": ns},
-         "spec": {"model": models["a"].name, "storage": storage}},
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "s3", "namespace": ns},
+            "stringData": s3.credentials,
+        },
+        {
+            "apiVersion": "botenv.dev/v1alpha1",
+            "kind": "ModelTag",
+            "metadata": {"name": "production", "namespace": ns},
+            "spec": {"model": models["a"].name, "storage": storage},
+        },
         env(ns, "canary", modelTag="production", pullIntervalSeconds=2, rollout="HotSwap"),
-        env(ns, "production", pullIntervalSeconds=2))
+        env(ns, "production", pullIntervalSeconds=2),
+    )
 
     canary = rendered_endpoints(kubectl, ns, "canary", model_server, tmp_path / "canary.yml")
     assert canary["models"]["url"] == f"{model_server}/models/{ns}/tags/production"
-    pinned = rendered_endpoints(kubectl, ns, "production", model_server,
-                                tmp_path / "production.yml")
-    assert pinned["models"]["url"] == (f"{model_server}/models/{ns}/tags/production"
-                                       "?digest=${BOTENV_MODEL_DIGEST}")
+    pinned = rendered_endpoints(
+        kubectl, ns, "production", model_server, tmp_path / "production.yml"
+    )
+    assert pinned["models"]["url"] == (
+        f"{model_server}/models/{ns}/tags/production?digest=${{BOTENV_MODEL_DIGEST}}"
+    )
 
     def pod_env(environment: str) -> dict[str, str]:
         """What the Deployment's pod template gives Rasa for endpoints.yml's ${VAR}s."""
         deploy = eventually(lambda: kubectl.get("deployment", f"rasa-{environment}", ns))
-        values = {e["name"]: e["value"] for e in
-                  deploy["spec"]["template"]["spec"]["containers"][0]["env"] if "value" in e}
+        values = {
+            e["name"]: e["value"]
+            for e in deploy["spec"]["template"]["spec"]["containers"][0]["env"]
+            if "value" in e
+        }
         values["BOTENV_PULL_TOKEN"] = pull_token(kubectl, ns, environment)
         return values
 
     before = pulls_by_code(model_server)
-    with RasaServer(endpoints=tmp_path / "canary.yml", workdir=tmp_path / "rasa-canary",
-                    env=pod_env("canary")) as hot, \
-            RasaServer(endpoints=tmp_path / "production.yml", workdir=tmp_path / "rasa-prod",
-                       env=pod_env("production")) as steady:
+    with (
+        RasaServer(
+            endpoints=tmp_path / "canary.yml",
+            workdir=tmp_path / "rasa-canary",
+            env=pod_env("canary"),
+        ) as hot,
+        RasaServer(
+            endpoints=tmp_path / "production.yml",
+            workdir=tmp_path / "rasa-prod",
+            env=pod_env("production"),
+        ) as steady,
+    ):
         for rasa in (hot, steady):
             assert rasa.wait_until_ready(timeout=180)["model_file"] == models["a"].name
         # Later pulls are revalidations: 304, counted on the server.
-        eventually(lambda: pulls_by_code(model_server).get("304", 0)
-                   - before.get("304", 0) >= 4, timeout=20, message="304 revalidations")
+        eventually(
+            lambda: pulls_by_code(model_server).get("304", 0) - before.get("304", 0) >= 4,
+            timeout=20,
+            message="304 revalidations",
+        )
         assert pulls_by_code(model_server).get("200", 0) - before.get("200", 0) == 2
 
         old_digest = pod_env("production")["BOTENV_MODEL_DIGEST"]
         kubectl.patch("mtag", "production", ns, {"spec": {"model": models["b"].name}})
-        eventually(lambda: hot.status().get("model_file") == models["b"].name, timeout=30,
-                   message="the HotSwap Rasa serves the moved tag's model")
+        eventually(
+            lambda: hot.status().get("model_file") == models["b"].name,
+            timeout=30,
+            message="the HotSwap Rasa serves the moved tag's model",
+        )
         revalidated = pulls_by_code(model_server).get("304", 0)
-        eventually(lambda: pulls_by_code(model_server).get("304", 0) - revalidated >= 3,
-                   timeout=20, message="pinned pulls go on")
-        assert steady.status().get("model_file") == models["a"].name, \
+        eventually(
+            lambda: pulls_by_code(model_server).get("304", 0) - revalidated >= 3,
+            timeout=20,
+            message="pinned pulls go on",
+        )
+        assert steady.status().get("model_file") == models["a"].name, (
             "a Restart pod swapped models before its roll"
+        )
 
     # The roll: a new pod starts from the new pod template (same endpoints.yml), whose
     # digest is the new model's.
-    rolled = eventually(lambda: (e := pod_env("production"))["BOTENV_MODEL_DIGEST"]
-                        != old_digest and e, message="the pod template follows the tag")
-    with RasaServer(endpoints=tmp_path / "production.yml", workdir=tmp_path / "rasa-rolled",
-                    env=rolled) as new_pod:
+    rolled = eventually(
+        lambda: (e := pod_env("production"))["BOTENV_MODEL_DIGEST"] != old_digest and e,
+        message="the pod template follows the tag",
+    )
+    with RasaServer(
+        endpoints=tmp_path / "production.yml", workdir=tmp_path / "rasa-rolled", env=rolled
+    ) as new_pod:
         assert new_pod.wait_until_ready(timeout=180)["model_file"] == models["b"].name

@@ -60,37 +60,69 @@ def ns(kubectl) -> str:
 
 
 def http_tag(ns: str, name: str, url: str, model: str = "m.tar.gz") -> dict:
-    return {"apiVersion": "botenv.dev/v1alpha1", "kind": "ModelTag",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {"model": model, "storage": {"provider": "http", "url": url}}}
+    return {
+        "apiVersion": "botenv.dev/v1alpha1",
+        "kind": "ModelTag",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"model": model, "storage": {"provider": "http", "url": url}},
+    }
 
 
 def refused(kubectl, ns: str, name: str) -> dict:
     """The tag's Ready condition once it says StorageNotAllowed."""
-    return eventually(lambda: (c := condition(kubectl.get("mtag", name, ns), "Ready")).get(
-        "reason") == "StorageNotAllowed" and c, message=f"tag {name} refused")
+    return eventually(
+        lambda: (
+            (c := condition(kubectl.get("mtag", name, ns), "Ready")).get("reason")
+            == "StorageNotAllowed"
+            and c
+        ),
+        message=f"tag {name} refused",
+    )
 
 
 def test_tags_outside_the_allowed_places_are_refused_and_never_read(
-        kubectl, operator, ns, loopback_origin) -> None:
+    kubectl, operator, ns, loopback_origin
+) -> None:
     port = loopback_origin.server_address[1]
     kubectl.apply(
         # The reader's own files: its service account token, the node's /etc.
-        {**tag(ns, "own-files", "token", create_model=False), "spec": {
-            "model": "token", "storage": {
-                "provider": "local", "path": "/var/run/secrets/kubernetes.io/serviceaccount"}}},
-        {**tag(ns, "etc", "passwd", create_model=False), "spec": {
-            "model": "passwd", "storage": {"provider": "local", "path": "/etc"}}},
+        {
+            **tag(ns, "own-files", "token", create_model=False),
+            "spec": {
+                "model": "token",
+                "storage": {
+                    "provider": "local",
+                    "path": "/var/run/secrets/kubernetes.io/serviceaccount",
+                },
+            },
+        },
+        {
+            **tag(ns, "etc", "passwd", create_model=False),
+            "spec": {"model": "passwd", "storage": {"provider": "local", "path": "/etc"}},
+        },
         http_tag(ns, "metadata", "http://169.254.169.254/latest/meta-data/iam/"),
         http_tag(ns, "loopback", f"http://127.0.0.2:{port}/models"),
-        {**tag(ns, "endpoint", "m.tar.gz", create_model=False), "spec": {
-            "model": "m.tar.gz", "storage": {"provider": "s3", "bucket": "b",
-                                             "endpoint": f"http://127.0.0.2:{port}"}}},
-        env(ns, "victim", modelTag="loopback"))
+        {
+            **tag(ns, "endpoint", "m.tar.gz", create_model=False),
+            "spec": {
+                "model": "m.tar.gz",
+                "storage": {
+                    "provider": "s3",
+                    "bucket": "b",
+                    "endpoint": f"http://127.0.0.2:{port}",
+                },
+            },
+        },
+        env(ns, "victim", modelTag="loopback"),
+    )
 
-    for name, field in (("own-files", "spec.storage.path"), ("etc", "spec.storage.path"),
-                        ("metadata", "spec.storage.url"), ("loopback", "spec.storage.url"),
-                        ("endpoint", "spec.storage.endpoint")):
+    for name, field in (
+        ("own-files", "spec.storage.path"),
+        ("etc", "spec.storage.path"),
+        ("metadata", "spec.storage.url"),
+        ("loopback", "spec.storage.url"),
+        ("endpoint", "spec.storage.endpoint"),
+    ):
         ready = refused(kubectl, ns, name)
         assert ready["status"] == "False"
         assert ready["message"].startswith(f"{field}: "), ready["message"]
@@ -108,7 +140,8 @@ def test_tags_outside_the_allowed_places_are_refused_and_never_read(
 
 
 def test_the_model_server_refuses_a_tag_moved_to_a_refused_place(
-        kubectl, operator, model_server, ns, loopback_origin) -> None:
+    kubectl, operator, model_server, ns, loopback_origin
+) -> None:
     """The operator keeps a tag's last good resolution when its storage changes to a place
     it refuses; the model server must not then fetch that model from the new place."""
     model_file("policy-m1.tar.gz", b"the good model")
@@ -116,29 +149,59 @@ def test_the_model_server_refuses_a_tag_moved_to_a_refused_place(
     token = pull_token(kubectl, ns, "shop")
     eventually(lambda: kubectl.get("mtag", "shop", ns)["status"].get("digest"))
     port = loopback_origin.server_address[1]
-    kubectl.patch("mtag", "shop", ns, {"spec": {"storage": {
-        "provider": "http", "url": f"http://127.0.0.2:{port}/models", "path": None}}})
+    kubectl.patch(
+        "mtag",
+        "shop",
+        ns,
+        {
+            "spec": {
+                "storage": {
+                    "provider": "http",
+                    "url": f"http://127.0.0.2:{port}/models",
+                    "path": None,
+                }
+            }
+        },
+    )
     assert refused(kubectl, ns, "shop")["message"].startswith("spec.storage.url: ")
     assert kubectl.get("mtag", "shop", ns)["status"]["model"] == "policy-m1.tar.gz"
 
     url = f"{model_server}/models/{ns}/tags/shop"
-    status, _, body = eventually(lambda: (r := get(url, token))[0] == 403 and r,
-                                 message="the model server refuses the tag's new place")
+    status, _, body = eventually(
+        lambda: (r := get(url, token))[0] == 403 and r,
+        message="the model server refuses the tag's new place",
+    )
     assert b"not allowed" in body
     assert loopback_origin.hits == []
 
 
 def test_a_training_cannot_store_where_the_operator_may_not_read(kubectl, operator, ns) -> None:
-    kubectl.apply({"apiVersion": "v1", "kind": "ConfigMap",
-                   "metadata": {"name": "project", "namespace": ns},
-                   "data": {"config.yml": "language: en\n", "domain.yml": "version: '3.1'\n"}},
-                  {"apiVersion": "botenv.dev/v1alpha1", "kind": "ModelTraining",
-                   "metadata": {"name": "t", "namespace": ns},
-                   "spec": {"source": {"configMap": {"name": "project"}},
-                            "output": {"storage": {"provider": "local", "path": "/etc"}},
-                            "tag": "t"}})
-    training = eventually(lambda: (t := kubectl.get("mtrain", "t", ns)) and (
-        t.get("status") or {}).get("phase") == "Failed" and t, message="training refused")
+    kubectl.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "project", "namespace": ns},
+            "data": {"config.yml": "language: en\n", "domain.yml": "version: '3.1'\n"},
+        },
+        {
+            "apiVersion": "botenv.dev/v1alpha1",
+            "kind": "ModelTraining",
+            "metadata": {"name": "t", "namespace": ns},
+            "spec": {
+                "source": {"configMap": {"name": "project"}},
+                "output": {"storage": {"provider": "local", "path": "/etc"}},
+                "tag": "t",
+            },
+        },
+    )
+    training = eventually(
+        lambda: (
+            (t := kubectl.get("mtrain", "t", ns))
+            and (t.get("status") or {}).get("phase") == "Failed"
+            and t
+        ),
+        message="training refused",
+    )
     assert training["status"]["reason"] == "StorageNotAllowed"
     assert training["status"]["message"].startswith("spec.output.storage.path: ")
     assert kubectl.get("job", "train-t", ns) is None

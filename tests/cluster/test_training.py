@@ -19,18 +19,31 @@ def ns(kubectl):
 
 
 def training(ns: str, name: str = "nightly", **spec: object) -> dict:
-    return {"apiVersion": "botenv.dev/v1alpha1", "kind": "ModelTraining",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": {"source": {"configMap": {"name": "project"}},
-                     "output": {"storage": {"provider": "local", "path": str(MODELS)}},
-                     "tag": "experimental", **spec}}
+    return {
+        "apiVersion": "botenv.dev/v1alpha1",
+        "kind": "ModelTraining",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "source": {"configMap": {"name": "project"}},
+            "output": {"storage": {"provider": "local", "path": str(MODELS)}},
+            "tag": "experimental",
+            **spec,
+        },
+    }
 
 
 def project(ns: str, **extra: str) -> dict:
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": "project", "namespace": ns},
-            "data": {"config.yml": "recipe: default.v1\n", "domain.yml": "version: '3.1'\n",
-                     "nlu.yml": "version: '3.1'\n", **extra}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "project", "namespace": ns},
+        "data": {
+            "config.yml": "recipe: default.v1\n",
+            "domain.yml": "version: '3.1'\n",
+            "nlu.yml": "version: '3.1'\n",
+            **extra,
+        },
+    }
 
 
 def status(kubectl, ns: str, name: str = "nightly") -> dict:
@@ -49,26 +62,39 @@ def test_a_job_trains_then_uploads(kubectl, operator, ns):
     assert train["args"][-2:] == ["--fixed-model-name", model.removesuffix(".tar.gz")]
     assert upload["args"][:2] == ["upload", f"/workspace/out/{model}"]
     items = {i["key"]: i["path"] for i in pod["volumes"][0]["configMap"]["items"]}
-    assert items == {"config.yml": "config.yml", "domain.yml": "domain.yml",
-                     "nlu.yml": "data/nlu.yml"}
+    assert items == {
+        "config.yml": "config.yml",
+        "domain.yml": "domain.yml",
+        "nlu.yml": "data/nlu.yml",
+    }
     assert status(kubectl, ns)["jobName"] == "train-nightly"
     assert status(kubectl, ns)["phase"] in ("Pending", "Training")
-    reasons = {e["reason"] for e in kubectl.list("events", ns)
-               if e["involvedObject"]["name"] == "nightly"}
+    reasons = {
+        e["reason"] for e in kubectl.list("events", ns) if e["involvedObject"]["name"] == "nightly"
+    }
     assert "Started" in reasons
 
 
 def test_a_missing_project_waits_and_names_it(kubectl, operator, ns):
     kubectl.apply(training(ns))
-    eventually(lambda: status(kubectl, ns).get("conditions") and condition(
-        kubectl.get("mtrain", "nightly", ns), "Ready")["reason"] == "SourceNotFound",
-        message="SourceNotFound")
-    assert "ConfigMap 'project'" in condition(kubectl.get("mtrain", "nightly", ns),
-                                              "Ready")["message"]
+    eventually(
+        lambda: (
+            status(kubectl, ns).get("conditions")
+            and condition(kubectl.get("mtrain", "nightly", ns), "Ready")["reason"]
+            == "SourceNotFound"
+        ),
+        message="SourceNotFound",
+    )
+    assert (
+        "ConfigMap 'project'" in condition(kubectl.get("mtrain", "nightly", ns), "Ready")["message"]
+    )
     assert kubectl.get("job", "train-nightly", ns) is None
     kubectl.apply(project(ns))  # found at the next look, within seconds
-    eventually(lambda: kubectl.get("job", "train-nightly", ns), timeout=30,
-               message="Job created once the ConfigMap exists")
+    eventually(
+        lambda: kubectl.get("job", "train-nightly", ns),
+        timeout=30,
+        message="Job created once the ConfigMap exists",
+    )
 
 
 def test_an_invalid_spec_fails_naming_the_field(control_plane, kubectl, operator, ns):
@@ -95,11 +121,18 @@ def test_a_changed_spec_trains_again_into_a_new_model(kubectl, operator, ns):
     first = eventually(lambda: kubectl.get("job", "train-nightly", ns))
     first_model = status(kubectl, ns)["modelName"]
     kubectl.apply(training(ns, backoffLimit=0))
-    second = eventually(lambda: (j := kubectl.get("job", "train-nightly", ns)) and
-                        j["metadata"]["uid"] != first["metadata"]["uid"] and j,
-                        message="a new Job for the new spec")
+    second = eventually(
+        lambda: (
+            (j := kubectl.get("job", "train-nightly", ns))
+            and j["metadata"]["uid"] != first["metadata"]["uid"]
+            and j
+        ),
+        message="a new Job for the new spec",
+    )
     assert second["metadata"]["annotations"]["botenv.dev/training-generation"] == "2"
     assert second["spec"]["backoffLimit"] == 0
-    eventually(lambda: status(kubectl, ns).get("modelName", "").endswith("-g2.tar.gz"),
-               message="a new model name")
+    eventually(
+        lambda: status(kubectl, ns).get("modelName", "").endswith("-g2.tar.gz"),
+        message="a new model name",
+    )
     assert status(kubectl, ns)["modelName"] != first_model

@@ -28,10 +28,12 @@ class Process:
     def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
         self.log = log
         # Not the settings another tier's in-process operator left in os.environ.
-        inherited = {k: v for k, v in os.environ.items()
-                     if not k.startswith("BOTENV_") and k != "KUBECONFIG"}
-        self.proc = subprocess.Popen(argv, env={**inherited, **env},
-                                     stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        inherited = {
+            k: v for k, v in os.environ.items() if not k.startswith("BOTENV_") and k != "KUBECONFIG"
+        }
+        self.proc = subprocess.Popen(
+            argv, env={**inherited, **env}, stdout=log.open("wb"), stderr=subprocess.STDOUT
+        )
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -43,11 +45,14 @@ class Process:
                 self.proc.wait()
 
 
-
 @pytest.fixture(scope="module")
-def botenv(control_plane: ControlPlane, kubectl: Kubectl, kubelet: TestKubelet,
-           rasa_python_venv: Path, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[dict[str, Process]]:
+def botenv(
+    control_plane: ControlPlane,
+    kubectl: Kubectl,
+    kubelet: TestKubelet,
+    rasa_python_venv: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, Process]]:
     """botenv as installed: the model server and the operator, each as its own process with
     its ServiceAccount's token and the chart's RBAC (one pair per test module). Its image
     (what a training Job's upload step runs) is this checkout's `python -m botenv`."""
@@ -59,25 +64,45 @@ def botenv(control_plane: ControlPlane, kubectl: Kubectl, kubelet: TestKubelet,
     # default loopback is refused, tests/cluster/test_storage_policy.py).
     policy = {"BOTENV_STORAGE_ALLOWED_NETWORKS": "127.0.0.1/32"}
     model_server = Process(
-        [sys.executable, "-m", "botenv", "model-server", "--host", "127.0.0.1", "--port",
-         str(port), "--cache-dir", str(workdir / "cache")],
+        [
+            sys.executable,
+            "-m",
+            "botenv",
+            "model-server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--cache-dir",
+            str(workdir / "cache"),
+        ],
         {"KUBECONFIG": str(control_plane.kubeconfig_for(MODEL_SERVER_TOKEN)), **policy},
-        workdir / "model-server.log")
+        workdir / "model-server.log",
+    )
     # The pods reach it through its Service name, as in a cluster (the kubelet's proxy).
     kubelet.service_hosts[MODEL_SERVER_SERVICE] = f"127.0.0.1:{port}"
     operator = Process(
         [sys.executable, "-m", "botenv", "operator"],
-        {"KUBECONFIG": str(control_plane.kubeconfig_for(OPERATOR_TOKEN)),
-         # Secrets are not watched: a short resync notices a rotation (and an outage) soon.
-         "BOTENV_RESYNC_SECONDS": "5", "BOTENV_RESOLVE_SECONDS": "2",
-         # The defaults, said out loud: these tests are about them.
-         "BOTENV_VERIFY_MODELS": "true", "BOTENV_CHECK_DEPENDENCIES": "true",
-         "BOTENV_IMAGE": BOTENV_IMAGE, **policy},
-        workdir / "operator.log")
+        {
+            "KUBECONFIG": str(control_plane.kubeconfig_for(OPERATOR_TOKEN)),
+            # Secrets are not watched: a short resync notices a rotation (and an outage) soon.
+            "BOTENV_RESYNC_SECONDS": "5",
+            "BOTENV_RESOLVE_SECONDS": "2",
+            # The defaults, said out loud: these tests are about them.
+            "BOTENV_VERIFY_MODELS": "true",
+            "BOTENV_CHECK_DEPENDENCIES": "true",
+            "BOTENV_IMAGE": BOTENV_IMAGE,
+            **policy,
+        },
+        workdir / "operator.log",
+    )
     processes = {"model server": model_server, "operator": operator}
     try:
-        eventually(lambda: b"botenv operator started" in operator.log.read_bytes(),
-                   timeout=60, message="the operator did not start")
+        eventually(
+            lambda: b"botenv operator started" in operator.log.read_bytes(),
+            timeout=60,
+            message="the operator did not start",
+        )
         yield processes
     finally:
         for process in processes.values():

@@ -30,7 +30,7 @@ MANAGED = {"app.kubernetes.io/managed-by": "botenv"}
 
 # The tiny image's program: `<port>` as its first argument; it binds $BIND_ADDRESS (the pod IP,
 # set by the image mapping, as a real image would bind 0.0.0.0).
-TINY_SERVER = r'''
+TINY_SERVER = r"""
 import hashlib, json, os, sys, urllib.parse, urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -103,7 +103,7 @@ if os.environ.get("IGNORE_SIGTERM"):  # a server that only SIGKILL stops
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 port = int(sys.argv[1]) if len(sys.argv) > 1 else 8080
 ThreadingHTTPServer((os.environ["BIND_ADDRESS"], port), Handler).serve_forever()
-'''
+"""
 
 
 def _bind_tiny(ip: str, args: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -116,18 +116,28 @@ def tiny_image(tmp_path_factory: pytest.TempPathFactory) -> Image:
     exec probes is that interpreter too, so these tests need no Rasa venv)."""
     script = tmp_path_factory.mktemp("tiny-image") / "server.py"
     script.write_text(TINY_SERVER)
-    return Image(entrypoint=(sys.executable, str(script)), cmd=(str(TINY_PORT),),
-                 bind=_bind_tiny, programs={"python": PYTHON, "python3": PYTHON})
+    return Image(
+        entrypoint=(sys.executable, str(script)),
+        cmd=(str(TINY_PORT),),
+        bind=_bind_tiny,
+        programs={"python": PYTHON, "python3": PYTHON},
+    )
 
 
 @pytest.fixture(scope="session")
-def kubelet(control_plane: ControlPlane, kubectl: Kubectl,
-            tmp_path_factory: pytest.TempPathFactory, tiny_image: Image
-            ) -> Iterator[TestKubelet]:
+def kubelet(
+    control_plane: ControlPlane,
+    kubectl: Kubectl,
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_image: Image,
+) -> Iterator[TestKubelet]:
     """A TestKubelet on the session's control plane, with TINY_IMAGE mapped (tests may add
     images and service_hosts entries; they are read at each container start)."""
-    with TestKubelet(control_plane.kubeconfig, tmp_path_factory.mktemp("kubelet"),
-                     images={TINY_IMAGE: tiny_image}) as running:
+    with TestKubelet(
+        control_plane.kubeconfig,
+        tmp_path_factory.mktemp("kubelet"),
+        images={TINY_IMAGE: tiny_image},
+    ) as running:
         yield running
 
 
@@ -135,7 +145,6 @@ def kubelet(control_plane: ControlPlane, kubectl: Kubectl,
 control_plane = cluster.control_plane
 control_plane_tokens = cluster.control_plane_tokens
 kubectl = cluster.kubectl
-
 
 
 @pytest.fixture(scope="session")
@@ -160,14 +169,25 @@ def kubelet_ns(kubectl: Kubectl, kubelet: TestKubelet) -> Iterator[str]:
     # two; the namespace controller alone takes about 5 s to get to them.
     kubectl.run("delete", "deployments,jobs", "--all", "-n", name, "--wait=false")
     kubectl.run("delete", "namespace", name, "--wait=false")
-    eventually(lambda: not kubelet.processes(name), timeout=60,
-               message=f"the processes of namespace {name} gone")
+    eventually(
+        lambda: not kubelet.processes(name),
+        timeout=60,
+        message=f"the processes of namespace {name} gone",
+    )
 
 
-def tiny_deployment(namespace: str, name: str, *, replicas: int = 1,
-                    env: list[dict] | None = None, args: list[str] | None = None,
-                    container: dict | None = None, pod: dict | None = None,
-                    labels: dict[str, str] | None = None, image: str = TINY_IMAGE) -> dict:
+def tiny_deployment(
+    namespace: str,
+    name: str,
+    *,
+    replicas: int = 1,
+    env: list[dict] | None = None,
+    args: list[str] | None = None,
+    container: dict | None = None,
+    pod: dict | None = None,
+    labels: dict[str, str] | None = None,
+    image: str = TINY_IMAGE,
+) -> dict:
     """A Deployment of the tiny image with port `http` 8080 and a readiness probe on
     /healthz every second; `container` and `pod` add or override fields."""
     labels = {"app": name, **MANAGED, **(labels or {})}
@@ -175,8 +195,11 @@ def tiny_deployment(namespace: str, name: str, *, replicas: int = 1,
         "name": "web",
         "image": image,
         "ports": [{"name": "http", "containerPort": TINY_PORT}],
-        "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"},
-                           "periodSeconds": 1, "failureThreshold": 1},
+        "readinessProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "periodSeconds": 1,
+            "failureThreshold": 1,
+        },
     }
     if env:
         spec_container["env"] = env
@@ -192,17 +215,26 @@ def tiny_deployment(namespace: str, name: str, *, replicas: int = 1,
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": {"app": name}},
-            "strategy": {"type": "RollingUpdate",
-                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
 
 
-def tiny_job(namespace: str, name: str, *, containers: list[dict],
-             init_containers: list[dict] | None = None, restart_policy: str = "Never",
-             backoff_limit: int = 0, volumes: list[dict] | None = None,
-             spec: dict | None = None) -> dict:
+def tiny_job(
+    namespace: str,
+    name: str,
+    *,
+    containers: list[dict],
+    init_containers: list[dict] | None = None,
+    restart_policy: str = "Never",
+    backoff_limit: int = 0,
+    volumes: list[dict] | None = None,
+    spec: dict | None = None,
+) -> dict:
     """A Job whose pods the test kubelet runs (label ``app: <name>``); a container or init
     container without an image gets TINY_IMAGE (with ``command: [python, -c, ...]`` it runs
     a snippet on the test interpreter). `spec` adds or overrides Job spec fields."""
@@ -211,8 +243,11 @@ def tiny_job(namespace: str, name: str, *, containers: list[dict],
     def tiny(c: dict) -> dict:
         return {"image": TINY_IMAGE, **c}
 
-    pod_spec: dict = {"restartPolicy": restart_policy, "terminationGracePeriodSeconds": 2,
-                      "containers": [tiny(c) for c in containers]}
+    pod_spec: dict = {
+        "restartPolicy": restart_policy,
+        "terminationGracePeriodSeconds": 2,
+        "containers": [tiny(c) for c in containers],
+    }
     if init_containers:
         pod_spec["initContainers"] = [tiny(c) for c in init_containers]
     if volumes:
@@ -221,9 +256,11 @@ def tiny_job(namespace: str, name: str, *, containers: list[dict],
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {"backoffLimit": backoff_limit,
-                 "template": {"metadata": {"labels": labels}, "spec": pod_spec},
-                 **(spec or {})},
+        "spec": {
+            "backoffLimit": backoff_limit,
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+            **(spec or {}),
+        },
     }
 
 
@@ -232,35 +269,38 @@ def python(code: str) -> list[str]:
     return ["python", "-c", code]
 
 
-def wait_job(kubectl: Kubectl, namespace: str, name: str, type_: str = "Complete",
-             timeout: float = 30) -> dict:
+def wait_job(
+    kubectl: Kubectl, namespace: str, name: str, type_: str = "Complete", timeout: float = 30
+) -> dict:
     """Until the Job has condition `type_` (Complete or Failed) True; returns the Job."""
 
     def done() -> dict | None:
         job = kubectl.get("job", name, namespace)
         return job if condition(job, type_).get("status") == "True" else None
 
-    return eventually(done, timeout=timeout, interval=0.2,
-                      message=f"job {name} {type_}")
+    return eventually(done, timeout=timeout, interval=0.2, message=f"job {name} {type_}")
 
 
-def service(namespace: str, name: str, selector: dict[str, str], port: int,
-            target: int | str = "http") -> dict:
+def service(
+    namespace: str, name: str, selector: dict[str, str], port: int, target: int | str = "http"
+) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name, "namespace": namespace, "labels": dict(MANAGED)},
-        "spec": {"selector": selector,
-                 "ports": [{"name": "http", "port": port, "targetPort": target}]},
+        "spec": {
+            "selector": selector,
+            "ports": [{"name": "http", "port": port, "targetPort": target}],
+        },
     }
 
 
-def http(method: str, url: str, body: object = None, timeout: float = 10
-         ) -> tuple[int, object]:
+def http(method: str, url: str, body: object = None, timeout: float = 10) -> tuple[int, object]:
     """(status, JSON or text body) of a request from the test process."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             status, raw = response.status, response.read()
@@ -274,18 +314,25 @@ def http(method: str, url: str, body: object = None, timeout: float = 10
 
 def pods(kubectl: Kubectl, namespace: str, app: str) -> list[dict]:
     """The pods of app that are not being deleted."""
-    return [p for p in kubectl.list("pods", namespace, f"app={app}")
-            if not p["metadata"].get("deletionTimestamp")]
+    return [
+        p
+        for p in kubectl.list("pods", namespace, f"app={app}")
+        if not p["metadata"].get("deletionTimestamp")
+    ]
 
 
-def wait_available(kubectl: Kubectl, namespace: str, name: str,
-                   timeout: int = 60) -> None:
-    kubectl.run("wait", "--for=condition=Available", f"deployment/{name}", "-n", namespace,
-                f"--timeout={timeout}s")
+def wait_available(kubectl: Kubectl, namespace: str, name: str, timeout: int = 60) -> None:
+    kubectl.run(
+        "wait",
+        "--for=condition=Available",
+        f"deployment/{name}",
+        "-n",
+        namespace,
+        f"--timeout={timeout}s",
+    )
 
 
-def wait_rolled(kubectl: Kubectl, namespace: str, name: str,
-                timeout: float = 60) -> dict:
+def wait_rolled(kubectl: Kubectl, namespace: str, name: str, timeout: float = 60) -> dict:
     """Until the Deployment's newest generation is rolled out, all replicas updated and
     available and no old pod remains; returns the Deployment."""
 
@@ -293,13 +340,15 @@ def wait_rolled(kubectl: Kubectl, namespace: str, name: str,
         deploy = kubectl.get("deployment", name, namespace)
         status = (deploy or {}).get("status") or {}
         want = deploy["spec"]["replicas"] if deploy else -1
-        if (deploy and status.get("observedGeneration") == deploy["metadata"]["generation"]
-                and status.get("updatedReplicas") == want
-                and status.get("availableReplicas") == want
-                and status.get("replicas") == want
-                and len(kubectl.list("pods", namespace, f"app={name}")) == want):
+        if (
+            deploy
+            and status.get("observedGeneration") == deploy["metadata"]["generation"]
+            and status.get("updatedReplicas") == want
+            and status.get("availableReplicas") == want
+            and status.get("replicas") == want
+            and len(kubectl.list("pods", namespace, f"app={name}")) == want
+        ):
             return deploy
         return None
 
     return eventually(done, timeout=timeout, message=f"deployment {name} rolled out")
-

@@ -30,31 +30,61 @@ TRAINED = "Hello from the model trained in the cluster."
 
 
 @pytest.fixture(scope="module")
-def setup(kubectl: Kubectl, kubelet: TestKubelet, botenv: dict,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+def setup(
+    kubectl: Kubectl, kubelet: TestKubelet, botenv: dict, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict]:
     root = tmp_path_factory.mktemp("training")
-    first = train(write_project(root / "first", intents={"greet": ["hello"]},
-                                responses={"greet": FIRST}), root / "out", "first")
+    first = train(
+        write_project(root / "first", intents={"greet": ["hello"]}, responses={"greet": FIRST}),
+        root / "out",
+        "first",
+    )
     with MotoServer(root / "moto") as s3:
-        client = boto3.client("s3", endpoint_url=s3.url, region_name="us-east-1",
-                              aws_access_key_id=s3.access_key_id,
-                              aws_secret_access_key=s3.secret_access_key)
+        client = boto3.client(
+            "s3",
+            endpoint_url=s3.url,
+            region_name="us-east-1",
+            aws_access_key_id=s3.access_key_id,
+            aws_secret_access_key=s3.secret_access_key,
+        )
         client.create_bucket(Bucket=BUCKET)
         client.upload_file(str(first), BUCKET, f"bots/{first.name}")
         kubectl.apply(
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}},
-            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3", "namespace": NS},
-             "stringData": s3.credentials},
-            {"apiVersion": "botenv.dev/v1alpha1", "kind": "ModelTag",
-             "metadata": {"name": "experimental", "namespace": NS},
-             "spec": {"model": first.name, "storage": {
-                 "provider": "s3", "bucket": BUCKET, "prefix": "bots/", "endpoint": s3.url,
-                 "secretRef": {"name": "s3"}}}},
-            {"apiVersion": "botenv.dev/v1alpha1", "kind": "BotEnvironment",
-             "metadata": {"name": "experimental", "namespace": NS},
-             "spec": {"pullIntervalSeconds": 2}})
-        eventually(lambda: ready(kubectl), timeout=240, interval=1,
-                   message="experimental Ready on the first model")
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "s3", "namespace": NS},
+                "stringData": s3.credentials,
+            },
+            {
+                "apiVersion": "botenv.dev/v1alpha1",
+                "kind": "ModelTag",
+                "metadata": {"name": "experimental", "namespace": NS},
+                "spec": {
+                    "model": first.name,
+                    "storage": {
+                        "provider": "s3",
+                        "bucket": BUCKET,
+                        "prefix": "bots/",
+                        "endpoint": s3.url,
+                        "secretRef": {"name": "s3"},
+                    },
+                },
+            },
+            {
+                "apiVersion": "botenv.dev/v1alpha1",
+                "kind": "BotEnvironment",
+                "metadata": {"name": "experimental", "namespace": NS},
+                "spec": {"pullIntervalSeconds": 2},
+            },
+        )
+        eventually(
+            lambda: ready(kubectl),
+            timeout=240,
+            interval=1,
+            message="experimental Ready on the first model",
+        )
         yield {"root": root, "first": first, "client": client}
 
 
@@ -64,34 +94,50 @@ def ready(kubectl: Kubectl) -> bool:
 
 
 def say(kubectl: Kubectl, text: str = "hello") -> list[str]:
-    pods = [p for p in kubectl.list("pods", NS, "botenv.dev/environment=experimental,"
-                                                "app.kubernetes.io/component=rasa-server")
-            if condition(p, "Ready").get("status") == "True"
-            and not p["metadata"].get("deletionTimestamp")]
+    pods = [
+        p
+        for p in kubectl.list(
+            "pods",
+            NS,
+            "botenv.dev/environment=experimental,app.kubernetes.io/component=rasa-server",
+        )
+        if condition(p, "Ready").get("status") == "True"
+        and not p["metadata"].get("deletionTimestamp")
+    ]
     assert pods
     request = urllib.request.Request(
         f"http://{pods[0]['status']['podIP']}:5005/webhooks/rest/webhook",
         data=json.dumps({"sender": "trainer", "message": text}).encode(),
-        headers={"Content-Type": "application/json"}, method="POST")
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return [m.get("text", "") for m in json.load(response)]
 
 
-def botenv_cli(kubectl: Kubectl, *args: str, timeout: float = 600
-               ) -> subprocess.CompletedProcess[str]:
+def botenv_cli(
+    kubectl: Kubectl, *args: str, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOTENV_")}
     env["KUBECONFIG"] = str(kubectl.kubeconfig)
-    return subprocess.run([sys.executable, "-m", "botenv", *args], capture_output=True,
-                          text=True, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "botenv", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def test_a_trained_model_reaches_the_experimental_environment(kubectl, setup) -> None:
     assert say(kubectl) == [FIRST]
-    project = write_project(setup["root"] / "project", intents={"greet": ["hello"]},
-                            responses={"greet": TRAINED})
+    project = write_project(
+        setup["root"] / "project", intents={"greet": ["hello"]}, responses={"greet": TRAINED}
+    )
     began = time.monotonic()
-    proc = botenv_cli(kubectl, "train", str(project), "--tag", "experimental", "-n", NS,
-                      "--name", "nightly")
+    proc = botenv_cli(
+        kubectl, "train", str(project), "--tag", "experimental", "-n", NS, "--name", "nightly"
+    )
     trained_after = time.monotonic() - began
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Training" in proc.stdout and "Succeeded" in proc.stdout
@@ -103,21 +149,29 @@ def test_a_trained_model_reaches_the_experimental_environment(kubectl, setup) ->
     assert stored["ETag"].strip('"') == status["digest"]
     assert kubectl.get("mtag", "experimental", NS)["spec"]["model"] == model
 
-    eventually(lambda: ready(kubectl) and say(kubectl) == [TRAINED], timeout=240, interval=1,
-               message="experimental answers with the trained model")
+    eventually(
+        lambda: ready(kubectl) and say(kubectl) == [TRAINED],
+        timeout=240,
+        interval=1,
+        message="experimental answers with the trained model",
+    )
     served = kubectl.get("benv", "experimental", NS)["status"]["servedModels"]
     assert served == [{"name": model, "replicas": 1}]
-    print(f"\ne2e timing: train + upload + tag move: {trained_after:.1f} s; until the "
-          f"environment answers with it: {time.monotonic() - began:.1f} s")
+    print(
+        f"\ne2e timing: train + upload + tag move: {trained_after:.1f} s; until the "
+        f"environment answers with it: {time.monotonic() - began:.1f} s"
+    )
 
 
 def test_a_broken_project_fails_with_rasas_error_and_moves_nothing(kubectl, setup) -> None:
     before = kubectl.get("mtag", "experimental", NS)["spec"]["model"]
-    project = write_project(setup["root"] / "broken", intents={"greet": ["hello"]},
-                            responses={"greet": "never"})
+    project = write_project(
+        setup["root"] / "broken", intents={"greet": ["hello"]}, responses={"greet": "never"}
+    )
     (project / "domain.yml").write_text("version: '3.1'\nintents: [greet\nresponses: {\n")
-    proc = botenv_cli(kubectl, "train", str(project), "--tag", "experimental", "-n", NS,
-                      "--name", "broken")
+    proc = botenv_cli(
+        kubectl, "train", str(project), "--tag", "experimental", "-n", NS, "--name", "broken"
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     status = kubectl.get("mtrain", "broken", NS)["status"]
     assert status["phase"] == "Failed"
@@ -133,21 +187,42 @@ def test_a_broken_project_fails_with_rasas_error_and_moves_nothing(kubectl, setu
 def test_a_project_archive_in_storage_trains_too(kubectl, setup) -> None:
     import tarfile
 
-    project = write_project(setup["root"] / "archived", intents={"greet": ["hello"]},
-                            responses={"greet": "Hello from an archived project."})
+    project = write_project(
+        setup["root"] / "archived",
+        intents={"greet": ["hello"]},
+        responses={"greet": "Hello from an archived project."},
+    )
     packed = setup["root"] / "archived.tar.gz"
     with tarfile.open(packed, "w:gz") as tar:
         tar.add(project, arcname="acme-bot")  # wrapped in one folder, as `tar czf` makes it
     setup["client"].upload_file(str(packed), BUCKET, "projects/acme-bot.tar.gz")
     storage = kubectl.get("mtag", "experimental", NS)["spec"]["storage"]
-    kubectl.apply({"apiVersion": "botenv.dev/v1alpha1", "kind": "ModelTraining",
-                   "metadata": {"name": "from-archive", "namespace": NS},
-                   "spec": {"source": {"storage": {**storage, "prefix": "projects/"},
-                                       "object": "acme-bot.tar.gz"},
-                            "output": {"storage": storage, "modelName": "archived.tar.gz"}}})
-    status = eventually(lambda: (s := (kubectl.get("mtrain", "from-archive", NS) or {})
-                                 .get("status") or {}).get("phase") in ("Succeeded", "Failed")
-                        and s, timeout=300, interval=1, message="the archive training ends")
+    kubectl.apply(
+        {
+            "apiVersion": "botenv.dev/v1alpha1",
+            "kind": "ModelTraining",
+            "metadata": {"name": "from-archive", "namespace": NS},
+            "spec": {
+                "source": {
+                    "storage": {**storage, "prefix": "projects/"},
+                    "object": "acme-bot.tar.gz",
+                },
+                "output": {"storage": storage, "modelName": "archived.tar.gz"},
+            },
+        }
+    )
+    status = eventually(
+        lambda: (
+            (s := (kubectl.get("mtrain", "from-archive", NS) or {}).get("status") or {}).get(
+                "phase"
+            )
+            in ("Succeeded", "Failed")
+            and s
+        ),
+        timeout=300,
+        interval=1,
+        message="the archive training ends",
+    )
     assert status["phase"] == "Succeeded", status
     assert setup["client"].head_object(Bucket=BUCKET, Key="bots/archived.tar.gz")
     assert "tag" not in status

@@ -27,9 +27,26 @@ STATUSES = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unkno
 
 # Lua 5.1 base functions a health script may use. Argo CD also opens `package` (require)
 # and a reduced `os`; these scripts need neither.
-_BASE = ("assert", "error", "getmetatable", "ipairs", "next", "pairs", "pcall", "rawequal",
-         "rawget", "rawset", "select", "setmetatable", "tonumber", "tostring",
-         "type", "unpack", "xpcall", "_VERSION")
+_BASE = (
+    "assert",
+    "error",
+    "getmetatable",
+    "ipairs",
+    "next",
+    "pairs",
+    "pcall",
+    "rawequal",
+    "rawget",
+    "rawset",
+    "select",
+    "setmetatable",
+    "tonumber",
+    "tostring",
+    "type",
+    "unpack",
+    "xpcall",
+    "_VERSION",
+)
 
 
 def to_lua(runtime: lua51.LuaRuntime, value: object) -> object:
@@ -53,8 +70,9 @@ def to_lua(runtime: lua51.LuaRuntime, value: object) -> object:
 
 def run_health(script: str, obj: dict) -> dict:
     """Run one health script against `obj`; returns the table it returned as a dict."""
-    runtime = lua51.LuaRuntime(register_eval=False, register_builtins=False,
-                                unpack_returned_tuples=True)
+    runtime = lua51.LuaRuntime(
+        register_eval=False, register_builtins=False, unpack_returned_tuples=True
+    )
     sandbox = runtime.execute(
         """
         local allowed = ...
@@ -75,7 +93,8 @@ def run_health(script: str, obj: dict) -> dict:
         setfenv(chunk, env)
         return chunk()
         """,
-        script, sandbox,
+        script,
+        sandbox,
     )
     if lua51.lua_type(result) != "table":
         raise AssertionError(f"the health script returned {result!r}, not a table")

@@ -13,8 +13,12 @@ def reported(module: ModuleType, *callables: str) -> list[tuple[str, str, dict]]
     whose first argument is a literal reason or a module constant."""
     found = []
     for node in ast.walk(ast.parse(inspect.getsource(module))):
-        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                and node.func.id in callables and node.args):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in callables
+            and node.args
+        ):
             continue
         first = node.args[0]
         if not isinstance(first, ast.Constant | ast.Attribute):

@@ -38,8 +38,9 @@ def test_a_condition_from_an_older_generation_is_not_trusted(kind: str):
     """Ready=True computed for generation 3 says nothing about generation 4, even when the
     top-level observedGeneration was already bumped."""
     if kind == "BotEnvironment":
-        obj = sc.environment(sc.environment_rendered(deploy=sc.deployment(),
-                                                     generation=sc.GENERATION - 1))
+        obj = sc.environment(
+            sc.environment_rendered(deploy=sc.deployment(), generation=sc.GENERATION - 1)
+        )
     else:
         obj = sc.tag(sc.GOOD_TAG)
     obj["status"]["observedGeneration"] = sc.GENERATION
@@ -71,21 +72,37 @@ def test_tag_ready_unknown_is_progressing():
 def test_every_environment_reason_the_operator_reports_has_the_right_health():
     """Scans the controller for every reason it reports, so a new one cannot slip past the
     health check: a Problem with degraded=False is Progressing, every other one Degraded."""
-    found = [found for module in (environment_gather, environment_plan, environment_apply,
-                                  environment_report, status_render)
-             for found in reported(module, "Problem")]
+    found = [
+        found
+        for module in (
+            environment_gather,
+            environment_plan,
+            environment_apply,
+            environment_report,
+            status_render,
+        )
+        for found in reported(module, "Problem")
+    ]
     reasons = {reason for _, reason, _ in found}
-    assert {"InvalidSpec", "TagNotFound", "WaitingForTag", "TagInvalid", "SecretMissing",
-            "QueueConflict", "ApplyFailed", "SecretUnreadable", "RolloutStalled"} <= reasons
+    assert {
+        "InvalidSpec",
+        "TagNotFound",
+        "WaitingForTag",
+        "TagInvalid",
+        "SecretMissing",
+        "QueueConflict",
+        "ApplyFailed",
+        "SecretUnreadable",
+        "RolloutStalled",
+    } <= reasons
     for _, reason, keywords in found:
         flag = keywords.get("degraded", True)
-        for degraded, deploy in itertools.product((True, False) if flag is BOTH else (flag,),
-                                                  (None, sc.deployment())):
+        for degraded, deploy in itertools.product(
+            (True, False) if flag is BOTH else (flag,), (None, sc.deployment())
+        ):
             problem = Problem(reason, f"something about {reason}", degraded)
-            result = health(sc.environment(sc.environment_rendered(problem=problem,
-                                                                   deploy=deploy)))
-            assert result["status"] == ("Degraded" if degraded else "Progressing"), (reason,
-                                                                                     result)
+            result = health(sc.environment(sc.environment_rendered(problem=problem, deploy=deploy)))
+            assert result["status"] == ("Degraded" if degraded else "Progressing"), (reason, result)
             assert f"something about {reason}" in result["message"]
 
 
@@ -94,40 +111,67 @@ def test_every_tag_reason_the_operator_reports_has_the_right_health():
     needs a fix and is Degraded."""
     found = reported(resolve, "Unresolved") + reported(tag, "Problem")
     reasons = {reason for _, reason, _ in found}
-    assert {"ModelNotFound", "StorageAccessDenied", "StorageUnavailable", "SecretMissing",
-            "SecretUnreadable", "InvalidSpec"} <= reasons
+    assert {
+        "ModelNotFound",
+        "StorageAccessDenied",
+        "StorageUnavailable",
+        "SecretMissing",
+        "SecretUnreadable",
+        "InvalidSpec",
+    } <= reasons
     for _, reason, keywords in found:
         flag = keywords.get("retry", False)
         for retry in (True, False) if flag is BOTH else (flag,):
             result = health(sc.tag(sc.tag_rendered(Problem(reason, "why", retry=retry))))
-            assert result["status"] == ("Progressing" if retry else "Degraded"), (reason,
-                                                                                 result)
+            assert result["status"] == ("Progressing" if retry else "Degraded"), (reason, result)
 
 
-def _training(phase: str | None, *, generation: int = 2, observed: int = 2,
-              reason: str = "", message: str = "") -> dict:
-    body: dict = {"apiVersion": "botenv.dev/v1alpha1", "kind": "ModelTraining",
-                  "metadata": {"name": "nightly", "generation": generation}}
+def _training(
+    phase: str | None,
+    *,
+    generation: int = 2,
+    observed: int = 2,
+    reason: str = "",
+    message: str = "",
+) -> dict:
+    body: dict = {
+        "apiVersion": "botenv.dev/v1alpha1",
+        "kind": "ModelTraining",
+        "metadata": {"name": "nightly", "generation": generation},
+    }
     if phase is not None:
-        body["status"] = {"phase": phase, "observedGeneration": observed,
-                          "conditions": [{"type": "Ready",
-                                          "status": "True" if phase == "Succeeded" else "False",
-                                          "reason": reason or phase, "message": message,
-                                          "observedGeneration": observed}]}
+        body["status"] = {
+            "phase": phase,
+            "observedGeneration": observed,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True" if phase == "Succeeded" else "False",
+                    "reason": reason or phase,
+                    "message": message,
+                    "observedGeneration": observed,
+                }
+            ],
+        }
         if phase == "Failed":
             body["status"].update(reason=reason, message=message)
     return body
 
 
-@pytest.mark.parametrize(("body", "expected"), [
-    (_training(None), "Progressing"),
-    (_training("Training"), "Progressing"),
-    (_training("Uploading"), "Progressing"),
-    (_training("Succeeded", observed=1), "Progressing"),
-    (_training("Succeeded", message="model m stored"), "Healthy"),
-    (_training("Failed", reason="TrainingFailed", message="rasa train exited with code 1"),
-     "Degraded"),
-])
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (_training(None), "Progressing"),
+        (_training("Training"), "Progressing"),
+        (_training("Uploading"), "Progressing"),
+        (_training("Succeeded", observed=1), "Progressing"),
+        (_training("Succeeded", message="model m stored"), "Healthy"),
+        (
+            _training("Failed", reason="TrainingFailed", message="rasa train exited with code 1"),
+            "Degraded",
+        ),
+    ],
+)
 def test_training_health(body: dict, expected: str) -> None:
     result = health(body)
     assert result["status"] == expected

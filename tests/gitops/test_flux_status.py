@@ -35,7 +35,8 @@ def kstatus(obj: dict) -> str:
     if meta.get("deletionTimestamp"):
         return "Terminating"
     if "observedGeneration" in status and status["observedGeneration"] != meta.get(
-            "generation", status["observedGeneration"]):
+        "generation", status["observedGeneration"]
+    ):
         return "InProgress"
     conditions = status.get("conditions") or []
     for c in conditions:
@@ -52,25 +53,52 @@ def kstatus(obj: dict) -> str:
 def environment_statuses() -> list[dict]:
     """Every combination of problem, Deployment state and previous status."""
     problems = [None, Problem("WaitingForTag", "no model yet", degraded=False)] + [
-        Problem(reason, f"why {reason}") for reason in
-        ("InvalidSpec", "TagNotFound", "TagInvalid", "SecretMissing", "QueueConflict",
-         "SecretUnreadable", "ApplyFailed")]
-    deployments = [None, sc.deployment(updated=1, available=1), sc.deployment(available=1),
-                   sc.deployment(observed=6), sc.deployment(),
-                   sc.deployment(updated=1, available=1, stalled=True)]
-    previous = [{}, sc.environment_rendered(deploy=sc.deployment(), generation=1),
-                sc.environment_rendered(problem=Problem("SecretMissing", "x"), generation=1)]
-    return [sc.environment_rendered(problem=p, deploy=d, previous=prev)
-            for p, d, prev in itertools.product(problems, deployments, previous)]
+        Problem(reason, f"why {reason}")
+        for reason in (
+            "InvalidSpec",
+            "TagNotFound",
+            "TagInvalid",
+            "SecretMissing",
+            "QueueConflict",
+            "SecretUnreadable",
+            "ApplyFailed",
+        )
+    ]
+    deployments = [
+        None,
+        sc.deployment(updated=1, available=1),
+        sc.deployment(available=1),
+        sc.deployment(observed=6),
+        sc.deployment(),
+        sc.deployment(updated=1, available=1, stalled=True),
+    ]
+    previous = [
+        {},
+        sc.environment_rendered(deploy=sc.deployment(), generation=1),
+        sc.environment_rendered(problem=Problem("SecretMissing", "x"), generation=1),
+    ]
+    return [
+        sc.environment_rendered(problem=p, deploy=d, previous=prev)
+        for p, d, prev in itertools.product(problems, deployments, previous)
+    ]
 
 
 def tag_statuses() -> list[dict]:
-    problems = [None] + [Problem(reason, f"why {reason}", retry=retry) for reason, retry in
-                         (("ModelNotFound", False), ("StorageAccessDenied", False),
-                          ("SecretMissing", False), ("InvalidSpec", False),
-                          ("StorageUnavailable", True), ("SecretUnreadable", True))]
-    return [sc.tag_rendered(p, previous=prev)
-            for p, prev in itertools.product(problems, [{}, sc.GOOD_TAG])]
+    problems = [None] + [
+        Problem(reason, f"why {reason}", retry=retry)
+        for reason, retry in (
+            ("ModelNotFound", False),
+            ("StorageAccessDenied", False),
+            ("SecretMissing", False),
+            ("InvalidSpec", False),
+            ("StorageUnavailable", True),
+            ("SecretUnreadable", True),
+        )
+    ]
+    return [
+        sc.tag_rendered(p, previous=prev)
+        for p, prev in itertools.product(problems, [{}, sc.GOOD_TAG])
+    ]
 
 
 def _check_kstatus_shape(status: dict) -> None:
@@ -136,9 +164,11 @@ def test_every_status_field_is_in_the_crd_schema():
         _declared(_status_schema("botenv.dev_modeltags.yaml"), status, "status")
 
 
-@pytest.mark.parametrize("case", [c for c in sc.environment_cases() + sc.tag_cases()
-                                  if c.rendered],
-                         ids=lambda c: f"{c.obj['kind']}: {c.name}")
+@pytest.mark.parametrize(
+    "case",
+    [c for c in sc.environment_cases() + sc.tag_cases() if c.rendered],
+    ids=lambda c: f"{c.obj['kind']}: {c.name}",
+)
 def test_flux_and_argocd_agree_once_the_operator_has_reported(case: sc.Case):
     """Current in kstatus is Healthy in Argo CD. Degraded is InProgress for kstatus (it has no
     Stalled condition to read), so `wait: true` without healthCheckExprs reports it only

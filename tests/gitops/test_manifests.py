@@ -45,15 +45,20 @@ def test_one_health_script_per_kind_laid_out_as_argocd_resource_customizations()
 
 def test_argocd_cm_patch_carries_the_health_scripts_unchanged():
     (cm,) = docs("argocd/argocd-cm-patch.yaml")
-    assert (cm["apiVersion"], cm["kind"], cm["metadata"]["name"]) == ("v1", "ConfigMap",
-                                                                      "argocd-cm")
-    expected = {f"resource.customizations.health.{crd_kinds()[kind][0]}_{kind}": kind
-                for kind in SCRIPTS}
+    assert (cm["apiVersion"], cm["kind"], cm["metadata"]["name"]) == (
+        "v1",
+        "ConfigMap",
+        "argocd-cm",
+    )
+    expected = {
+        f"resource.customizations.health.{crd_kinds()[kind][0]}_{kind}": kind for kind in SCRIPTS
+    }
     assert set(cm["data"]) == set(expected)
     for key, kind in expected.items():
         assert cm["data"][key] == SCRIPTS[kind].read_text(), (
             f"{key} in gitops/argocd/argocd-cm-patch.yaml differs from "
-            f"{SCRIPTS[kind].relative_to(REPO)}: copy the file into the patch")
+            f"{SCRIPTS[kind].relative_to(REPO)}: copy the file into the patch"
+        )
 
 
 def test_argocd_applications_install_the_chart_and_sync_the_bots_folder():
@@ -67,20 +72,17 @@ def test_argocd_applications_install_the_chart_and_sync_the_bots_folder():
     assert apps["botenv"]["spec"]["source"]["path"] == "helm/botenv"
     assert "helm" in apps["botenv"]["spec"]["source"]
     assert apps["bots"]["spec"]["source"]["path"] == "bots"
-    assert "SkipDryRunOnMissingResource=true" in apps["bots"]["spec"]["syncPolicy"][
-        "syncOptions"]
+    assert "SkipDryRunOnMissingResource=true" in apps["bots"]["spec"]["syncPolicy"]["syncOptions"]
 
 
 def test_flux_sources_release_and_kustomizations_fit_together():
     (repo,) = docs("flux/gitrepository.yaml")
-    assert (repo["apiVersion"], repo["kind"]) == ("source.toolkit.fluxcd.io/v1",
-                                                  "GitRepository")
+    assert (repo["apiVersion"], repo["kind"]) == ("source.toolkit.fluxcd.io/v1", "GitRepository")
     assert PLACEHOLDER in repo["spec"]["url"]
     source = {"kind": "GitRepository", "name": repo["metadata"]["name"]}
 
     (release,) = docs("flux/release/helmrelease.yaml")
-    assert (release["apiVersion"], release["kind"]) == ("helm.toolkit.fluxcd.io/v2",
-                                                        "HelmRelease")
+    assert (release["apiVersion"], release["kind"]) == ("helm.toolkit.fluxcd.io/v2", "HelmRelease")
     chart = release["spec"]["chart"]["spec"]
     assert chart["chart"] == "./helm/botenv"
     assert chart["sourceRef"] == {**source, "namespace": repo["metadata"]["namespace"]}
@@ -89,8 +91,7 @@ def test_flux_sources_release_and_kustomizations_fit_together():
     kustomizations = {d["metadata"]["name"]: d for d in docs("flux/kustomizations.yaml")}
     assert set(kustomizations) == {"botenv-operator", "bots"}
     for k in kustomizations.values():
-        assert (k["apiVersion"], k["kind"]) == ("kustomize.toolkit.fluxcd.io/v1",
-                                                "Kustomization")
+        assert (k["apiVersion"], k["kind"]) == ("kustomize.toolkit.fluxcd.io/v1", "Kustomization")
         assert k["spec"]["sourceRef"] == source
         assert k["spec"]["wait"] is True
     operator = kustomizations["botenv-operator"]["spec"]
@@ -111,14 +112,18 @@ def test_flux_health_expressions_cover_both_kinds_and_the_retried_tagreported():
         assert {"current", "failed"} <= set(e)
         assert "c.observedGeneration == metadata.generation" in e["current"]
     # The tag reasons that are not failures are exactly those botenv retries by itself.
-    retried = {reason for _, reason, kw in reported(resolve, "Unresolved")
-               + reported(tag, "Problem") if kw.get("retry")}
+    retried = {
+        reason
+        for _, reason, kw in reported(resolve, "Unresolved") + reported(tag, "Problem")
+        if kw.get("retry")
+    }
     listed = re.search(r"c\.reason in \[([^]]*)\]", exprs["ModelTag"]["failed"]).group(1)
     assert {r.strip(" '\"") for r in listed.split(",")} == retried
 
 
-@pytest.mark.parametrize("path", sorted(p.relative_to(GITOPS).as_posix()
-                                        for p in GITOPS.rglob("*") if p.is_file()))
+@pytest.mark.parametrize(
+    "path", sorted(p.relative_to(GITOPS).as_posix() for p in GITOPS.rglob("*") if p.is_file())
+)
 def test_no_machine_paths(path: str):
     text = (GITOPS / path).read_text()
     # Neither this checkout's location, the home directory nor the temp directory.

@@ -36,8 +36,7 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
     return run
 
 
-def template_args(release: str, namespace: str, values: str | None,
-                  *extra: str) -> list[str]:
+def template_args(release: str, namespace: str, values: str | None, *extra: str) -> list[str]:
     args = ["template", release, str(CHART), "--namespace", namespace]
     if values:
         args += ["-f", str(VALUES / values)]
@@ -49,8 +48,12 @@ def render(helm: Helm) -> Callable[..., list[dict]]:
     """helm template RELEASE helm/botenv --namespace NS [-f tests/install/values/FILE]: the
     objects it renders."""
 
-    def _render(release: str = "botenv", namespace: str = "botenv-system",
-                values: str | None = None, *extra: str) -> list[dict]:
+    def _render(
+        release: str = "botenv",
+        namespace: str = "botenv-system",
+        values: str | None = None,
+        *extra: str,
+    ) -> list[dict]:
         out = helm(*template_args(release, namespace, values, *extra)).stdout
         return [d for d in yaml.safe_load_all(out) if d]
 
@@ -60,9 +63,13 @@ def render(helm: Helm) -> Callable[..., list[dict]]:
 def find(objects: list[dict], kind: str, name: str, namespace: str | None = None) -> dict:
     for obj in objects:
         meta = obj["metadata"]
-        if obj["kind"] == kind and meta["name"] == name and (
-                namespace is None or meta.get("namespace") == namespace):
+        if (
+            obj["kind"] == kind
+            and meta["name"] == name
+            and (namespace is None or meta.get("namespace") == namespace)
+        ):
             return obj
-    raise AssertionError(f"no {kind} {namespace or ''}/{name} in "
-                         f"{sorted((o['kind'], o['metadata']['name']) for o in objects)}")
-
+    raise AssertionError(
+        f"no {kind} {namespace or ''}/{name} in "
+        f"{sorted((o['kind'], o['metadata']['name']) for o in objects)}"
+    )

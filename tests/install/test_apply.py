@@ -25,8 +25,11 @@ def namespace(kubectl, name: str) -> None:
 
 def exists(kubectl, obj: dict) -> dict:
     meta = obj["metadata"]
-    kind = f"{obj['kind'].lower()}.{obj['apiVersion'].split('/')[0]}" if "/" in obj[
-        "apiVersion"] else obj["kind"].lower()
+    kind = (
+        f"{obj['kind'].lower()}.{obj['apiVersion'].split('/')[0]}"
+        if "/" in obj["apiVersion"]
+        else obj["kind"].lower()
+    )
     args = ["get", kind, meta["name"], "-o", "json"]
     if meta.get("namespace"):
         args += ["-n", meta["namespace"]]
@@ -47,27 +50,37 @@ def check_applied(kubectl, objects: list[dict], namespace: str, instance: str) -
     assert replicas >= 2
     # The ReplicaSets' pods: created means they passed pod validation and admission
     # (service account present, security context accepted). No kubelet runs them here.
-    pods = eventually(lambda: (p := pods_of(kubectl, namespace, instance))
-                      and len(p) == replicas and p, timeout=60,
-                      message=f"{replicas} pods of {instance} in {namespace}")
+    pods = eventually(
+        lambda: (p := pods_of(kubectl, namespace, instance)) and len(p) == replicas and p,
+        timeout=60,
+        message=f"{replicas} pods of {instance} in {namespace}",
+    )
     for pod in pods:
         assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
-        assert pod["spec"]["serviceAccountName"].endswith(
-            ("-operator", "-model-server", "-custom"))
+        assert pod["spec"]["serviceAccountName"].endswith(("-operator", "-model-server", "-custom"))
 
 
-@pytest.mark.parametrize(("release", "values", "watched"), [
-    ("rendered", None, []),
-    ("scoped", "namespaces.yaml", ["install-team-a", "install-team-b"]),
-    ("full", "full.yaml", ["install-full-a"]),
-])
+@pytest.mark.parametrize(
+    ("release", "values", "watched"),
+    [
+        ("rendered", None, []),
+        ("scoped", "namespaces.yaml", ["install-team-a", "install-team-b"]),
+        ("full", "full.yaml", ["install-full-a"]),
+    ],
+)
 def test_every_rendered_object_applies(kubectl, helm, release, values, watched):
     ns = f"install-{release}"
     for name in [ns, *watched]:
         namespace(kubectl, name)
     if values == "full.yaml":  # the priorityClassName it sets must exist for its pods
-        kubectl.apply({"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
-                       "metadata": {"name": "install-test-priority"}, "value": 1000})
+        kubectl.apply(
+            {
+                "apiVersion": "scheduling.k8s.io/v1",
+                "kind": "PriorityClass",
+                "metadata": {"name": "install-test-priority"},
+                "value": 1000,
+            }
+        )
     rendered = helm(*template_args(release, ns, values)).stdout
     objects = [d for d in yaml.safe_load_all(rendered) if d]
     skipped = [o for o in objects if o["kind"] in CRD_TYPED_KINDS]
@@ -86,12 +99,17 @@ def test_install_yaml_applies(kubectl, control_plane):
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
     validate = ["--validate=false"] if control_plane.version < CEL_SINCE else []
     kubectl.run("apply", *validate, "-f", str(path))
-    kubectl.run("wait", "--for=condition=Established", "crd/botenvironments.botenv.dev",
-                "crd/modeltags.botenv.dev", "crd/modeltrainings.botenv.dev", "--timeout=60s")
+    kubectl.run(
+        "wait",
+        "--for=condition=Established",
+        "crd/botenvironments.botenv.dev",
+        "crd/modeltags.botenv.dev",
+        "crd/modeltrainings.botenv.dev",
+        "--timeout=60s",
+    )
     check_applied(kubectl, docs, "botenv-system", "botenv")
     # Applying again changes nothing.
-    crds = [f"crd/{d['metadata']['name']}" for d in docs
-            if d["kind"] == "CustomResourceDefinition"]
+    crds = [f"crd/{d['metadata']['name']}" for d in docs if d["kind"] == "CustomResourceDefinition"]
 
     def versions() -> list[str]:
         out = kubectl.run("get", *crds, "-o", "jsonpath={.items[*].metadata.resourceVersion}")
@@ -115,12 +133,31 @@ def test_helm_install_upgrade_uninstall(kubectl, helm, control_plane):
     ns, watched = "install-helm", "install-helm-a"
     namespace(kubectl, watched)
     # A bad value fails the install before anything is sent, naming the field.
-    bad = helm("install", "release", str(CHART), "--namespace", ns, "--create-namespace",
-               "--set", "watch.namespaces=install-helm-a", *kubeconfig, check=False)
+    bad = helm(
+        "install",
+        "release",
+        str(CHART),
+        "--namespace",
+        ns,
+        "--create-namespace",
+        "--set",
+        "watch.namespaces=install-helm-a",
+        *kubeconfig,
+        check=False,
+    )
     assert bad.returncode != 0
     assert "- watch.namespaces: Invalid type. Expected: array, given: string" in bad.stderr
-    install = helm("install", "release", str(CHART), "--namespace", ns, "--create-namespace",
-                   "--set", f"watch.namespaces={{{watched}}}", *kubeconfig)
+    install = helm(
+        "install",
+        "release",
+        str(CHART),
+        "--namespace",
+        ns,
+        "--create-namespace",
+        "--set",
+        f"watch.namespaces={{{watched}}}",
+        *kubeconfig,
+    )
     assert "STATUS: deployed" in install.stdout
     # NOTES.txt tells the user what to apply next.
     notes = install.stdout.split("NOTES:", 1)[1]
@@ -132,20 +169,49 @@ def test_helm_install_upgrade_uninstall(kubectl, helm, control_plane):
     manifest = helm("get", "manifest", "release", "--namespace", ns, *kubeconfig).stdout
     objects = [d for d in yaml.safe_load_all(manifest) if d]
     check_applied(kubectl, objects, ns, "release")
-    assert exists(kubectl, {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-                            "metadata": {"name": "release-botenv-operator",
-                                         "namespace": watched}})
+    assert exists(
+        kubectl,
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "release-botenv-operator", "namespace": watched},
+        },
+    )
 
-    helm("upgrade", "release", str(CHART), "--namespace", ns, "--reuse-values",
-         "--set", "operator.replicas=2", *kubeconfig)
-    deployment = exists(kubectl, {"apiVersion": "apps/v1", "kind": "Deployment",
-                                  "metadata": {"name": "release-botenv-operator",
-                                               "namespace": ns}})
+    helm(
+        "upgrade",
+        "release",
+        str(CHART),
+        "--namespace",
+        ns,
+        "--reuse-values",
+        "--set",
+        "operator.replicas=2",
+        *kubeconfig,
+    )
+    deployment = exists(
+        kubectl,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "release-botenv-operator", "namespace": ns},
+        },
+    )
     assert deployment["spec"]["replicas"] == 2
 
     # A bad value fails the upgrade before anything is sent, naming the field.
-    bad = helm("upgrade", "release", str(CHART), "--namespace", ns, "--reuse-values",
-               "--set", "operator.replicas=two", *kubeconfig, check=False)
+    bad = helm(
+        "upgrade",
+        "release",
+        str(CHART),
+        "--namespace",
+        ns,
+        "--reuse-values",
+        "--set",
+        "operator.replicas=two",
+        *kubeconfig,
+        check=False,
+    )
     assert bad.returncode != 0 and "operator.replicas" in bad.stderr, bad.stderr
 
     helm("uninstall", "release", "--namespace", ns, *kubeconfig)

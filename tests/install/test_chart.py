@@ -32,27 +32,37 @@ VALUE_SETS = (None, "namespaces.yaml", "full.yaml")
 
 def rules(obj: dict) -> list[tuple]:
     """A Role's rules as comparable tuples."""
-    return sorted((tuple(r.get("apiGroups", ())), tuple(r.get("resources", ())),
-                   tuple(r.get("resourceNames", ())), tuple(r["verbs"]))
-                  for r in obj["rules"])
+    return sorted(
+        (
+            tuple(r.get("apiGroups", ())),
+            tuple(r.get("resources", ())),
+            tuple(r.get("resourceNames", ())),
+            tuple(r["verbs"]),
+        )
+        for r in obj["rules"]
+    )
 
 
-def rule(groups: list[str], resources: list[str], verbs: list[str],
-         names: list[str] | None = None) -> tuple:
+def rule(
+    groups: list[str], resources: list[str], verbs: list[str], names: list[str] | None = None
+) -> tuple:
     return (tuple(groups), tuple(resources), tuple(names or ()), tuple(verbs))
 
 
 # What each component may do, and nothing more (why: the comments in the chart's
 # templates/rbac-*.yaml and the README's "Permissions"). A change here must be deliberate.
 OPERATOR_NAMESPACED = [
-    rule(["botenv.dev"], ["botenvironments", "modeltags", "modeltrainings"],
-         ["get", "list", "watch"]),
-    rule(["botenv.dev"], ["botenvironments/status", "modeltags/status",
-                          "modeltrainings/status"], ["patch"]),
+    rule(
+        ["botenv.dev"], ["botenvironments", "modeltags", "modeltrainings"], ["get", "list", "watch"]
+    ),
+    rule(
+        ["botenv.dev"],
+        ["botenvironments/status", "modeltags/status", "modeltrainings/status"],
+        ["patch"],
+    ),
     # a ModelTraining's spec.tag: the tag is created or its spec.model moved
     rule(["botenv.dev"], ["modeltags"], ["create", "patch"]),
-    rule(["botenv.dev"], ["botenvironments/finalizers", "modeltrainings/finalizers"],
-         ["update"]),
+    rule(["botenv.dev"], ["botenvironments/finalizers", "modeltrainings/finalizers"], ["update"]),
     rule(["batch"], ["jobs"], ["get", "list", "watch", "create", "patch", "delete"]),
     rule([""], ["configmaps"], ["get", "list", "watch", "create", "patch"]),
     # delete: an action server (Deployment + Service) whose spec.actionServer was removed.
@@ -113,8 +123,18 @@ def test_template_passes_kubernetes_validate_strict(helm, values, version):
 
     def validate(text: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(Path(sys.executable).with_name("kubernetes-validate")), "--strict", "-k",
-             version, "-"], input=text, capture_output=True, text=True, timeout=120)
+            [
+                str(Path(sys.executable).with_name("kubernetes-validate")),
+                "--strict",
+                "-k",
+                version,
+                "-",
+            ],
+            input=text,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
     if tuple(map(int, version.split("."))) < (1, 28):
         # The rules' newer fields are the only thing such a server does not know ...
@@ -123,8 +143,9 @@ def test_template_passes_kubernetes_validate_strict(helm, values, version):
         for line in errors:
             unexpected = re.search(r"\((.*) (?:was|were) unexpected\)", line)
             assert "x-kubernetes-validations" in line and unexpected, line
-            assert set(re.findall(r"'(\w+)'", unexpected.group(1))) <= set(
-                CEL_FIELDS_SINCE_1_28), line
+            assert set(re.findall(r"'(\w+)'", unexpected.group(1))) <= set(CEL_FIELDS_SINCE_1_28), (
+                line
+            )
         # ... and without them (as such a server stores the CRDs) everything validates.
         for obj in objects:
             if obj["kind"] == "CustomResourceDefinition":
@@ -136,14 +157,21 @@ def test_template_passes_kubernetes_validate_strict(helm, values, version):
     assert "ERROR" not in out, out
     passed = re.findall(r"^INFO - passed for resource (\S+) ", out, re.MULTILINE)
     builtin = [o for o in objects if o["kind"] not in CRD_TYPED_KINDS]
-    assert sorted(passed) == sorted(f"{o['kind'].lower()}/{o['metadata']['name']}"
-                                    for o in builtin), out
+    assert sorted(passed) == sorted(
+        f"{o['kind'].lower()}/{o['metadata']['name']}" for o in builtin
+    ), out
     # Only the CRD-typed objects lack a schema, and they are skipped by kind.
     missing = re.findall(r"Couldn't find schema for kind (\S+)", out)
-    assert sorted(missing) == sorted(o["kind"] for o in objects
-                                     if o["kind"] in CRD_TYPED_KINDS), out
-    assert {o["kind"] for o in objects} >= {"CustomResourceDefinition", "Deployment",
-                                            "Service", "ServiceAccount", "ClusterRole"}
+    assert sorted(missing) == sorted(o["kind"] for o in objects if o["kind"] in CRD_TYPED_KINDS), (
+        out
+    )
+    assert {o["kind"] for o in objects} >= {
+        "CustomResourceDefinition",
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+        "ClusterRole",
+    }
 
 
 def write_values(tmp_path: Path, text: str) -> Path:
@@ -152,32 +180,71 @@ def write_values(tmp_path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("args", "field", "why"), [
-    (["--set", "operator.replicas=two"], "operator.replicas", "Expected: integer, given: string"),
-    (["--set", "modelServer.replicas=-1"], "modelServer.replicas", "greater than or equal to 0"),
-    (["--set", "watch.namespaces=bots"], "watch.namespaces", "Expected: array, given: string"),
-    (["VALUES", "watch: {namespaces: {bots: true}}"], "watch.namespaces",
-     "Expected: array, given: object"),
-    (["--set", "watch.namespaces[0]=Not_A_Namespace"], "watch.namespaces.0",
-     "Does not match pattern"),
-    (["--set", "replicas=2"], "(root)", "Additional property replicas is not allowed"),
-    (["--set", "operator.resource.limits.cpu=1"], "operator",
-     "Additional property resource is not allowed"),
-    (["--set", "image.pullPolicy=Sometimes"], "image.pullPolicy", "must be one of"),
-    (["--set", "modelServer.service.type=Ingress"], "modelServer.service.type", "must be one of"),
-    (["--set", "modelServer.cache.maxBytes=lots"], "modelServer.cache.maxBytes",
-     "Does not match pattern"),
-    (["--set", "rbac.userRoles=maybe"], "rbac.userRoles", "Expected: boolean, given: string"),
-    (["--set", "modelServer.connections.headerTimeoutSeconds=0"],
-     "modelServer.connections.headerTimeoutSeconds", "greater than 0"),
-    (["--set", "modelServer.connections.maxConnections=0"],
-     "modelServer.connections.maxConnections", "greater than or equal to 1"),
-    (["--set", "modelServer.connections.idleSeconds=5"], "modelServer.connections",
-     "Additional property idleSeconds is not allowed"),
-    (["--set", "operator.settings.workers=0"], "operator.settings.workers",
-     "greater than or equal to 1"),
-    (["--set", "image.digest=latest"], "image.digest", "Does not match pattern"),
-])
+@pytest.mark.parametrize(
+    ("args", "field", "why"),
+    [
+        (
+            ["--set", "operator.replicas=two"],
+            "operator.replicas",
+            "Expected: integer, given: string",
+        ),
+        (
+            ["--set", "modelServer.replicas=-1"],
+            "modelServer.replicas",
+            "greater than or equal to 0",
+        ),
+        (["--set", "watch.namespaces=bots"], "watch.namespaces", "Expected: array, given: string"),
+        (
+            ["VALUES", "watch: {namespaces: {bots: true}}"],
+            "watch.namespaces",
+            "Expected: array, given: object",
+        ),
+        (
+            ["--set", "watch.namespaces[0]=Not_A_Namespace"],
+            "watch.namespaces.0",
+            "Does not match pattern",
+        ),
+        (["--set", "replicas=2"], "(root)", "Additional property replicas is not allowed"),
+        (
+            ["--set", "operator.resource.limits.cpu=1"],
+            "operator",
+            "Additional property resource is not allowed",
+        ),
+        (["--set", "image.pullPolicy=Sometimes"], "image.pullPolicy", "must be one of"),
+        (
+            ["--set", "modelServer.service.type=Ingress"],
+            "modelServer.service.type",
+            "must be one of",
+        ),
+        (
+            ["--set", "modelServer.cache.maxBytes=lots"],
+            "modelServer.cache.maxBytes",
+            "Does not match pattern",
+        ),
+        (["--set", "rbac.userRoles=maybe"], "rbac.userRoles", "Expected: boolean, given: string"),
+        (
+            ["--set", "modelServer.connections.headerTimeoutSeconds=0"],
+            "modelServer.connections.headerTimeoutSeconds",
+            "greater than 0",
+        ),
+        (
+            ["--set", "modelServer.connections.maxConnections=0"],
+            "modelServer.connections.maxConnections",
+            "greater than or equal to 1",
+        ),
+        (
+            ["--set", "modelServer.connections.idleSeconds=5"],
+            "modelServer.connections",
+            "Additional property idleSeconds is not allowed",
+        ),
+        (
+            ["--set", "operator.settings.workers=0"],
+            "operator.settings.workers",
+            "greater than or equal to 1",
+        ),
+        (["--set", "image.digest=latest"], "image.digest", "Does not match pattern"),
+    ],
+)
 def test_values_schema_rejects_bad_values(helm, tmp_path, args, field, why):
     if args[0] == "VALUES":
         args = ["-f", str(write_values(tmp_path, args[1]))]
@@ -214,17 +281,18 @@ def test_operator_deployment_contract(render):
     container = containers(objects, "botenv-operator")
     assert container["image"] == "ghcr.io/botenv/botenv:0.1.0"
     assert "command" not in container  # the image's entrypoint: botenv
-    assert container["args"] == ["operator", "--leader-elect", "--health-address",
-                                 "0.0.0.0:8081"]
+    assert container["args"] == ["operator", "--leader-elect", "--health-address", "0.0.0.0:8081"]
     env = env_of(container)
     assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     service = find(objects, "Service", "botenv-model-server", "botenv-system")
     port = service["spec"]["ports"][0]["port"]
     assert env["BOTENV_MODEL_SERVER_URL"] == (
-        f"http://botenv-model-server.botenv-system.svc:{port}")
+        f"http://botenv-model-server.botenv-system.svc:{port}"
+    )
     # The operator's built-in default is the same URL: a default install needs no setting.
     from botenv.settings import Settings
+
     assert env["BOTENV_MODEL_SERVER_URL"] == Settings().model_server_url
     assert "BOTENV_NAMESPACES" not in env
     for probe in ("livenessProbe", "readinessProbe"):
@@ -237,10 +305,21 @@ def test_model_server_deployment_contract(render):
     pod = find(objects, "Deployment", "botenv-model-server")["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == "botenv-model-server"
     container = containers(objects, "botenv-model-server")
-    assert container["args"] == ["model-server", "--port", "8080", "--cache-dir",
-                                 "/var/cache/botenv/models", "--cache-max-bytes", "10Gi",
-                                 "--header-timeout", "10", "--keepalive-timeout", "15",
-                                 "--max-connections", "512"]
+    assert container["args"] == [
+        "model-server",
+        "--port",
+        "8080",
+        "--cache-dir",
+        "/var/cache/botenv/models",
+        "--cache-max-bytes",
+        "10Gi",
+        "--header-timeout",
+        "10",
+        "--keepalive-timeout",
+        "15",
+        "--max-connections",
+        "512",
+    ]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert {"name": "http", "containerPort": 8080, "protocol": "TCP"} in container["ports"]
@@ -248,10 +327,13 @@ def test_model_server_deployment_contract(render):
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes[mounts["/var/cache/botenv/models"]]["emptyDir"] == {"sizeLimit": "12Gi"}
     service = find(objects, "Service", "botenv-model-server")
-    assert service["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "http",
-                                         "protocol": "TCP"}]
-    assert service["spec"]["selector"] == find(
-        objects, "Deployment", "botenv-model-server")["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}
+    ]
+    assert (
+        service["spec"]["selector"]
+        == find(objects, "Deployment", "botenv-model-server")["spec"]["selector"]["matchLabels"]
+    )
     assert not [o for o in objects if o["kind"] == "ServiceMonitor"]  # off by default
 
 
@@ -290,67 +372,87 @@ def test_namespace_list_scope(render):
     model_server = containers(objects, "botenv-model-server")
     assert model_server["args"][-4:] == ["-n", watched[0], "-n", watched[1]]
     for ns in watched:
-        assert rules(find(objects, "Role", "botenv-operator", ns)) == sorted(
-            OPERATOR_NAMESPACED)
+        assert rules(find(objects, "Role", "botenv-operator", ns)) == sorted(OPERATOR_NAMESPACED)
         assert rules(find(objects, "Role", "botenv-model-server", ns)) == sorted(
-            MODEL_SERVER_NAMESPACED)
+            MODEL_SERVER_NAMESPACED
+        )
         for name in ("botenv-operator", "botenv-model-server"):
             binding = find(objects, "RoleBinding", name, ns)
-            assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io",
-                                          "kind": "Role", "name": name}
-            assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name,
-                                            "namespace": "botenv-system"}]
+            assert binding["roleRef"] == {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": name,
+            }
+            assert binding["subjects"] == [
+                {"kind": "ServiceAccount", "name": name, "namespace": "botenv-system"}
+            ]
     # Cluster-wide: only the reads of CRDs and Namespaces that kopf needs.
     assert rules(find(objects, "ClusterRole", "botenv-operator")) == sorted(
-        CRD_READ + NAMESPACE_READ)
+        CRD_READ + NAMESPACE_READ
+    )
     assert rules(find(objects, "ClusterRole", "botenv-model-server")) == sorted(
-        CRD_READ + NAMESPACE_READ)
-    assert rules(find(objects, "Role", "botenv-operator-leader-election",
-                      "botenv-system")) == sorted(LEASE)
-    roles = {(o["kind"], o["metadata"].get("namespace")) for o in objects
-             if o["kind"] in ("Role", "RoleBinding")}
-    assert roles == {(k, ns) for k in ("Role", "RoleBinding")
-                     for ns in [*watched, "botenv-system"]}
+        CRD_READ + NAMESPACE_READ
+    )
+    assert rules(
+        find(objects, "Role", "botenv-operator-leader-election", "botenv-system")
+    ) == sorted(LEASE)
+    roles = {
+        (o["kind"], o["metadata"].get("namespace"))
+        for o in objects
+        if o["kind"] in ("Role", "RoleBinding")
+    }
+    assert roles == {(k, ns) for k in ("Role", "RoleBinding") for ns in [*watched, "botenv-system"]}
 
 
 def test_all_namespaces_scope_rbac(render):
     objects = render()
     assert rules(find(objects, "ClusterRole", "botenv-operator")) == sorted(
-        OPERATOR_NAMESPACED + CRD_READ)
+        OPERATOR_NAMESPACED + CRD_READ
+    )
     assert rules(find(objects, "ClusterRole", "botenv-model-server")) == sorted(
-        MODEL_SERVER_NAMESPACED + CRD_READ)
-    assert rules(find(objects, "Role", "botenv-operator-leader-election",
-                      "botenv-system")) == sorted(LEASE)
+        MODEL_SERVER_NAMESPACED + CRD_READ
+    )
+    assert rules(
+        find(objects, "Role", "botenv-operator-leader-election", "botenv-system")
+    ) == sorted(LEASE)
     for name in ("botenv-operator", "botenv-model-server"):
         binding = find(objects, "ClusterRoleBinding", name)
         assert binding["roleRef"]["name"] == name
-        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name,
-                                        "namespace": "botenv-system"}]
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": name, "namespace": "botenv-system"}
+        ]
     # Only the leader-election Role is namespaced in this scope.
     assert [o["metadata"]["name"] for o in objects if o["kind"] == "Role"] == [
-        "botenv-operator-leader-election"]
+        "botenv-operator-leader-election"
+    ]
 
 
 @pytest.mark.parametrize("values", VALUE_SETS)
 def test_no_wildcards_and_deletes_only_action_servers(render, values):
     objects = render("botenv", "botenv-system", values)
-    component_roles = [o for o in objects if o["kind"] in ("Role", "ClusterRole")
-                       and o["metadata"]["labels"]["app.kubernetes.io/component"]
-                       in ("operator", "model-server")]
+    component_roles = [
+        o
+        for o in objects
+        if o["kind"] in ("Role", "ClusterRole")
+        and o["metadata"]["labels"]["app.kubernetes.io/component"] in ("operator", "model-server")
+    ]
     assert component_roles
     for role in component_roles:
         for r in role["rules"]:
             assert "*" not in r["verbs"] + r["resources"] + r["apiGroups"], role
-            assert not {"deletecollection", "escalate", "bind", "impersonate"} & set(
-                r["verbs"]), role
+            assert not {"deletecollection", "escalate", "bind", "impersonate"} & set(r["verbs"]), (
+                role
+            )
             if "delete" in r["verbs"]:
                 # Secrets: only its own pull-token Secrets whose environment is gone
                 # (tests/cluster/test_pull_tokens.py), by uid precondition.
-                assert r["resources"] in (["services"], ["deployments"], ["jobs"],
-                                          ["secrets"]), role
+                assert r["resources"] in (["services"], ["deployments"], ["jobs"], ["secrets"]), (
+                    role
+                )
             if "pods" in r["resources"]:  # the operator reads Rasa pods; nobody writes them
-                assert r["resources"] == ["pods"] and set(r["verbs"]) <= {
-                    "get", "list", "watch"}, role
+                assert r["resources"] == ["pods"] and set(r["verbs"]) <= {"get", "list", "watch"}, (
+                    role
+                )
             if r["apiGroups"] == ["apiextensions.k8s.io"]:
                 assert set(r["verbs"]) <= {"get", "list", "watch"}, role
         if role["metadata"]["labels"]["app.kubernetes.io/component"] == "model-server":
@@ -365,22 +467,37 @@ def test_user_roles(render):
     assert viewer["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
     assert editor["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
     assert "rbac.authorization.k8s.io/aggregate-to-view" not in promoter["metadata"]["labels"]
-    assert rules(viewer) == [rule(["botenv.dev"], ["botenvironments", "modeltags",
-                                                   "modeltrainings"],
-                                  ["get", "list", "watch"])]
-    assert rules(promoter) == sorted([
-        rule(["botenv.dev"], ["botenvironments", "modeltrainings"], ["get", "list", "watch"]),
-        rule(["botenv.dev"], ["modeltags"], ["get", "list", "watch", "patch", "update"])])
+    assert rules(viewer) == [
+        rule(
+            ["botenv.dev"],
+            ["botenvironments", "modeltags", "modeltrainings"],
+            ["get", "list", "watch"],
+        )
+    ]
+    assert rules(promoter) == sorted(
+        [
+            rule(["botenv.dev"], ["botenvironments", "modeltrainings"], ["get", "list", "watch"]),
+            rule(["botenv.dev"], ["modeltags"], ["get", "list", "watch", "patch", "update"]),
+        ]
+    )
     for role in (viewer, editor, promoter):  # status is the operator's
         assert not any("/" in res for r in role["rules"] for res in r["resources"])
     off = render("botenv", "botenv-system", None, "--set", "rbac.userRoles=false")
-    assert not [o for o in off if o["metadata"]["name"].endswith(
-        ("-viewer", "-editor", "-promoter"))]
+    assert not [
+        o for o in off if o["metadata"]["name"].endswith(("-viewer", "-editor", "-promoter"))
+    ]
 
 
 def test_rbac_create_false_renders_no_rbac(render):
-    objects = render("botenv", "botenv-system", None, "--set", "rbac.create=false",
-                     "--set", "rbac.userRoles=false")
+    objects = render(
+        "botenv",
+        "botenv-system",
+        None,
+        "--set",
+        "rbac.create=false",
+        "--set",
+        "rbac.userRoles=false",
+    )
     assert not [o for o in objects if o["apiVersion"].startswith("rbac.")]
 
 
@@ -393,8 +510,7 @@ def test_full_values_render_every_option(render):
     assert env["BOTENV_RESYNC_SECONDS"] == "120"
     assert env["BOTENV_RESOLVE_SECONDS"] == "30.5"
     assert env["BOTENV_WORKERS"] == "4"
-    assert env["BOTENV_MODEL_SERVER_URL"] == (
-        "http://full-bot-model-server.botenv-system.svc:9090")
+    assert env["BOTENV_MODEL_SERVER_URL"] == ("http://full-bot-model-server.botenv-system.svc:9090")
     assert operator["args"][-1] == "--verbose"
     assert operator["image"].endswith("@sha256:" + "0" * 64)
     ms = find(objects, "Deployment", "full-bot-model-server")
@@ -415,24 +531,30 @@ def test_chart_crds_are_identical_copies():
     source = {p.name: p.read_bytes() for p in sorted((REPO_ROOT / "crds").glob("*.yaml"))}
     copy = {p.name: p.read_bytes() for p in sorted((CHART / "crds").iterdir())}
     assert source, "no CRDs in crds/"
-    assert copy == source, ("helm/botenv/crds/ differs from crds/ (the single source): "
-                            "run scripts/render-manifests.sh")
+    assert copy == source, (
+        "helm/botenv/crds/ differs from crds/ (the single source): run scripts/render-manifests.sh"
+    )
 
 
 def test_install_yaml_is_fresh():
-    proc = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "render-manifests.sh"),
-                           "--check"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        ["bash", str(REPO_ROOT / "scripts" / "render-manifests.sh"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, (
         f"manifests/install.yaml or helm/botenv/crds is stale; run "
-        f"scripts/render-manifests.sh\n{proc.stdout}{proc.stderr}")
+        f"scripts/render-manifests.sh\n{proc.stdout}{proc.stderr}"
+    )
 
 
 def test_install_yaml_is_the_chart_with_a_namespace(render):
-    docs = [d for d in yaml.safe_load_all((REPO_ROOT / "manifests" / "install.yaml").read_text())
-            if d]
+    docs = [
+        d for d in yaml.safe_load_all((REPO_ROOT / "manifests" / "install.yaml").read_text()) if d
+    ]
     assert docs[0]["kind"] == "Namespace" and docs[0]["metadata"]["name"] == "botenv-system"
     kinds = [d["kind"] for d in docs]
-    assert kinds.count("CustomResourceDefinition") == len(list((REPO_ROOT / "crds").glob(
-        "*.yaml")))
+    assert kinds.count("CustomResourceDefinition") == len(list((REPO_ROOT / "crds").glob("*.yaml")))
     chart = render("botenv", "botenv-system", None, "--include-crds")
     assert docs[1:] == chart

@@ -26,10 +26,21 @@ def all_docs() -> list[dict]:
 
 
 def test_the_samples_are_there():
-    assert {"quickstart.yaml", "production.yaml", "experimental.yaml", "worker.yaml",
-            "secrets-storage.yaml", "secrets-stores.yaml"} <= set(FILES)
-    environments = {d["metadata"]["name"]: d for name in FILES if name != "quickstart.yaml"
-                    for d in docs(name) if d["kind"] == "BotEnvironment"}
+    assert {
+        "quickstart.yaml",
+        "production.yaml",
+        "experimental.yaml",
+        "worker.yaml",
+        "secrets-storage.yaml",
+        "secrets-stores.yaml",
+    } <= set(FILES)
+    environments = {
+        d["metadata"]["name"]: d
+        for name in FILES
+        if name != "quickstart.yaml"
+        for d in docs(name)
+        if d["kind"] == "BotEnvironment"
+    }
     assert {"production", "experimental", "worker"} <= set(environments)
     providers = {d["spec"]["storage"]["provider"] for d in all_docs() if d["kind"] == "ModelTag"}
     assert {"s3", "gcs", "azure"} <= providers
@@ -63,9 +74,13 @@ def secret_refs(obj: object, path: str = ""):
 
 
 def test_referenced_secrets_are_in_the_samples():
-    secrets = {d["metadata"]["name"]: set(d.get("stringData", {})) | set(d.get("data", {}))
-               for name in FILES if name != "quickstart.yaml" for d in docs(name)
-               if d["kind"] == "Secret"}
+    secrets = {
+        d["metadata"]["name"]: set(d.get("stringData", {})) | set(d.get("data", {}))
+        for name in FILES
+        if name != "quickstart.yaml"
+        for d in docs(name)
+        if d["kind"] == "Secret"
+    }
     for name in FILES:
         if name == "quickstart.yaml":
             continue
@@ -119,9 +134,13 @@ def test_samples_are_stored_as_written(kubectl):
 
 def subset(wanted: object, live: object) -> bool:
     if isinstance(wanted, dict):
-        return isinstance(live, dict) and all(k in live and subset(v, live[k])
-                                              for k, v in wanted.items())
+        return isinstance(live, dict) and all(
+            k in live and subset(v, live[k]) for k, v in wanted.items()
+        )
     if isinstance(wanted, list):
-        return isinstance(live, list) and len(wanted) == len(live) and all(
-            subset(w, x) for w, x in zip(wanted, live, strict=True))
+        return (
+            isinstance(live, list)
+            and len(wanted) == len(live)
+            and all(subset(w, x) for w, x in zip(wanted, live, strict=True))
+        )
     return wanted == live

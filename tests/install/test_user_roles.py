@@ -20,24 +20,47 @@ RELEASE = "people"  # object names: people-botenv-viewer, ...
 @pytest.fixture(scope="module")
 def roles(kubectl, helm):
     kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
-    rendered = helm(*template_args(RELEASE, NS, None, "--show-only",
-                                   "templates/rbac-user-roles.yaml")).stdout
+    rendered = helm(
+        *template_args(RELEASE, NS, None, "--show-only", "templates/rbac-user-roles.yaml")
+    ).stdout
     kubectl.run("apply", "-f", "-", stdin=rendered)
-    bindings = [("viewer", "people-botenv-viewer"), ("editor", "people-botenv-editor"),
-                ("promoter", "people-botenv-promoter"), ("builtin-view", "view"),
-                ("builtin-edit", "edit")]
+    bindings = [
+        ("viewer", "people-botenv-viewer"),
+        ("editor", "people-botenv-editor"),
+        ("promoter", "people-botenv-promoter"),
+        ("builtin-view", "view"),
+        ("builtin-edit", "edit"),
+    ]
     for group, role in bindings:
-        binding = kubectl.run("create", "rolebinding", f"{group}-binding",
-                              f"--clusterrole={role}", f"--group={group}", "-n", NS,
-                              "--dry-run=client", "-o", "yaml").stdout
+        binding = kubectl.run(
+            "create",
+            "rolebinding",
+            f"{group}-binding",
+            f"--clusterrole={role}",
+            f"--group={group}",
+            "-n",
+            NS,
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ).stdout
         kubectl.run("apply", "-f", "-", stdin=binding)
     return kubectl
 
 
-def can(kubectl, group: str, verb: str, resource: str, namespace: str = NS,
-        subresource: str = "") -> bool:
-    args = ["auth", "can-i", verb, resource, "-n", namespace, f"--as=person-in-{group}",
-            f"--as-group={group}"]
+def can(
+    kubectl, group: str, verb: str, resource: str, namespace: str = NS, subresource: str = ""
+) -> bool:
+    args = [
+        "auth",
+        "can-i",
+        verb,
+        resource,
+        "-n",
+        namespace,
+        f"--as=person-in-{group}",
+        f"--as-group={group}",
+    ]
     if subresource:
         args.append(f"--subresource={subresource}")
     answer = kubectl.run(*args, check=False).stdout.strip()

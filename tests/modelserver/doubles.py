@@ -59,9 +59,16 @@ class DirStorage:
 class FlakyStorage(DirStorage):
     """The first `failures` downloads break after `good_chunks` chunks (a dropped connection)."""
 
-    def __init__(self, root: Path, *, failures: int = 1, good_chunks: int = 1,
-                 error: StorageError | None = None, truncate: bool = False,
-                 chunk: int = 64 * 1024) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        failures: int = 1,
+        good_chunks: int = 1,
+        error: StorageError | None = None,
+        truncate: bool = False,
+        chunk: int = 64 * 1024,
+    ) -> None:
         super().__init__(root, chunk=chunk)
         self.failures = failures
         self.good_chunks = good_chunks
@@ -92,9 +99,18 @@ class BrokenStorage(DirStorage):
         raise self.error
 
 
-def resolution(storage: DirStorage, namespace: str, tag: str, key: str, *,
-               md5: bool = True) -> Resolution:
+def resolution(
+    storage: DirStorage, namespace: str, tag: str, key: str, *, md5: bool = True
+) -> Resolution:
     """What the operator would resolve `key` to."""
     info = DirStorage.stat(storage, key)
-    return Resolution(namespace=namespace, tag=tag, model=key, key=key, digest=info.digest,
-                      size=info.size, md5=info.md5 if md5 else None, storage=storage)
+    return Resolution(
+        namespace=namespace,
+        tag=tag,
+        model=key,
+        key=key,
+        digest=info.digest,
+        size=info.size,
+        md5=info.md5 if md5 else None,
+        storage=storage,
+    )

@@ -34,9 +34,15 @@ def main() -> None:
     storage = DirStorage(args.models)
     catalog = StaticCatalog([resolution(storage, args.namespace, args.tag, args.model)])
     catalog.add_token(args.namespace, args.tag, os.environ["BOTENV_PULL_TOKEN"])
-    run(catalog, host="127.0.0.1", port=args.port, cache_dir=args.cache,
-        cache_max_bytes=args.cache_max_bytes, answer_within=args.answer_within,
-        on_started=lambda port: print(f"PORT {port}", flush=True))
+    run(
+        catalog,
+        host="127.0.0.1",
+        port=args.port,
+        cache_dir=args.cache,
+        cache_max_bytes=args.cache_max_bytes,
+        answer_within=args.answer_within,
+        on_started=lambda port: print(f"PORT {port}", flush=True),
+    )
 
 
 if __name__ == "__main__":

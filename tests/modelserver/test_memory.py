@@ -49,10 +49,21 @@ def test_streaming_a_1gb_model_keeps_server_rss_under_150mb(tmp_path):
     with (models / "big.tar.gz").open("wb") as f:
         f.truncate(SIZE)  # sparse: zeros without writing them
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.modelserver.serve_dir", str(models), "big.tar.gz",
-         str(tmp_path / "cache"), "--answer-within", "300"],
-        cwd=REPO, stdout=subprocess.PIPE, text=True,
-        env={**os.environ, "BOTENV_PULL_TOKEN": TOKEN})
+        [
+            sys.executable,
+            "-m",
+            "tests.modelserver.serve_dir",
+            str(models),
+            "big.tar.gz",
+            str(tmp_path / "cache"),
+            "--answer-within",
+            "300",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "BOTENV_PULL_TOKEN": TOKEN},
+    )
     try:
         line = proc.stdout.readline()  # after the start-up MD5 of the model
         assert line.startswith("PORT "), f"server did not start: {line!r}"
@@ -66,8 +77,10 @@ def test_streaming_a_1gb_model_keeps_server_rss_under_150mb(tmp_path):
         served = time.monotonic() - started - filled
 
         peak = peak_rss_mb(proc.pid)
-        print(f"\nmodel server peak RSS (VmHWM): {peak:.1f} MB after streaming 1 GiB twice "
-              f"(at start-up {baseline:.1f} MB; fill+send {filled:.1f} s, send {served:.1f} s)")
+        print(
+            f"\nmodel server peak RSS (VmHWM): {peak:.1f} MB after streaming 1 GiB twice "
+            f"(at start-up {baseline:.1f} MB; fill+send {filled:.1f} s, send {served:.1f} s)"
+        )
         assert peak < LIMIT_MB
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -48,8 +48,9 @@ class World:
         self.catalog.add_token(NS, TAG, TOKEN)
         self.catalog.add_token(NS, OTHER_TAG, OTHER_TOKEN)
 
-    def add(self, name: str = MODEL, data: bytes | None = None, *, tag: str = TAG,
-            md5: bool = True) -> Resolution:
+    def add(
+        self, name: str = MODEL, data: bytes | None = None, *, tag: str = TAG, md5: bool = True
+    ) -> Resolution:
         (self.models / name).write_bytes(model_bytes() if data is None else data)
         res = resolution(self.storage, NS, tag, name, md5=md5)
         self.catalog.set(res)
@@ -60,8 +61,9 @@ class World:
 
 
 @contextlib.asynccontextmanager
-async def serving(world: World, *, max_bytes: int = 1 << 30,
-                  **options: float) -> AsyncIterator[tuple[TestClient, DiskCache]]:
+async def serving(
+    world: World, *, max_bytes: int = 1 << 30, **options: float
+) -> AsyncIterator[tuple[TestClient, DiskCache]]:
     cache = DiskCache(world.cache_dir, max_bytes)
     app = make_app(world.catalog, cache, **options)
     server = TestServer(app, host="127.0.0.1")
@@ -179,8 +181,9 @@ def test_auth_is_per_namespace_and_tag(tmp_path):
             # An unknown tag looks the same as a known one to a caller without its token.
             resp = await client.get(f"/models/{NS}/tags/nonexistent", headers=AUTH)
             assert resp.status == 401
-            resp = await client.get(f"/models/{NS}/tags/{OTHER_TAG}",
-                                    headers={"Authorization": f"bearer {OTHER_TOKEN}"})
+            resp = await client.get(
+                f"/models/{NS}/tags/{OTHER_TAG}", headers={"Authorization": f"bearer {OTHER_TOKEN}"}
+            )
             assert resp.status == 200
             assert world.storage.opens == 1
 
@@ -205,6 +208,7 @@ def test_simultaneous_pulls_download_once(tmp_path):
 
     async def scenario():
         async with serving(world) as (client, cache):
+
             async def pull() -> tuple[int, bytes]:
                 resp = await client.get(URL, headers=AUTH)
                 return resp.status, await resp.read()
@@ -257,11 +261,15 @@ def test_md5_mismatch_is_503_and_nothing_is_cached(tmp_path):
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("error", [
-    StorageUnavailable("s3 endpoint timed out (secret=s3cr3t)"),
-    AccessDenied("s3 refused key AKIAs3cr3t"),
-    ObjectNotFound("models/20190506-100418.tar.gz not found (s3cr3t)"),
-], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(
+    "error",
+    [
+        StorageUnavailable("s3 endpoint timed out (secret=s3cr3t)"),
+        AccessDenied("s3 refused key AKIAs3cr3t"),
+        ObjectNotFound("models/20190506-100418.tar.gz not found (s3cr3t)"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
 def test_storage_errors_are_503_with_retry_after(tmp_path, error):
     world = World(tmp_path)
     world.storage = BrokenStorage(world.models, error)
@@ -378,9 +386,11 @@ def test_metrics_count_requests_bytes_and_cache(tmp_path):
             for headers in (AUTH, AUTH, {**AUTH, "If-None-Match": f'"{res.digest}"'}, {}):
                 await (await client.get(URL, headers=headers)).read()
             resp = await client.get("/metrics")
-            samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-                       for family in text_string_to_metric_families(await resp.text())
-                       for sample in family.samples}
+            samples = {
+                (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+                for family in text_string_to_metric_families(await resp.text())
+                for sample in family.samples
+            }
             expected = {
                 ("botenv_modelserver_requests_total", (("code", "200"), ("route", "model"))): 2,
                 ("botenv_modelserver_requests_total", (("code", "304"), ("route", "model"))): 1,

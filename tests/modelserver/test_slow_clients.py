@@ -27,11 +27,19 @@ async def running(world: World, **options: float) -> AsyncIterator[int]:
     """The model server on a free loopback port, with its model already in the cache."""
     stop = asyncio.Event()
     started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    task = asyncio.create_task(serve(
-        world.catalog, host="127.0.0.1", port=0, cache_dir=world.cache_dir,
-        cache_max_bytes=1 << 30, stop=stop, on_started=started.set_result, **options))
-    done, _ = await asyncio.wait([started, task], timeout=10,
-                                 return_when=asyncio.FIRST_COMPLETED)
+    task = asyncio.create_task(
+        serve(
+            world.catalog,
+            host="127.0.0.1",
+            port=0,
+            cache_dir=world.cache_dir,
+            cache_max_bytes=1 << 30,
+            stop=stop,
+            on_started=started.set_result,
+            **options,
+        )
+    )
+    done, _ = await asyncio.wait([started, task], timeout=10, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
         task.result()  # raises what made serve() stop
     port = started.result()
@@ -65,15 +73,17 @@ class Conn:
         self.writer.write(data)
         await self.writer.drain()
 
-    async def request(self, headers: dict[str, str] | None = None, *,
-                      path: str = URL) -> tuple[int, dict[str, str], bytes]:
+    async def request(
+        self, headers: dict[str, str] | None = None, *, path: str = URL
+    ) -> tuple[int, dict[str, str], bytes]:
         lines = [f"GET {path} HTTP/1.1", "Host: model-server"]
         lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
         await self.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         return await self.response()
 
-    async def response(self, *, chunk: int = 0, pause: float = 0.0) -> tuple[
-            int, dict[str, str], bytes]:
+    async def response(
+        self, *, chunk: int = 0, pause: float = 0.0
+    ) -> tuple[int, dict[str, str], bytes]:
         head = await self.reader.readuntil(b"\r\n\r\n")
         status_line, *header_lines = head.decode("latin-1").split("\r\n")
         headers = {}
@@ -116,7 +126,8 @@ async def good_304(port: int, etag: str, conn: Conn | None = None) -> float:
     conn = conn or await asyncio.wait_for(Conn.open(port), GOOD)
     try:
         status, headers, _ = await asyncio.wait_for(
-            conn.request({**AUTH, "If-None-Match": etag}), GOOD)
+            conn.request({**AUTH, "If-None-Match": etag}), GOOD
+        )
     finally:
         if own:
             conn.close()
@@ -222,8 +233,9 @@ def test_connections_over_the_cap_are_closed_while_served_clients_go_on(tmp_path
     cap = 20
 
     async def scenario():
-        async with running(world, header_timeout=30.0, keepalive_timeout=30.0,
-                           max_connections=cap) as port:
+        async with running(
+            world, header_timeout=30.0, keepalive_timeout=30.0, max_connections=cap
+        ) as port:
             etag = await warm(port)
             good = await Conn.open(port)  # a pod's kept-alive connection
             await good_304(port, etag, good)
@@ -257,9 +269,11 @@ def test_bad_request_flood_is_answered_quietly_and_good_clients_are_served(tmp_p
         for i in range(count):
             conn = await Conn.open(port)
             try:
-                await conn.send(f"GET {URL} HTTP/1.1\r\nX-{i}: {SECRET}\x01\x02\r\n\r\n"
-                                .encode("latin-1") if i % 2 else
-                                f"\x16\x03\x01{SECRET} /\r\n\r\n".encode("latin-1"))
+                await conn.send(
+                    f"GET {URL} HTTP/1.1\r\nX-{i}: {SECRET}\x01\x02\r\n\r\n".encode("latin-1")
+                    if i % 2
+                    else f"\x16\x03\x01{SECRET} /\r\n\r\n".encode("latin-1")
+                )
                 status, _, body = await asyncio.wait_for(conn.response(), GOOD)
                 assert status == 400
                 assert SECRET.encode() not in body
@@ -279,8 +293,9 @@ def test_bad_request_flood_is_answered_quietly_and_good_clients_are_served(tmp_p
                     assert await good_304(port, etag) < GOOD
                 answered = sum(await flood)
             assert answered > 100
-            assert not [r for r in caplog.records if r.levelno >= logging.WARNING], \
+            assert not [r for r in caplog.records if r.levelno >= logging.WARNING], (
                 "bad requests from clients are not server errors"
+            )
             assert not [r for r in caplog.records if r.exc_info], "tracebacks were logged"
 
     asyncio.run(scenario())
@@ -297,9 +312,10 @@ def test_authorization_with_a_control_character_is_never_logged(tmp_path, caplog
             conn = await Conn.open(port)
             try:
                 with caplog.at_level(logging.DEBUG):
-                    await conn.send(f"GET {URL} HTTP/1.1\r\nHost: m\r\n"
-                                    f"Authorization: Bearer {SECRET}\x01X\r\n\r\n"
-                                    .encode("latin-1"))
+                    await conn.send(
+                        f"GET {URL} HTTP/1.1\r\nHost: m\r\n"
+                        f"Authorization: Bearer {SECRET}\x01X\r\n\r\n".encode("latin-1")
+                    )
                     status, _, body = await asyncio.wait_for(conn.response(), GOOD)
                     await asyncio.sleep(0.2)  # anything logged after the answer, too
             finally:
@@ -326,11 +342,14 @@ def test_slow_reader_download_outlasts_both_timeouts(tmp_path):
             etag = await warm(port)  # fills the cache: the slow download is a pure send
             conn = await Conn.open(port, rcvbuf=64 * 1024)
             try:
-                await conn.send(f"GET {URL} HTTP/1.1\r\nHost: m\r\nAuthorization: "
-                                f"{AUTH['Authorization']}\r\n\r\n".encode())
+                await conn.send(
+                    f"GET {URL} HTTP/1.1\r\nHost: m\r\nAuthorization: "
+                    f"{AUTH['Authorization']}\r\n\r\n".encode()
+                )
                 started = time.monotonic()
                 status, _, body = await asyncio.wait_for(
-                    conn.response(chunk=64 * 1024, pause=0.03), 40)
+                    conn.response(chunk=64 * 1024, pause=0.03), 40
+                )
                 took = time.monotonic() - started
                 assert status == 200
                 assert len(body) == len(data) and body == data, "download cut"

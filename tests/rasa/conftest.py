@@ -53,8 +53,9 @@ def rasa_models(rasa_python_venv: Path, tmp_path_factory: pytest.TempPathFactory
     root = tmp_path_factory.mktemp("rasa-models")
     made = {}
     for name, answer in (("a", ANSWER_A), ("b", ANSWER_B)):
-        project = write_project(root / f"project-{name}", intents={"greet": GREETINGS},
-                                responses={"greet": answer})
+        project = write_project(
+            root / f"project-{name}", intents={"greet": GREETINGS}, responses={"greet": answer}
+        )
         path = train(project, root / "models", f"model-{name}")
         made[name] = Model(path, model_id(path), answer)
     return Models(**made)

@@ -29,8 +29,9 @@ PULL_INTERVAL = 2  # seconds, wait_time_between_pulls
 T = TypeVar("T")
 
 
-def eventually(probe: Callable[[], T | None], timeout: float, what: str,
-               interval: float = 0.2) -> T:
+def eventually(
+    probe: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2
+) -> T:
     """Call probe until it returns something truthy; fail after timeout seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -121,8 +122,15 @@ class ModelServer:
         else:
             status = 200
         with self._lock:
-            self._pulls.append(Pull(at, status, inm, request.headers.get("Authorization"),
-                                    request.headers.get("X-Quoted")))
+            self._pulls.append(
+                Pull(
+                    at,
+                    status,
+                    inm,
+                    request.headers.get("Authorization"),
+                    request.headers.get("X-Quoted"),
+                )
+            )
         request.send_response(status)
         if status == 404:
             request.send_header("Content-Length", "0")
@@ -168,8 +176,10 @@ def test_local_model_answers_through_rest_channel(rasa_models: Models, tmp_path:
     a = rasa_models.a
     with RasaServer(model=a.path, workdir=tmp_path / "rasa") as rasa:
         status = rasa.wait_until_ready(timeout=120)
-        print(f"rasa run --model ready after {rasa.ready_after:.1f} s, "
-              f"RSS {rasa.rss_bytes() / 2**20:.0f} MiB")
+        print(
+            f"rasa run --model ready after {rasa.ready_after:.1f} s, "
+            f"RSS {rasa.rss_bytes() / 2**20:.0f} MiB"
+        )
         assert status["model_file"] == "model-a.tar.gz"
         assert status["model_id"] == a.model_id
         assert rasa.parse("well hello there")["intent"]["name"] == "greet"
@@ -211,8 +221,9 @@ def test_pulls_with_etag_304_expanded_headers_and_hot_swap(
     model_server.serve(Served(a.path.read_bytes(), etag_a, "model-a.tar.gz"))
     endpoints = write_endpoints(tmp_path / "endpoints.yml", model_server.url)
 
-    with RasaServer(endpoints=endpoints, env={"PULL_TOKEN": secret}, debug=True,
-                    workdir=tmp_path / "rasa") as rasa:
+    with RasaServer(
+        endpoints=endpoints, env={"PULL_TOKEN": secret}, debug=True, workdir=tmp_path / "rasa"
+    ) as rasa:
         status = rasa.wait_until_ready(timeout=120)
         print(f"rasa run (pulling) ready after {rasa.ready_after:.1f} s")
         # The `filename` header becomes model_file.
@@ -220,8 +231,11 @@ def test_pulls_with_etag_304_expanded_headers_and_hot_swap(
         assert status["model_id"] == a.model_id
         assert rasa.reply("hello") == [a.answer]
 
-        eventually(lambda: model_server.counts()[304] >= 2, 4 * PULL_INTERVAL + 10,
-                   "two conditional pulls answered 304")
+        eventually(
+            lambda: model_server.counts()[304] >= 2,
+            4 * PULL_INTERVAL + 10,
+            "two conditional pulls answered 304",
+        )
         first, *later = model_server.pulls
         assert first.status == 200
         # The first request already carries If-None-Match: the agent's random placeholder
@@ -233,8 +247,9 @@ def test_pulls_with_etag_304_expanded_headers_and_hot_swap(
         # only where the YAML scalar is plain: a quoted one arrives as written.
         assert {p.authorization for p in model_server.pulls} == {f"Bearer {secret}"}
         assert {p.quoted for p in model_server.pulls} == {"Bearer ${PULL_TOKEN}"}
-        gaps = [y.at - x.at for x, y in zip(model_server.pulls, model_server.pulls[1:],
-                                             strict=False)]
+        gaps = [
+            y.at - x.at for x, y in zip(model_server.pulls, model_server.pulls[1:], strict=False)
+        ]
         assert all(PULL_INTERVAL - 0.5 < g < PULL_INTERVAL + 1.5 for g in gaps), gaps
 
         # Move to model B: a new ETag. Rasa swaps it in at its next pull.
@@ -242,29 +257,40 @@ def test_pulls_with_etag_304_expanded_headers_and_hot_swap(
         switched = time.monotonic()
         status = eventually(
             lambda: (s := rasa.status())["model_file"] == "model-b.tar.gz" and s,
-            PULL_INTERVAL + 8, "/status to show model B",
+            PULL_INTERVAL + 8,
+            "/status to show model B",
         )
         print(f"hot swap visible in /status {time.monotonic() - switched:.1f} s after the switch")
         assert status["model_id"] == b.model_id
         assert rasa.reply("hello") == [b.answer]
-        eventually(lambda: any(p.status == 304 for p in model_server.pulls_since(switched)),
-                   2 * PULL_INTERVAL + 5, "a 304 after the swap")
+        eventually(
+            lambda: any(p.status == 304 for p in model_server.pulls_since(switched)),
+            2 * PULL_INTERVAL + 5,
+            "a 304 after the swap",
+        )
         after = model_server.pulls_since(switched)
         assert after[0].if_none_match == etag_a and after[0].status == 200
         assert {p.if_none_match for p in after[1:]} == {etag_b}
 
         # Rasa never compares ETags itself: a 200 with the SAME ETag is loaded again (seen
         # here by its new filename), so a model server must answer 304 on a match.
-        model_server.serve(Served(b.path.read_bytes(), etag_b, "model-b-again.tar.gz",
-                                  honour_if_none_match=False))
-        eventually(lambda: rasa.status()["model_file"] == "model-b-again.tar.gz",
-                   PULL_INTERVAL + 8, "a reload on a 200 with an unchanged ETag")
+        model_server.serve(
+            Served(b.path.read_bytes(), etag_b, "model-b-again.tar.gz", honour_if_none_match=False)
+        )
+        eventually(
+            lambda: rasa.status()["model_file"] == "model-b-again.tar.gz",
+            PULL_INTERVAL + 8,
+            "a reload on a 200 with an unchanged ETag",
+        )
 
         # A 200 without an ETag is downloaded and then discarded: model B stays.
         model_server.serve(Served(a.path.read_bytes(), None, "model-a-no-etag.tar.gz"))
         dropped = time.monotonic()
-        eventually(lambda: len(model_server.pulls_since(dropped)) >= 2, 2 * PULL_INTERVAL + 5,
-                   "two pulls without an ETag")
+        eventually(
+            lambda: len(model_server.pulls_since(dropped)) >= 2,
+            2 * PULL_INTERVAL + 5,
+            "two pulls without an ETag",
+        )
         assert {p.status for p in model_server.pulls_since(dropped)} == {200}
         assert rasa.status()["model_file"] == "model-b-again.tar.gz"
         assert rasa.reply("hello") == [b.answer]

@@ -228,15 +228,17 @@ def test_s3_put_reads_back_where_the_etag_is_no_md5(
 
     real_head = s3.S3Storage._head
     monkeypatch.setattr(
-        s3.S3Storage, "_head",
+        s3.S3Storage,
+        "_head",
         lambda self, key: {**real_head(self, key), "ServerSideEncryption": "aws:kms"},
     )
     backend = S3(moto_server)  # type: ignore[arg-type]
     backend.prepare()
     reads: list[str] = []
     real_open = s3.S3Storage.open
-    monkeypatch.setattr(s3.S3Storage, "open",
-                        lambda self, key: reads.append(key) or real_open(self, key))
+    monkeypatch.setattr(
+        s3.S3Storage, "open", lambda self, key: reads.append(key) or real_open(self, key)
+    )
     if changed:
         change_after_hashing(monkeypatch, "s3", "bit")
     key = backend.key(new_model())
@@ -278,15 +280,21 @@ def test_put_to_a_store_that_is_not_there(
     spec = {
         "s3": StorageSpec(provider="s3", bucket=BUCKET, endpoint=endpoint),
         "gcs": StorageSpec(provider="gcs", bucket=BUCKET, endpoint=endpoint),
-        "azure": StorageSpec(provider="azure", bucket=BUCKET,
-                             endpoint=f"{endpoint}/{Azurite.account}"),
+        "azure": StorageSpec(
+            provider="azure", bucket=BUCKET, endpoint=f"{endpoint}/{Azurite.account}"
+        ),
     }[provider]
-    credentials = {"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "secret",
-                   "AZURE_ACCOUNT_NAME": Azurite.account, "AZURE_ACCOUNT_KEY": Azurite.key}
+    credentials = {
+        "AWS_ACCESS_KEY_ID": "id",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+        "AZURE_ACCOUNT_NAME": Azurite.account,
+        "AZURE_ACCOUNT_KEY": Azurite.key,
+    }
     began = time.monotonic()
     with pytest.raises(StorageUnavailable) as err:
-        storage_for(spec, credentials).put(key_for(spec, "m.tar.gz"),
-                                           str(model_file(tmp_path, b"model")))
+        storage_for(spec, credentials).put(
+            key_for(spec, "m.tar.gz"), str(model_file(tmp_path, b"model"))
+        )
     assert time.monotonic() - began < HANG_GUARD
     assert provider in str(err.value)
 
@@ -391,15 +399,26 @@ def test_gcs_put_asks_for_a_read_write_token(
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     token_uri, handler = token_endpoint
-    pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    key_json = json.dumps({
-        "type": "service_account", "project_id": "botenv-test", "private_key_id": "k1",
-        "private_key": pem, "client_email": "trainer@botenv-test.iam.gserviceaccount.com",
-        "client_id": "1", "token_uri": token_uri,
-    })
+    pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    key_json = json.dumps(
+        {
+            "type": "service_account",
+            "project_id": "botenv-test",
+            "private_key_id": "k1",
+            "private_key": pem,
+            "client_email": "trainer@botenv-test.iam.gserviceaccount.com",
+            "client_id": "1",
+            "token_uri": token_uri,
+        }
+    )
     backend = GCS(gcs_server)  # type: ignore[arg-type]
     backend.prepare()
     storage = backend.storage({"credentials.json": key_json})
@@ -412,8 +431,7 @@ def test_gcs_put_asks_for_a_read_write_token(
     def scope(grant: str) -> str:
         assertion = dict(p.split("=", 1) for p in grant.split("&"))["assertion"]
         payload = assertion.split(".")[1]
-        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))[
-            "scope"]
+        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["scope"]
 
     scopes = {scope(g) for g in handler.grants}
     # The upload asked for a write token; reads (the stat) keep the read-only one.
@@ -421,4 +439,3 @@ def test_gcs_put_asks_for_a_read_write_token(
         "https://www.googleapis.com/auth/devstorage.read_write",
         "https://www.googleapis.com/auth/devstorage.read_only",
     }
-

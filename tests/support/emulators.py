@@ -111,9 +111,7 @@ class ProcessEmulator(ManagedProcess):
 
     def ready(self) -> bool:
         status = _http_status(self.port, self.ready_path)
-        return status is not None and (
-            self.ready_statuses is None or status in self.ready_statuses
-        )
+        return status is not None and (self.ready_statuses is None or status in self.ready_statuses)
 
     def exited_error(self, code: int) -> Exception:
         return EmulatorError(

@@ -36,13 +36,13 @@ class Kubectl:
             raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc
 
-    def apply(self, *docs: dict, check: bool = True, server_validation_only: bool = False
-              ) -> subprocess.CompletedProcess[str]:
+    def apply(
+        self, *docs: dict, check: bool = True, server_validation_only: bool = False
+    ) -> subprocess.CompletedProcess[str]:
         """kubectl apply. `server_validation_only` skips kubectl's own schema check, so
         what is tested is what the API server itself accepts or rejects."""
         extra = ["--validate=false"] if server_validation_only else []
-        return self.run("apply", *extra, "-f", "-", stdin=yaml.safe_dump_all(docs),
-                        check=check)
+        return self.run("apply", *extra, "-f", "-", stdin=yaml.safe_dump_all(docs), check=check)
 
     def apply_crds(self, server_version: tuple[int, int]) -> None:
         """`kubectl apply -f crds/` as the README says for a server of that version, and wait
@@ -51,8 +51,14 @@ class Kubectl:
         so the README applies them with --validate=false and the server drops the rules."""
         extra = ["--validate=false"] if server_version < CEL_SINCE else []
         self.run("apply", *extra, "-f", str(REPO / "crds"))
-        self.run("wait", "--for=condition=Established", "crd/botenvironments.botenv.dev",
-                 "crd/modeltags.botenv.dev", "crd/modeltrainings.botenv.dev", "--timeout=60s")
+        self.run(
+            "wait",
+            "--for=condition=Established",
+            "crd/botenvironments.botenv.dev",
+            "crd/modeltags.botenv.dev",
+            "crd/modeltrainings.botenv.dev",
+            "--timeout=60s",
+        )
 
     def get(self, kind: str, name: str, namespace: str) -> dict | None:
         proc = self.run("get", kind, name, "-n", namespace, "-o", "json", check=False)

@@ -27,9 +27,21 @@ from botenv.local.node import (
 from tests.support.rasa import rasa_python
 
 __all__ = [
-    "BUILTIN_IMAGES", "DEFAULT_NODE", "DEFAULT_SELECTOR", "PYTHON", "RASA_ENV", "RASA_PYTHON",
-    "BindHook", "Image", "KubeletError", "ProcessInfo", "TestKubelet", "expand", "rasa_image",
-    "rasa_sdk_image", "repository",
+    "BUILTIN_IMAGES",
+    "DEFAULT_NODE",
+    "DEFAULT_SELECTOR",
+    "PYTHON",
+    "RASA_ENV",
+    "RASA_PYTHON",
+    "BindHook",
+    "Image",
+    "KubeletError",
+    "ProcessInfo",
+    "TestKubelet",
+    "expand",
+    "rasa_image",
+    "rasa_sdk_image",
+    "repository",
 ]
 
 

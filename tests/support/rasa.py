@@ -58,49 +58,169 @@ HARNESS_ID = "1"
 # tensorflow, huggingface_hub via skops, urllib3, certifi, cryptography, fsspec, pillow, ...)
 # and a future release of any of them could break an import on Python 3.10 / numpy 1.23.
 CONSTRAINTS: tuple[str, ...] = (
-    "absl-py==1.4.0", "aio-pika==8.2.3", "aiofiles==25.1.0", "aiogram==2.15",
-    "aiohttp==3.9.5", "aiohttp-retry==2.9.1", "aiormq==6.4.2", "aiosignal==1.4.0",
-    "anyio==4.16.0", "APScheduler==3.9.1.post1", "astunparse==1.6.3", "async-timeout==4.0.3",
-    "attrs==22.1.0", "babel==2.18.0", "bidict==0.23.1", "boto3==1.44.5", "botocore==1.44.5",
-    "CacheControl==0.12.14", "certifi==2026.10.18", "cffi==2.1.1", "charset-normalizer==3.5.2",
-    "click==8.5.1", "cloudpickle==3.1.2", "colorclass==2.2.2", "coloredlogs==15.0.1",
-    "colorhash==1.2.1", "confluent-kafka==2.16.1", "cryptography==50.0.2", "cycler==0.12.1",
-    "dask==2022.10.2", "dnspython==2.3.0", "docopt==0.6.2", "exceptiongroup==1.3.1",
-    "fbmessenger==6.0.0", "filelock==4.1.0", "fire==0.7.1", "flatbuffers==25.12.19",
-    "fonttools==4.65.0", "frozenlist==1.8.0", "fsspec==2026.9.0", "future==1.0.0",
-    "gast==0.4.0", "google-auth==2.62.2", "google-auth-oauthlib==1.0.0",
-    "google-pasta==0.2.0", "greenlet==3.5.6", "grpcio==1.85.1", "h11==0.16.0",
-    "h5py==3.16.0", "hf-xet==1.8.0", "httpcore2==2.14.0", "httptools==0.9.0",
-    "httpx2==2.14.0", "huggingface_hub==2.4.0", "humanfriendly==10.0", "idna==3.20",
-    "jax==0.4.30", "jaxlib==0.4.30", "jmespath==1.1.0", "joblib==1.6.0",
-    "jsonpickle==3.0.4", "jsonschema==4.17.3", "keras==2.12.0", "kiwisolver==1.5.1",
-    "libclang==18.1.1", "locket==1.0.0", "Markdown==3.10.3", "MarkupSafe==3.0.4",
-    "matplotlib==3.5.3", "mattermostwrapper==2.2", "ml_dtypes==0.5.4", "msgpack==1.2.4",
-    "multidict==5.2.0", "networkx==2.6.3", "numpy==1.23.5", "oauthlib==4.0.1",
-    "opt_einsum==3.4.0", "packaging==20.9", "pamqp==3.2.1", "partd==1.4.2",
-    "pillow==12.3.0", "pluggy==1.7.0", "portalocker==2.10.1", "prompt-toolkit==3.0.28",
-    "propcache==0.5.4", "protobuf==4.23.3", "psycopg2-binary==2.9.13", "pyasn1==0.6.5",
-    "pyasn1_modules==0.4.2", "pycparser==3.11", "pydantic==1.10.9", "pydot==1.4.2",
-    "PyJWT==2.15.1", "pykwalify==1.8.0", "pymongo==4.3.3", "pyparsing==3.3.3",
-    "pyrsistent==0.20.0", "python-crfsuite==0.9.12", "python-dateutil==2.8.2",
-    "python-engineio==4.15.1", "python-socketio==5.18.1", "pytz==2022.7.1",
-    "PyYAML==6.0.3", "questionary==1.10.0", "randomname==0.1.5", "rasa-sdk==3.6.2",
-    "redis==4.6.0", "regex==2022.10.31", "requests==2.34.2", "requests-oauthlib==2.0.0",
-    "requests-toolbelt==1.0.0", "rocketchat-API==1.30.0", "ruamel.yaml==0.17.21",
-    "ruamel.yaml.clib==0.2.15", "s3transfer==0.19.3", "safetensors==0.4.5",
-    "sanic==21.12.2", "Sanic-Cors==2.0.1", "sanic-jwt==1.8.0", "sanic-routing==0.7.2",
-    "scikit-learn==1.1.3", "scipy==1.10.1", "sentry-sdk==1.14.0", "setuptools==70.3.0",
-    "simple-websocket==1.1.0", "six==1.17.0", "sklearn-crfsuite==0.3.6", "skops==0.9.0",
-    "slack_sdk==3.47.0", "SQLAlchemy==1.4.54", "structlog==23.3.0",
-    "structlog-sentry==2.1.0", "tabulate==0.10.0", "tarsafe==0.0.4", "tensorboard==2.12.3",
-    "tensorboard-data-server==0.7.2", "tensorflow==2.12.0", "tensorflow-estimator==2.12.0",
-    "tensorflow-hub==0.13.0", "tensorflow-io-gcs-filesystem==0.32.0",
-    "tensorflow-text==2.12.0", "termcolor==3.3.0", "terminaltables==3.1.10",
-    "threadpoolctl==3.8.0", "tomli==2.5.0", "toolz==1.2.0", "tqdm==4.70.1",
-    "truststore==0.10.5", "twilio==8.2.2", "typing-utils==0.1.0", "typing_extensions==4.16.0",
-    "tzlocal==5.4.5", "ujson==5.13.0", "urllib3==2.8.0", "uvloop==0.23.0", "wcwidth==0.9.4",
-    "webexteamssdk==1.6.1", "websockets==10.4", "Werkzeug==3.1.9", "wheel==0.45.1",
-    "wrapt==1.14.2", "wsproto==1.3.2", "yarl==1.25.1",
+    "absl-py==1.4.0",
+    "aio-pika==8.2.3",
+    "aiofiles==25.1.0",
+    "aiogram==2.15",
+    "aiohttp==3.9.5",
+    "aiohttp-retry==2.9.1",
+    "aiormq==6.4.2",
+    "aiosignal==1.4.0",
+    "anyio==4.16.0",
+    "APScheduler==3.9.1.post1",
+    "astunparse==1.6.3",
+    "async-timeout==4.0.3",
+    "attrs==22.1.0",
+    "babel==2.18.0",
+    "bidict==0.23.1",
+    "boto3==1.44.5",
+    "botocore==1.44.5",
+    "CacheControl==0.12.14",
+    "certifi==2026.10.18",
+    "cffi==2.1.1",
+    "charset-normalizer==3.5.2",
+    "click==8.5.1",
+    "cloudpickle==3.1.2",
+    "colorclass==2.2.2",
+    "coloredlogs==15.0.1",
+    "colorhash==1.2.1",
+    "confluent-kafka==2.16.1",
+    "cryptography==50.0.2",
+    "cycler==0.12.1",
+    "dask==2022.10.2",
+    "dnspython==2.3.0",
+    "docopt==0.6.2",
+    "exceptiongroup==1.3.1",
+    "fbmessenger==6.0.0",
+    "filelock==4.1.0",
+    "fire==0.7.1",
+    "flatbuffers==25.12.19",
+    "fonttools==4.65.0",
+    "frozenlist==1.8.0",
+    "fsspec==2026.9.0",
+    "future==1.0.0",
+    "gast==0.4.0",
+    "google-auth==2.62.2",
+    "google-auth-oauthlib==1.0.0",
+    "google-pasta==0.2.0",
+    "greenlet==3.5.6",
+    "grpcio==1.85.1",
+    "h11==0.16.0",
+    "h5py==3.16.0",
+    "hf-xet==1.8.0",
+    "httpcore2==2.14.0",
+    "httptools==0.9.0",
+    "httpx2==2.14.0",
+    "huggingface_hub==2.4.0",
+    "humanfriendly==10.0",
+    "idna==3.20",
+    "jax==0.4.30",
+    "jaxlib==0.4.30",
+    "jmespath==1.1.0",
+    "joblib==1.6.0",
+    "jsonpickle==3.0.4",
+    "jsonschema==4.17.3",
+    "keras==2.12.0",
+    "kiwisolver==1.5.1",
+    "libclang==18.1.1",
+    "locket==1.0.0",
+    "Markdown==3.10.3",
+    "MarkupSafe==3.0.4",
+    "matplotlib==3.5.3",
+    "mattermostwrapper==2.2",
+    "ml_dtypes==0.5.4",
+    "msgpack==1.2.4",
+    "multidict==5.2.0",
+    "networkx==2.6.3",
+    "numpy==1.23.5",
+    "oauthlib==4.0.1",
+    "opt_einsum==3.4.0",
+    "packaging==20.9",
+    "pamqp==3.2.1",
+    "partd==1.4.2",
+    "pillow==12.3.0",
+    "pluggy==1.7.0",
+    "portalocker==2.10.1",
+    "prompt-toolkit==3.0.28",
+    "propcache==0.5.4",
+    "protobuf==4.23.3",
+    "psycopg2-binary==2.9.13",
+    "pyasn1==0.6.5",
+    "pyasn1_modules==0.4.2",
+    "pycparser==3.11",
+    "pydantic==1.10.9",
+    "pydot==1.4.2",
+    "PyJWT==2.15.1",
+    "pykwalify==1.8.0",
+    "pymongo==4.3.3",
+    "pyparsing==3.3.3",
+    "pyrsistent==0.20.0",
+    "python-crfsuite==0.9.12",
+    "python-dateutil==2.8.2",
+    "python-engineio==4.15.1",
+    "python-socketio==5.18.1",
+    "pytz==2022.7.1",
+    "PyYAML==6.0.3",
+    "questionary==1.10.0",
+    "randomname==0.1.5",
+    "rasa-sdk==3.6.2",
+    "redis==4.6.0",
+    "regex==2022.10.31",
+    "requests==2.34.2",
+    "requests-oauthlib==2.0.0",
+    "requests-toolbelt==1.0.0",
+    "rocketchat-API==1.30.0",
+    "ruamel.yaml==0.17.21",
+    "ruamel.yaml.clib==0.2.15",
+    "s3transfer==0.19.3",
+    "safetensors==0.4.5",
+    "sanic==21.12.2",
+    "Sanic-Cors==2.0.1",
+    "sanic-jwt==1.8.0",
+    "sanic-routing==0.7.2",
+    "scikit-learn==1.1.3",
+    "scipy==1.10.1",
+    "sentry-sdk==1.14.0",
+    "setuptools==70.3.0",
+    "simple-websocket==1.1.0",
+    "six==1.17.0",
+    "sklearn-crfsuite==0.3.6",
+    "skops==0.9.0",
+    "slack_sdk==3.47.0",
+    "SQLAlchemy==1.4.54",
+    "structlog==23.3.0",
+    "structlog-sentry==2.1.0",
+    "tabulate==0.10.0",
+    "tarsafe==0.0.4",
+    "tensorboard==2.12.3",
+    "tensorboard-data-server==0.7.2",
+    "tensorflow==2.12.0",
+    "tensorflow-estimator==2.12.0",
+    "tensorflow-hub==0.13.0",
+    "tensorflow-io-gcs-filesystem==0.32.0",
+    "tensorflow-text==2.12.0",
+    "termcolor==3.3.0",
+    "terminaltables==3.1.10",
+    "threadpoolctl==3.8.0",
+    "tomli==2.5.0",
+    "toolz==1.2.0",
+    "tqdm==4.70.1",
+    "truststore==0.10.5",
+    "twilio==8.2.2",
+    "typing-utils==0.1.0",
+    "typing_extensions==4.16.0",
+    "tzlocal==5.4.5",
+    "ujson==5.13.0",
+    "urllib3==2.8.0",
+    "uvloop==0.23.0",
+    "wcwidth==0.9.4",
+    "webexteamssdk==1.6.1",
+    "websockets==10.4",
+    "Werkzeug==3.1.9",
+    "wheel==0.45.1",
+    "wrapt==1.14.2",
+    "wsproto==1.3.2",
+    "yarl==1.25.1",
 )
 
 # Quiet, private, reproducible Rasa processes.
@@ -147,7 +267,10 @@ def _probe_python(candidate: str) -> tuple[str | None, str]:
     )
     try:
         proc = subprocess.run(
-            [candidate, "-c", code], capture_output=True, text=True, timeout=60,
+            [candidate, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
             env=_clean_env(),
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -178,14 +301,18 @@ def _pyenv_candidates() -> Iterator[str]:
         for version in versions or ["3.10.13"]:
             with contextlib.suppress(OSError, subprocess.SubprocessError):
                 path = subprocess.run(
-                    [pyenv, "which", "python"], capture_output=True, text=True, timeout=30,
+                    [pyenv, "which", "python"],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
                     env={**os.environ, "PYENV_VERSION": version},
                 ).stdout.strip()
                 if path:
                     yield path
     root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
-    yield from (str(p) for p in sorted((root / "versions").glob(f"{want}.*/bin/python"),
-                                       reverse=True))
+    yield from (
+        str(p) for p in sorted((root / "versions").glob(f"{want}.*/bin/python"), reverse=True)
+    )
 
 
 def find_python310() -> str:
@@ -253,14 +380,24 @@ def _locked(path: Path, waiting_message: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _run_streaming(cmd: Sequence[str], log: Path, what: str, *, cwd: Path | None = None,
-                   env: Mapping[str, str] | None = None) -> None:
+def _run_streaming(
+    cmd: Sequence[str],
+    log: Path,
+    what: str,
+    *,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> None:
     """Run cmd, copying its output to stderr and to log; raise with the tail on failure."""
     tail: deque[str] = deque(maxlen=40)
     with open(log, "a") as out:
         out.write(f"$ {' '.join(cmd)}\n")
         proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd,
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=cwd,
             env=dict(env) if env is not None else _clean_env(),
         )
         assert proc.stdout is not None
@@ -295,8 +432,10 @@ def rasa_venv() -> Path:
             shutil.rmtree(stale, ignore_errors=True)
         python = find_python310()
         began = time.monotonic()
-        _say(f"building the Rasa {RASA_VERSION} venv in {venv} with {python} "
-             "(once; about 2-3 minutes and 2.7 GB)")
+        _say(
+            f"building the Rasa {RASA_VERSION} venv in {venv} with {python} "
+            "(once; about 2-3 minutes and 2.7 GB)"
+        )
         build = Path(tempfile.mkdtemp(prefix="venv.building-", dir=root))
         log = root / "venv-build.log"
         log.write_text("")
@@ -305,13 +444,27 @@ def rasa_venv() -> Path:
             constraints = build / "botenv-constraints.txt"
             constraints.write_text("\n".join(CONSTRAINTS) + "\n")
             _run_streaming(
-                [str(_venv_python(build)), "-m", "pip", "install", "--disable-pip-version-check",
-                 "--no-input", "--progress-bar", "off", "-c", str(constraints),
-                 f"rasa=={RASA_VERSION}"],
-                log, f"pip install rasa=={RASA_VERSION}",
+                [
+                    str(_venv_python(build)),
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "--no-input",
+                    "--progress-bar",
+                    "off",
+                    "-c",
+                    str(constraints),
+                    f"rasa=={RASA_VERSION}",
+                ],
+                log,
+                f"pip install rasa=={RASA_VERSION}",
             )
-            _run_streaming([str(_venv_python(build)), "-m", "rasa", "--version"], log,
-                           "the Rasa smoke test (python -m rasa --version)")
+            _run_streaming(
+                [str(_venv_python(build)), "-m", "rasa", "--version"],
+                log,
+                "the Rasa smoke test (python -m rasa --version)",
+            )
             (build / "botenv-stamp.json").write_text(json.dumps(_stamp()))
             if venv.exists():  # an older harness's venv: replace it
                 old = Path(tempfile.mkdtemp(prefix="venv.building-old-", dir=root))
@@ -347,15 +500,17 @@ def write_project(dir: Path, *, intents: dict[str, list[str]], responses: dict[s
     trains in seconds, and two models differ by changing a response text.
     """
     if set(intents) != set(responses):
-        raise ValueError(f"intents {sorted(intents)} and responses {sorted(responses)} "
-                         "must name the same intents")
+        raise ValueError(
+            f"intents {sorted(intents)} and responses {sorted(responses)} "
+            "must name the same intents"
+        )
     for name, examples in intents.items():
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) or not examples:
             raise ValueError(f"intent {name!r}: needs an identifier name and examples")
     dir = Path(dir)
     (dir / "data").mkdir(parents=True, exist_ok=True)
     (dir / "config.yml").write_text(
-        'recipe: default.v1\nlanguage: en\nassistant_id: botenv-test\n'
+        "recipe: default.v1\nlanguage: en\nassistant_id: botenv-test\n"
         "pipeline:\n  - name: WhitespaceTokenizer\n  - name: KeywordIntentClassifier\n"
         "policies:\n  - name: MemoizationPolicy\n  - name: RulePolicy\n"
     )
@@ -364,8 +519,11 @@ def write_project(dir: Path, *, intents: dict[str, list[str]], responses: dict[s
     domain.append("responses:")
     for name in intents:
         domain += [f"  utter_{name}:", f"    - text: {_q(responses[name])}"]
-    domain += ["session_config:", "  session_expiration_time: 60",
-               "  carry_over_slots_to_new_session: true"]
+    domain += [
+        "session_config:",
+        "  session_expiration_time: 60",
+        "  carry_over_slots_to_new_session: true",
+    ]
     (dir / "domain.yml").write_text("\n".join(domain) + "\n")
     nlu = ['version: "3.1"', "nlu:"]
     for name, examples in intents.items():
@@ -374,8 +532,12 @@ def write_project(dir: Path, *, intents: dict[str, list[str]], responses: dict[s
     (dir / "data" / "nlu.yml").write_text("\n".join(nlu) + "\n")
     rules = ['version: "3.1"', "rules:"]
     for name in intents:
-        rules += [f"- rule: answer {name}", "  steps:", f"  - intent: {name}",
-                  f"  - action: utter_{name}"]
+        rules += [
+            f"- rule: answer {name}",
+            "  steps:",
+            f"  - intent: {name}",
+            f"  - action: utter_{name}",
+        ]
     (dir / "data" / "rules.yml").write_text("\n".join(rules) + "\n")
     return dir
 
@@ -400,8 +562,7 @@ def project_hash(project: Path) -> str:
     return digest.hexdigest()[:24]
 
 
-def train(project: Path, out_dir: Path, fixed_model_name: str, *,
-          timeout: float = 600) -> Path:
+def train(project: Path, out_dir: Path, fixed_model_name: str, *, timeout: float = 600) -> Path:
     """Train project into out_dir/<fixed_model_name>.tar.gz and return that path.
 
     Runs ``rasa train --fixed-model-name NAME --out OUT`` with the cached venv. Models are
@@ -421,14 +582,30 @@ def train(project: Path, out_dir: Path, fixed_model_name: str, *,
         with tempfile.TemporaryDirectory(prefix="rasa-train-") as tmp:
             work = Path(tmp)
             domain = project / "domain.yml"
-            cmd = [str(python), "-m", "rasa", "train", "--fixed-model-name", fixed_model_name,
-                   "--out", str(work / "out"), "--config", str(project / "config.yml"),
-                   "--domain", str(domain if domain.exists() else project / "domain"),
-                   "--data", str(project / "data")]
+            cmd = [
+                str(python),
+                "-m",
+                "rasa",
+                "train",
+                "--fixed-model-name",
+                fixed_model_name,
+                "--out",
+                str(work / "out"),
+                "--config",
+                str(project / "config.yml"),
+                "--domain",
+                str(domain if domain.exists() else project / "domain"),
+                "--data",
+                str(project / "data"),
+            ]
             began = time.monotonic()
             try:
                 proc = subprocess.run(
-                    cmd, cwd=work, capture_output=True, text=True, timeout=timeout,
+                    cmd,
+                    cwd=work,
+                    capture_output=True,
+                    text=True,
+                    timeout=timeout,
                     env=_clean_env({"RASA_CACHE_DIRECTORY": str(work / "cache")}),
                 )
             except subprocess.TimeoutExpired as exc:
@@ -506,8 +683,17 @@ class RasaServer:
     # -- lifecycle -----------------------------------------------------------------------
 
     def command(self) -> list[str]:
-        cmd = [str(rasa_python()), "-m", "rasa", "run", "--enable-api",
-               "--interface", "127.0.0.1", "--port", str(self.port)]
+        cmd = [
+            str(rasa_python()),
+            "-m",
+            "rasa",
+            "run",
+            "--enable-api",
+            "--interface",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
         credentials = self.credentials
         if credentials is None:
             credentials = self.workdir / "credentials.yml"
@@ -535,8 +721,13 @@ class RasaServer:
             log.write(f"$ {' '.join(cmd)}\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                cmd, cwd=self.workdir, env=_clean_env(self.env), stdin=subprocess.DEVNULL,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                cmd,
+                cwd=self.workdir,
+                env=_clean_env(self.env),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
                 preexec_fn=die_with_parent(signal.SIGTERM),
             )
         self.started_at = time.monotonic()
@@ -555,8 +746,12 @@ class RasaServer:
             self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def log_tail(self, lines: int = 40) -> str:
@@ -579,8 +774,9 @@ class RasaServer:
 
     # -- HTTP ----------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, body: Any = None,
-                 timeout: float = 30.0) -> tuple[int, Any]:
+    def _request(
+        self, method: str, path: str, body: Any = None, timeout: float = 30.0
+    ) -> tuple[int, Any]:
         url = self.url + path
         if self.auth_token:
             sep = "&" if "?" in path else "?"
@@ -672,8 +868,11 @@ class RasaServer:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.support.rasa", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.support.rasa",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("venv", help="build (or find) the cached Rasa venv and print its path")
     train_p = sub.add_parser("train", help="train a Rasa project and print the model path")

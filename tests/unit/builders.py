@@ -117,8 +117,7 @@ def render_all(
     """Render every child of one environment. `present` maps Secret names to their keys
     (default: every referenced key exists)."""
     parsed = parse_environment(body, DEFAULT_IMAGE)
-    check_tag_fits(parsed, storage=storage or StorageSpec(provider="http"),
-                   action_server_image="")
+    check_tag_fits(parsed, storage=storage or StorageSpec(provider="http"), action_server_image="")
     remote = storage if parsed.delivery == "remoteStorage" else None
     uses = se.secret_uses(parsed, remote)
     if present is None:
@@ -126,15 +125,15 @@ def render_all(
         for use in uses:
             present[use.secret] = frozenset(present.get(use.secret) or ()) | {use.key}
     # botenv provisions the pull token itself: it exists unless a test says otherwise
-    present = {names.pull_token_secret_name(parsed.name): frozenset({se.PULL_TOKEN_KEY}),
-               **present}
+    present = {names.pull_token_secret_name(parsed.name): frozenset({se.PULL_TOKEN_KEY}), **present}
     usable = se.usable(uses, present)
     if not queue and parsed.event_broker is not None:
         queue = parsed.event_broker.queue or names.derived_queue(parsed.namespace, parsed.name)
     doc = endpoints(
         parsed,
-        model_url=names.model_url(MODEL_SERVER, parsed.namespace, parsed.model_tag,
-                                  pinned=parsed.rollout == "Restart"),
+        model_url=names.model_url(
+            MODEL_SERVER, parsed.namespace, parsed.model_tag, pinned=parsed.rollout == "Restart"
+        ),
         queue=queue,
         used_vars={u.var for u in usable if u.var},
     )

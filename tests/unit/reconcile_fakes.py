@@ -49,23 +49,36 @@ class FakeKube:
         self.writes.append(("create", obj["kind"], meta["namespace"], meta["name"], obj))
         return self._stored(obj)
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str,
-               uid: str | None = None) -> None:
+    def delete(
+        self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None
+    ) -> None:
         self._check("delete", kind)
         self.writes.append(("delete", kind, namespace, name, {}))
 
     def patch_status(self, kind: str, namespace: str, name: str, status: dict) -> dict:
         self._check("status", kind)
         self.writes.append(("status", kind, namespace, name, status))
-        return {"kind": kind, "metadata": {"name": name, "namespace": namespace,
-                                           "resourceVersion": str(next(self._rv))},
-                "status": status}
+        return {
+            "kind": kind,
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "resourceVersion": str(next(self._rv)),
+            },
+            "status": status,
+        }
 
-    def event(self, involved: dict, type_: str, reason: str, message: str,
-              timestamp: str) -> None:
+    def event(self, involved: dict, type_: str, reason: str, message: str, timestamp: str) -> None:
         meta = involved["metadata"]
-        self.writes.append(("event", involved["kind"], meta["namespace"], meta["name"],
-                            {"type": type_, "reason": reason, "message": message}))
+        self.writes.append(
+            (
+                "event",
+                involved["kind"],
+                meta["namespace"],
+                meta["name"],
+                {"type": type_, "reason": reason, "message": message},
+            )
+        )
 
     # what a test asserts on
     def written(self, verb: str, kind: str = "") -> list[dict]:
@@ -80,10 +93,18 @@ def index(*objects: dict) -> dict:
     return {(o["metadata"]["namespace"], o["metadata"]["name"]): [o] for o in objects}
 
 
-def state(kube: FakeKube, *, environments: tuple[dict, ...] = (), tags: tuple[dict, ...] = (),
-          children: tuple[dict, ...] = ()) -> State:
+def state(
+    kube: FakeKube,
+    *,
+    environments: tuple[dict, ...] = (),
+    tags: tuple[dict, ...] = (),
+    children: tuple[dict, ...] = (),
+) -> State:
     settings = Settings(verify_models=False, check_dependencies=False)
-    return State(kube=kube, settings=settings,  # type: ignore[arg-type]
-                 environments=index(*environments), tags=index(*tags),
-                 children={kind: index(*(c for c in children if c["kind"] == kind))
-                           for kind in KINDS})
+    return State(
+        kube=kube,
+        settings=settings,  # type: ignore[arg-type]
+        environments=index(*environments),
+        tags=index(*tags),
+        children={kind: index(*(c for c in children if c["kind"] == kind)) for kind in KINDS},
+    )

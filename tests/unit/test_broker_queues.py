@@ -79,8 +79,9 @@ def test_same_broker_spelled_differently_is_one_broker():
     short = env("a", host="rabbitmq", queue="events")
     full = env("b", host="rabbitmq.bots.svc.cluster.local", queue="events")
     svc = env("c", host="RabbitMQ.bots.svc.", queue="events")
-    assert (broker_queues.queue_of(short) == broker_queues.queue_of(full)
-            == broker_queues.queue_of(svc))
+    assert (
+        broker_queues.queue_of(short) == broker_queues.queue_of(full) == broker_queues.queue_of(svc)
+    )
 
 
 def test_older_environment_wins_a_queue_nobody_holds_yet():
@@ -185,9 +186,13 @@ def test_an_environment_is_not_its_own_rival():
 
 
 def test_the_claim_of_a_parsed_spec_is_the_one_read_from_its_body():
-    for body in (env("a"), env("a", host="RabbitMQ.bots.svc.", port=5673, queue="events"),
-                 env("a", host="mq.example.com", queue="q")):
+    for body in (
+        env("a"),
+        env("a", host="RabbitMQ.bots.svc.", port=5673, queue="events"),
+        env("a", host="mq.example.com", queue="q"),
+    ):
         spec = parse_environment(body, DEFAULT_IMAGE)
         assert spec.event_broker is not None
         assert broker_queues.claim_of("bots", "a", spec.event_broker) == (
-            broker_queues.queue_of(body))
+            broker_queues.queue_of(body)
+        )

@@ -17,35 +17,70 @@ def cond(type_, status, reason="", message=""):
     return {"type": type_, "status": status, "reason": reason, "message": message}
 
 
-def benv(name, *, tag="", model="", conditions=(), replicas=None, ready=0, ns="bots",
-         generation=1, observed=1):
+def benv(
+    name,
+    *,
+    tag="",
+    model="",
+    conditions=(),
+    replicas=None,
+    ready=0,
+    ns="bots",
+    generation=1,
+    observed=1,
+):
     spec = {"modelTag": tag} if tag else {}
     if replicas is not None:
         spec["replicas"] = replicas
-    status = {"observedGeneration": observed, "readyReplicas": ready,
-              "conditions": list(conditions)}
+    status = {
+        "observedGeneration": observed,
+        "readyReplicas": ready,
+        "conditions": list(conditions),
+    }
     if model:
         status["model"] = {"tag": tag or name, "name": model, "digest": "d" * 32}
-    return {"metadata": {"name": name, "namespace": ns, "generation": generation},
-            "spec": spec, "status": status}
+    return {
+        "metadata": {"name": name, "namespace": ns, "generation": generation},
+        "spec": spec,
+        "status": status,
+    }
 
 
-def mtag(name, model, *, status_model=None, history=(), ready=("True", "Resolved", ""),
-         ns="bots", environments=(), generation=1, observed=1, actions="", **meta):
+def mtag(
+    name,
+    model,
+    *,
+    status_model=None,
+    history=(),
+    ready=("True", "Resolved", ""),
+    ns="bots",
+    environments=(),
+    generation=1,
+    observed=1,
+    actions="",
+    **meta,
+):
     status_model = model if status_model is None else status_model
-    status = {"observedGeneration": observed, "environments": list(environments),
-              "history": [dict(h) for h in history],
-              "conditions": [cond("Ready", *ready)] if ready else []}
+    status = {
+        "observedGeneration": observed,
+        "environments": list(environments),
+        "history": [dict(h) for h in history],
+        "conditions": [cond("Ready", *ready)] if ready else [],
+    }
     if status_model:
-        status.update(model=status_model, digest="0123456789abcdef0123",
-                      resolvedAt="2024-06-12T11:55:00Z")
+        status.update(
+            model=status_model, digest="0123456789abcdef0123", resolvedAt="2024-06-12T11:55:00Z"
+        )
     spec = {"model": model, "storage": {"provider": "local", "path": "/models"}}
     if actions:
         spec["actionServerImage"] = actions
         if status_model == model:
             status["actionServerImage"] = actions
-    return {"metadata": {"name": name, "namespace": ns, "generation": generation, **meta},
-            "spec": spec, "status": status}
+    return {
+        "metadata": {"name": name, "namespace": ns, "generation": generation, **meta},
+        "spec": spec,
+        "status": status,
+    }
 
 
 def entry(model, resolved="2024-06-01T00:00:00Z", digest="feedbeef"):
@@ -55,20 +90,39 @@ def entry(model, resolved="2024-06-01T00:00:00Z", digest="feedbeef"):
 # --- summaries and tables -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("conditions", "state", "reason"), [
-    ([cond("Ready", "True", "Ready", "2 of 2 replicas serve the model"),
-      cond("Progressing", "False", "RolloutComplete"), cond("Degraded", "False")],
-     "Ready", "Ready"),
-    ([cond("Ready", "False", "SecretMissing", "Secret 'auth' not found"),
-      cond("Progressing", "False", "RolloutComplete"),
-      cond("Degraded", "True", "SecretMissing", "Secret 'auth' not found")],
-     "Degraded", "SecretMissing"),
-    ([cond("Ready", "False", "RollingOut", "rolling out: 1 of 2 replicas updated"),
-      cond("Progressing", "True", "RollingOut", "rolling out: 1 of 2 replicas updated"),
-      cond("Degraded", "False", "AsExpected")],
-     "Progressing", "RollingOut"),
-    ([], "Pending", "NotObserved"),
-])
+@pytest.mark.parametrize(
+    ("conditions", "state", "reason"),
+    [
+        (
+            [
+                cond("Ready", "True", "Ready", "2 of 2 replicas serve the model"),
+                cond("Progressing", "False", "RolloutComplete"),
+                cond("Degraded", "False"),
+            ],
+            "Ready",
+            "Ready",
+        ),
+        (
+            [
+                cond("Ready", "False", "SecretMissing", "Secret 'auth' not found"),
+                cond("Progressing", "False", "RolloutComplete"),
+                cond("Degraded", "True", "SecretMissing", "Secret 'auth' not found"),
+            ],
+            "Degraded",
+            "SecretMissing",
+        ),
+        (
+            [
+                cond("Ready", "False", "RollingOut", "rolling out: 1 of 2 replicas updated"),
+                cond("Progressing", "True", "RollingOut", "rolling out: 1 of 2 replicas updated"),
+                cond("Degraded", "False", "AsExpected"),
+            ],
+            "Progressing",
+            "RollingOut",
+        ),
+        ([], "Pending", "NotObserved"),
+    ],
+)
 def test_environment_summary_state(conditions, state, reason):
     row = output.environment_summary(benv("production", model="m.tar.gz", conditions=conditions))
     assert (row["state"], row["reason"]) == (state, reason)
@@ -78,31 +132,69 @@ def test_environment_summary_state(conditions, state, reason):
 
 def test_status_text_shows_environments_tags_and_why_not_ready():
     environments = [
-        output.environment_summary(benv(
-            "production", model="20190506-100418.tar.gz", replicas=2, ready=2,
-            conditions=[cond("Ready", "True", "Ready", "2 of 2 replicas serve the model")])),
-        output.environment_summary(benv(
-            "worker", tag="production", model="20190506-100418.tar.gz",
-            conditions=[cond("Ready", "False", "SecretMissing", "Secret 'mq' not found"),
-                        cond("Degraded", "True", "SecretMissing", "Secret 'mq' not found")])),
+        output.environment_summary(
+            benv(
+                "production",
+                model="20190506-100418.tar.gz",
+                replicas=2,
+                ready=2,
+                conditions=[cond("Ready", "True", "Ready", "2 of 2 replicas serve the model")],
+            )
+        ),
+        output.environment_summary(
+            benv(
+                "worker",
+                tag="production",
+                model="20190506-100418.tar.gz",
+                conditions=[
+                    cond("Ready", "False", "SecretMissing", "Secret 'mq' not found"),
+                    cond("Degraded", "True", "SecretMissing", "Secret 'mq' not found"),
+                ],
+            )
+        ),
     ]
-    tags = [output.tag_summary(mtag("production", "20190506-100418.tar.gz",
-                                 environments=["production", "worker"])),
-            output.tag_summary(mtag("experimental", "missing.tar.gz", status_model="m1.tar.gz",
-                                 ready=("False", "ModelNotFound", "model 'missing.tar.gz' "
-                                        "not found")))]
+    tags = [
+        output.tag_summary(
+            mtag("production", "20190506-100418.tar.gz", environments=["production", "worker"])
+        ),
+        output.tag_summary(
+            mtag(
+                "experimental",
+                "missing.tar.gz",
+                status_model="m1.tar.gz",
+                ready=("False", "ModelNotFound", "model 'missing.tar.gz' not found"),
+            )
+        ),
+    ]
     text = output.status_text(environments, tags, namespace="bots", now=NOW)
     lines = text.splitlines()
     assert lines[0].split() == ["ENVIRONMENT", "TAG", "MODEL", "STATUS", "READY"]
-    assert lines[1].split() == ["production", "production", "20190506-100418.tar.gz", "Ready",
-                                "2/2"]
-    assert lines[2].split() == ["worker", "production", "20190506-100418.tar.gz", "Degraded",
-                                "(SecretMissing)", "0/1"]
+    assert lines[1].split() == [
+        "production",
+        "production",
+        "20190506-100418.tar.gz",
+        "Ready",
+        "2/2",
+    ]
+    assert lines[2].split() == [
+        "worker",
+        "production",
+        "20190506-100418.tar.gz",
+        "Degraded",
+        "(SecretMissing)",
+        "0/1",
+    ]
     # Columns line up: every row starts its MODEL at the same offset.
     assert {line.index("20190506") for line in lines[1:3]} == {lines[0].index("MODEL")}
     tag_header = next(i for i, line in enumerate(lines) if line.startswith("TAG"))
-    assert lines[tag_header].split() == ["TAG", "MODEL", "DIGEST", "RESOLVED", "READY",
-                                         "ENVIRONMENTS"]
+    assert lines[tag_header].split() == [
+        "TAG",
+        "MODEL",
+        "DIGEST",
+        "RESOLVED",
+        "READY",
+        "ENVIRONMENTS",
+    ]
     production = lines[tag_header + 1]
     assert "0123456789ab " in production and "0123456789abc" not in production
     assert "2024-06-12T11:55:00Z (5m ago)" in production
@@ -126,8 +218,10 @@ def test_status_text_all_namespaces_and_empty():
     assert "No BotEnvironments in namespace 'bots'." in empty
 
 
-@pytest.mark.parametrize(("seconds", "expected"), [(5, "5s"), (125, "2m"), (7200, "2h"),
-                                                   (3 * 86400 + 5, "3d"), (-3, "0s")])
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [(5, "5s"), (125, "2m"), (7200, "2h"), (3 * 86400 + 5, "3d"), (-3, "0s")],
+)
 def test_age(seconds, expected):
     then = (NOW - datetime.timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert output.age(then, NOW) == expected
@@ -136,7 +230,10 @@ def test_age(seconds, expected):
 
 def test_table_pads_columns_and_strips_trailing_space():
     assert output.table(["A", "BB"], [["xyz", ""], ["1", "2"]]).splitlines() == [
-        "A    BB", "xyz", "1    2"]
+        "A    BB",
+        "xyz",
+        "1    2",
+    ]
 
 
 # --- history and rollback ------------------------------------------------------------------
@@ -146,7 +243,10 @@ def test_history_marks_the_current_model_first():
     body = mtag("production", "m3.tar.gz", history=[entry("m2.tar.gz"), entry("m1.tar.gz")])
     rows = output.history_rows(body)
     assert [(r["model"], r["current"]) for r in rows] == [
-        ("m3.tar.gz", True), ("m2.tar.gz", False), ("m1.tar.gz", False)]
+        ("m3.tar.gz", True),
+        ("m2.tar.gz", False),
+        ("m1.tar.gz", False),
+    ]
     lines = output.history_text(body, NOW).splitlines()
     assert lines[0].split() == ["MODEL", "DIGEST", "RESOLVED", "AT"]
     assert lines[1].startswith("*  m3.tar.gz")
@@ -162,8 +262,9 @@ def test_history_text_says_when_there_is_nothing_to_roll_back_to():
 
 def test_rollback_target_is_the_newest_entry_with_another_model():
     # m3 was re-uploaded (same name, new digest): that entry is no rollback target.
-    body = mtag("t", "m3.tar.gz", history=[entry("m3.tar.gz"), entry("m2.tar.gz"),
-                                           entry("m1.tar.gz")])
+    body = mtag(
+        "t", "m3.tar.gz", history=[entry("m3.tar.gz"), entry("m2.tar.gz"), entry("m1.tar.gz")]
+    )
     target = decisions.rollback_target(body)
     assert target.model == "m2.tar.gz"
     assert "previous model in status.history" in target.why
@@ -176,36 +277,54 @@ def test_rollback_target_after_a_rollback_is_the_model_rolled_back_from():
 
 
 def test_rollback_of_an_unresolved_move_returns_to_the_model_in_force():
-    body = mtag("t", "missing.tar.gz", status_model="m2.tar.gz",
-                history=[entry("m1.tar.gz")], ready=("False", "ModelNotFound", "gone"))
+    body = mtag(
+        "t",
+        "missing.tar.gz",
+        status_model="m2.tar.gz",
+        history=[entry("m1.tar.gz")],
+        ready=("False", "ModelNotFound", "gone"),
+    )
     target = decisions.rollback_target(body)
     assert target.model == "m2.tar.gz"
     assert "never resolved" in target.why
 
 
 def test_rollback_target_carries_the_action_server_image_of_its_entry():
-    body = mtag("t", "m2.tar.gz", actions="acme/actions:2",
-                history=[{**entry("m1.tar.gz"), "actionServerImage": "acme/actions:1"}])
+    body = mtag(
+        "t",
+        "m2.tar.gz",
+        actions="acme/actions:2",
+        history=[{**entry("m1.tar.gz"), "actionServerImage": "acme/actions:1"}],
+    )
     target = decisions.rollback_target(body)
     assert (target.model, target.action_server_image) == ("m1.tar.gz", "acme/actions:1")
-    assert decisions.image_change("acme/actions:2", target.action_server_image) == \
-        "action server image: acme/actions:2 -> acme/actions:1"
+    assert (
+        decisions.image_change("acme/actions:2", target.action_server_image)
+        == "action server image: acme/actions:2 -> acme/actions:1"
+    )
     assert decisions.image_change("acme/actions:2", "acme/actions:2") == ""
     assert decisions.image_change("acme/actions:2", None) == ""
-    assert decisions.image_change("acme/actions:2", "") == \
-        "action server image: acme/actions:2 -> (each environment its own)"
+    assert (
+        decisions.image_change("acme/actions:2", "")
+        == "action server image: acme/actions:2 -> (each environment its own)"
+    )
     source = mtag("experimental", "m3.tar.gz", actions="acme/actions:3")
     assert decisions.source_action_image(source) == "acme/actions:3"
 
 
-@pytest.mark.parametrize("body", [
-    mtag("t", "m1.tar.gz"),
-    mtag("t", "m1.tar.gz", history=[entry("m1.tar.gz")]),
-    mtag("t", "m1.tar.gz", status_model="", ready=None),
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        mtag("t", "m1.tar.gz"),
+        mtag("t", "m1.tar.gz", history=[entry("m1.tar.gz")]),
+        mtag("t", "m1.tar.gz", status_model="", ready=None),
+    ],
+)
 def test_rollback_without_an_earlier_model_is_refused(body):
-    with pytest.raises(decisions.Refused, match="modeltag 't' in namespace 'bots' has no earlier "
-                                          "model in status.history"):
+    with pytest.raises(
+        decisions.Refused,
+        match="modeltag 't' in namespace 'bots' has no earlier model in status.history",
+    ):
         decisions.rollback_target(body)
 
 
@@ -219,10 +338,13 @@ def test_promote_source_is_the_resolved_model():
     assert decisions.promote_source(body) == "m2.tar.gz"  # falls back to spec.model
 
 
-@pytest.mark.parametrize(("ready", "message"), [
-    (("False", "ModelNotFound", "model 'x' not found"), "ModelNotFound: model 'x' not found"),
-    (None, "has not resolved it yet"),
-])
+@pytest.mark.parametrize(
+    ("ready", "message"),
+    [
+        (("False", "ModelNotFound", "model 'x' not found"), "ModelNotFound: model 'x' not found"),
+        (None, "has not resolved it yet"),
+    ],
+)
 def test_promote_source_refuses_a_tag_that_is_not_ready(ready, message):
     body = mtag("experimental", "x.tar.gz", status_model="m1.tar.gz", ready=ready)
     with pytest.raises(decisions.Refused, match="is not Ready") as exc:
@@ -232,27 +354,58 @@ def test_promote_source_refuses_a_tag_that_is_not_ready(ready, message):
 
 def test_move_describes_the_change():
     move = decisions.Move("bots", "production", "m1.tar.gz", "m2.tar.gz")
-    assert move.describe() == ("modeltag 'production' in namespace 'bots': spec.model "
-                               "m1.tar.gz -> m2.tar.gz")
+    assert move.describe() == (
+        "modeltag 'production' in namespace 'bots': spec.model m1.tar.gz -> m2.tar.gz"
+    )
     same = decisions.Move("bots", "production", "m2.tar.gz", "m2.tar.gz")
     assert not same.changes and "already points to m2.tar.gz" in same.describe()
 
 
-@pytest.mark.parametrize(("meta", "owner"), [
-    ({"labels": {"kustomize.toolkit.fluxcd.io/name": "apps"}}, "Flux Kustomization"),
-    ({"labels": {"argocd.argoproj.io/instance": "bots"}}, "Argo CD Application"),
-    ({"annotations": {"argocd.argoproj.io/tracking-id": "bots:botenv.dev/ModelTag:bots/t"}},
-     "Argo CD Application"),
-    ({"managedFields": [{"manager": "kustomize-controller", "operation": "Apply",
-                         "fieldsV1": {"f:spec": {"f:model": {}, "f:storage": {}}}}]},
-     "field manager 'kustomize-controller'"),
-    ({"managedFields": [{"manager": "kubectl-client-side-apply", "operation": "Update",
-                         "fieldsV1": {"f:spec": {"f:model": {}}}},
-                        {"manager": "botenv-cli", "operation": "Apply",
-                         "fieldsV1": {"f:spec": {"f:model": {}}}},
-                        {"manager": "helm", "operation": "Apply",
-                         "fieldsV1": {"f:spec": {"f:storage": {}}}}]}, ""),
-])
+@pytest.mark.parametrize(
+    ("meta", "owner"),
+    [
+        ({"labels": {"kustomize.toolkit.fluxcd.io/name": "apps"}}, "Flux Kustomization"),
+        ({"labels": {"argocd.argoproj.io/instance": "bots"}}, "Argo CD Application"),
+        (
+            {"annotations": {"argocd.argoproj.io/tracking-id": "bots:botenv.dev/ModelTag:bots/t"}},
+            "Argo CD Application",
+        ),
+        (
+            {
+                "managedFields": [
+                    {
+                        "manager": "kustomize-controller",
+                        "operation": "Apply",
+                        "fieldsV1": {"f:spec": {"f:model": {}, "f:storage": {}}},
+                    }
+                ]
+            },
+            "field manager 'kustomize-controller'",
+        ),
+        (
+            {
+                "managedFields": [
+                    {
+                        "manager": "kubectl-client-side-apply",
+                        "operation": "Update",
+                        "fieldsV1": {"f:spec": {"f:model": {}}},
+                    },
+                    {
+                        "manager": "botenv-cli",
+                        "operation": "Apply",
+                        "fieldsV1": {"f:spec": {"f:model": {}}},
+                    },
+                    {
+                        "manager": "helm",
+                        "operation": "Apply",
+                        "fieldsV1": {"f:spec": {"f:storage": {}}},
+                    },
+                ]
+            },
+            "",
+        ),
+    ],
+)
 def test_gitops_owner(meta, owner):
     found = decisions.gitops_owner(mtag("t", "m.tar.gz", **meta))
     assert (owner in found) if owner else found == ""
@@ -263,13 +416,26 @@ def test_wait_state():
     assert decisions.wait_state(moved, "m2.tar.gz", 4).done
     behind = mtag("t", "m2.tar.gz", status_model="m1.tar.gz", generation=4, observed=3)
     assert "has not seen generation 4" in decisions.wait_state(behind, "m2.tar.gz", 4).waiting
-    missing = mtag("t", "m2.tar.gz", status_model="m1.tar.gz", generation=4, observed=4,
-                   ready=("False", "ModelNotFound", "model 'm2.tar.gz' not found"))
+    missing = mtag(
+        "t",
+        "m2.tar.gz",
+        status_model="m1.tar.gz",
+        generation=4,
+        observed=4,
+        ready=("False", "ModelNotFound", "model 'm2.tar.gz' not found"),
+    )
     state = decisions.wait_state(missing, "m2.tar.gz", 4)
     assert not state.done and state.failed == (
-        "Ready=False ModelNotFound: model 'm2.tar.gz' not found")
-    flaky = mtag("t", "m2.tar.gz", status_model="m1.tar.gz", generation=4, observed=4,
-                 ready=("False", "StorageUnavailable", "timed out"))
+        "Ready=False ModelNotFound: model 'm2.tar.gz' not found"
+    )
+    flaky = mtag(
+        "t",
+        "m2.tar.gz",
+        status_model="m1.tar.gz",
+        generation=4,
+        observed=4,
+        ready=("False", "StorageUnavailable", "timed out"),
+    )
     state = decisions.wait_state(flaky, "m2.tar.gz", 4)
     assert not state.failed and "StorageUnavailable" in state.waiting
 
@@ -282,20 +448,28 @@ def test_help_documents_exit_codes(capsys):
         cli.main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    for line in ("0  ok", "2  usage error", "3  not found", "4  forbidden",
-                 "5  cannot reach the cluster"):
+    for line in (
+        "0  ok",
+        "2  usage error",
+        "3  not found",
+        "4  forbidden",
+        "5  cannot reach the cluster",
+    ):
         assert line in out
     for command in ("status", "promote", "rollback", "history", "operator", "model-server"):
         assert command in out
 
 
-@pytest.mark.parametrize("argv", [
-    ["promote", "production"],                                   # neither --model nor --from
-    ["promote", "production", "--model", "m", "--from", "other"],  # both
-    ["rollback"],
-    ["status", "-o", "yaml"],
-    ["promote", "production", "--model", "m", "--wait", "--timeout", "0"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["promote", "production"],  # neither --model nor --from
+        ["promote", "production", "--model", "m", "--from", "other"],  # both
+        ["rollback"],
+        ["status", "-o", "yaml"],
+        ["promote", "production", "--model", "m", "--wait", "--timeout", "0"],
+    ],
+)
 def test_usage_errors_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)
@@ -334,7 +508,8 @@ def kubeconfig(path, server, namespace=""):
         f"clusters:\n- name: c\n  cluster:\n    server: {server}\n"
         "users:\n- name: u\n  user:\n    token: t\n"
         f"contexts:\n- name: ctx\n  context:\n    cluster: c\n    user: u\n{ns}"
-        "current-context: ctx\n")
+        "current-context: ctx\n"
+    )
     return path
 
 

@@ -22,8 +22,12 @@ def project(root: Path) -> Path:
 
 def test_pack_keeps_config_domain_and_flattens_data(tmp_path: Path) -> None:
     files = pack_project(project(tmp_path))
-    assert files == {"config.yml": "recipe: default.v1\n", "domain.yml": "version: '3.1'\n",
-                     "more__rules.yml": "rules: []\n", "nlu.yml": "nlu: []\n"}
+    assert files == {
+        "config.yml": "recipe: default.v1\n",
+        "domain.yml": "version: '3.1'\n",
+        "more__rules.yml": "rules: []\n",
+        "nlu.yml": "nlu: []\n",
+    }
 
 
 def test_pack_names_what_is_missing(tmp_path: Path) -> None:
@@ -44,22 +48,38 @@ def test_pack_refuses_a_project_too_big_for_a_configmap(tmp_path: Path) -> None:
 def test_names_and_body() -> None:
     now = datetime.datetime(2026, 11, 22, 3, 4, 5)
     assert training_name("Experimental Bot!", now) == "experimental-bot-20261122-030405"
-    body = training_body("t", "bots", project="t-project",
-                         storage={"provider": "s3", "bucket": "m"}, tag="experimental",
-                         image="", model_name="")
-    assert body["spec"] == {"source": {"configMap": {"name": "t-project"}},
-                            "output": {"storage": {"provider": "s3", "bucket": "m"}},
-                            "tag": "experimental"}
+    body = training_body(
+        "t",
+        "bots",
+        project="t-project",
+        storage={"provider": "s3", "bucket": "m"},
+        tag="experimental",
+        image="",
+        model_name="",
+    )
+    assert body["spec"] == {
+        "source": {"configMap": {"name": "t-project"}},
+        "output": {"storage": {"provider": "s3", "bucket": "m"}},
+        "tag": "experimental",
+    }
 
 
 def test_status_lists_trainings() -> None:
     from botenv.cli import output
 
-    body = {"metadata": {"name": "nightly", "namespace": "bots"}, "spec": {"tag": "experimental"},
-            "status": {"phase": "Failed", "reason": "TrainingFailed", "modelName": "n.tar.gz",
-                       "startedAt": "2026-11-22T03:00:00Z"}}
+    body = {
+        "metadata": {"name": "nightly", "namespace": "bots"},
+        "spec": {"tag": "experimental"},
+        "status": {
+            "phase": "Failed",
+            "reason": "TrainingFailed",
+            "modelName": "n.tar.gz",
+            "startedAt": "2026-11-22T03:00:00Z",
+        },
+    }
     now = datetime.datetime(2026, 11, 22, 3, 5, tzinfo=datetime.UTC)
-    text = output.status_text([], [], namespace="bots", now=now,
-                           trainings=[output.training_summary(body)])
+    text = output.status_text(
+        [], [], namespace="bots", now=now, trainings=[output.training_summary(body)]
+    )
     line = next(x for x in text.splitlines() if x.startswith("nightly"))
     assert "Failed (TrainingFailed)" in line and "n.tar.gz" in line and "experimental" in line

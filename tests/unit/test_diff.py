@@ -160,6 +160,7 @@ def test_type_mismatch_is_a_difference():
 
 def test_numeric_looking_strings_outside_resources_compare_exactly():
     # An env value or annotation changed from "1" to "1.0" is a change to apply.
-    assert not contains({"env": [{"name": "X", "value": "1"}]},
-                        {"env": [{"name": "X", "value": "1.0"}]})
+    assert not contains(
+        {"env": [{"name": "X", "value": "1"}]}, {"env": [{"name": "X", "value": "1.0"}]}
+    )
     assert not contains({"annotations": {"a": "1000"}}, {"annotations": {"a": "1k"}})

@@ -12,7 +12,9 @@ CONFLICT = {"conditions": [{"type": "Degraded", "status": "True", "reason": "Que
 def test_an_environment_touches_itself_and_its_tag():
     fan = Fanout()
     assert fan.environment("bots", "a", environment("a", modelTag="prod"), deleted=False) == [
-        ("env", "bots", "a"), ("tag", "bots", "prod")]
+        ("env", "bots", "a"),
+        ("tag", "bots", "prod"),
+    ]
 
 
 def test_an_environment_that_moves_touches_the_tag_it_left():
@@ -26,55 +28,67 @@ def test_an_environment_that_moves_touches_the_tag_it_left():
 
 def test_a_tag_touches_the_environments_in_its_namespace_that_name_it():
     fan = Fanout()
-    for name, namespace, tag in (("a", "bots", "prod"), ("b", "bots", "prod"),
-                                 ("c", "bots", "dev"), ("d", "other", "prod")):
-        fan.environment(namespace, name, environment(name, namespace, modelTag=tag),
-                        deleted=False)
-    assert fan.tag("bots", "prod") == [("tag", "bots", "prod"), ("env", "bots", "a"),
-                                       ("env", "bots", "b")]
+    for name, namespace, tag in (
+        ("a", "bots", "prod"),
+        ("b", "bots", "prod"),
+        ("c", "bots", "dev"),
+        ("d", "other", "prod"),
+    ):
+        fan.environment(namespace, name, environment(name, namespace, modelTag=tag), deleted=False)
+    assert fan.tag("bots", "prod") == [
+        ("tag", "bots", "prod"),
+        ("env", "bots", "a"),
+        ("env", "bots", "b"),
+    ]
 
 
 def test_a_deleted_environment_is_forgotten_by_its_tag():
     fan = Fanout()
     body = environment("a", modelTag="prod")
     fan.environment("bots", "a", body, deleted=False)
-    assert fan.environment("bots", "a", body, deleted=True) == [("env", "bots", "a"),
-                                                                ("tag", "bots", "prod")]
+    assert fan.environment("bots", "a", body, deleted=True) == [
+        ("env", "bots", "a"),
+        ("tag", "bots", "prod"),
+    ]
     assert fan.tag("bots", "prod") == [("tag", "bots", "prod")]
 
 
 def test_the_holder_of_a_queue_wakes_the_environments_waiting_for_it():
     fan = Fanout()
-    fan.environment("bots", "holder", environment("holder", eventBroker=BROKER),
-                    deleted=False)
-    fan.environment("bots", "waiter", environment("waiter", eventBroker=BROKER,
-                                                  status=CONFLICT), deleted=False)
-    fan.environment("bots", "elsewhere", environment(
-        "elsewhere", eventBroker={**BROKER, "host": "other-rabbitmq"}, status=CONFLICT),
-        deleted=False)
-    keys = fan.environment("bots", "holder", environment("holder", eventBroker=BROKER),
-                           deleted=True)
+    fan.environment("bots", "holder", environment("holder", eventBroker=BROKER), deleted=False)
+    fan.environment(
+        "bots", "waiter", environment("waiter", eventBroker=BROKER, status=CONFLICT), deleted=False
+    )
+    fan.environment(
+        "bots",
+        "elsewhere",
+        environment("elsewhere", eventBroker={**BROKER, "host": "other-rabbitmq"}, status=CONFLICT),
+        deleted=False,
+    )
+    keys = fan.environment(
+        "bots", "holder", environment("holder", eventBroker=BROKER), deleted=True
+    )
     assert ("env", "bots", "waiter") in keys
     assert ("env", "bots", "elsewhere") not in keys  # another broker: not its queue
 
 
 def test_a_holder_that_moves_to_another_queue_wakes_the_waiters_of_the_old_one():
     fan = Fanout()
-    fan.environment("bots", "holder", environment("holder", eventBroker=BROKER),
-                    deleted=False)
-    fan.environment("bots", "waiter", environment("waiter", eventBroker=BROKER,
-                                                  status=CONFLICT), deleted=False)
+    fan.environment("bots", "holder", environment("holder", eventBroker=BROKER), deleted=False)
+    fan.environment(
+        "bots", "waiter", environment("waiter", eventBroker=BROKER, status=CONFLICT), deleted=False
+    )
     moved = environment("holder", eventBroker={**BROKER, "queue": "other"})
-    assert ("env", "bots", "waiter") in fan.environment("bots", "holder", moved,
-                                                        deleted=False)
+    assert ("env", "bots", "waiter") in fan.environment("bots", "holder", moved, deleted=False)
 
 
 def test_a_waiter_that_got_its_queue_is_no_longer_woken():
     fan = Fanout()
-    fan.environment("bots", "waiter", environment("waiter", eventBroker=BROKER,
-                                                  status=CONFLICT), deleted=False)
-    fan.environment("bots", "waiter", environment("waiter", eventBroker=BROKER),
-                    deleted=False)
-    keys = fan.environment("bots", "holder", environment("holder", eventBroker=BROKER),
-                           deleted=False)
+    fan.environment(
+        "bots", "waiter", environment("waiter", eventBroker=BROKER, status=CONFLICT), deleted=False
+    )
+    fan.environment("bots", "waiter", environment("waiter", eventBroker=BROKER), deleted=False)
+    keys = fan.environment(
+        "bots", "holder", environment("holder", eventBroker=BROKER), deleted=False
+    )
     assert keys == [("env", "bots", "holder"), ("tag", "bots", "holder")]

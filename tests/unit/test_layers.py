@@ -29,13 +29,18 @@ def test_render_imports_only_api_labels_and_itself():
     """Renderers turn a parsed spec into objects: they never reach the API server, the
     controller or the settings."""
     prefixes = ("botenv.api", "botenv.labels", "botenv.render")
-    wrong = {f"{path.name}: {name}" for path in sorted((PACKAGE / "render").glob("*.py"))
-             for name in botenv_imports(path) if not allowed(name, prefixes)}
+    wrong = {
+        f"{path.name}: {name}"
+        for path in sorted((PACKAGE / "render").glob("*.py"))
+        for name in botenv_imports(path)
+        if not allowed(name, prefixes)
+    }
     assert not wrong, sorted(wrong)
 
 
 def test_the_import_walk_sees_what_it_should(tmp_path: Path):
     source = tmp_path / "m.py"
-    source.write_text("import os\nfrom botenv.kube import client\n\n"
-                      "def f():\n    import botenv.settings\n")
+    source.write_text(
+        "import os\nfrom botenv.kube import client\n\ndef f():\n    import botenv.settings\n"
+    )
     assert botenv_imports(source) == {"botenv.kube", "botenv.kube.client", "botenv.settings"}

@@ -28,10 +28,17 @@ def test_flags_win_over_environment(monkeypatch):
     assert (args.header_timeout, args.max_connections) == (2, 8)
 
 
-@pytest.mark.parametrize("argv", [
-    ["--header-timeout", "0"], ["--header-timeout", "-1"], ["--keepalive-timeout", "nan"],
-    ["--keepalive-timeout", "inf"], ["--max-connections", "0"], ["--max-connections", "1.5"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--header-timeout", "0"],
+        ["--header-timeout", "-1"],
+        ["--keepalive-timeout", "nan"],
+        ["--keepalive-timeout", "inf"],
+        ["--max-connections", "0"],
+        ["--max-connections", "1.5"],
+    ],
+)
 def test_bad_limits_are_usage_errors(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         parse(*argv)

@@ -75,8 +75,9 @@ def test_not_ready_without_a_model_in_the_answer(token_env, monkeypatch):
 
 
 def test_jwt_only_signs_a_bearer_token_with_the_configured_method(monkeypatch):
-    rendered = render_all(environment(auth={"jwtSecretRef": {"name": "rasa-auth"},
-                                            "jwtMethod": "HS384"}))
+    rendered = render_all(
+        environment(auth={"jwtSecretRef": {"name": "rasa-auth"}, "jwtMethod": "HS384"})
+    )
     calls = []
 
     def encode(claims: dict, key: str, algorithm: str) -> str:

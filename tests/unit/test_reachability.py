@@ -11,9 +11,11 @@ from tests.unit.builders import spec
 
 
 def test_dependencies_named_by_the_spec_with_default_ports() -> None:
-    parsed = spec(trackerStore={"type": "sql", "host": "pg.db.svc"},
-                  lockStore={"type": "redis", "host": "redis.db.svc", "port": 6380},
-                  eventBroker={"host": "mq.svc", "secretRef": {"name": "mq"}})
+    parsed = spec(
+        trackerStore={"type": "sql", "host": "pg.db.svc"},
+        lockStore={"type": "redis", "host": "redis.db.svc", "port": 6380},
+        eventBroker={"host": "mq.svc", "secretRef": {"name": "mq"}},
+    )
     assert [(d.reason, d.host, d.port, d.field) for d in reachability.dependencies(parsed)] == [
         ("TrackerStoreUnreachable", "pg.db.svc", 5432, "spec.trackerStore.host"),
         ("LockStoreUnreachable", "redis.db.svc", 6380, "spec.lockStore.host"),
@@ -35,17 +37,30 @@ def test_unreachable_reports_a_closed_port_and_not_an_open_one() -> None:
     closed.bind(("127.0.0.1", 0))
     closed_port = closed.getsockname()[1]
     closed.close()
-    deps = [reachability.Dependency("TrackerStoreUnreachable", "tracker store",
-                                    "spec.trackerStore.host", "127.0.0.1",
-                                    listening.getsockname()[1]),
-            reachability.Dependency("EventBrokerUnreachable", "event broker",
-                                    "spec.eventBroker.host", "127.0.0.1", closed_port)]
+    deps = [
+        reachability.Dependency(
+            "TrackerStoreUnreachable",
+            "tracker store",
+            "spec.trackerStore.host",
+            "127.0.0.1",
+            listening.getsockname()[1],
+        ),
+        reachability.Dependency(
+            "EventBrokerUnreachable",
+            "event broker",
+            "spec.eventBroker.host",
+            "127.0.0.1",
+            closed_port,
+        ),
+    ]
     try:
         failed = asyncio.run(reachability.unreachable(deps, timeout=2))
     finally:
         listening.close()
-    assert [(d.reason, why) for d, why in failed] == [("EventBrokerUnreachable",
-                                                       "Connection refused")]
+    assert [(d.reason, why) for d, why in failed] == [
+        ("EventBrokerUnreachable", "Connection refused")
+    ]
     assert reachability.message(failed).startswith(
         f"cannot connect to the event broker at 127.0.0.1:{closed_port} "
-        "(spec.eventBroker.host): Connection refused.")
+        "(spec.eventBroker.host): Connection refused."
+    )

@@ -17,8 +17,10 @@ from tests.unit.reconcile_fakes import FakeKube, state
 MODEL, NEW_MODEL = "20190506-100418.tar.gz", "20240101-000000.tar.gz"
 TOKEN = {"token": base64.b64encode(b"s3cret").decode()}
 BROKER = {"host": "rabbitmq", "queue": "events", "secretRef": {"name": "rabbitmq"}}
-BROKER_SECRET = {"username": base64.b64encode(b"u").decode(),
-                 "password": base64.b64encode(b"p").decode()}
+BROKER_SECRET = {
+    "username": base64.b64encode(b"u").decode(),
+    "password": base64.b64encode(b"p").decode(),
+}
 
 
 def resolved(model: str = MODEL, **fields: object) -> dict:
@@ -27,10 +29,18 @@ def resolved(model: str = MODEL, **fields: object) -> dict:
     return body
 
 
-def run(kube: FakeKube, *environments: dict, tags: tuple[dict, ...] = (resolved(),),
-        children: tuple[dict, ...] = (), name: str = "production") -> None:
-    asyncio.run(environment.reconcile(
-        state(kube, environments=environments, tags=tags, children=children), "bots", name))
+def run(
+    kube: FakeKube,
+    *environments: dict,
+    tags: tuple[dict, ...] = (resolved(),),
+    children: tuple[dict, ...] = (),
+    name: str = "production",
+) -> None:
+    asyncio.run(
+        environment.reconcile(
+            state(kube, environments=environments, tags=tags, children=children), "bots", name
+        )
+    )
 
 
 def ready(status: dict) -> dict:
@@ -45,8 +55,11 @@ def test_happy_path_creates_the_pull_token_then_applies_every_child_and_reports(
     kube = FakeKube()
     run(kube, environment_body())
     assert [(verb, kind) for verb, kind, *_ in kube.writes[:4]] == [
-        ("create", "Secret"), ("apply", "ConfigMap"), ("apply", "Service"),
-        ("apply", "Deployment")]
+        ("create", "Secret"),
+        ("apply", "ConfigMap"),
+        ("apply", "Service"),
+        ("apply", "Deployment"),
+    ]
     deploy = kube.written("apply", "Deployment")[0]
     assert deploy["metadata"]["name"] == "rasa-production"
     [status] = kube.written("status", "BotEnvironment")
@@ -76,10 +89,12 @@ def test_a_secret_that_exists_is_read_and_its_token_used():
 
 def test_a_queue_conflict_leaves_the_younger_environment_unapplied():
     kube = FakeKube(secrets={"rabbitmq": BROKER_SECRET})
-    older = environment_body("first", created="2024-01-01T00:00:00Z", eventBroker=BROKER,
-                             modelTag="production")
-    younger = environment_body("second", created="2024-06-01T00:00:00Z", eventBroker=BROKER,
-                               modelTag="production")
+    older = environment_body(
+        "first", created="2024-01-01T00:00:00Z", eventBroker=BROKER, modelTag="production"
+    )
+    younger = environment_body(
+        "second", created="2024-06-01T00:00:00Z", eventBroker=BROKER, modelTag="production"
+    )
     run(kube, older, younger, name="second")
     assert kube.written("apply") == [] and kube.written("create") == []
     [status] = kube.written("status", "BotEnvironment")
@@ -94,9 +109,13 @@ def test_a_tag_move_rolls_the_deployment_to_the_new_model():
     first = kube.written("apply", "Deployment")[0]
     applied = kube.written("status")[0]
     secret = kube.written("create", "Secret")[0]
-    live = [{**secret, "metadata": {**secret["metadata"], "resourceVersion": "1"}},
-            *(dict(c, metadata={**c["metadata"], "resourceVersion": "1"})
-              for c in kube.written("apply"))]
+    live = [
+        {**secret, "metadata": {**secret["metadata"], "resourceVersion": "1"}},
+        *(
+            dict(c, metadata={**c["metadata"], "resourceVersion": "1"})
+            for c in kube.written("apply")
+        ),
+    ]
 
     kube = FakeKube()
     run(kube, environment_body(status=applied), tags=(resolved(NEW_MODEL),), children=tuple(live))
@@ -145,7 +164,8 @@ def test_the_pull_token_of_a_deleted_environment_is_deleted():
     kube = FakeKube()
     asyncio.run(environment.reconcile(state(kube, children=(secret,)), "bots", "production"))
     assert [(verb, kind, name) for verb, kind, _, name, _ in kube.writes] == [
-        ("delete", "Secret", "rasa-production-pull")]
+        ("delete", "Secret", "rasa-production-pull")
+    ]
 
 
 def test_a_pull_token_that_cannot_be_written_is_reported_before_a_missing_secret():

@@ -16,7 +16,8 @@ ACTIONS = {"image": "registry.example.com/acme-actions:1.4"}
 def test_action_endpoint_points_at_the_environments_own_action_server() -> None:
     rendered = render_all(environment(actionServer=ACTIONS))
     assert rendered.endpoints["action_endpoint"] == {
-        "url": "http://rasa-production-actions.bots.svc:5055/webhook"}
+        "url": "http://rasa-production-actions.bots.svc:5055/webhook"
+    }
 
 
 def test_action_endpoint_follows_the_port() -> None:
@@ -34,16 +35,25 @@ def test_an_external_action_server_is_used_as_given() -> None:
 
 
 def test_both_an_action_server_and_an_external_url_is_an_error_naming_the_field() -> None:
-    with pytest.raises(SpecError, match=r"spec\.actionEndpoint\.url: must be empty with "
-                                        r"spec\.actionServer"):
+    with pytest.raises(
+        SpecError,
+        match=r"spec\.actionEndpoint\.url: must be empty with "
+        r"spec\.actionServer",
+    ):
         spec(actionServer=ACTIONS, actionEndpoint={"url": "http://a:5055/webhook"})
 
 
 def test_action_server_deployment() -> None:
-    parsed = spec(actionServer={**ACTIONS, "replicas": 2, "env": [{"name": "A", "value": "1"}],
-                                "resources": {"requests": {"cpu": "100m"}},
-                                "nodeSelector": {"pool": "bots"},
-                                "podAnnotations": {"team": "acme"}})
+    parsed = spec(
+        actionServer={
+            **ACTIONS,
+            "replicas": 2,
+            "env": [{"name": "A", "value": "1"}],
+            "resources": {"requests": {"cpu": "100m"}},
+            "nodeSelector": {"pool": "bots"},
+            "podAnnotations": {"team": "acme"},
+        }
+    )
     deploy = actionserver.deployment(parsed, image=ACTIONS["image"], tag="production", uid=UID)
     assert deploy["metadata"]["name"] == "rasa-production-actions"
     assert deploy["metadata"]["ownerReferences"][0]["uid"] == UID
@@ -70,27 +80,36 @@ def test_action_server_service_selects_the_action_pods_on_the_port() -> None:
     deploy = actionserver.deployment(parsed, image="x", tag="production", uid=UID)
     assert svc["metadata"]["name"] == "rasa-production-actions"
     assert svc["spec"]["selector"] == deploy["spec"]["selector"]["matchLabels"]
-    assert svc["spec"]["ports"] == [{"name": "http", "port": 6055, "targetPort": "http",
-                                     "protocol": "TCP"}]
+    assert svc["spec"]["ports"] == [
+        {"name": "http", "port": 6055, "targetPort": "http", "protocol": "TCP"}
+    ]
 
 
 def test_the_tags_image_wins_over_the_environments() -> None:
     parsed = spec(actionServer=ACTIONS)
-    assert actionserver.image(parsed, "registry.example.com/acme-actions:2.0") == \
-        "registry.example.com/acme-actions:2.0"
+    assert (
+        actionserver.image(parsed, "registry.example.com/acme-actions:2.0")
+        == "registry.example.com/acme-actions:2.0"
+    )
     assert actionserver.image(parsed, "") == ACTIONS["image"]
 
 
 def test_no_image_anywhere_names_the_field() -> None:
     parsed = spec(actionServer={"replicas": 1})
-    with pytest.raises(SpecError, match=r"spec\.actionServer\.image: is required, since "
-                                        r"ModelTag 'production' sets no spec\.actionServerImage"):
+    with pytest.raises(
+        SpecError,
+        match=r"spec\.actionServer\.image: is required, since "
+        r"ModelTag 'production' sets no spec\.actionServerImage",
+    ):
         check_tag_fits(parsed, storage=StorageSpec(provider="http"), action_server_image="")
 
 
 def test_a_long_environment_name_with_an_action_server_is_rejected() -> None:
-    with pytest.raises(SpecError, match=r"metadata\.name: must be at most 50 characters "
-                                        r"with spec\.actionServer"):
+    with pytest.raises(
+        SpecError,
+        match=r"metadata\.name: must be at most 50 characters "
+        r"with spec\.actionServer",
+    ):
         parse_environment(environment(name="a" * 51, actionServer=ACTIONS), DEFAULT_IMAGE)
 
 
@@ -105,8 +124,10 @@ def test_tag_action_server_image_is_parsed_and_checked() -> None:
 
 def test_rasa_pro_license_is_injected_by_reference() -> None:
     rendered = render_all(environment(license={"secretRef": {"name": "rasa-pro"}}))
-    assert rendered.env["RASA_PRO_LICENSE"] == {"name": "RASA_PRO_LICENSE", "valueFrom": {
-        "secretKeyRef": {"name": "rasa-pro", "key": "license"}}}
+    assert rendered.env["RASA_PRO_LICENSE"] == {
+        "name": "RASA_PRO_LICENSE",
+        "valueFrom": {"secretKeyRef": {"name": "rasa-pro", "key": "license"}},
+    }
 
 
 def test_a_missing_license_key_is_reported_with_its_field() -> None:
@@ -114,8 +135,9 @@ def test_a_missing_license_key_is_reported_with_its_field() -> None:
 
     parsed = spec(license={"secretRef": {"name": "rasa-pro", "key": "pro"}})
     uses = se.secret_uses(parsed, None)
-    problems = se.missing_keys(uses, {"rasa-pro": frozenset({"license"}),
-                                      "rasa-production-pull": frozenset({"token"})})
+    problems = se.missing_keys(
+        uses, {"rasa-pro": frozenset({"license"}), "rasa-production-pull": frozenset({"token"})}
+    )
     assert problems == ["Secret 'rasa-pro' has no key 'pro' (named by spec.license.secretRef.key)"]
 
 
@@ -123,9 +145,12 @@ def test_restart_pins_the_pull_url_to_the_pods_digest_hotswap_follows_the_tag() 
     restart = render_all(environment(), digest="abc/+=")
     assert restart.endpoints["models"]["url"] == (
         "http://botenv-model-server.botenv-system.svc:8080/models/bots/tags/production"
-        "?digest=${BOTENV_MODEL_DIGEST}")
-    assert restart.env["BOTENV_MODEL_DIGEST"] == {"name": "BOTENV_MODEL_DIGEST",
-                                                  "value": "abc%2F%2B%3D"}
+        "?digest=${BOTENV_MODEL_DIGEST}"
+    )
+    assert restart.env["BOTENV_MODEL_DIGEST"] == {
+        "name": "BOTENV_MODEL_DIGEST",
+        "value": "abc%2F%2B%3D",
+    }
     hot = render_all(environment(rollout="HotSwap"), digest="abc")
     assert hot.endpoints["models"]["url"].endswith("/models/bots/tags/production")
     assert "BOTENV_MODEL_DIGEST" not in hot.env

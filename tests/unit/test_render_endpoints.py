@@ -287,8 +287,10 @@ def test_pull_delivery_points_rasa_at_the_tag_on_the_model_server():
 
 
 def test_model_url_tolerates_a_trailing_slash_on_the_base():
-    assert names.model_url("http://ms:8080/", "bots", "production") == \
-        "http://ms:8080/models/bots/tags/production"
+    assert (
+        names.model_url("http://ms:8080/", "bots", "production")
+        == "http://ms:8080/models/bots/tags/production"
+    )
 
 
 def test_pull_delivery_default_interval():

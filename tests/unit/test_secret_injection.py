@@ -98,8 +98,9 @@ def test_storage_credentials_missing_for_remote_storage():
 
 def test_a_missing_storage_secret_names_the_model_tag():
     parsed = spec(delivery="remoteStorage", modelTag="stable")
-    uses = se.secret_uses(parsed, storage(provider="azure", bucket="c",
-                                          secretRef={"name": "azure"}))
+    uses = se.secret_uses(
+        parsed, storage(provider="azure", bucket="c", secretRef={"name": "azure"})
+    )
     problems = se.missing_keys(uses, {"azure": None})
     assert len(problems) == 1
     assert "'azure'" in problems[0] and "ModelTag stable" in problems[0]
@@ -295,5 +296,6 @@ def test_pull_delivery_uses_the_provisioned_pull_token():
     (token,) = [u for u in uses if u.var == se.PULL_TOKEN]
     assert (token.secret, token.key) == ("rasa-production-pull", "token")
     assert not token.optional
-    assert not [u for u in se.secret_uses(spec(delivery="remoteStorage"), None)
-                if u.var == se.PULL_TOKEN]
+    assert not [
+        u for u in se.secret_uses(spec(delivery="remoteStorage"), None) if u.var == se.PULL_TOKEN
+    ]

@@ -9,13 +9,21 @@ class Store(list):
 
 
 def obj(kind: str, name: str, rv: str, **extra: object) -> dict:
-    return {"kind": kind, "metadata": {"name": name, "namespace": "ns",
-                                       "resourceVersion": rv}, **extra}
+    return {
+        "kind": kind,
+        "metadata": {"name": name, "namespace": "ns", "resourceVersion": rv},
+        **extra,
+    }
 
 
 def state(deployments: dict | None = None, environments: dict | None = None) -> State:
-    return State(kube=None, settings=Settings(), environments=environments or {}, tags={},
-                 children={"Deployment": deployments or {}})
+    return State(
+        kube=None,
+        settings=Settings(),
+        environments=environments or {},
+        tags={},
+        children={"Deployment": deployments or {}},
+    )
 
 
 def test_own_write_is_seen_until_the_watch_delivers_it():
@@ -24,8 +32,9 @@ def test_own_write_is_seen_until_the_watch_delivers_it():
     s.remember(obj("Deployment", "rasa-a", "12", spec={"replicas": 2}))
     assert s.child("Deployment", "ns", "rasa-a")["spec"]["replicas"] == 2
     # The watch catches up (or someone else wrote later): the index wins again.
-    s.children["Deployment"][("ns", "rasa-a")] = Store([obj("Deployment", "rasa-a", "15",
-                                                            spec={"replicas": 3})])
+    s.children["Deployment"][("ns", "rasa-a")] = Store(
+        [obj("Deployment", "rasa-a", "15", spec={"replicas": 3})]
+    )
     assert s.child("Deployment", "ns", "rasa-a")["spec"]["replicas"] == 3
     assert not s.written
 

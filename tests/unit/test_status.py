@@ -282,19 +282,31 @@ def test_first_model_is_announced_without_a_previous_one():
 
 
 def test_events_tell_the_action_server_went_first() -> None:
-    waiting = st.conditions(st.Problem("WaitingForActionServer", "Rasa waits for action "
-                                       "server rasa-p-actions", degraded=False),
-                            st.Rollout(True, "1 of 1 replicas serve the model"), 2)
-    before = {"model": {"tag": "p", "name": "m1"}, "actionServer": {"image": "a:1"},
-              "conditions": cond.merge(None, st.conditions(None, st.Rollout(True, "ok"), 1),
-                                       "t0")}
+    waiting = st.conditions(
+        st.Problem(
+            "WaitingForActionServer", "Rasa waits for action server rasa-p-actions", degraded=False
+        ),
+        st.Rollout(True, "1 of 1 replicas serve the model"),
+        2,
+    )
+    before = {
+        "model": {"tag": "p", "name": "m1"},
+        "actionServer": {"image": "a:1"},
+        "conditions": cond.merge(None, st.conditions(None, st.Rollout(True, "ok"), 1), "t0"),
+    }
     held = {**before, "conditions": cond.merge(before["conditions"], waiting, "t1")}
-    assert ("Normal", "WaitingForActionServer",
-            "Rasa waits for action server rasa-p-actions") in st.events(before, held)
-    after = {"model": {"tag": "p", "name": "m2"}, "actionServer": {"image": "a:2"},
-             "conditions": cond.merge(held["conditions"],
-                                      st.conditions(None, st.Rollout(False, "rolling"), 2),
-                                      "t2")}
+    assert (
+        "Normal",
+        "WaitingForActionServer",
+        "Rasa waits for action server rasa-p-actions",
+    ) in st.events(before, held)
+    after = {
+        "model": {"tag": "p", "name": "m2"},
+        "actionServer": {"image": "a:2"},
+        "conditions": cond.merge(
+            held["conditions"], st.conditions(None, st.Rollout(False, "rolling"), 2), "t2"
+        ),
+    }
     reasons = [reason for _, reason, _ in st.events(held, after)]
     assert reasons.index("ActionServerChanged") < reasons.index("ModelChanged")
 
@@ -306,11 +318,11 @@ def test_ready_only_when_every_ready_pod_serves_the_model() -> None:
 
 
 def test_pods_on_different_models_are_progressing_with_counts() -> None:
-    progress, listing = st.served("m2.tar.gz", {"p1": "m2.tar.gz", "p2": "m1.tar.gz",
-                                                "p3": ""}, 3)
+    progress, listing = st.served("m2.tar.gz", {"p1": "m2.tar.gz", "p2": "m1.tar.gz", "p3": ""}, 3)
     assert not progress.done
-    assert progress.message == ("1 of 3 ready replicas serve model m2.tar.gz "
-                                "(others: 1 (no answer), 1 m1.tar.gz)")
+    assert progress.message == (
+        "1 of 3 ready replicas serve model m2.tar.gz (others: 1 (no answer), 1 m1.tar.gz)"
+    )
     assert {"name": "m1.tar.gz", "replicas": 1} in listing
 
 
@@ -322,11 +334,19 @@ def test_fewer_ready_pods_seen_than_replicas_is_not_done() -> None:
 def test_status_reports_what_the_pods_serve() -> None:
     deploy = deployment(replicas=2, updated=2, available=2)
     status = st.environment_status(
-        previous={}, generation=1, problem=None, deployment=deploy, replicas=2,
-        applied={"model": {"tag": "p", "name": "m2.tar.gz"}}, timestamp="t",
-        answers={"a": "m1.tar.gz", "b": "m2.tar.gz"})
-    assert status["servedModels"] == [{"name": "m1.tar.gz", "replicas": 1},
-                                      {"name": "m2.tar.gz", "replicas": 1}]
+        previous={},
+        generation=1,
+        problem=None,
+        deployment=deploy,
+        replicas=2,
+        applied={"model": {"tag": "p", "name": "m2.tar.gz"}},
+        timestamp="t",
+        answers={"a": "m1.tar.gz", "b": "m2.tar.gz"},
+    )
+    assert status["servedModels"] == [
+        {"name": "m1.tar.gz", "replicas": 1},
+        {"name": "m2.tar.gz", "replicas": 1},
+    ]
     ready = by_type(status["conditions"])["Ready"]
     assert (ready["status"], ready["reason"]) == ("False", "RollingOut")
 
@@ -335,16 +355,33 @@ def test_verified_model_moves_only_once_every_pod_serves_it() -> None:
     before = {"model": {"tag": "p", "name": "m1.tar.gz"}}
     deploy = deployment(replicas=2, updated=2, available=2)
     mixed = st.environment_status(
-        previous=before, generation=2, problem=None, deployment=deploy, replicas=2,
-        applied={"model": {"tag": "p", "name": "m2.tar.gz"}}, timestamp="t",
-        answers={"a": "m1.tar.gz", "b": "m2.tar.gz"}, verifying=True)
+        previous=before,
+        generation=2,
+        problem=None,
+        deployment=deploy,
+        replicas=2,
+        applied={"model": {"tag": "p", "name": "m2.tar.gz"}},
+        timestamp="t",
+        answers={"a": "m1.tar.gz", "b": "m2.tar.gz"},
+        verifying=True,
+    )
     assert mixed["model"]["name"] == "m1.tar.gz"
     progressing = by_type(mixed["conditions"])["Progressing"]
     assert progressing["message"].startswith("rolling to model m2.tar.gz: 1 of 2 ready")
     done = st.environment_status(
-        previous=mixed, generation=2, problem=None, deployment=deploy, replicas=2,
-        applied={"model": {"tag": "p", "name": "m2.tar.gz"}}, timestamp="t",
-        answers={"a": "m2.tar.gz", "b": "m2.tar.gz"}, verifying=True)
+        previous=mixed,
+        generation=2,
+        problem=None,
+        deployment=deploy,
+        replicas=2,
+        applied={"model": {"tag": "p", "name": "m2.tar.gz"}},
+        timestamp="t",
+        answers={"a": "m2.tar.gz", "b": "m2.tar.gz"},
+        verifying=True,
+    )
     assert done["model"]["name"] == "m2.tar.gz"
-    assert ("Normal", "ModelChanged", "serving model m2.tar.gz of tag p (was m1.tar.gz)") in \
-        st.events(mixed, done)
+    assert (
+        "Normal",
+        "ModelChanged",
+        "serving model m2.tar.gz of tag p (was m1.tar.gz)",
+    ) in st.events(mixed, done)

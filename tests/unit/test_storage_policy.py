@@ -64,11 +64,25 @@ def url(server: http.server.HTTPServer) -> str:
     return f"http://{host}:{port}/models"
 
 
-@pytest.mark.parametrize("address", [
-    "127.0.0.1", "127.0.0.2", "::1", "169.254.169.254", "169.254.170.2", "fe80::1",
-    "fd00:ec2::254", "100.100.100.200", "0.0.0.0", "::", "224.0.0.1", "::ffff:127.0.0.1",
-    "::ffff:169.254.169.254", "240.0.0.1",
-])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "127.0.0.2",
+        "::1",
+        "169.254.169.254",
+        "169.254.170.2",
+        "fe80::1",
+        "fd00:ec2::254",
+        "100.100.100.200",
+        "0.0.0.0",
+        "::",
+        "224.0.0.1",
+        "::ffff:127.0.0.1",
+        "::ffff:169.254.169.254",
+        "240.0.0.1",
+    ],
+)
 def test_special_addresses_are_refused_by_default(address: str) -> None:
     assert forbidden_reason(ipaddress.ip_address(address)) is not None
 
@@ -80,19 +94,28 @@ def test_ordinary_addresses_pass(address: str) -> None:
     assert forbidden_reason(ipaddress.ip_address(address)) is None
 
 
-@pytest.mark.parametrize("spec, field", [
-    (StorageSpec(provider="http", url="http://169.254.169.254/latest/meta-data/"),
-     "spec.storage.url"),
-    (StorageSpec(provider="http", url="http://127.0.0.1:8080/"), "spec.storage.url"),
-    # By name: resolved, not compared as a string.
-    (StorageSpec(provider="http", url="http://localhost:8080/"), "spec.storage.url"),
-    (StorageSpec(provider="http", url="http://[::1]:8080/"), "spec.storage.url"),
-    (StorageSpec(provider="http", url="http://[::ffff:7f00:1]:8080/"), "spec.storage.url"),
-    (StorageSpec(provider="s3", bucket="b", endpoint="http://169.254.169.254"),
-     "spec.storage.endpoint"),
-    (StorageSpec(provider="azure", bucket="c", endpoint="http://localhost:10000/acct"),
-     "spec.storage.endpoint"),
-])
+@pytest.mark.parametrize(
+    "spec, field",
+    [
+        (
+            StorageSpec(provider="http", url="http://169.254.169.254/latest/meta-data/"),
+            "spec.storage.url",
+        ),
+        (StorageSpec(provider="http", url="http://127.0.0.1:8080/"), "spec.storage.url"),
+        # By name: resolved, not compared as a string.
+        (StorageSpec(provider="http", url="http://localhost:8080/"), "spec.storage.url"),
+        (StorageSpec(provider="http", url="http://[::1]:8080/"), "spec.storage.url"),
+        (StorageSpec(provider="http", url="http://[::ffff:7f00:1]:8080/"), "spec.storage.url"),
+        (
+            StorageSpec(provider="s3", bucket="b", endpoint="http://169.254.169.254"),
+            "spec.storage.endpoint",
+        ),
+        (
+            StorageSpec(provider="azure", bucket="c", endpoint="http://localhost:10000/acct"),
+            "spec.storage.endpoint",
+        ),
+    ],
+)
 def test_loopback_and_metadata_locations_are_refused(spec: StorageSpec, field: str) -> None:
     with pytest.raises(LocationNotAllowed) as refused:
         DEFAULT.check(spec)
@@ -102,8 +125,11 @@ def test_loopback_and_metadata_locations_are_refused(spec: StorageSpec, field: s
 
 def test_local_storage_is_off_until_the_admin_lists_a_root(tmp_path: Path) -> None:
     spec = StorageSpec(provider="local", path=str(tmp_path))
-    with pytest.raises(LocationNotAllowed, match=r"spec\.storage\.path: .*no local storage "
-                                                 r"roots are allowed.*BOTENV_STORAGE_LOCAL"):
+    with pytest.raises(
+        LocationNotAllowed,
+        match=r"spec\.storage\.path: .*no local storage "
+        r"roots are allowed.*BOTENV_STORAGE_LOCAL",
+    ):
         DEFAULT.check(spec)
     StoragePolicy.parse([str(tmp_path)], [], []).check(spec)
 
@@ -112,8 +138,13 @@ def test_a_local_path_outside_the_roots_is_refused(tmp_path: Path) -> None:
     root = tmp_path / "models"
     root.mkdir()
     policy = StoragePolicy.parse([str(root)], [], [])
-    for path in ("/var/run/secrets/kubernetes.io/serviceaccount", "/etc", str(tmp_path),
-                 f"{root}/../", f"{root}-other"):
+    for path in (
+        "/var/run/secrets/kubernetes.io/serviceaccount",
+        "/etc",
+        str(tmp_path),
+        f"{root}/../",
+        f"{root}-other",
+    ):
         with pytest.raises(LocationNotAllowed, match=f"allowed roots are {root}"):
             policy.check(StorageSpec(provider="local", path=path))
     # A link inside the root that leads out of it is judged by where it leads.
@@ -139,10 +170,12 @@ def test_url_prefixes_narrow_http_and_endpoints() -> None:
     policy = StoragePolicy.parse([], ["http://10.1.2.3:8080/models/", "https://10.9.9.9"], [])
     policy.check(StorageSpec(provider="http", url="http://10.1.2.3:8080/models/team-a"))
     policy.check(StorageSpec(provider="s3", bucket="b", endpoint="https://10.9.9.9/"))
-    for spec in (StorageSpec(provider="http", url="http://10.1.2.3:8080/other/"),
-                 # A prefix without a path does not match a longer host name.
-                 StorageSpec(provider="http", url="https://10.9.9.99/"),
-                 StorageSpec(provider="gcs", bucket="b", endpoint="http://10.1.2.3:9000")):
+    for spec in (
+        StorageSpec(provider="http", url="http://10.1.2.3:8080/other/"),
+        # A prefix without a path does not match a longer host name.
+        StorageSpec(provider="http", url="https://10.9.9.99/"),
+        StorageSpec(provider="gcs", bucket="b", endpoint="http://10.1.2.3:9000"),
+    ):
         with pytest.raises(LocationNotAllowed, match="does not start with an allowed prefix"):
             policy.check(spec)
 
@@ -179,16 +212,24 @@ def test_a_redirect_into_a_refused_network_is_not_followed(origin) -> None:  # n
 
 
 def test_settings_read_the_policy_and_name_a_bad_entry() -> None:
-    settings = Settings.from_env({"BOTENV_STORAGE_LOCAL_ROOTS": "/models, /srv/more",
-                                  "BOTENV_STORAGE_URL_PREFIXES": "https://models.example.com",
-                                  "BOTENV_STORAGE_ALLOWED_NETWORKS": "10.0.0.0/8"})
-    assert settings.storage.local_roots == (os.path.realpath("/models"),
-                                            os.path.realpath("/srv/more"))
+    settings = Settings.from_env(
+        {
+            "BOTENV_STORAGE_LOCAL_ROOTS": "/models, /srv/more",
+            "BOTENV_STORAGE_URL_PREFIXES": "https://models.example.com",
+            "BOTENV_STORAGE_ALLOWED_NETWORKS": "10.0.0.0/8",
+        }
+    )
+    assert settings.storage.local_roots == (
+        os.path.realpath("/models"),
+        os.path.realpath("/srv/more"),
+    )
     assert settings.storage.url_prefixes == ("https://models.example.com/",)
     assert settings.storage.allowed_networks == (ipaddress.ip_network("10.0.0.0/8"),)
     assert Settings.from_env({}).storage == StoragePolicy()
-    for name, value, word in (("LOCAL_ROOTS", "models", "'models' is not an absolute path"),
-                              ("URL_PREFIXES", "models.example.com", r"not an http\(s\) URL"),
-                              ("ALLOWED_NETWORKS", "10.0.0.0/33", "allowed network")):
+    for name, value, word in (
+        ("LOCAL_ROOTS", "models", "'models' is not an absolute path"),
+        ("URL_PREFIXES", "models.example.com", r"not an http\(s\) URL"),
+        ("ALLOWED_NETWORKS", "10.0.0.0/33", "allowed network"),
+    ):
         with pytest.raises(ValueError, match=word):
             storage_policy({f"BOTENV_STORAGE_{name}": value})

@@ -26,7 +26,10 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     base["AWS_EC2_METADATA_DISABLED"] = "true"  # no instance metadata probe on failure
     return subprocess.run(
         [sys.executable, "-m", "botenv", "upload", *args],
-        capture_output=True, text=True, timeout=60, env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**base, **(env or {})},
     )
 
 
@@ -72,15 +75,23 @@ def secret_volume(path: Path, data: dict[str, str]) -> Path:
 
 
 def test_upload_to_local_storage(model: Path, store: Path) -> None:
-    result = run(str(model), "--storage-json", local_json(store, prefix="tenants/acme/"),
-                 "--model", model.name)
+    result = run(
+        str(model),
+        "--storage-json",
+        local_json(store, prefix="tenants/acme/"),
+        "--model",
+        model.name,
+    )
     assert result.returncode == 0, result.stderr
 
     stored = store / "tenants" / "acme" / model.name
     md5 = hashlib.md5(model.read_bytes()).hexdigest()
     assert result.stdout.count("\n") == 1  # one line, and nothing else on stdout
     assert json.loads(result.stdout) == {
-        "model": model.name, "key": str(stored), "digest": md5, "size": model.stat().st_size,
+        "model": model.name,
+        "key": str(stored),
+        "digest": md5,
+        "size": model.stat().st_size,
     }
     assert stored.read_bytes() == model.read_bytes()
     assert stored.stat().st_mode & 0o777 == 0o644
@@ -89,9 +100,7 @@ def test_upload_to_local_storage(model: Path, store: Path) -> None:
     assert "MB/s" in result.stderr and "verified" in result.stderr
 
 
-def test_usage_errors_exit_2(
-    model: Path, store: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_usage_errors_exit_2(model: Path, store: Path, capsys: pytest.CaptureFixture[str]) -> None:
     no_model = run(str(model), "--storage-json", local_json(store))
     assert no_model.returncode == 2
     assert "--model" in no_model.stderr
@@ -124,8 +133,9 @@ def test_bad_storage_json_names_the_field(
 
 
 def test_bad_storage_json_in_a_process(model: Path) -> None:
-    result = run(str(model), "--storage-json", '{"provider": "s3", "prefix": "p/"}',
-                 "--model", model.name)
+    result = run(
+        str(model), "--storage-json", '{"provider": "s3", "prefix": "p/"}', "--model", model.name
+    )
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == (
         "error: invalid storage or model: --storage-json storage.bucket: is required for "
@@ -134,33 +144,45 @@ def test_bad_storage_json_in_a_process(model: Path) -> None:
 
 
 def test_bad_model_name(model: Path, store: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = main(capsys, str(model), "--storage-json", local_json(store),
-                        "--model", "../escape.tar.gz")
+    code, _, err = main(
+        capsys, str(model), "--storage-json", local_json(store), "--model", "../escape.tar.gz"
+    )
     assert code == 1
     assert "--model: must be an object name" in err
     assert list(store.parent.glob("escape*")) == []
 
 
 def test_missing_file(tmp_path: Path, store: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = main(capsys, str(tmp_path / "none.tar.gz"), "--storage-json",
-                          local_json(store), "--model", "m.tar.gz")
+    code, out, err = main(
+        capsys,
+        str(tmp_path / "none.tar.gz"),
+        "--storage-json",
+        local_json(store),
+        "--model",
+        "m.tar.gz",
+    )
     assert (code, out) == (1, "")
     assert "none.tar.gz: no such file" in err
 
 
 def test_http_is_read_only(model: Path) -> None:
-    result = run(str(model), "--storage-json", '{"provider": "http", "url": "https://h/m"}',
-                 "--model", model.name)
+    result = run(
+        str(model),
+        "--storage-json",
+        '{"provider": "http", "url": "https://h/m"}',
+        "--model",
+        model.name,
+    )
     assert result.returncode == 1
-    assert "error: storage provider http is read-only: use s3, gcs, azure or local" \
-        in result.stderr
+    assert "error: storage provider http is read-only: use s3, gcs, azure or local" in result.stderr
 
 
 def test_local_store_not_mounted(
     model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, _, err = main(capsys, str(model), "--storage-json", local_json(tmp_path / "absent"),
-                        "--model", model.name)
+    code, _, err = main(
+        capsys, str(model), "--storage-json", local_json(tmp_path / "absent"), "--model", model.name
+    )
     assert code == 1
     assert "the directory is not there" in err
 
@@ -169,18 +191,32 @@ def test_local_store_not_mounted(
     ("storage", "data"),
     [
         # A store that is not there: boto3's own errors, retries and all.
-        ({"provider": "s3", "bucket": "models", "endpoint": "http://127.0.0.1:{port}"},
-         {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": SECRET}),
+        (
+            {"provider": "s3", "bucket": "models", "endpoint": "http://127.0.0.1:{port}"},
+            {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": SECRET},
+        ),
         # Credentials refused before any request.
-        ({"provider": "azure", "bucket": "models", "endpoint": "http://127.0.0.1:{port}/acct"},
-         {"AZURE_ACCOUNT_NAME": "acct", "AZURE_ACCOUNT_KEY": SECRET + "!"}),
-        ({"provider": "gcs", "bucket": "models"},
-         {"credentials.json": json.dumps({"type": "service_account", "private_key": SECRET})}),
+        (
+            {"provider": "azure", "bucket": "models", "endpoint": "http://127.0.0.1:{port}/acct"},
+            {"AZURE_ACCOUNT_NAME": "acct", "AZURE_ACCOUNT_KEY": SECRET + "!"},
+        ),
+        (
+            {"provider": "gcs", "bucket": "models"},
+            {"credentials.json": json.dumps({"type": "service_account", "private_key": SECRET})},
+        ),
         # A value that a message would carry (here it is also the bucket's name).
-        ({"provider": "s3", "bucket": SECRET.lower()[:40].replace("_", "-"),
-          "endpoint": "http://127.0.0.1:{port}"},
-         {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": SECRET,
-          "BUCKET_TOO": SECRET.lower()[:40].replace("_", "-")}),
+        (
+            {
+                "provider": "s3",
+                "bucket": SECRET.lower()[:40].replace("_", "-"),
+                "endpoint": "http://127.0.0.1:{port}",
+            },
+            {
+                "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+                "AWS_SECRET_ACCESS_KEY": SECRET,
+                "BUCKET_TOO": SECRET.lower()[:40].replace("_", "-"),
+            },
+        ),
     ],
     ids=["s3-unreachable", "azure-bad-key", "gcs-bad-key", "echoed"],
 )
@@ -190,8 +226,15 @@ def test_secret_values_never_in_the_output(
     port = free_port()  # nothing listens there
     storage = {k: v.format(port=port) for k, v in storage.items()}
     secrets = secret_volume(tmp_path / "secret", data)
-    result = run(str(model), "--storage-json", json.dumps(storage), "--model", model.name,
-                 "--secret-dir", str(secrets))
+    result = run(
+        str(model),
+        "--storage-json",
+        json.dumps(storage),
+        "--model",
+        model.name,
+        "--secret-dir",
+        str(secrets),
+    )
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1].startswith("error: ")
     output = result.stdout + result.stderr
@@ -206,8 +249,16 @@ def test_absent_secret_dir_means_no_credentials(
     model: Path, store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # The training Job passes --secret-dir whether or not it mounts a Secret there.
-    code, out, err = main(capsys, str(model), "--storage-json", local_json(store),
-                          "--model", model.name, "--secret-dir", str(tmp_path / "nope"))
+    code, out, err = main(
+        capsys,
+        str(model),
+        "--storage-json",
+        local_json(store),
+        "--model",
+        model.name,
+        "--secret-dir",
+        str(tmp_path / "nope"),
+    )
     assert code == 0
     assert json.loads(out)["size"] == model.stat().st_size
     assert "no Secret at --secret-dir" in err
@@ -217,11 +268,14 @@ def test_absent_secret_dir_means_no_credentials(
 
 
 def test_secret_dir_is_the_credentials_mapping(tmp_path: Path) -> None:
-    secrets = secret_volume(tmp_path / "s", {
-        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
-        "AWS_SECRET_ACCESS_KEY": "line\n",  # as stored: the model server strips nothing
-        "credentials.json": '{"type": "service_account"}',
-    })
+    secrets = secret_volume(
+        tmp_path / "s",
+        {
+            "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+            "AWS_SECRET_ACCESS_KEY": "line\n",  # as stored: the model server strips nothing
+            "credentials.json": '{"type": "service_account"}',
+        },
+    )
     assert upload.read_secret_dir(str(secrets)) == {
         "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
         "AWS_SECRET_ACCESS_KEY": "line\n",
@@ -237,18 +291,36 @@ def test_default_secret_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_secret_dir_hands_the_credentials_to_storage_for(
-    model: Path, store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    model: Path,
+    store: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     from botenv.storage import factory
 
     seen = []
     real = factory.storage_for
-    monkeypatch.setattr(factory, "storage_for", lambda spec, creds, policy: seen.append(
-        (spec.provider, dict(creds))) or real(spec, creds, policy=policy))
+    monkeypatch.setattr(
+        factory,
+        "storage_for",
+        lambda spec, creds, policy: (
+            seen.append((spec.provider, dict(creds))) or real(spec, creds, policy=policy)
+        ),
+    )
     secrets = secret_volume(tmp_path / "s", {"token": "t0k3n"})
-    code = cli.main(["upload", str(model), "--storage-json", local_json(store),
-                     "--model", model.name, "--secret-dir", str(secrets)])
+    code = cli.main(
+        [
+            "upload",
+            str(model),
+            "--storage-json",
+            local_json(store),
+            "--model",
+            model.name,
+            "--secret-dir",
+            str(secrets),
+        ]
+    )
     assert code == 0
     assert seen == [("local", {"token": "t0k3n"})]
     assert json.loads(capsys.readouterr().out)["key"] == str(store / model.name)

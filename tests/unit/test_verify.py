@@ -15,13 +15,17 @@ def pod(name: str, ip: str, ready: bool = True, deleting: bool = False) -> dict:
     meta: dict = {"name": name}
     if deleting:
         meta["deletionTimestamp"] = "2024-01-01T00:00:00Z"
-    return {"metadata": meta, "status": {"podIP": ip, "conditions": [
-        {"type": "Ready", "status": "True" if ready else "False"}]}}
+    return {
+        "metadata": meta,
+        "status": {
+            "podIP": ip,
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
 
 
 def test_pod_view_is_ready_only_when_ready_and_not_terminating() -> None:
-    assert verify.pod_view(pod("a", "10.0.0.1")) == {"name": "a", "ip": "10.0.0.1",
-                                                     "ready": True}
+    assert verify.pod_view(pod("a", "10.0.0.1")) == {"name": "a", "ip": "10.0.0.1", "ready": True}
     assert not verify.pod_view(pod("a", "10.0.0.1", ready=False))["ready"]
     assert not verify.pod_view(pod("a", "10.0.0.1", deleting=True))["ready"]
 
@@ -51,11 +55,16 @@ def test_served_models_asks_each_ready_pod_with_the_token() -> None:
         await web.TCPSite(second, "127.0.0.3", port).start()
         try:
             answers = await verify.served_models(
-                [{"name": "p0", "ip": "127.0.0.2", "ready": True},
-                 {"name": "p1", "ip": "127.0.0.3", "ready": True},
-                 {"name": "gone", "ip": "127.0.0.4", "ready": True},
-                 {"name": "not-ready", "ip": "127.0.0.2", "ready": False}],
-                port=port, token="s3cret", timeout=2)
+                [
+                    {"name": "p0", "ip": "127.0.0.2", "ready": True},
+                    {"name": "p1", "ip": "127.0.0.3", "ready": True},
+                    {"name": "gone", "ip": "127.0.0.4", "ready": True},
+                    {"name": "not-ready", "ip": "127.0.0.2", "ready": False},
+                ],
+                port=port,
+                token="s3cret",
+                timeout=2,
+            )
         finally:
             await first.cleanup()
             await second.cleanup()

@@ -5,5 +5,11 @@ from botenv.api.environment import EnvironmentSpec, parse_environment
 from botenv.api.errors import SpecError
 from botenv.api.tag import TagSpec, parse_tag
 
-__all__ = ["API_VERSION", "EnvironmentSpec", "SpecError", "TagSpec", "parse_environment",
-           "parse_tag"]
+__all__ = [
+    "API_VERSION",
+    "EnvironmentSpec",
+    "SpecError",
+    "TagSpec",
+    "parse_environment",
+    "parse_tag",
+]

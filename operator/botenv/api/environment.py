@@ -14,8 +14,20 @@ from botenv.api.tag import StorageSpec
 TRACKER_TYPES = ("memory", "sql", "redis", "mongod", "dynamo", "custom")
 LOCK_TYPES = ("memory", "redis", "custom")
 SQL_DIALECTS = ("postgresql", "sqlite", "oracle")
-JWT_METHODS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512",
-               "PS256", "PS384", "PS512")
+JWT_METHODS = (
+    "HS256",
+    "HS384",
+    "HS512",
+    "RS256",
+    "RS384",
+    "RS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "PS256",
+    "PS384",
+    "PS512",
+)
 _CLASS = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _TAG_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
@@ -189,8 +201,9 @@ def _tracker_store(spec: Reader) -> TrackerStoreSpec:
     if kind in ("sql", "redis", "mongod") and not parsed.host and parsed.dialect != "sqlite":
         store.fail("spec.trackerStore.host", f"is required for type {kind}: the server's host name")
     if kind == "redis" and isinstance(db, str) and not db.isdigit():
-        store.fail("spec.trackerStore.db", f"must be a Redis database number for type redis, "
-                                           f"got {db!r}")
+        store.fail(
+            "spec.trackerStore.db", f"must be a Redis database number for type redis, got {db!r}"
+        )
     return parsed
 
 
@@ -220,14 +233,20 @@ def _event_broker(spec: Reader) -> EventBrokerSpec | None:
     broker.enum("type", ("pika",), "pika")
     queue = broker.text("queue")
     if queue and (not _QUEUE.match(queue) or queue.startswith("amq.")):
-        broker.fail("spec.eventBroker.queue", "must be 1-255 characters of letters, digits, "
-                    f"'_', '.', ':' or '-' and not start with 'amq.', got {queue!r}")
+        broker.fail(
+            "spec.eventBroker.queue",
+            "must be 1-255 characters of letters, digits, "
+            f"'_', '.', ':' or '-' and not start with 'amq.', got {queue!r}",
+        )
     host = broker.text("host")
     if not host:
         broker.fail("spec.eventBroker.host", "is required: the RabbitMQ host name")
     if broker.child("secretRef") is None:
-        broker.fail("spec.eventBroker.secretRef", "is required: Rasa's pika broker needs a "
-                    "username and a password (keys username, password)")
+        broker.fail(
+            "spec.eventBroker.secretRef",
+            "is required: Rasa's pika broker needs a "
+            "username and a password (keys username, password)",
+        )
     return EventBrokerSpec(
         host=host,
         port=broker.integer("port", 5672, minimum=1, maximum=65535) or 5672,
@@ -260,9 +279,12 @@ def _action_server(spec: Reader, name: str) -> ActionServerSpec | None:
     if server is None:
         return None
     if len(name) > MAX_NAME_WITH_ACTION_SERVER:
-        server.fail("metadata.name", f"must be at most {MAX_NAME_WITH_ACTION_SERVER} "
-                    f"characters with spec.actionServer (its Service is rasa-<name>-actions), "
-                    f"got {len(name)}")
+        server.fail(
+            "metadata.name",
+            f"must be at most {MAX_NAME_WITH_ACTION_SERVER} "
+            f"characters with spec.actionServer (its Service is rasa-<name>-actions), "
+            f"got {len(name)}",
+        )
     return ActionServerSpec(
         image=server.text("image"),
         replicas=server.integer("replicas", 1, minimum=0, maximum=1000) or 0,
@@ -285,9 +307,11 @@ def parse_environment(body: dict[str, Any], default_image: str) -> EnvironmentSp
     meta = body.get("metadata") or {}
     name, namespace = meta.get("name", ""), meta.get("namespace", "")
     if len(name) > MAX_ENVIRONMENT_NAME or not _DNS_LABEL.match(name):
-        problems.append(f"metadata.name: must be at most {MAX_ENVIRONMENT_NAME} characters of "
-                        f"a-z, 0-9 and '-', starting with a letter (its Service is "
-                        f"rasa-<name>), got {name!r}")
+        problems.append(
+            f"metadata.name: must be at most {MAX_ENVIRONMENT_NAME} characters of "
+            f"a-z, 0-9 and '-', starting with a letter (its Service is "
+            f"rasa-<name>), got {name!r}"
+        )
     spec = Reader(body.get("spec") or {}, "spec", problems)
 
     model_tag = spec.text("modelTag") or name
@@ -302,10 +326,12 @@ def parse_environment(body: dict[str, Any], default_image: str) -> EnvironmentSp
         spec.fail("spec.actionEndpoint.url", f"must be an http(s):// URL, got {action_url!r}")
     action_server = _action_server(spec, name)
     if action_server is not None and action_url:
-        spec.fail("spec.actionEndpoint.url", "must be empty with spec.actionServer (botenv "
-                  "points Rasa at the action server it runs); set one of the two")
-    license_ref = (spec.child("license") or Reader({}, "spec.license", problems)
-                   ).child("secretRef")
+        spec.fail(
+            "spec.actionEndpoint.url",
+            "must be empty with spec.actionServer (botenv "
+            "points Rasa at the action server it runs); set one of the two",
+        )
+    license_ref = (spec.child("license") or Reader({}, "spec.license", problems)).child("secretRef")
     cors = spec.items("cors")
     if any(not isinstance(c, str) for c in cors):
         spec.fail("spec.cors", "must be a list of origins (strings), e.g. ['*']")
@@ -317,12 +343,13 @@ def parse_environment(body: dict[str, Any], default_image: str) -> EnvironmentSp
         model_tag=model_tag,
         replicas=spec.integer("replicas", 1, minimum=0, maximum=1000) or 0,
         image_pull_policy=spec.text("imagePullPolicy"),
-        image_pull_secrets=tuple(s.get("name", "") for s in _objects(spec, "imagePullSecrets",
-                                                                      "name")),
+        image_pull_secrets=tuple(
+            s.get("name", "") for s in _objects(spec, "imagePullSecrets", "name")
+        ),
         delivery=spec.enum("delivery", ("pull", "remoteStorage"), "pull"),
         rollout=spec.enum("rollout", ("Restart", "HotSwap"), "Restart"),
-        pull_interval_seconds=spec.integer("pullIntervalSeconds", 10, minimum=1,
-                                           maximum=86400) or 10,
+        pull_interval_seconds=spec.integer("pullIntervalSeconds", 10, minimum=1, maximum=86400)
+        or 10,
         auth_token=secret_key(token_ref, "key", "token") if token_ref else None,
         jwt_secret=secret_key(jwt_ref, "key", "jwt-secret") if jwt_ref else None,
         jwt_method=auth.enum("jwtMethod", JWT_METHODS, "HS256"),
@@ -330,8 +357,9 @@ def parse_environment(body: dict[str, Any], default_image: str) -> EnvironmentSp
         tracker_store=_tracker_store(spec),
         lock_store=_lock_store(spec),
         event_broker=_event_broker(spec),
-        credentials=(secret_key(credentials_ref, "key", "credentials.yml")
-                     if credentials_ref else None),
+        credentials=(
+            secret_key(credentials_ref, "key", "credentials.yml") if credentials_ref else None
+        ),
         action_endpoint_url=action_url,
         action_server=action_server,
         license=secret_key(license_ref, "key", "license") if license_ref else None,
@@ -351,20 +379,32 @@ def parse_environment(body: dict[str, Any], default_image: str) -> EnvironmentSp
         ),
     )
     if parsed.replicas > 1 and parsed.lock_store.type == "memory":
-        spec.fail("spec.lockStore", f"must be redis or custom when spec.replicas > 1 (got "
-                  f"{parsed.replicas} replicas): an in-memory lock store lets two replicas "
-                  "handle one conversation at once")
+        spec.fail(
+            "spec.lockStore",
+            f"must be redis or custom when spec.replicas > 1 (got "
+            f"{parsed.replicas} replicas): an in-memory lock store lets two replicas "
+            "handle one conversation at once",
+        )
     if parsed.replicas > 1 and parsed.tracker_store.type == "memory":
-        spec.fail("spec.trackerStore", f"must not be memory when spec.replicas > 1 (got "
-                  f"{parsed.replicas} replicas): each replica would keep its own, partial "
-                  "conversations")
+        spec.fail(
+            "spec.trackerStore",
+            f"must not be memory when spec.replicas > 1 (got "
+            f"{parsed.replicas} replicas): each replica would keep its own, partial "
+            "conversations",
+        )
     if parsed.rollout == "HotSwap" and parsed.delivery != "pull":
-        spec.fail("spec.rollout", "HotSwap needs delivery: pull (the pods pull the new model "
-                  "themselves); with remoteStorage the model is a start-up flag, use Restart")
+        spec.fail(
+            "spec.rollout",
+            "HotSwap needs delivery: pull (the pods pull the new model "
+            "themselves); with remoteStorage the model is a start-up flag, use Restart",
+        )
     if parsed.jwt_secret and not parsed.auth_token and not parsed.jwt_method.startswith("HS"):
-        spec.fail("spec.auth.tokenSecretRef", "is required with an asymmetric jwtMethod "
-                  f"({parsed.jwt_method}): the readiness check needs a credential to ask "
-                  "Rasa's /status whether a model is loaded")
+        spec.fail(
+            "spec.auth.tokenSecretRef",
+            "is required with an asymmetric jwtMethod "
+            f"({parsed.jwt_method}): the readiness check needs a credential to ask "
+            "Rasa's /status whether a model is loaded",
+        )
     if problems:
         raise SpecError(problems)
     return parsed
@@ -374,24 +414,30 @@ def parse_environment(body: dict[str, Any], default_image: str) -> EnvironmentSp
 REMOTE_STORAGE_PROVIDERS = ("s3", "gcs", "azure")
 
 
-def check_tag_fits(spec: EnvironmentSpec, *, storage: StorageSpec,
-                   action_server_image: str) -> None:
+def check_tag_fits(
+    spec: EnvironmentSpec, *, storage: StorageSpec, action_server_image: str
+) -> None:
     """Raise SpecError for what the environment asks of its ModelTag that the tag cannot
     give: an action server without any image, or a remote storage Rasa cannot load from.
     `storage` is the tag's storage; `action_server_image` its spec.actionServerImage."""
     problems: list[str] = []
-    if spec.action_server is not None and not (action_server_image
-                                               or spec.action_server.image):
-        problems.append(f"spec.actionServer.image: is required, since ModelTag "
-                        f"{spec.model_tag!r} sets no spec.actionServerImage")
+    if spec.action_server is not None and not (action_server_image or spec.action_server.image):
+        problems.append(
+            f"spec.actionServer.image: is required, since ModelTag "
+            f"{spec.model_tag!r} sets no spec.actionServerImage"
+        )
     if spec.delivery == "remoteStorage":
         if storage.provider not in REMOTE_STORAGE_PROVIDERS:
-            problems.append(f"spec.delivery: remoteStorage needs a tag stored in s3, gcs or "
-                            f"azure; ModelTag {spec.model_tag!r} uses {storage.provider}: use "
-                            "delivery: pull")
+            problems.append(
+                f"spec.delivery: remoteStorage needs a tag stored in s3, gcs or "
+                f"azure; ModelTag {spec.model_tag!r} uses {storage.provider}: use "
+                "delivery: pull"
+            )
         elif storage.endpoint and storage.provider != "s3":
-            problems.append(f"spec.delivery: Rasa's {storage.provider} persistor cannot use the "
-                            f"custom endpoint of ModelTag {spec.model_tag!r} (storage.endpoint): "
-                            "use delivery: pull")
+            problems.append(
+                f"spec.delivery: Rasa's {storage.provider} persistor cannot use the "
+                f"custom endpoint of ModelTag {spec.model_tag!r} (storage.endpoint): "
+                "use delivery: pull"
+            )
     if problems:
         raise SpecError(problems)

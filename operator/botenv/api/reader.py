@@ -31,8 +31,14 @@ class Reader:
             return default
         return value
 
-    def integer(self, key: str, default: int | None = None, *, minimum: int | None = None,
-            maximum: int | None = None) -> int | None:
+    def integer(
+        self,
+        key: str,
+        default: int | None = None,
+        *,
+        minimum: int | None = None,
+        maximum: int | None = None,
+    ) -> int | None:
         value = self.data.get(key)
         if value is None:
             return default

@@ -28,9 +28,15 @@ class StorageSpec:
     def block(self, *, with_secret: bool = True) -> dict[str, Any]:
         """The spec's `storage` block again (the fields that are set): what a ModelTag or
         `botenv upload --storage-json` is given."""
-        fields = (("provider", self.provider), ("bucket", self.bucket),
-                  ("prefix", self.prefix), ("endpoint", self.endpoint),
-                  ("region", self.region), ("url", self.url), ("path", self.path))
+        fields = (
+            ("provider", self.provider),
+            ("bucket", self.bucket),
+            ("prefix", self.prefix),
+            ("endpoint", self.endpoint),
+            ("region", self.region),
+            ("url", self.url),
+            ("path", self.path),
+        )
         block: dict[str, Any] = {k: v for k, v in fields if v}
         if with_secret and self.secret_name:
             block["secretRef"] = {"name": self.secret_name}
@@ -69,8 +75,10 @@ def parse_storage(storage: Reader) -> StorageSpec:
         secret_name=secret_name(ref) if ref is not None else "",
     )
     if provider in ("s3", "gcs", "azure") and not parsed.bucket:
-        storage.fail(f"{path}.bucket", f"is required for provider {provider} "
-                                       "(the bucket, or the Azure container)")
+        storage.fail(
+            f"{path}.bucket",
+            f"is required for provider {provider} (the bucket, or the Azure container)",
+        )
     if provider == "http" and not _URL.match(parsed.url):
         storage.fail(f"{path}.url", "is required for provider http: an http(s):// base URL")
     if provider == "local" and not parsed.path.startswith("/"):
@@ -87,8 +95,10 @@ def parse_tag(body: dict[str, Any]) -> TagSpec:
     if not model:
         spec.fail("spec.model", "is required: the model's object name, e.g. 20190506-100418.tar.gz")
     elif model.startswith("/") or ".." in model.split("/") or any(c.isspace() for c in model):
-        spec.fail("spec.model", f"must be an object name without '..', spaces or a leading '/', "
-                                f"got {model!r}")
+        spec.fail(
+            "spec.model",
+            f"must be an object name without '..', spaces or a leading '/', got {model!r}",
+        )
 
     storage = spec.child("storage")
     if storage is None:

@@ -59,34 +59,48 @@ def parse_training(body: dict[str, Any], default_image: str) -> TrainingSpec:
     meta = body.get("metadata") or {}
     name, namespace = meta.get("name", ""), meta.get("namespace", "")
     if len(name) > MAX_TRAINING_NAME or not _NAME.match(name):
-        problems.append(f"metadata.name: must be at most {MAX_TRAINING_NAME} characters of "
-                        f"a-z, 0-9, '-' and '.' (its Job is train-<name>), got {name!r}")
+        problems.append(
+            f"metadata.name: must be at most {MAX_TRAINING_NAME} characters of "
+            f"a-z, 0-9, '-' and '.' (its Job is train-<name>), got {name!r}"
+        )
     spec = Reader(body.get("spec") or {}, "spec", problems)
 
     source = spec.child("source")
     config_map, archive, archive_object = "", None, ""
     if source is None:
-        spec.fail("spec.source", "is required: the Rasa project to train (configMap: {name} "
-                                 "or storage + object)")
+        spec.fail(
+            "spec.source",
+            "is required: the Rasa project to train (configMap: {name} or storage + object)",
+        )
     else:
         ref, stored = source.child("configMap"), source.child("storage")
         if (ref is None) == (stored is None):
-            source.fail("spec.source", "needs exactly one of configMap (a ConfigMap holding "
-                        "config.yml, domain.yml and the data files) and storage + object (a "
-                        ".tar.gz of the project in storage)")
+            source.fail(
+                "spec.source",
+                "needs exactly one of configMap (a ConfigMap holding "
+                "config.yml, domain.yml and the data files) and storage + object (a "
+                ".tar.gz of the project in storage)",
+            )
         elif ref is not None:
             config_map = ref.text("name")
             if not _NAME.match(config_map):
-                ref.fail("spec.source.configMap.name", f"must be a ConfigMap name, got "
-                                                      f"{config_map!r}")
+                ref.fail(
+                    "spec.source.configMap.name", f"must be a ConfigMap name, got {config_map!r}"
+                )
         elif stored is not None:
             archive = parse_storage(stored)
             archive_object = source.text("object")
-            if not archive_object or archive_object.startswith("/") or ".." in \
-                    archive_object.split("/"):
-                source.fail("spec.source.object", "is required with spec.source.storage: the "
-                            f"project archive's name (e.g. acme-bot.tar.gz), got "
-                            f"{archive_object!r}")
+            if (
+                not archive_object
+                or archive_object.startswith("/")
+                or ".." in archive_object.split("/")
+            ):
+                source.fail(
+                    "spec.source.object",
+                    "is required with spec.source.storage: the "
+                    f"project archive's name (e.g. acme-bot.tar.gz), got "
+                    f"{archive_object!r}",
+                )
 
     output = spec.child("output")
     if output is None:
@@ -98,15 +112,21 @@ def parse_training(body: dict[str, Any], default_image: str) -> TrainingSpec:
         storage = Reader({}, "spec.output.storage", problems)
     parsed_storage = parse_storage(storage)
     if parsed_storage.provider == "http":
-        storage.fail("spec.output.storage.provider", "http storage is read-only: use s3, gcs, "
-                     "azure or local for a training's output")
+        storage.fail(
+            "spec.output.storage.provider",
+            "http storage is read-only: use s3, gcs, azure or local for a training's output",
+        )
     model_name = output.text("modelName")
     if model_name and not _MODEL.match(model_name):
-        output.fail("spec.output.modelName", "must be a file name ending in .tar.gz (letters, "
-                    f"digits, '.', '_', '-'), got {model_name!r}")
+        output.fail(
+            "spec.output.modelName",
+            "must be a file name ending in .tar.gz (letters, "
+            f"digits, '.', '_', '-'), got {model_name!r}",
+        )
     if not model_name and meta.get("creationTimestamp"):
-        model_name = default_model_name(name, meta["creationTimestamp"],
-                                        int(meta.get("generation") or 1))
+        model_name = default_model_name(
+            name, meta["creationTimestamp"], int(meta.get("generation") or 1)
+        )
 
     tag = spec.text("tag")
     if tag and (not _NAME.match(tag) or len(tag) > 253):
@@ -127,11 +147,14 @@ def parse_training(body: dict[str, Any], default_image: str) -> TrainingSpec:
         node_selector=spec.text_map("nodeSelector"),
         tolerations=tuple(t for t in spec.items("tolerations") if isinstance(t, dict)),
         affinity=spec.mapping("affinity"),
-        active_deadline_seconds=spec.integer("activeDeadlineSeconds", 3600, minimum=60,
-                                         maximum=7 * 86400) or 3600,
+        active_deadline_seconds=spec.integer(
+            "activeDeadlineSeconds", 3600, minimum=60, maximum=7 * 86400
+        )
+        or 3600,
         backoff_limit=spec.integer("backoffLimit", 1, minimum=0, maximum=10) or 0,
-        image_pull_secrets=tuple(s["name"] for s in pull_secrets
-                                 if isinstance(s, dict) and s.get("name")),
+        image_pull_secrets=tuple(
+            s["name"] for s in pull_secrets if isinstance(s, dict) and s.get("name")
+        ),
         archive=archive,
         archive_object=archive_object,
     )

@@ -76,24 +76,35 @@ def rollback_target(body: dict) -> Target:
     where = f"modeltag '{meta['name']}' in namespace '{meta.get('namespace', '')}'"
     current = status.get("model") or spec.get("model", "")
     if status.get("model") and spec.get("model") and spec["model"] != status["model"]:
-        return Target(status["model"], f"spec.model {spec['model']} never resolved; going "
-                                       f"back to {status['model']}, which the tag still "
-                                       "resolves to", status.get("actionServerImage", ""))
+        return Target(
+            status["model"],
+            f"spec.model {spec['model']} never resolved; going "
+            f"back to {status['model']}, which the tag still "
+            "resolves to",
+            status.get("actionServerImage", ""),
+        )
     for entry in status.get("history") or []:
         if entry.get("model") and entry["model"] != current:
             resolved = f", resolved at {entry['resolvedAt']}" if entry.get("resolvedAt") else ""
-            return Target(entry["model"], f"the previous model in status.history{resolved}",
-                          entry.get("actionServerImage", ""))
-    raise Refused(f"{where} has no earlier model in status.history to roll back to "
-                  f"(it resolves to {current or 'nothing yet'})")
+            return Target(
+                entry["model"],
+                f"the previous model in status.history{resolved}",
+                entry.get("actionServerImage", ""),
+            )
+    raise Refused(
+        f"{where} has no earlier model in status.history to roll back to "
+        f"(it resolves to {current or 'nothing yet'})"
+    )
 
 
 def image_change(current: str, new: str | None) -> str:
     """The action server part of a move, or "" when the image stays."""
     if new is None or new == current:
         return ""
-    return (f"action server image: {current or '(each environment its own)'} -> "
-            f"{new or '(each environment its own)'}")
+    return (
+        f"action server image: {current or '(each environment its own)'} -> "
+        f"{new or '(each environment its own)'}"
+    )
 
 
 def promote_source(body: dict) -> str:
@@ -104,8 +115,11 @@ def promote_source(body: dict) -> str:
     where = f"modeltag '{meta['name']}' in namespace '{meta.get('namespace', '')}'"
     ready = condition(body, "Ready")
     if ready.get("status") != "True":
-        why = (f"{ready.get('reason')}: {ready.get('message')}" if ready
-               else "the operator has not resolved it yet")
+        why = (
+            f"{ready.get('reason')}: {ready.get('message')}"
+            if ready
+            else "the operator has not resolved it yet"
+        )
         raise Refused(f"{where} is not Ready ({why}); refusing to promote from it")
     model = status.get("model") or spec.get("model", "")
     if not model:
@@ -131,8 +145,11 @@ def gitops_owner(body: dict) -> str:
             return f"{tool} ({key}={marks[where][key]})"
     for entry in meta.get("managedFields") or []:
         fields = (entry.get("fieldsV1") or {}).get("f:spec") or {}
-        if (entry.get("operation") == "Apply" and "f:model" in fields
-                and entry.get("manager") != CLI_FIELD_MANAGER):
+        if (
+            entry.get("operation") == "Apply"
+            and "f:model" in fields
+            and entry.get("manager") != CLI_FIELD_MANAGER
+        ):
             return f"field manager '{entry.get('manager')}' (server-side apply of spec.model)"
     return ""
 
@@ -153,9 +170,12 @@ def wait_state(body: dict, model: str, generation: int) -> WaitState:
     if status.get("model") == model and observed:
         return WaitState(done=True)
     if not observed:
-        return WaitState(False, waiting=f"the operator has not seen generation {generation} "
-                                        f"yet (observed {status.get('observedGeneration', 0)}):"
-                                        " is the botenv operator running?")
+        return WaitState(
+            False,
+            waiting=f"the operator has not seen generation {generation} "
+            f"yet (observed {status.get('observedGeneration', 0)}):"
+            " is the botenv operator running?",
+        )
     if ready.get("status") == "False":
         why = f"Ready=False {ready.get('reason')}: {ready.get('message')}"
         if ready.get("reason") in TRANSIENT_TAG_REASONS:

@@ -30,11 +30,14 @@ def _operator(args: argparse.Namespace) -> int:
     if args.leader_elect:
         load_kubernetes_config()
         elector = LeaderElector(
-            Kube(), namespace=args.leader_election_namespace,
-            identity=os.environ.get("POD_NAME") or f"{os.uname().nodename}-{os.getpid()}")
+            Kube(),
+            namespace=args.leader_election_namespace,
+            identity=os.environ.get("POD_NAME") or f"{os.uname().nodename}-{os.getpid()}",
+        )
     if args.health_address:
-        serve_health(args.health_address,
-                     lambda: "standby" if elector and not elector.leading else "leader")
+        serve_health(
+            args.health_address, lambda: "standby" if elector and not elector.leading else "leader"
+        )
     stop_renewing = threading.Event()
     if elector is not None:
         if not elector.acquire(threading.Event()):
@@ -46,8 +49,9 @@ def _operator(args: argparse.Namespace) -> int:
             logging.getLogger(__name__).error("leader election lost: exiting")
             os._exit(1)
 
-        threading.Thread(target=elector.keep, args=(stop_renewing, lost), name="lease",
-                         daemon=True).start()
+        threading.Thread(
+            target=elector.keep, args=(stop_renewing, lost), name="lease", daemon=True
+        ).start()
     try:
         kopf.run(
             standalone=True,
@@ -86,10 +90,18 @@ def _model_server(args: argparse.Namespace) -> int:
         catalog = KubeCatalog(Kube(), settings.storage)
         await asyncio.gather(
             catalog.run(stop, namespaces),
-            serve(catalog, host=args.host, port=args.port, cache_dir=args.cache_dir,
-                  cache_max_bytes=args.cache_max_bytes, stop=stop,
-                  header_timeout=args.header_timeout, keepalive_timeout=args.keepalive_timeout,
-                  max_connections=args.max_connections))
+            serve(
+                catalog,
+                host=args.host,
+                port=args.port,
+                cache_dir=args.cache_dir,
+                cache_max_bytes=args.cache_max_bytes,
+                stop=stop,
+                header_timeout=args.header_timeout,
+                keepalive_timeout=args.keepalive_timeout,
+                max_connections=args.max_connections,
+            ),
+        )
 
     asyncio.run(main())
     return 0
@@ -132,46 +144,79 @@ def _env_default(name: str, default: str) -> str:
 
 def add_launcher_commands(sub: argparse._SubParsersAction) -> None:
     """Register `operator` and `model-server` on botenv's subcommands (botenv.cli.parser)."""
-    op = sub.add_parser("operator", help="run the operator against the current kubeconfig "
-                                         "(or in-cluster config)")
-    op.add_argument("-n", "--namespace", action="append", default=[],
-                    help="watch only this namespace (repeatable; default: all, or "
-                         "BOTENV_NAMESPACES)")
-    op.add_argument("--liveness", default="", help="serve a liveness probe, e.g. "
-                                                   "http://0.0.0.0:8080/healthz")
-    op.add_argument("--leader-elect", action="store_true",
-                    help="hold a coordination.k8s.io Lease so only one replica reconciles; "
-                         "the others stand by (identity: $POD_NAME)")
-    op.add_argument("--leader-election-namespace",
-                    default=os.environ.get("POD_NAMESPACE") or "botenv-system",
-                    help="namespace of the Lease 'botenv-operator' (default: $POD_NAMESPACE)")
-    op.add_argument("--health-address", default="",
-                    help="serve /healthz on HOST:PORT from start-up, standby included "
-                         "(e.g. 0.0.0.0:8081)")
+    op = sub.add_parser(
+        "operator", help="run the operator against the current kubeconfig (or in-cluster config)"
+    )
+    op.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch only this namespace (repeatable; default: all, or BOTENV_NAMESPACES)",
+    )
+    op.add_argument(
+        "--liveness", default="", help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz"
+    )
+    op.add_argument(
+        "--leader-elect",
+        action="store_true",
+        help="hold a coordination.k8s.io Lease so only one replica reconciles; "
+        "the others stand by (identity: $POD_NAME)",
+    )
+    op.add_argument(
+        "--leader-election-namespace",
+        default=os.environ.get("POD_NAMESPACE") or "botenv-system",
+        help="namespace of the Lease 'botenv-operator' (default: $POD_NAMESPACE)",
+    )
+    op.add_argument(
+        "--health-address",
+        default="",
+        help="serve /healthz on HOST:PORT from start-up, standby included (e.g. 0.0.0.0:8081)",
+    )
     op.add_argument("-v", "--verbose", action="store_true")
     op.set_defaults(func=_operator)
-    ms = sub.add_parser("model-server", help="serve every tag's model to Rasa (ETag/304), "
-                                             "with pull tokens, from the tags' storage")
+    ms = sub.add_parser(
+        "model-server",
+        help="serve every tag's model to Rasa (ETag/304), with pull tokens, from the tags' storage",
+    )
     ms.add_argument("--host", default="0.0.0.0")
     ms.add_argument("--port", type=int, default=8080)
     ms.add_argument("--cache-dir", default="/var/cache/botenv/models")
-    ms.add_argument("--cache-max-bytes", type=_bytes, default=_bytes("10Gi"),
-                    help="disk cache bound, e.g. 10Gi (least recently used models go first)")
-    ms.add_argument("-n", "--namespace", action="append", default=[],
-                    help="serve only this namespace's tags (repeatable; default: all)")
+    ms.add_argument(
+        "--cache-max-bytes",
+        type=_bytes,
+        default=_bytes("10Gi"),
+        help="disk cache bound, e.g. 10Gi (least recently used models go first)",
+    )
+    ms.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="serve only this namespace's tags (repeatable; default: all)",
+    )
     # Slow or idle clients must not hold the connections every Rasa pod pulls through.
-    ms.add_argument("--header-timeout", type=_seconds,
-                    default=_env_default("MODEL_SERVER_HEADER_TIMEOUT", "10"),
-                    help="seconds a client has to send a request's line and headers, from "
-                         "connecting or from the request's first byte (default 10, or "
-                         "BOTENV_MODEL_SERVER_HEADER_TIMEOUT); downloads are not bounded")
-    ms.add_argument("--keepalive-timeout", type=_seconds,
-                    default=_env_default("MODEL_SERVER_KEEPALIVE_TIMEOUT", "15"),
-                    help="seconds an idle connection stays open between requests (default "
-                         "15, or BOTENV_MODEL_SERVER_KEEPALIVE_TIMEOUT)")
-    ms.add_argument("--max-connections", type=_count,
-                    default=_env_default("MODEL_SERVER_MAX_CONNECTIONS", "512"),
-                    help="connections beyond this many are closed at once (default 512, or "
-                         "BOTENV_MODEL_SERVER_MAX_CONNECTIONS)")
+    ms.add_argument(
+        "--header-timeout",
+        type=_seconds,
+        default=_env_default("MODEL_SERVER_HEADER_TIMEOUT", "10"),
+        help="seconds a client has to send a request's line and headers, from "
+        "connecting or from the request's first byte (default 10, or "
+        "BOTENV_MODEL_SERVER_HEADER_TIMEOUT); downloads are not bounded",
+    )
+    ms.add_argument(
+        "--keepalive-timeout",
+        type=_seconds,
+        default=_env_default("MODEL_SERVER_KEEPALIVE_TIMEOUT", "15"),
+        help="seconds an idle connection stays open between requests (default "
+        "15, or BOTENV_MODEL_SERVER_KEEPALIVE_TIMEOUT)",
+    )
+    ms.add_argument(
+        "--max-connections",
+        type=_count,
+        default=_env_default("MODEL_SERVER_MAX_CONNECTIONS", "512"),
+        help="connections beyond this many are closed at once (default 512, or "
+        "BOTENV_MODEL_SERVER_MAX_CONNECTIONS)",
+    )
     ms.add_argument("-v", "--verbose", action="store_true")
     ms.set_defaults(func=_model_server)

@@ -44,8 +44,10 @@ def table(headers: list[str], rows: list[list[str]]) -> str:
     """Left-aligned columns separated by two spaces, like kubectl get."""
     cells = [headers, *rows]
     widths = [max(len(str(row[i])) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-             for row in cells]
+    lines = [
+        "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    ]
     return "\n".join(lines)
 
 
@@ -57,19 +59,22 @@ def environment_summary(body: dict) -> dict:
     meta, spec = body["metadata"], body.get("spec") or {}
     status = body.get("status") or {}
     model = status.get("model") or {}
-    ready, progressing, degraded = (condition(body, t) for t in
-                                    ("Ready", "Progressing", "Degraded"))
+    ready, progressing, degraded = (
+        condition(body, t) for t in ("Ready", "Progressing", "Degraded")
+    )
     stale = status.get("observedGeneration", 0) < meta.get("generation", 0)
     if not ready:
         state, reason, message = "Pending", "NotObserved", "the operator has not reported yet"
     elif ready.get("status") == "True":
         state, reason, message = "Ready", ready.get("reason", ""), ready.get("message", "")
     elif degraded.get("status") == "True":
-        state, reason, message = "Degraded", degraded.get("reason", ""), degraded.get(
-            "message", "")
+        state, reason, message = "Degraded", degraded.get("reason", ""), degraded.get("message", "")
     elif progressing.get("status") == "True":
-        state, reason, message = ("Progressing", progressing.get("reason", ""),
-                                  progressing.get("message", ""))
+        state, reason, message = (
+            "Progressing",
+            progressing.get("reason", ""),
+            progressing.get("message", ""),
+        )
     else:
         state, reason, message = "NotReady", ready.get("reason", ""), ready.get("message", "")
     replicas = spec.get("replicas", 1)
@@ -133,25 +138,44 @@ def _tag_ready(row: dict) -> str:
 
 def training_summary(body: dict) -> dict:
     status = body.get("status") or {}
-    return {"namespace": body["metadata"].get("namespace", ""),
-            "name": body["metadata"]["name"], "phase": status.get("phase") or "Pending",
-            "model": status.get("modelName") or "", "tag": (body.get("spec") or {}).get("tag")
-            or "", "moved": bool(status.get("tag")), "reason": status.get("reason") or "",
-            "startedAt": status.get("startedAt") or ""}
+    return {
+        "namespace": body["metadata"].get("namespace", ""),
+        "name": body["metadata"]["name"],
+        "phase": status.get("phase") or "Pending",
+        "model": status.get("modelName") or "",
+        "tag": (body.get("spec") or {}).get("tag") or "",
+        "moved": bool(status.get("tag")),
+        "reason": status.get("reason") or "",
+        "startedAt": status.get("startedAt") or "",
+    }
 
 
-def trainings_table(trainings: list[dict], *, namespace: str | None,
-                    now: datetime.datetime) -> str:
+def trainings_table(trainings: list[dict], *, namespace: str | None, now: datetime.datetime) -> str:
     first = ["NAMESPACE"] if namespace is None else []
-    return table([*first, "TRAINING", "PHASE", "MODEL", "TAG", "STARTED"],
-                 [[*([r["namespace"]] if namespace is None else []), r["name"],
-                   r["phase"] + (f" ({r['reason']})" if r["reason"] else ""), r["model"] or "-",
-                   (r["tag"] + (" (moved)" if r["moved"] else "")) or "-",
-                   when(r["startedAt"], now)] for r in trainings])
+    return table(
+        [*first, "TRAINING", "PHASE", "MODEL", "TAG", "STARTED"],
+        [
+            [
+                *([r["namespace"]] if namespace is None else []),
+                r["name"],
+                r["phase"] + (f" ({r['reason']})" if r["reason"] else ""),
+                r["model"] or "-",
+                (r["tag"] + (" (moved)" if r["moved"] else "")) or "-",
+                when(r["startedAt"], now),
+            ]
+            for r in trainings
+        ],
+    )
 
 
-def status_text(environments: list[dict], tags: list[dict], *, namespace: str | None,
-                now: datetime.datetime, trainings: list[dict] | None = None) -> str:
+def status_text(
+    environments: list[dict],
+    tags: list[dict],
+    *,
+    namespace: str | None,
+    now: datetime.datetime,
+    trainings: list[dict] | None = None,
+) -> str:
     """The `botenv status` view of summaries (environment_summary, tag_summary).
     `namespace` None means all namespaces: a NAMESPACE column is added."""
     where = "in any namespace" if namespace is None else f"in namespace '{namespace}'"
@@ -162,19 +186,43 @@ def status_text(environments: list[dict], tags: list[dict], *, namespace: str | 
 
     out: list[str] = []
     if environments:
-        out.append(table(
-            [*first, "ENVIRONMENT", "TAG", "MODEL", "STATUS", "READY"],
-            [[*ns(r), r["name"], r["tag"], r["model"] or "-", _state(r),
-              f"{r['readyReplicas']}/{r['replicas']}"] for r in environments]))
+        out.append(
+            table(
+                [*first, "ENVIRONMENT", "TAG", "MODEL", "STATUS", "READY"],
+                [
+                    [
+                        *ns(r),
+                        r["name"],
+                        r["tag"],
+                        r["model"] or "-",
+                        _state(r),
+                        f"{r['readyReplicas']}/{r['replicas']}",
+                    ]
+                    for r in environments
+                ],
+            )
+        )
     else:
         out.append(f"No BotEnvironments {where}.")
     out.append("")
     if tags:
-        out.append(table(
-            [*first, "TAG", "MODEL", "DIGEST", "RESOLVED", "READY", "ENVIRONMENTS"],
-            [[*ns(r), r["name"], _tag_model(r), short_digest(r["digest"]),
-              when(r["resolvedAt"], now), _tag_ready(r), ", ".join(r["environments"]) or "-"]
-             for r in tags]))
+        out.append(
+            table(
+                [*first, "TAG", "MODEL", "DIGEST", "RESOLVED", "READY", "ENVIRONMENTS"],
+                [
+                    [
+                        *ns(r),
+                        r["name"],
+                        _tag_model(r),
+                        short_digest(r["digest"]),
+                        when(r["resolvedAt"], now),
+                        _tag_ready(r),
+                        ", ".join(r["environments"]) or "-",
+                    ]
+                    for r in tags
+                ],
+            )
+        )
     else:
         out.append(f"No ModelTags {where}.")
     if trainings:
@@ -185,18 +233,27 @@ def status_text(environments: list[dict], tags: list[dict], *, namespace: str | 
     return "\n".join(out)
 
 
-def problem_lines(environments: list[dict], tags: list[dict], *,
-                  all_namespaces: bool) -> list[str]:
+def problem_lines(environments: list[dict], tags: list[dict], *, all_namespaces: bool) -> list[str]:
     """One line per environment that is not Ready and per tag that is not Ready, with the
     message of the condition that says why."""
-    def name(kind: str, row: dict) -> str:
-        return f"{kind} {row['namespace']}/{row['name']}" if all_namespaces else \
-            f"{kind} {row['name']}"
 
-    lines = [f"  {name('environment', r)}: {r['state']} {r['reason']}: {r['message']}"
-             for r in environments if r["state"] != "Ready" and r["message"]]
-    lines += [f"  {name('tag', r)}: {r['reason']}: {r['message']}"
-              for r in tags if r["ready"] != "True" and r["message"]]
+    def name(kind: str, row: dict) -> str:
+        return (
+            f"{kind} {row['namespace']}/{row['name']}"
+            if all_namespaces
+            else f"{kind} {row['name']}"
+        )
+
+    lines = [
+        f"  {name('environment', r)}: {r['state']} {r['reason']}: {r['message']}"
+        for r in environments
+        if r["state"] != "Ready" and r["message"]
+    ]
+    lines += [
+        f"  {name('tag', r)}: {r['reason']}: {r['message']}"
+        for r in tags
+        if r["ready"] != "True" and r["message"]
+    ]
     return lines
 
 
@@ -209,11 +266,23 @@ def history_rows(body: dict) -> list[dict]:
     status = body.get("status") or {}
     rows = []
     if status.get("model"):
-        rows.append({"model": status["model"], "digest": status.get("digest", ""),
-                     "resolvedAt": status.get("resolvedAt", ""), "current": True})
+        rows.append(
+            {
+                "model": status["model"],
+                "digest": status.get("digest", ""),
+                "resolvedAt": status.get("resolvedAt", ""),
+                "current": True,
+            }
+        )
     for entry in status.get("history") or []:
-        rows.append({"model": entry.get("model", ""), "digest": entry.get("digest", ""),
-                     "resolvedAt": entry.get("resolvedAt", ""), "current": False})
+        rows.append(
+            {
+                "model": entry.get("model", ""),
+                "digest": entry.get("digest", ""),
+                "resolvedAt": entry.get("resolvedAt", ""),
+                "current": False,
+            }
+        )
     return rows
 
 
@@ -223,9 +292,20 @@ def history_text(body: dict, now: datetime.datetime) -> str:
     where = f"modeltag '{meta['name']}' in namespace '{meta.get('namespace', '')}'"
     if not rows:
         return f"{where} has not resolved a model yet (spec.model {spec.get('model', '-')})."
-    out = [table(["", "MODEL", "DIGEST", "RESOLVED AT"],
-                 [["*" if r["current"] else "", r["model"], short_digest(r["digest"]),
-                   when(r["resolvedAt"], now)] for r in rows])]
+    out = [
+        table(
+            ["", "MODEL", "DIGEST", "RESOLVED AT"],
+            [
+                [
+                    "*" if r["current"] else "",
+                    r["model"],
+                    short_digest(r["digest"]),
+                    when(r["resolvedAt"], now),
+                ]
+                for r in rows
+            ],
+        )
+    ]
     pending = pending_move(body)
     if pending:
         out += ["", pending]
@@ -241,6 +321,9 @@ def pending_move(body: dict) -> str:
     if not spec_model or spec_model == current:
         return ""
     ready = condition(body, "Ready")
-    why = (f" ({ready.get('reason')}: {ready.get('message')})"
-           if ready.get("status") == "False" else "")
+    why = (
+        f" ({ready.get('reason')}: {ready.get('message')})"
+        if ready.get("status") == "False"
+        else ""
+    )
     return f"spec.model {spec_model} is not resolved{why}."

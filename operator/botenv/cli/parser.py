@@ -12,8 +12,10 @@ from botenv.cli.jobsteps.upload import add_upload_command
 from botenv.cli.launchers import add_launcher_commands
 from botenv.cli.people import add_people_commands
 
-DESCRIPTION = ("`botenv` command line: the operator, the model server, and status, promote, "
-               "rollback\nand history for people.")
+DESCRIPTION = (
+    "`botenv` command line: the operator, the model server, and status, promote, "
+    "rollback\nand history for people."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,7 +34,8 @@ GITOPS_NOTE = (
     "manages the tag). The change is a JSON merge patch of spec.model alone, field manager "
     "botenv-cli: it needs no force and does not make botenv-cli an applier of the field. "
     "Like any write, it makes botenv-cli the owner of spec.model until the GitOps tool "
-    "applies Git's value again.")
+    "applies Git's value again."
+)
 
 T = TypeVar("T")
 
@@ -65,11 +66,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     trainings = [output.training_summary(b) for b in session.list("ModelTraining")]
     namespace = None if session.all_namespaces else session.namespace
     if args.output == "json":
-        _print_json({"namespace": namespace, "environments": environments, "tags": tags,
-                     "trainings": trainings})
+        _print_json(
+            {
+                "namespace": namespace,
+                "environments": environments,
+                "tags": tags,
+                "trainings": trainings,
+            }
+        )
     else:
-        print(output.status_text(environments, tags, namespace=namespace, now=_now(),
-                              trainings=trainings))
+        print(
+            output.status_text(
+                environments, tags, namespace=namespace, now=_now(), trainings=trainings
+            )
+        )
     return EXIT_OK
 
 
@@ -77,9 +87,14 @@ def cmd_history(args: argparse.Namespace) -> int:
     session = Session(args)
     body = session.tag(args.tag)
     if args.output == "json":
-        _print_json({"namespace": session.namespace, "tag": args.tag,
-                     "specModel": (body.get("spec") or {}).get("model", ""),
-                     "history": output.history_rows(body)})
+        _print_json(
+            {
+                "namespace": session.namespace,
+                "tag": args.tag,
+                "specModel": (body.get("spec") or {}).get("model", ""),
+                "history": output.history_rows(body),
+            }
+        )
     else:
         print(output.history_text(body, _now()))
     return EXIT_OK
@@ -96,8 +111,10 @@ def cmd_promote(args: argparse.Namespace) -> int:
         image = decisions.source_action_image(source)
         note = f"copied from modeltag '{args.from_tag}', which resolves to it"
         if (source.get("spec") or {}).get("storage") != (body.get("spec") or {}).get("storage"):
-            note += (f"; the tags use different storage, so {model} must also exist in "
-                     f"the storage of modeltag '{args.tag}'")
+            note += (
+                f"; the tags use different storage, so {model} must also exist in "
+                f"the storage of modeltag '{args.tag}'"
+            )
     else:
         model, note, image = args.model, "", None
     return _move(session, body, model, note, args, action_server_image=image)
@@ -107,8 +124,14 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     session = Session(args)
     body = session.tag(args.tag)
     target = _refused_is_failure(lambda: decisions.rollback_target(body))
-    return _move(session, body, target.model, target.why, args,
-                 action_server_image=target.action_server_image)
+    return _move(
+        session,
+        body,
+        target.model,
+        target.why,
+        args,
+        action_server_image=target.action_server_image,
+    )
 
 
 def _refused_is_failure(choose: Callable[[], T]) -> T:
@@ -118,26 +141,44 @@ def _refused_is_failure(choose: Callable[[], T]) -> T:
         raise CliError(EXIT_FAILED, str(exc)) from None
 
 
-def _move(session: Session, body: dict, model: str, note: str, args: argparse.Namespace,
-          *, action_server_image: str | None = None) -> int:
+def _move(
+    session: Session,
+    body: dict,
+    model: str,
+    note: str,
+    args: argparse.Namespace,
+    *,
+    action_server_image: str | None = None,
+) -> int:
     """Set spec.model, print what changed, and --wait. `action_server_image` is the image
     that went with `model` where it comes from (None: unknown, left as it is); it is set in
     the same patch, so a rollback or a promotion from another tag moves the pair."""
     meta = body["metadata"]
     spec_image = (body.get("spec") or {}).get("actionServerImage", "")
-    image = (action_server_image if action_server_image is not None
-             and action_server_image != spec_image else None)
-    move = decisions.Move(namespace=session.namespace, tag=meta["name"],
-                    old=(body.get("spec") or {}).get("model", ""), new=model, note=note,
-                    image_change=decisions.image_change(spec_image, image))
+    image = (
+        action_server_image
+        if action_server_image is not None and action_server_image != spec_image
+        else None
+    )
+    move = decisions.Move(
+        namespace=session.namespace,
+        tag=meta["name"],
+        old=(body.get("spec") or {}).get("model", ""),
+        new=model,
+        note=note,
+        image_change=decisions.image_change(spec_image, image),
+    )
     owner = decisions.gitops_owner(body)
     if owner and move.changes:
-        _warn(f"modeltag '{move.tag}' is managed by {owner}: its next sync sets spec.model "
-              "back to what Git says. Under GitOps, commit the change instead.")
+        _warn(
+            f"modeltag '{move.tag}' is managed by {owner}: its next sync sets spec.model "
+            "back to what Git says. Under GitOps, commit the change instead."
+        )
     generation = meta.get("generation", 0)
     if move.changes:
-        patched = session.set_model(move.tag, move.new, dry_run=args.dry_run,
-                                    action_server_image=image)
+        patched = session.set_model(
+            move.tag, move.new, dry_run=args.dry_run, action_server_image=image
+        )
         generation = patched["metadata"].get("generation", generation)
     suffix = " (dry run: nothing changed)" if args.dry_run and move.changes else ""
     print(move.describe() + suffix)
@@ -162,17 +203,25 @@ def _wait(session: Session, move: decisions.Move, generation: int, timeout: floa
         state = decisions.wait_state(body, move.new, generation)
         if state.done:
             status = body.get("status") or {}
-            print(f"modeltag '{move.tag}' resolves to {move.new} (digest "
-                  f"{output.short_digest(status.get('digest'))}); environments: "
-                  f"{', '.join(status.get('environments') or []) or 'none'}")
+            print(
+                f"modeltag '{move.tag}' resolves to {move.new} (digest "
+                f"{output.short_digest(status.get('digest'))}); environments: "
+                f"{', '.join(status.get('environments') or []) or 'none'}"
+            )
             return EXIT_OK
         if state.failed:
-            raise CliError(EXIT_FAILED, f"modeltag '{move.tag}' in namespace "
-                                        f"'{move.namespace}' did not move to {move.new}: "
-                                        f"{state.failed}")
+            raise CliError(
+                EXIT_FAILED,
+                f"modeltag '{move.tag}' in namespace "
+                f"'{move.namespace}' did not move to {move.new}: "
+                f"{state.failed}",
+            )
         time.sleep(0.5)
-    raise CliError(EXIT_FAILED, f"timed out after {timeout:g}s waiting for modeltag "
-                                f"'{move.tag}' to resolve {move.new}: {state.waiting}")
+    raise CliError(
+        EXIT_FAILED,
+        f"timed out after {timeout:g}s waiting for modeltag "
+        f"'{move.tag}' to resolve {move.new}: {state.waiting}",
+    )
 
 
 # --- wiring --------------------------------------------------------------------------------
@@ -187,6 +236,7 @@ def _run(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
             return exc.code
         except KeyboardInterrupt:
             return 130
+
     return run
 
 
@@ -200,84 +250,138 @@ def _positive(value: str) -> float:
     return seconds
 
 
-def add_people_commands(parser: argparse.ArgumentParser,
-                        sub: argparse._SubParsersAction) -> None:
+def add_people_commands(parser: argparse.ArgumentParser, sub: argparse._SubParsersAction) -> None:
     """Register status, promote, rollback, history and train on botenv's parser
     (botenv.cli.parser)."""
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EXIT_CODES
     connection = argparse.ArgumentParser(add_help=False)
     group = connection.add_argument_group("cluster")
-    group.add_argument("-n", "--namespace", default="",
-                       help="the namespace (default: the kubeconfig context's, else default)")
-    group.add_argument("--kubeconfig", default="",
-                       help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
+    group.add_argument(
+        "-n",
+        "--namespace",
+        default="",
+        help="the namespace (default: the kubeconfig context's, else default)",
+    )
+    group.add_argument(
+        "--kubeconfig",
+        default="",
+        help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)",
+    )
     group.add_argument("--context", default="", help="kubeconfig context (default: current)")
 
-    def add(name: str, help_: str, description: str, epilog: str = EXIT_CODES
-            ) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_, description=description, epilog=epilog,
-                              parents=[connection],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    def add(
+        name: str, help_: str, description: str, epilog: str = EXIT_CODES
+    ) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help_,
+            description=description,
+            epilog=epilog,
+            parents=[connection],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
 
-    status = add("status", "environments and tags at a glance: models, readiness, replicas",
-                 _text("Show the BotEnvironments (tag, model served, Ready/Progressing/"
-                       "Degraded with reason, ready/desired replicas) and the ModelTags "
-                       "(model, digest, resolved at, Ready) of a namespace, and why anything "
-                       "is not Ready."))
-    status.add_argument("-A", "--all-namespaces", action="store_true",
-                        help="every namespace")
+    status = add(
+        "status",
+        "environments and tags at a glance: models, readiness, replicas",
+        _text(
+            "Show the BotEnvironments (tag, model served, Ready/Progressing/"
+            "Degraded with reason, ready/desired replicas) and the ModelTags "
+            "(model, digest, resolved at, Ready) of a namespace, and why anything "
+            "is not Ready."
+        ),
+    )
+    status.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
     status.add_argument("-o", "--output", choices=("table", "json"), default="table")
     status.set_defaults(func=_run(cmd_status))
 
     def moving(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--wait", action="store_true",
-                       help="wait until the tag resolves the new model; fail with the "
-                            "tag's Ready reason (e.g. ModelNotFound) if it cannot")
-        p.add_argument("--timeout", type=_positive, default=120.0, metavar="SECONDS",
-                       help="how long --wait waits (default: 120)")
-        p.add_argument("--dry-run", action="store_true",
-                       help="print what would change; the server checks the patch "
-                            "(validation, RBAC) and writes nothing")
+        p.add_argument(
+            "--wait",
+            action="store_true",
+            help="wait until the tag resolves the new model; fail with the "
+            "tag's Ready reason (e.g. ModelNotFound) if it cannot",
+        )
+        p.add_argument(
+            "--timeout",
+            type=_positive,
+            default=120.0,
+            metavar="SECONDS",
+            help="how long --wait waits (default: 120)",
+        )
+        p.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="print what would change; the server checks the patch "
+            "(validation, RBAC) and writes nothing",
+        )
 
-    promote = add("promote", "move a tag to a model, or to the model another tag serves",
-                  _text("Move TAG to a model: set the ModelTag's spec.model. Every "
-                        "environment that follows TAG rolls to it once botenv finds the model "
-                        "in storage.", GITOPS_NOTE), f"{EXIT_CODES}\n\nexamples:\n"
-                  "  botenv promote production --from experimental --wait\n"
-                  "  kubectl botenv promote production --model 20190612-090129.tar.gz -n bots")
+    promote = add(
+        "promote",
+        "move a tag to a model, or to the model another tag serves",
+        _text(
+            "Move TAG to a model: set the ModelTag's spec.model. Every "
+            "environment that follows TAG rolls to it once botenv finds the model "
+            "in storage.",
+            GITOPS_NOTE,
+        ),
+        f"{EXIT_CODES}\n\nexamples:\n"
+        "  botenv promote production --from experimental --wait\n"
+        "  kubectl botenv promote production --model 20190612-090129.tar.gz -n bots",
+    )
     promote.add_argument("tag", metavar="TAG", help="the ModelTag to move")
     source = promote.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", metavar="NAME",
-                        help="the model's object name in the tag's storage")
-    source.add_argument("--from", dest="from_tag", metavar="OTHERTAG",
-                        help="copy the model OTHERTAG resolves to (status.model); OTHERTAG "
-                             "must be Ready")
+    source.add_argument(
+        "--model", metavar="NAME", help="the model's object name in the tag's storage"
+    )
+    source.add_argument(
+        "--from",
+        dest="from_tag",
+        metavar="OTHERTAG",
+        help="copy the model OTHERTAG resolves to (status.model); OTHERTAG must be Ready",
+    )
     moving(promote)
     promote.set_defaults(func=_run(cmd_promote))
 
-    rollback = add("rollback", "move a tag back to its previous model",
-                   _text("Move TAG back to the previous model in its status.history (newest "
-                         "first: the first entry whose model differs from the one the tag "
-                         "resolves to). When spec.model was moved but never resolved (say, a "
-                         "missing model), rollback returns to the model the tag still "
-                         "resolves to, and no environment rolls.", GITOPS_NOTE))
+    rollback = add(
+        "rollback",
+        "move a tag back to its previous model",
+        _text(
+            "Move TAG back to the previous model in its status.history (newest "
+            "first: the first entry whose model differs from the one the tag "
+            "resolves to). When spec.model was moved but never resolved (say, a "
+            "missing model), rollback returns to the model the tag still "
+            "resolves to, and no environment rolls.",
+            GITOPS_NOTE,
+        ),
+    )
     rollback.add_argument("tag", metavar="TAG", help="the ModelTag to move back")
     moving(rollback)
     rollback.set_defaults(func=_run(cmd_rollback))
 
-    history = add("history", "the models a tag resolved to, newest first",
-                  _text("Show the model TAG resolves to now (marked *) and its earlier models "
-                        "from status.history, the rollback targets."))
+    history = add(
+        "history",
+        "the models a tag resolved to, newest first",
+        _text(
+            "Show the model TAG resolves to now (marked *) and its earlier models "
+            "from status.history, the rollback targets."
+        ),
+    )
     history.add_argument("tag", metavar="TAG", help="the ModelTag")
     history.add_argument("-o", "--output", choices=("table", "json"), default="table")
     history.set_defaults(func=_run(cmd_history))
 
-    train = add("train", "train a local Rasa project in the cluster and move a tag",
-                _text("Pack DIR (config.yml, domain.yml, data/*.yml) into a ConfigMap, create "
-                      "a ModelTraining for it and follow it: the operator trains it in a Job, "
-                      "stores the model where TAG's models are and moves TAG to it. "
-                      "Promoting it further stays an explicit `botenv promote`."),
-                f"{EXIT_CODES}\n\nexample:\n  botenv train ./my-bot --tag experimental")
+    train = add(
+        "train",
+        "train a local Rasa project in the cluster and move a tag",
+        _text(
+            "Pack DIR (config.yml, domain.yml, data/*.yml) into a ConfigMap, create "
+            "a ModelTraining for it and follow it: the operator trains it in a Job, "
+            "stores the model where TAG's models are and moves TAG to it. "
+            "Promoting it further stays an explicit `botenv promote`."
+        ),
+        f"{EXIT_CODES}\n\nexample:\n  botenv train ./my-bot --tag experimental",
+    )
     add_train_arguments(train)
     train.set_defaults(func=_run(cmd_train))

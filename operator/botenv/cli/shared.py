@@ -19,8 +19,11 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_FORBIDDEN, EXIT_UNREACHAB
 # The field manager of every write the people's commands make.
 CLI_FIELD_MANAGER = "botenv-cli"
 
-PLURALS = {"ModelTag": "modeltags.botenv.dev", "BotEnvironment": "botenvironments.botenv.dev",
-           "ModelTraining": "modeltrainings.botenv.dev"}
+PLURALS = {
+    "ModelTag": "modeltags.botenv.dev",
+    "BotEnvironment": "botenvironments.botenv.dev",
+    "ModelTraining": "modeltrainings.botenv.dev",
+}
 
 
 # --- the people's commands: the API server ----------------------------------------------------
@@ -33,8 +36,9 @@ class CliError(Exception):
 
 
 @contextmanager
-def api_call(verb: str, kind: str, namespace: str, name: str = "", *, server: str = ""
-             ) -> Iterator[None]:
+def api_call(
+    verb: str, kind: str, namespace: str, name: str = "", *, server: str = ""
+) -> Iterator[None]:
     """Turn an API failure into a CliError that names the verb and the object."""
     import urllib3
     from kubernetes.client.exceptions import ApiException
@@ -48,21 +52,31 @@ def api_call(verb: str, kind: str, namespace: str, name: str = "", *, server: st
         detail = _server_message(exc)
         if exc.status == 404:
             if name and _names_object(exc):
-                raise CliError(EXIT_NOT_FOUND, f"{kind.lower()} '{name}' not found {scope}"
-                               ) from None
-            raise CliError(EXIT_NOT_FOUND, f"the botenv CRDs are not installed in this "
-                                           f"cluster: {resource} does not exist") from None
+                raise CliError(
+                    EXIT_NOT_FOUND, f"{kind.lower()} '{name}' not found {scope}"
+                ) from None
+            raise CliError(
+                EXIT_NOT_FOUND,
+                f"the botenv CRDs are not installed in this cluster: {resource} does not exist",
+            ) from None
         if exc.status == 403:
             detail = detail.partition(" is forbidden: ")[2] or detail
-            raise CliError(EXIT_FORBIDDEN, f"forbidden: cannot {verb} {resource}"
-                                           f"{f' {name!r}' if name else ''} {scope}: "
-                                           f"{detail}") from None
+            raise CliError(
+                EXIT_FORBIDDEN,
+                f"forbidden: cannot {verb} {resource}"
+                f"{f' {name!r}' if name else ''} {scope}: "
+                f"{detail}",
+            ) from None
         if exc.status == 401:
-            raise CliError(EXIT_FORBIDDEN, f"unauthorized: the cluster rejected the "
-                                           f"credentials (while trying to {verb} {resource}): "
-                                           f"{detail}") from None
-        raise CliError(EXIT_FAILED, f"cannot {verb} {what}: {exc.status} {exc.reason}: "
-                                    f"{detail}") from None
+            raise CliError(
+                EXIT_FORBIDDEN,
+                f"unauthorized: the cluster rejected the "
+                f"credentials (while trying to {verb} {resource}): "
+                f"{detail}",
+            ) from None
+        raise CliError(
+            EXIT_FAILED, f"cannot {verb} {what}: {exc.status} {exc.reason}: {detail}"
+        ) from None
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         reason = getattr(exc, "reason", None) or exc
         at = f" at {server}" if server else ""
@@ -108,20 +122,28 @@ class Session:
         namespace = "" if self.all_namespaces else self.namespace
         with api_call("list", kind, namespace, server=self.server):
             items = self.kube.list_objects(API_VERSION, kind, namespace)
-        return sorted(items, key=lambda o: (o["metadata"].get("namespace", ""),
-                                            o["metadata"]["name"]))
+        return sorted(
+            items, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"])
+        )
 
-    def set_model(self, name: str, model: str, *, dry_run: bool,
-                  action_server_image: str | None = None) -> dict:
+    def set_model(
+        self, name: str, model: str, *, dry_run: bool, action_server_image: str | None = None
+    ) -> dict:
         """Move the tag; with `action_server_image`, its actions in the same patch ("" unsets
         it), so model and actions never move apart."""
         spec: dict = {"model": model}
         if action_server_image is not None:
             spec["actionServerImage"] = action_server_image or None
         with api_call("patch", "ModelTag", self.namespace, name, server=self.server):
-            return self.kube.merge_patch(API_VERSION, "ModelTag", self.namespace, name,
-                                         {"spec": spec},
-                                         field_manager=CLI_FIELD_MANAGER, dry_run=dry_run)
+            return self.kube.merge_patch(
+                API_VERSION,
+                "ModelTag",
+                self.namespace,
+                name,
+                {"spec": spec},
+                field_manager=CLI_FIELD_MANAGER,
+                dry_run=dry_run,
+            )
 
 
 # --- the training Job's steps: a mounted Secret, and errors without its values -----------
@@ -146,8 +168,9 @@ def read_secret_dir(secret_dir: str) -> dict[str, str]:
     if not os.path.isdir(secret_dir):
         # A Job renders the flag whether or not a Secret is mounted there: no Secret, no
         # credentials (the backend's default chain), as without --secret-dir.
-        step_progress("upload",
-                      f"no Secret at --secret-dir {secret_dir}: no credentials from a Secret")
+        step_progress(
+            "upload", f"no Secret at --secret-dir {secret_dir}: no credentials from a Secret"
+        )
         return {}
     credentials: dict[str, str] = {}
     for name in sorted(os.listdir(secret_dir)):
@@ -159,8 +182,9 @@ def read_secret_dir(secret_dir: str) -> dict[str, str]:
             with open(path, "rb") as f:
                 raw = f.read()
         except OSError as exc:
-            raise StepError(f"--secret-dir: cannot read key {name!r} "
-                            f"({exc.strerror or type(exc).__name__})") from None
+            raise StepError(
+                f"--secret-dir: cannot read key {name!r} ({exc.strerror or type(exc).__name__})"
+            ) from None
         try:
             credentials[name] = raw.decode()
         except UnicodeDecodeError:

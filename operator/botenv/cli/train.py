@@ -40,13 +40,19 @@ def pack_project(root: Path) -> dict[str, str]:
     for required in ("config.yml", "domain.yml"):
         path = root / required
         if not path.is_file():
-            hint = (" (a domain/ directory is not supported: merge it into domain.yml)"
-                    if required == "domain.yml" and (root / "domain").is_dir() else "")
+            hint = (
+                " (a domain/ directory is not supported: merge it into domain.yml)"
+                if required == "domain.yml" and (root / "domain").is_dir()
+                else ""
+            )
             raise ProjectError(f"{root}: no {required}{hint}")
         files[required] = path.read_text()
     data = root / "data"
-    found = sorted(p for p in data.rglob("*") if p.suffix in (".yml", ".yaml") and
-                   p.is_file()) if data.is_dir() else []
+    found = (
+        sorted(p for p in data.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file())
+        if data.is_dir()
+        else []
+    )
     if not found:
         raise ProjectError(f"{root}: no training data (YAML files under data/)")
     for path in found:
@@ -56,8 +62,10 @@ def pack_project(root: Path) -> dict[str, str]:
         files[key] = path.read_text()
     size = sum(len(v.encode()) for v in files.values())
     if size > MAX_PROJECT_BYTES:
-        raise ProjectError(f"{root}: the project is {size // 1024} KiB; a ConfigMap holds "
-                           f"at most about {MAX_PROJECT_BYTES // 1024} KiB")
+        raise ProjectError(
+            f"{root}: the project is {size // 1024} KiB; a ConfigMap holds "
+            f"at most about {MAX_PROJECT_BYTES // 1024} KiB"
+        )
     return files
 
 
@@ -66,8 +74,9 @@ def training_name(base: str, now: datetime.datetime) -> str:
     return f"{name}-{now:%Y%m%d-%H%M%S}"
 
 
-def training_body(name: str, namespace: str, *, project: str, storage: dict, tag: str,
-                  image: str, model_name: str) -> dict:
+def training_body(
+    name: str, namespace: str, *, project: str, storage: dict, tag: str, image: str, model_name: str
+) -> dict:
     spec: dict = {"source": {"configMap": {"name": project}}, "output": {"storage": storage}}
     if tag:
         spec["tag"] = tag
@@ -75,8 +84,12 @@ def training_body(name: str, namespace: str, *, project: str, storage: dict, tag
         spec["image"] = image
     if model_name:
         spec["output"]["modelName"] = model_name
-    return {"apiVersion": API_VERSION, "kind": "ModelTraining",
-            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "ModelTraining",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
 
 
 def progress_line(status: dict) -> str:
@@ -92,33 +105,61 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CliError(EXIT_USAGE, str(exc)) from None
     storage_from = args.storage_from or args.tag
     if not storage_from:
-        raise CliError(EXIT_USAGE, "--tag or --storage-from TAG is required: the model is "
-                                   "stored where that ModelTag's models are")
+        raise CliError(
+            EXIT_USAGE,
+            "--tag or --storage-from TAG is required: the model is "
+            "stored where that ModelTag's models are",
+        )
     session = Session(args)
     namespace = session.namespace
     tag = session.tag(storage_from)
     storage = dict((tag.get("spec") or {}).get("storage") or {})
-    name = args.name or training_name(args.tag or Path(args.project).resolve().name,
-                                      datetime.datetime.now(datetime.UTC))
-    body = training_body(name, namespace, project=f"{name}-project", storage=storage,
-                         tag=args.tag, image=args.image, model_name=args.model_name)
+    name = args.name or training_name(
+        args.tag or Path(args.project).resolve().name, datetime.datetime.now(datetime.UTC)
+    )
+    body = training_body(
+        name,
+        namespace,
+        project=f"{name}-project",
+        storage=storage,
+        tag=args.tag,
+        image=args.image,
+        model_name=args.model_name,
+    )
     with api_call("create", "ModelTraining", namespace, name, server=session.server):
         created = session.kube.create(body, field_manager=CLI_FIELD_MANAGER)
     if created is None:
-        raise CliError(EXIT_FAILED, f"modeltraining '{name}' already exists in namespace "
-                                     f"'{namespace}': pick another --name")
-    configmap = {"apiVersion": "v1", "kind": "ConfigMap",
-                 "metadata": {"name": f"{name}-project", "namespace": namespace,
-                              "labels": {"botenv.dev/training": name},
-                              # deleted with its training
-                              "ownerReferences": [{"apiVersion": API_VERSION,
-                                                   "kind": "ModelTraining", "name": name,
-                                                   "uid": created["metadata"]["uid"]}]},
-                 "data": files}
+        raise CliError(
+            EXIT_FAILED,
+            f"modeltraining '{name}' already exists in namespace "
+            f"'{namespace}': pick another --name",
+        )
+    configmap = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": f"{name}-project",
+            "namespace": namespace,
+            "labels": {"botenv.dev/training": name},
+            # deleted with its training
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "ModelTraining",
+                    "name": name,
+                    "uid": created["metadata"]["uid"],
+                }
+            ],
+        },
+        "data": files,
+    }
     with api_call("create", "ConfigMap", namespace, f"{name}-project", server=session.server):
         session.kube.create(configmap, field_manager=CLI_FIELD_MANAGER)
-    print(f"modeltraining '{name}' created in namespace '{namespace}' ({len(files)} files"
-          f"{f', tag {args.tag}' if args.tag else ''})", flush=True)
+    print(
+        f"modeltraining '{name}' created in namespace '{namespace}' ({len(files)} files"
+        f"{f', tag {args.tag}' if args.tag else ''})",
+        flush=True,
+    )
     if args.no_follow:
         return EXIT_OK
     deadline = time.monotonic() + args.timeout
@@ -131,33 +172,51 @@ def cmd_train(args: argparse.Namespace) -> int:
         if line != last:
             print(f"  {line}", flush=True)
             last = line
-        if status.get("phase") == "Succeeded" and status.get(
-                "observedGeneration") == current["metadata"].get("generation"):
+        if status.get("phase") == "Succeeded" and status.get("observedGeneration") == current[
+            "metadata"
+        ].get("generation"):
             return EXIT_OK
         if status.get("phase") == "Failed":
             if status.get("logTail"):
                 print(status["logTail"], file=sys.stderr)
-            raise CliError(EXIT_FAILED, f"training failed: {status.get('reason')}: "
-                                         f"{status.get('message')}")
+            raise CliError(
+                EXIT_FAILED, f"training failed: {status.get('reason')}: {status.get('message')}"
+            )
         time.sleep(2)
-    raise CliError(EXIT_FAILED, f"timed out after {args.timeout:g}s; `botenv status` shows "
-                                 "how it goes on")
+    raise CliError(
+        EXIT_FAILED, f"timed out after {args.timeout:g}s; `botenv status` shows how it goes on"
+    )
 
 
 def add_train_arguments(train: argparse.ArgumentParser) -> None:
-    train.add_argument("project", metavar="DIR",
-                       help="a Rasa project: config.yml, domain.yml and data/*.yml")
-    train.add_argument("--tag", default="",
-                       help="the ModelTag to create or move to the new model (e.g. "
-                            "experimental); its storage is the output unless --storage-from")
-    train.add_argument("--storage-from", default="", metavar="TAG",
-                       help="store the model where this ModelTag's models are (default: "
-                            "--tag)")
-    train.add_argument("--name", default="", help="the ModelTraining's name (default: the "
-                                                  "tag or folder name and the time)")
-    train.add_argument("--model-name", default="", metavar="NAME.tar.gz",
-                       help="the model file name (default: derived, unique)")
+    train.add_argument(
+        "project", metavar="DIR", help="a Rasa project: config.yml, domain.yml and data/*.yml"
+    )
+    train.add_argument(
+        "--tag",
+        default="",
+        help="the ModelTag to create or move to the new model (e.g. "
+        "experimental); its storage is the output unless --storage-from",
+    )
+    train.add_argument(
+        "--storage-from",
+        default="",
+        metavar="TAG",
+        help="store the model where this ModelTag's models are (default: --tag)",
+    )
+    train.add_argument(
+        "--name",
+        default="",
+        help="the ModelTraining's name (default: the tag or folder name and the time)",
+    )
+    train.add_argument(
+        "--model-name",
+        default="",
+        metavar="NAME.tar.gz",
+        help="the model file name (default: derived, unique)",
+    )
     train.add_argument("--image", default="", help="the Rasa image that trains")
     train.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS")
-    train.add_argument("--no-follow", action="store_true",
-                       help="create it and return; do not wait for the result")
+    train.add_argument(
+        "--no-follow", action="store_true", help="create it and return; do not wait for the result"
+    )

@@ -25,16 +25,24 @@ class Fanout:
         self._claim: dict[tuple[str, str], Claim | None] = {}  # environment -> its queue
         self._waiting: dict[Claim, set[tuple[str, str]]] = {}  # queue -> who waits for it
 
-    def environment(self, namespace: str, name: str, body: dict[str, Any], *, deleted: bool
-                    ) -> list[Key]:
+    def environment(
+        self, namespace: str, name: str, body: dict[str, Any], *, deleted: bool
+    ) -> list[Key]:
         """An environment changed (or is gone): itself, the tags it names and named (they
         list their users), and the environments waiting for a queue it asks or asked for."""
         me = (namespace, name)
         tag, claim = tag_of(body), broker_queues.queue_of(body)
         with self._lock:
             old_tag, old_claim = self._tag.get(me), self._claim.get(me)
-            waiters = sorted({w for c in (claim, old_claim) if c is not None
-                              for w in self._waiting.get(c, ()) if w != me})
+            waiters = sorted(
+                {
+                    w
+                    for c in (claim, old_claim)
+                    if c is not None
+                    for w in self._waiting.get(c, ())
+                    if w != me
+                }
+            )
             self._forget(me)
             if not deleted:
                 self._remember(me, tag, claim, waiting=_in_queue_conflict(body))
@@ -50,8 +58,9 @@ class Fanout:
             users = sorted(self._users.get((namespace, name), ()))
         return [(TAG, namespace, name)] + [(ENV, namespace, user) for user in users]
 
-    def _remember(self, me: tuple[str, str], tag: str, claim: Claim | None, *,
-                  waiting: bool) -> None:
+    def _remember(
+        self, me: tuple[str, str], tag: str, claim: Claim | None, *, waiting: bool
+    ) -> None:
         self._tag[me] = tag
         self._users.setdefault((me[0], tag), set()).add(me[1])
         self._claim[me] = claim

@@ -30,19 +30,23 @@ def failure_of(job: dict[str, Any], pods: list[dict[str, Any]]) -> tuple[str, st
     failed = job_condition(job, "Failed")
     reason = failed.get("reason") or "Failed"
     message = failed.get("message") or "the training Job failed"
-    for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""),
-                      reverse=True):
+    for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True):
         status = pod.get("status") or {}
-        statuses = ([(c, "SourceFailed" if c.get("name") == "fetch-project"
-                      else "TrainingFailed") for c in status.get("initContainerStatuses") or []]
-                    + [(c, "UploadFailed") for c in status.get("containerStatuses") or []])
+        statuses = [
+            (c, "SourceFailed" if c.get("name") == "fetch-project" else "TrainingFailed")
+            for c in status.get("initContainerStatuses") or []
+        ] + [(c, "UploadFailed") for c in status.get("containerStatuses") or []]
         for container, why in statuses:
             terminated = (container.get("state") or {}).get("terminated") or {}
             if terminated.get("exitCode", 0) != 0:
                 if reason in ("BackoffLimitExceeded", "Failed"):
                     reason = why
-                step = {"TrainingFailed": "rasa train", "SourceFailed": "botenv fetch-project"
-                        }.get(why, "botenv upload")
-                return (reason, f"{step} exited with code {terminated['exitCode']}: {message}",
-                        (terminated.get("message") or "")[-2048:])
+                step = {"TrainingFailed": "rasa train", "SourceFailed": "botenv fetch-project"}.get(
+                    why, "botenv upload"
+                )
+                return (
+                    reason,
+                    f"{step} exited with code {terminated['exitCode']}: {message}",
+                    (terminated.get("message") or "")[-2048:],
+                )
     return reason, message, ""

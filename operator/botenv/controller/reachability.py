@@ -39,21 +39,42 @@ def dependencies(spec: EnvironmentSpec) -> list[Dependency]:
     elif tracker.type == "mongod":
         port = tracker.port or 27017
     if port and tracker.host and "://" not in tracker.host:
-        found.append(Dependency("TrackerStoreUnreachable", "tracker store",
-                                "spec.trackerStore.host", tracker.host, port))
+        found.append(
+            Dependency(
+                "TrackerStoreUnreachable",
+                "tracker store",
+                "spec.trackerStore.host",
+                tracker.host,
+                port,
+            )
+        )
     lock = spec.lock_store
     if lock.type == "redis" and lock.host:
-        found.append(Dependency("LockStoreUnreachable", "lock store", "spec.lockStore.host",
-                                lock.host, lock.port or 6379))
+        found.append(
+            Dependency(
+                "LockStoreUnreachable",
+                "lock store",
+                "spec.lockStore.host",
+                lock.host,
+                lock.port or 6379,
+            )
+        )
     if spec.event_broker is not None and spec.event_broker.host:
         broker = spec.event_broker
-        found.append(Dependency("EventBrokerUnreachable", "event broker",
-                                "spec.eventBroker.host", broker.host, broker.port))
+        found.append(
+            Dependency(
+                "EventBrokerUnreachable",
+                "event broker",
+                "spec.eventBroker.host",
+                broker.host,
+                broker.port,
+            )
+        )
     return found
 
 
 async def _reach(dep: Dependency, timeout: float) -> str:
-    """"" when a TCP connection opens, else why not."""
+    """ "" when a TCP connection opens, else why not."""
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(dep.host, dep.port), timeout)
     except TimeoutError:
@@ -70,15 +91,18 @@ async def _reach(dep: Dependency, timeout: float) -> str:
     return ""
 
 
-async def unreachable(deps: list[Dependency], timeout: float = 3.0
-                      ) -> list[tuple[Dependency, str]]:
+async def unreachable(deps: list[Dependency], timeout: float = 3.0) -> list[tuple[Dependency, str]]:
     """The dependencies that cannot be reached now, each with why."""
     answers = await asyncio.gather(*(_reach(d, timeout) for d in deps))
     return [(d, why) for d, why in zip(deps, answers, strict=True) if why]
 
 
 def message(failed: list[tuple[Dependency, str]]) -> str:
-    parts = [f"cannot connect to the {d.what} at {d.host}:{d.port} ({d.field}): {why}"
-             for d, why in failed]
-    return ("; ".join(parts) + ". The running pods are left as they are; botenv checks again "
-            "every few seconds")
+    parts = [
+        f"cannot connect to the {d.what} at {d.host}:{d.port} ({d.field}): {why}"
+        for d, why in failed
+    ]
+    return (
+        "; ".join(parts) + ". The running pods are left as they are; botenv checks again "
+        "every few seconds"
+    )

@@ -10,8 +10,16 @@ from botenv.controller.state import State
 Event = tuple[str, str, str]  # (type, reason, message)
 
 
-def report(state: State, kind: str, body: dict[str, Any], status: dict[str, Any], *,
-           removable: Iterable[str], events: Iterable[Event], timestamp: str) -> None:
+def report(
+    state: State,
+    kind: str,
+    body: dict[str, Any],
+    status: dict[str, Any],
+    *,
+    removable: Iterable[str],
+    events: Iterable[Event],
+    timestamp: str,
+) -> None:
     """Patch `body`'s status to `status` when it differs, removing the `removable` fields
     it no longer has (a merge patch keeps what it does not name), then post `events`."""
     meta = body["metadata"]
@@ -21,7 +29,6 @@ def report(state: State, kind: str, body: dict[str, Any], status: dict[str, Any]
         if key in previous and key not in status:
             patch[key] = None
     if patch != previous:
-        state.remember(state.kube.patch_status(kind, meta["namespace"], meta["name"],
-                                               patch))
+        state.remember(state.kube.patch_status(kind, meta["namespace"], meta["name"], patch))
     for type_, reason, message in events:
         state.kube.event(body, type_, reason, message, timestamp)

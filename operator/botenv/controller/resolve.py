@@ -30,7 +30,8 @@ class Unresolved(Exception):  # noqa: N818 (the outcome of a resolve, not a faul
 def _where(spec: TagSpec) -> str:
     storage = spec.storage
     place = {"http": storage.url, "local": storage.path}.get(
-        storage.provider, f"{storage.provider}://{storage.bucket}")
+        storage.provider, f"{storage.provider}://{storage.bucket}"
+    )
     return f"{place} ({key_for(storage, spec.model)})"
 
 
@@ -49,11 +50,13 @@ class Resolver:
         try:
             credentials = self.kube.get_secret_text(namespace, name)
         except ApiException as exc:
-            raise Unresolved("SecretUnreadable", f"could not read Secret {name!r} "
-                             f"({exc.status})", retry=True) from exc
+            raise Unresolved(
+                "SecretUnreadable", f"could not read Secret {name!r} ({exc.status})", retry=True
+            ) from exc
         if credentials is None:
-            raise Unresolved("SecretMissing", f"Secret {name!r} not found (named by "
-                             "spec.storage.secretRef)")
+            raise Unresolved(
+                "SecretMissing", f"Secret {name!r} not found (named by spec.storage.secretRef)"
+            )
         return credentials
 
     def resolve(self, namespace: str, name: str, spec: TagSpec) -> ObjectInfo:
@@ -72,14 +75,16 @@ class Resolver:
         except LocationNotAllowed as exc:
             raise Unresolved("StorageNotAllowed", f"{exc}; {self.policy.describe()}") from exc
         except ObjectNotFound as exc:
-            raise Unresolved("ModelNotFound", f"model {spec.model!r} not found at "
-                             f"{_where(spec)}") from exc
+            raise Unresolved(
+                "ModelNotFound", f"model {spec.model!r} not found at {_where(spec)}"
+            ) from exc
         except AccessDenied as exc:
-            raise Unresolved("StorageAccessDenied", f"{_where(spec)}: access denied: check "
-                             "the credentials in spec.storage.secretRef") from exc
+            raise Unresolved(
+                "StorageAccessDenied",
+                f"{_where(spec)}: access denied: check the credentials in spec.storage.secretRef",
+            ) from exc
         except StorageError as exc:
-            raise Unresolved("StorageUnavailable", f"{_where(spec)}: {exc}",
-                             retry=True) from exc
+            raise Unresolved("StorageUnavailable", f"{_where(spec)}: {exc}", retry=True) from exc
         with self._lock:
             self._cache[(namespace, name)] = (asked, time.monotonic(), info)
         return info

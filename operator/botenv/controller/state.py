@@ -55,8 +55,9 @@ class State:
     def forget(self, kind: str, namespace: str, name: str) -> None:
         self.written.pop((kind, namespace, name), None)
 
-    def _fresher(self, kind: str, namespace: str, name: str, indexed: dict[str, Any] | None
-                 ) -> dict[str, Any] | None:
+    def _fresher(
+        self, kind: str, namespace: str, name: str, indexed: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
         key = (kind, namespace, name)
         mine = self.written.get(key)
         if mine is None:
@@ -85,8 +86,9 @@ class State:
         return self._fresher("ModelTraining", namespace, name, indexed)
 
     def child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        return self._fresher(kind, namespace, name,
-                             only(self.children.get(kind), (namespace, name)))
+        return self._fresher(
+            kind, namespace, name, only(self.children.get(kind), (namespace, name))
+        )
 
     def pods_of(self, namespace: str, environment: str) -> list[dict[str, Any]]:
         if self.pods is None or (namespace, environment) not in self.pods:

@@ -1,9 +1,9 @@
 """One reconcile of a ModelTag, in the same steps as every kind:
 
-    gather   the tag and the environments using it (indexes); its model, stat-ed in storage
-    plan     pure: the tag's next status (its resolution, history and users)
-    apply    nothing: a tag owns no children
-    report   the status patch, and Events for a move or a new problem"""
+gather   the tag and the environments using it (indexes); its model, stat-ed in storage
+plan     pure: the tag's next status (its resolution, history and users)
+apply    nothing: a tag owns no children
+report   the status patch, and Events for a move or a new problem"""
 
 from __future__ import annotations
 
@@ -29,9 +29,13 @@ HISTORY_FIELDS = ("model", "digest", "size", "resolvedAt", "actionServerImage")
 
 
 def users(state: State, namespace: str, name: str) -> list[str]:
-    return sorted(b["metadata"]["name"] for b in state.all_environments()
-                  if b["metadata"]["namespace"] == namespace and tag_of(b) == name
-                  and not b["metadata"].get("deletionTimestamp"))
+    return sorted(
+        b["metadata"]["name"]
+        for b in state.all_environments()
+        if b["metadata"]["namespace"] == namespace
+        and tag_of(b) == name
+        and not b["metadata"].get("deletionTimestamp")
+    )
 
 
 @dataclasses.dataclass
@@ -50,9 +54,12 @@ def gather(state: State, namespace: str, name: str) -> Seen | None:
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
     previous = body.get("status") or {}
-    seen = Seen(body=body, model=previous.get("model", ""),
-                action_server_image=previous.get("actionServerImage", ""),
-                environments=users(state, namespace, name))
+    seen = Seen(
+        body=body,
+        model=previous.get("model", ""),
+        action_server_image=previous.get("actionServerImage", ""),
+        environments=users(state, namespace, name),
+    )
     try:
         spec = parse_tag(body)
         seen.model, seen.action_server_image = spec.model, spec.action_server_image
@@ -65,45 +72,72 @@ def gather(state: State, namespace: str, name: str) -> Seen | None:
     return seen
 
 
-def tag_status(previous: dict[str, Any], *, resolved: ObjectInfo | None, model: str,
-               problem: Problem | None, environments: list[str], generation: int,
-               history_limit: int, timestamp: str, action_server_image: str = "") -> dict[str, Any]:
+def tag_status(
+    previous: dict[str, Any],
+    *,
+    resolved: ObjectInfo | None,
+    model: str,
+    problem: Problem | None,
+    environments: list[str],
+    generation: int,
+    history_limit: int,
+    timestamp: str,
+    action_server_image: str = "",
+) -> dict[str, Any]:
     """Pure: the tag's next status. `resolved` is what storage says about `model`, or None
     when it could not be resolved: the last good resolution then stays in force. The action
     server image moves with the model, never before it resolves."""
     status = {k: v for k, v in previous.items() if k in RESOLVED}
-    current = (previous.get("model"), previous.get("digest"),
-               previous.get("actionServerImage", ""))
+    current = (previous.get("model"), previous.get("digest"), previous.get("actionServerImage", ""))
     if resolved is not None and (model, resolved.digest, action_server_image) != current:
         history = list(previous.get("history") or [])
         if previous.get("model"):
             history = [{k: previous[k] for k in HISTORY_FIELDS if previous.get(k)}, *history]
-        status = {"model": model, "digest": resolved.digest, "size": resolved.size,
-                  "resolvedAt": timestamp, "history": history[:history_limit]}
+        status = {
+            "model": model,
+            "digest": resolved.digest,
+            "size": resolved.size,
+            "resolvedAt": timestamp,
+            "history": history[:history_limit],
+        }
         if action_server_image:
             status["actionServerImage"] = action_server_image
     status["environments"] = environments
     status["observedGeneration"] = generation
     if problem is not None:
-        kept = (f"; the tag stays on {status['model']}" if status.get("model")
-                else "; no environment can start until it resolves")
-        ready = cond.condition(cond.READY, False, problem.reason, problem.message + kept,
-                               generation)
+        kept = (
+            f"; the tag stays on {status['model']}"
+            if status.get("model")
+            else "; no environment can start until it resolves"
+        )
+        ready = cond.condition(
+            cond.READY, False, problem.reason, problem.message + kept, generation
+        )
     else:
-        ready = cond.condition(cond.READY, True, "Resolved",
-                               f"model {status['model']} (digest {status['digest']})",
-                               generation)
+        ready = cond.condition(
+            cond.READY,
+            True,
+            "Resolved",
+            f"model {status['model']} (digest {status['digest']})",
+            generation,
+        )
     status["conditions"] = cond.merge(previous.get("conditions"), [ready], timestamp)
     return status
 
 
 def plan(seen: Seen, history_limit: int, timestamp: str) -> dict[str, Any]:
     """Pure: the status the tag should have."""
-    return tag_status(seen.body.get("status") or {}, resolved=seen.resolved, model=seen.model,
-                      problem=seen.problem, environments=seen.environments,
-                      generation=seen.body["metadata"].get("generation", 0),
-                      history_limit=history_limit, timestamp=timestamp,
-                      action_server_image=seen.action_server_image)
+    return tag_status(
+        seen.body.get("status") or {},
+        resolved=seen.resolved,
+        model=seen.model,
+        problem=seen.problem,
+        environments=seen.environments,
+        generation=seen.body["metadata"].get("generation", 0),
+        history_limit=history_limit,
+        timestamp=timestamp,
+        action_server_image=seen.action_server_image,
+    )
 
 
 def events(previous: dict[str, Any], status: dict[str, Any]) -> list[reporting.Event]:
@@ -113,14 +147,16 @@ def events(previous: dict[str, Any], status: dict[str, Any]) -> list[reporting.E
     old_image, image = previous.get("actionServerImage"), status.get("actionServerImage")
     if (new, status.get("digest"), image) != (old, previous.get("digest"), old_image):
         users_ = ", ".join(status["environments"]) or "none"
-        message = (f"moved from {old} to {new}" if old and old != new
-                   else f"points to {new} (digest {status.get('digest')})")
+        message = (
+            f"moved from {old} to {new}"
+            if old and old != new
+            else f"points to {new} (digest {status.get('digest')})"
+        )
         if image != old_image:
             message += f", action server image {image or 'of each environment'}"
         out.append(("Normal", "Moved", f"{message}; environments: {users_}"))
     ready = cond.get(status["conditions"], cond.READY)
-    if ready.get("status") == "False" and ready != cond.get(previous.get("conditions"),
-                                                            cond.READY):
+    if ready.get("status") == "False" and ready != cond.get(previous.get("conditions"), cond.READY):
         out.append(("Warning", ready["reason"], ready["message"]))
     return out
 
@@ -135,8 +171,9 @@ def report(state: State, body: dict[str, Any], status: dict[str, Any], timestamp
         if reason == "Moved":
             log.info("ModelTag %s/%s %s", meta["namespace"], meta["name"], message)
     # merge patch: an image no longer set is removed
-    reporting.report(state, "ModelTag", body, status, removable=RESOLVED, events=found,
-                     timestamp=timestamp)
+    reporting.report(
+        state, "ModelTag", body, status, removable=RESOLVED, events=found, timestamp=timestamp
+    )
 
 
 async def reconcile(state: State, namespace: str, name: str) -> None:

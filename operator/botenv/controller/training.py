@@ -69,8 +69,12 @@ class Seen:
     @property
     def outdated_job(self) -> bool:
         """The Job ran for another spec generation."""
-        ran = (self.job or {}).get("metadata", {}).get("annotations", {}).get(
-            render.GENERATION_ANNOTATION)
+        ran = (
+            (self.job or {})
+            .get("metadata", {})
+            .get("annotations", {})
+            .get(render.GENERATION_ANNOTATION)
+        )
         return self.job is not None and ran != str(self.generation)
 
 
@@ -81,8 +85,10 @@ def gather(state: State, namespace: str, name: str) -> Seen | None:
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
     seen = Seen(body=body)
-    if (seen.previous.get("observedGeneration") == seen.generation
-            and seen.previous.get("phase") in DONE):
+    if (
+        seen.previous.get("observedGeneration") == seen.generation
+        and seen.previous.get("phase") in DONE
+    ):
         return None
     try:
         seen.spec = spec = parse_training(body, state.settings.default_image)
@@ -101,11 +107,15 @@ def gather(state: State, namespace: str, name: str) -> Seen | None:
         except LocationNotAllowed as exc:
             seen.not_allowed = f"{exc}; {state.settings.storage.describe()}"
             return seen
-        seen.source = ({} if spec.archive is not None
-                       else state.kube.get("v1", "ConfigMap", namespace, spec.config_map))
+        seen.source = (
+            {}
+            if spec.archive is not None
+            else state.kube.get("v1", "ConfigMap", namespace, spec.config_map)
+        )
         return seen
-    seen.pods = state.kube.list_objects("v1", "Pod", namespace,
-                                        f"job-name={seen.job['metadata']['name']}")
+    seen.pods = state.kube.list_objects(
+        "v1", "Pod", namespace, f"job-name={seen.job['metadata']['name']}"
+    )
     if job_status.job_condition(seen.job, "Complete"):
         try:
             seen.stored = _stored(state, namespace, spec)
@@ -118,8 +128,11 @@ def gather(state: State, namespace: str, name: str) -> Seen | None:
 
 def _stored(state: State, namespace: str, spec: TrainingSpec) -> tuple[str, int]:
     """The stored model's digest and size, read back from storage."""
-    credentials = ((state.kube.get_secret_text(namespace, spec.output.secret_name) or {})
-                   if spec.output.secret_name else {})
+    credentials = (
+        (state.kube.get_secret_text(namespace, spec.output.secret_name) or {})
+        if spec.output.secret_name
+        else {}
+    )
     storage = storage_for(spec.output, credentials, policy=state.settings.storage)
     info = storage.stat(key_for(spec.output, spec.model_name))
     return info.digest, info.size
@@ -139,10 +152,20 @@ class Plan:
     requeue: float | None = None  # look again after this many seconds
 
 
-def _status(previous: dict[str, Any], generation: int, phase: str, reason: str, message: str,
-            timestamp: str, **fields: object) -> dict[str, Any]:
-    status = {k: v for k, v in previous.items()
-              if k in ("jobName", "modelName", "startedAt", "digest", "size", "tag")}
+def _status(
+    previous: dict[str, Any],
+    generation: int,
+    phase: str,
+    reason: str,
+    message: str,
+    timestamp: str,
+    **fields: object,
+) -> dict[str, Any]:
+    status = {
+        k: v
+        for k, v in previous.items()
+        if k in ("jobName", "modelName", "startedAt", "digest", "size", "tag")
+    }
     status.update({k: v for k, v in fields.items() if v not in (None, "")})
     status.update(phase=phase, observedGeneration=generation)
     if phase in ("Pending", "Training", "Uploading"):
@@ -154,17 +177,29 @@ def _status(previous: dict[str, Any], generation: int, phase: str, reason: str, 
     return status
 
 
-def _failed(seen: Seen, problem: Problem, now: str, *, event: bool = True,
-            log_tail: str = "") -> Plan:
-    status = _status(seen.previous, seen.generation, "Failed", problem.reason,
-                     problem.message, now, finishedAt=now, logTail=log_tail)
-    return Plan(status=status,
-                event=("Warning", problem.reason, problem.message) if event else None)
+def _failed(
+    seen: Seen, problem: Problem, now: str, *, event: bool = True, log_tail: str = ""
+) -> Plan:
+    status = _status(
+        seen.previous,
+        seen.generation,
+        "Failed",
+        problem.reason,
+        problem.message,
+        now,
+        finishedAt=now,
+        logTail=log_tail,
+    )
+    return Plan(
+        status=status, event=("Warning", problem.reason, problem.message) if event else None
+    )
 
 
 def _waiting(seen: Seen, phase: str, problem: Problem, now: str, again: float) -> Plan:
-    return Plan(status=_status(seen.previous, seen.generation, phase, problem.reason,
-                               problem.message, now), requeue=again)
+    return Plan(
+        status=_status(seen.previous, seen.generation, phase, problem.reason, problem.message, now),
+        requeue=again,
+    )
 
 
 def plan(seen: Seen, settings: Settings, now: str) -> Plan:
@@ -184,26 +219,53 @@ def _start(seen: Seen, spec: TrainingSpec, settings: Settings, now: str) -> Plan
     if seen.not_allowed:
         return _failed(seen, Problem("StorageNotAllowed", seen.not_allowed), now)
     if seen.source is None:
-        return _waiting(seen, "Pending", Problem(
-            "SourceNotFound", f"ConfigMap {spec.config_map!r} (spec.source.configMap.name) "
-            f"not found in namespace {spec.namespace}: create it, e.g. with "
-            "`botenv train DIR`", degraded=False), now, SOURCE_RETRY_SECONDS)
+        return _waiting(
+            seen,
+            "Pending",
+            Problem(
+                "SourceNotFound",
+                f"ConfigMap {spec.config_map!r} (spec.source.configMap.name) "
+                f"not found in namespace {spec.namespace}: create it, e.g. with "
+                "`botenv train DIR`",
+                degraded=False,
+            ),
+            now,
+            SOURCE_RETRY_SECONDS,
+        )
     keys = sorted({*(seen.source.get("data") or {}), *(seen.source.get("binaryData") or {})})
     try:
-        job = render.job(spec, keys=keys, botenv_image=settings.botenv_image,
-                         uid=seen.body["metadata"]["uid"], generation=seen.generation,
-                         project_size_limit=settings.training_project_size_limit,
-                         out_size_limit=settings.training_out_size_limit,
-                         work_size_limit=settings.training_work_size_limit)
+        job = render.job(
+            spec,
+            keys=keys,
+            botenv_image=settings.botenv_image,
+            uid=seen.body["metadata"]["uid"],
+            generation=seen.generation,
+            project_size_limit=settings.training_project_size_limit,
+            out_size_limit=settings.training_out_size_limit,
+            work_size_limit=settings.training_work_size_limit,
+        )
     except SpecError as exc:
-        return _waiting(seen, "Pending", Problem("SourceInvalid", str(exc)), now,
-                        SOURCE_RETRY_SECONDS)
+        return _waiting(
+            seen, "Pending", Problem("SourceInvalid", str(exc)), now, SOURCE_RETRY_SECONDS
+        )
     name = job["metadata"]["name"]
-    status = _status({k: v for k, v in seen.previous.items() if k == "conditions"},
-                     seen.generation, "Pending", "JobCreated", f"Job {name} created", now,
-                     jobName=name, modelName=spec.model_name, startedAt=now)
-    return Plan(status=status, create_job=job, requeue=FOLLOW_SECONDS,
-                event=("Normal", "Started", f"training model {spec.model_name} in Job {name}"))
+    status = _status(
+        {k: v for k, v in seen.previous.items() if k == "conditions"},
+        seen.generation,
+        "Pending",
+        "JobCreated",
+        f"Job {name} created",
+        now,
+        jobName=name,
+        modelName=spec.model_name,
+        startedAt=now,
+    )
+    return Plan(
+        status=status,
+        create_job=job,
+        requeue=FOLLOW_SECONDS,
+        event=("Normal", "Started", f"training model {spec.model_name} in Job {name}"),
+    )
 
 
 def _follow(seen: Seen, spec: TrainingSpec, now: str) -> Plan:
@@ -212,16 +274,27 @@ def _follow(seen: Seen, spec: TrainingSpec, now: str) -> Plan:
     if job_status.job_condition(seen.job, "Complete"):
         if seen.stored is None:
             # The upload step verified it; storage may just be unreachable now.
-            return _waiting(seen, "Uploading", Problem(
-                "StorageUnavailable", f"the Job finished, but {spec.model_name} cannot be read "
-                f"back from storage yet: {seen.unstored}", retry=True), now, FOLLOW_SECONDS * 2)
+            return _waiting(
+                seen,
+                "Uploading",
+                Problem(
+                    "StorageUnavailable",
+                    f"the Job finished, but {spec.model_name} cannot be read "
+                    f"back from storage yet: {seen.unstored}",
+                    retry=True,
+                ),
+                now,
+                FOLLOW_SECONDS * 2,
+            )
         out = succeeded(seen, spec, now, _tag_problem(seen, spec))
         if spec.tag and out.status is not None and out.status.get("tag"):
             if seen.tag is None:
-                out.create_tag = {"apiVersion": API_VERSION, "kind": "ModelTag",
-                                  "metadata": {"name": spec.tag, "namespace": spec.namespace},
-                                  "spec": {"model": spec.model_name,
-                                           "storage": spec.output.block()}}
+                out.create_tag = {
+                    "apiVersion": API_VERSION,
+                    "kind": "ModelTag",
+                    "metadata": {"name": spec.tag, "namespace": spec.namespace},
+                    "spec": {"model": spec.model_name, "storage": spec.output.block()},
+                }
             else:
                 out.move_tag = {"spec": {"model": spec.model_name}}
         return out
@@ -229,11 +302,15 @@ def _follow(seen: Seen, spec: TrainingSpec, now: str) -> Plan:
         reason, message, tail = job_status.failure_of(seen.job, seen.pods)
         return _failed(seen, Problem(reason, message), now, log_tail=tail)
     phase = job_status.phase_of(seen.pods)
-    messages = {"Pending": f"Job {job_name} is waiting for its pod",
-                "Training": f"rasa train runs in Job {job_name}",
-                "Uploading": f"uploading {spec.model_name} to {spec.output.provider} storage"}
-    return Plan(status=_status(seen.previous, seen.generation, phase, phase, messages[phase],
-                               now), requeue=FOLLOW_SECONDS)
+    messages = {
+        "Pending": f"Job {job_name} is waiting for its pod",
+        "Training": f"rasa train runs in Job {job_name}",
+        "Uploading": f"uploading {spec.model_name} to {spec.output.provider} storage",
+    }
+    return Plan(
+        status=_status(seen.previous, seen.generation, phase, phase, messages[phase], now),
+        requeue=FOLLOW_SECONDS,
+    )
 
 
 def _tag_problem(seen: Seen, spec: TrainingSpec) -> str:
@@ -245,8 +322,10 @@ def _tag_problem(seen: Seen, spec: TrainingSpec) -> str:
     except SpecError as exc:
         return f"ModelTag {spec.tag!r} is invalid: {exc}"
     if current != spec.output:
-        return (f"ModelTag {spec.tag!r} reads from other storage than spec.output.storage "
-                "(provider, bucket, prefix, endpoint or secret differ); it was not moved")
+        return (
+            f"ModelTag {spec.tag!r} reads from other storage than spec.output.storage "
+            "(provider, bucket, prefix, endpoint or secret differ); it was not moved"
+        )
     return ""
 
 
@@ -258,10 +337,26 @@ def succeeded(seen: Seen, spec: TrainingSpec, now: str, problem: str) -> Plan:
     message = f"model {spec.model_name} stored (digest {digest}, {size} bytes)"
     message += f"; ModelTag {spec.tag!r} moved to it" if moved else ""
     message += f"; {problem}" if problem else ""
-    status = _status(seen.previous, seen.generation, "Succeeded", "Trained", message, now,
-                     digest=digest, size=size, tag=moved, finishedAt=now)
-    return Plan(status=status, event=("Warning" if problem else "Normal",
-                                      "TagNotMoved" if problem else "Succeeded", message))
+    status = _status(
+        seen.previous,
+        seen.generation,
+        "Succeeded",
+        "Trained",
+        message,
+        now,
+        digest=digest,
+        size=size,
+        tag=moved,
+        finishedAt=now,
+    )
+    return Plan(
+        status=status,
+        event=(
+            "Warning" if problem else "Normal",
+            "TagNotMoved" if problem else "Succeeded",
+            message,
+        ),
+    )
 
 
 # --- apply ------------------------------------------------------------------------------
@@ -278,11 +373,20 @@ def apply(state: State, seen: Seen, plan: Plan, now: str) -> Plan:
         try:
             state.remember(state.kube.apply(plan.create_job))
         except ApiException as exc:
-            return _failed(seen, Problem("InvalidSpec", f"the API server rejected Job {name}: "
-                                         f"{exc.reason}"), now, event=False)
+            return _failed(
+                seen,
+                Problem("InvalidSpec", f"the API server rejected Job {name}: {exc.reason}"),
+                now,
+                event=False,
+            )
         assert seen.spec is not None
-        log.info("ModelTraining %s/%s: started Job %s for model %s", namespace,
-                 seen.spec.name, name, seen.spec.model_name)
+        log.info(
+            "ModelTraining %s/%s: started Job %s for model %s",
+            namespace,
+            seen.spec.name,
+            name,
+            seen.spec.model_name,
+        )
     if plan.create_tag is not None or plan.move_tag is not None:
         spec = seen.spec
         assert spec is not None
@@ -290,11 +394,18 @@ def apply(state: State, seen: Seen, plan: Plan, now: str) -> Plan:
             if plan.create_tag is not None:
                 state.kube.create(plan.create_tag, field_manager=TAG_MANAGER)
             else:
-                state.kube.merge_patch(API_VERSION, "ModelTag", namespace, spec.tag,
-                                       plan.move_tag or {}, field_manager=TAG_MANAGER)
+                state.kube.merge_patch(
+                    API_VERSION,
+                    "ModelTag",
+                    namespace,
+                    spec.tag,
+                    plan.move_tag or {},
+                    field_manager=TAG_MANAGER,
+                )
         except ApiException as exc:
-            return succeeded(seen, spec, now, f"could not move ModelTag {spec.tag!r} "
-                                              f"({exc.status} {exc.reason})")
+            return succeeded(
+                seen, spec, now, f"could not move ModelTag {spec.tag!r} ({exc.status} {exc.reason})"
+            )
     return plan
 
 
@@ -304,15 +415,30 @@ def apply(state: State, seen: Seen, plan: Plan, now: str) -> Plan:
 def report(state: State, seen: Seen, plan: Plan, now: str) -> None:
     if plan.status is None:
         return
-    reporting.report(state, "ModelTraining", seen.body, plan.status, removable=REMOVABLE,
-                     events=[plan.event] if plan.event else [], timestamp=now)
+    reporting.report(
+        state,
+        "ModelTraining",
+        seen.body,
+        plan.status,
+        removable=REMOVABLE,
+        events=[plan.event] if plan.event else [],
+        timestamp=now,
+    )
     meta, phase = seen.body["metadata"], plan.status["phase"]
     if phase == "Failed" and plan.event is not None:
-        log.warning("ModelTraining %s/%s failed: %s", meta["namespace"], meta["name"],
-                    plan.status["message"])
+        log.warning(
+            "ModelTraining %s/%s failed: %s",
+            meta["namespace"],
+            meta["name"],
+            plan.status["message"],
+        )
     elif phase == "Succeeded":
-        log.info("ModelTraining %s/%s: %s", meta["namespace"], meta["name"],
-                 cond.get(plan.status["conditions"], cond.READY).get("message"))
+        log.info(
+            "ModelTraining %s/%s: %s",
+            meta["namespace"],
+            meta["name"],
+            cond.get(plan.status["conditions"], cond.READY).get("message"),
+        )
 
 
 async def reconcile(state: State, namespace: str, name: str) -> None:

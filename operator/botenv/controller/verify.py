@@ -25,12 +25,16 @@ def pod_view(body: dict[str, Any]) -> dict[str, Any]:
     status = body.get("status") or {}
     ready = cond.get(status.get("conditions"), cond.READY).get("status") == "True"
     meta = body.get("metadata") or {}
-    return {"name": meta.get("name", ""), "ip": status.get("podIP") or "",
-            "ready": ready and not meta.get("deletionTimestamp")}
+    return {
+        "name": meta.get("name", ""),
+        "ip": status.get("podIP") or "",
+        "ready": ready and not meta.get("deletionTimestamp"),
+    }
 
 
-async def served_models(pods: list[dict[str, Any]], *, port: int, token: str | None,
-                        timeout: float = 3.0) -> dict[str, str]:
+async def served_models(
+    pods: list[dict[str, Any]], *, port: int, token: str | None, timeout: float = 3.0
+) -> dict[str, str]:
     """Pod name -> the `model_file` its Rasa reports, or NO_ANSWER, for the ready pods."""
     ready = [p for p in pods if p["ready"] and p["ip"]]
     if not ready:

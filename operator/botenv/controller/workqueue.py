@@ -50,8 +50,10 @@ class WorkQueue:
 
     def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        self._tasks = [asyncio.create_task(self._work(), name=f"botenv-worker-{i}")
-                       for i in range(self._workers)]
+        self._tasks = [
+            asyncio.create_task(self._work(), name=f"botenv-worker-{i}")
+            for i in range(self._workers)
+        ]
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -82,9 +84,10 @@ class WorkQueue:
                 self.add_after(key, again.delay)
             except Exception as exc:  # noqa: BLE001 -- a failed reconcile is retried
                 count = self._failures[key] = self._failures.get(key, 0) + 1
-                delay = min(MAX_BACKOFF, 0.5 * 2 ** count)
-                log.error("reconcile of %s failed (retry in %.0fs): %s", _name(key),
-                          delay, _describe(exc))
+                delay = min(MAX_BACKOFF, 0.5 * 2**count)
+                log.error(
+                    "reconcile of %s failed (retry in %.0fs): %s", _name(key), delay, _describe(exc)
+                )
                 self.add_after(key, delay)
             finally:
                 self._running.discard(key)

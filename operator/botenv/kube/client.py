@@ -30,10 +30,10 @@ _PATHS = {
     ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{ns}/deployments",
     ("coordination.k8s.io/v1", "Lease"): "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
     (f"{GROUP}/{VERSION}", "BotEnvironment"): f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/"
-                                              "botenvironments",
+    "botenvironments",
     (f"{GROUP}/{VERSION}", "ModelTag"): f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/modeltags",
     (f"{GROUP}/{VERSION}", "ModelTraining"): f"/apis/{GROUP}/{VERSION}/namespaces/{{ns}}/"
-                                             "modeltrainings",
+    "modeltrainings",
     ("batch/v1", "Job"): "/apis/batch/v1/namespaces/{ns}/jobs",
     ("v1", "Pod"): "/api/v1/namespaces/{ns}/pods",
 }
@@ -67,14 +67,26 @@ class Kube:
         with self._lock:
             self.writes[(what, namespace, name)] += 1
 
-    def _call(self, method: str, path: str, *, body: object = None,
-              query: list[tuple[str, str]] | None = None, content_type: str = "") -> dict[str, Any]:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: object = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "",
+    ) -> dict[str, Any]:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
         request = self.api.param_serialize(
-            method=method, resource_path=path, query_params=query or [],
-            header_params=headers, body=body, auth_settings=["BearerToken"])
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
         response = self.api.call_api(*request, _request_timeout=30)
         data = response.read()
         if not 200 <= response.status <= 299:
@@ -95,11 +107,13 @@ class Kube:
         someone else wrote first)."""
         meta = obj["metadata"]
         self._count(f"replace {obj['kind']}", meta["namespace"], meta["name"])
-        return self._call("PUT", _path(obj["apiVersion"], obj["kind"], meta["namespace"],
-                                       meta["name"]), body=obj)
+        return self._call(
+            "PUT", _path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"]), body=obj
+        )
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str,
-               uid: str | None = None) -> None:
+    def delete(
+        self, api_version: str, kind: str, namespace: str, name: str, uid: str | None = None
+    ) -> None:
         """Delete a child botenv made and no longer wants (its own children too, in the
         background); gone already is fine. With `uid`, only that very object (one made
         again under the same name since is left alone)."""
@@ -117,17 +131,29 @@ class Kube:
         """GET one object; raises ApiException (404 when it or its kind does not exist)."""
         return self._call("GET", _path(api_version, kind, namespace, name))
 
-    def list_objects(self, api_version: str, kind: str, namespace: str = "",
-                     label_selector: str = "") -> list[dict[str, Any]]:
+    def list_objects(
+        self, api_version: str, kind: str, namespace: str = "", label_selector: str = ""
+    ) -> list[dict[str, Any]]:
         """LIST the objects of a kind in a namespace, or in all namespaces when it is ""."""
-        path = (_path(api_version, kind, namespace) if namespace
-                else _all_namespaces_path(api_version, kind))
+        path = (
+            _path(api_version, kind, namespace)
+            if namespace
+            else _all_namespaces_path(api_version, kind)
+        )
         query = [("labelSelector", label_selector)] if label_selector else None
         return list(self._call("GET", path, query=query).get("items") or [])
 
-    def merge_patch(self, api_version: str, kind: str, namespace: str, name: str,
-                    patch: dict[str, Any], *, field_manager: str, dry_run: bool = False
-                    ) -> dict[str, Any]:
+    def merge_patch(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str,
+        name: str,
+        patch: dict[str, Any],
+        *,
+        field_manager: str,
+        dry_run: bool = False,
+    ) -> dict[str, Any]:
         """A JSON merge patch (an Update, not an apply): it writes only the fields in
         `patch`, needs no force and makes `field_manager` no applier of them. A dry run is
         checked by the server (validation, admission, RBAC) and writes nothing."""
@@ -136,8 +162,13 @@ class Kube:
             query.append(("dryRun", "All"))
         else:
             self._count(f"patch {kind}", namespace, name)
-        return self._call("PATCH", _path(api_version, kind, namespace, name), body=patch,
-                          query=query, content_type="application/merge-patch+json")
+        return self._call(
+            "PATCH",
+            _path(api_version, kind, namespace, name),
+            body=patch,
+            query=query,
+            content_type="application/merge-patch+json",
+        )
 
     def get_secret_data(self, namespace: str, name: str) -> dict[str, str] | None:
         """The Secret's base64 data, or None when it does not exist. Callers hash it."""
@@ -163,8 +194,13 @@ class Kube:
             query.append(("dryRun", "All"))
         else:
             self._count(f"apply {obj['kind']}", meta["namespace"], meta["name"])
-        return self._call("PATCH", path, body=json.dumps(obj), query=query,
-                          content_type="application/apply-patch+yaml")
+        return self._call(
+            "PATCH",
+            path,
+            body=json.dumps(obj),
+            query=query,
+            content_type="application/apply-patch+yaml",
+        )
 
     def create(self, obj: dict[str, Any], field_manager: str) -> dict[str, Any] | None:
         """Create `obj`; None when it exists already. For objects whose content botenv
@@ -172,42 +208,66 @@ class Kube:
         meta = obj["metadata"]
         self._count(f"create {obj['kind']}", meta["namespace"], meta["name"])
         try:
-            return self._call("POST", _path(obj["apiVersion"], obj["kind"], meta["namespace"]),
-                              body=obj, query=[("fieldManager", field_manager)])
+            return self._call(
+                "POST",
+                _path(obj["apiVersion"], obj["kind"], meta["namespace"]),
+                body=obj,
+                query=[("fieldManager", field_manager)],
+            )
         except ApiException as exc:
             if exc.status == 409:
                 return None
             raise
 
-    def patch_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]
-                     ) -> dict[str, Any]:
+    def patch_status(
+        self, kind: str, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any]:
         self._count(f"status {kind}", namespace, name)
         path = _path(f"{GROUP}/{VERSION}", kind, namespace, name) + "/status"
         # Named, so managedFields show botenv (not the client library) as status's writer.
-        return self._call("PATCH", path, body={"status": status},
-                          query=[("fieldManager", FIELD_MANAGER)],
-                          content_type="application/merge-patch+json")
+        return self._call(
+            "PATCH",
+            path,
+            body={"status": status},
+            query=[("fieldManager", FIELD_MANAGER)],
+            content_type="application/merge-patch+json",
+        )
 
-    def event(self, involved: dict[str, Any], type_: str, reason: str, message: str,
-              timestamp: str) -> None:
+    def event(
+        self, involved: dict[str, Any], type_: str, reason: str, message: str, timestamp: str
+    ) -> None:
         meta = involved["metadata"]
         self._count("create Event", meta["namespace"], meta["name"])
         body = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:12]}",
-                         "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": involved["apiVersion"], "kind": involved["kind"],
-                               "name": meta["name"], "namespace": meta["namespace"],
-                               "uid": meta.get("uid", "")},
-            "type": type_, "reason": reason, "message": message[:1024],
+            "metadata": {
+                "name": f"{meta['name']}.{uuid.uuid4().hex[:12]}",
+                "namespace": meta["namespace"],
+            },
+            "involvedObject": {
+                "apiVersion": involved["apiVersion"],
+                "kind": involved["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid", ""),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
             "source": {"component": FIELD_MANAGER},
             "reportingComponent": FIELD_MANAGER,
-            "firstTimestamp": timestamp, "lastTimestamp": timestamp, "count": 1,
+            "firstTimestamp": timestamp,
+            "lastTimestamp": timestamp,
+            "count": 1,
         }
         try:
-            self._call("POST", _path("v1", "Event", meta["namespace"]), body=body,
-                       query=[("fieldManager", FIELD_MANAGER)])
+            self._call(
+                "POST",
+                _path("v1", "Event", meta["namespace"]),
+                body=body,
+                query=[("fieldManager", FIELD_MANAGER)],
+            )
         except ApiException as exc:  # events are best effort: never fail a reconcile on one
             log.warning("could not post event %s for %s: %s", reason, meta["name"], exc.reason)
 
@@ -237,22 +297,29 @@ def connect(kubeconfig: str = "", context: str = "") -> tuple[Kube, str]:
                 namespace = "default"
             return Kube(kubernetes.client.ApiClient(config)), namespace
         else:
-            raise NoKubeconfig("no kubeconfig: set KUBECONFIG, pass --kubeconfig, or create "
-                               "~/.kube/config")
+            raise NoKubeconfig(
+                "no kubeconfig: set KUBECONFIG, pass --kubeconfig, or create ~/.kube/config"
+            )
     files = [os.path.expanduser(p) for p in path.split(os.pathsep) if p]
     if not any(os.path.exists(p) for p in files):
         raise NoKubeconfig(f"kubeconfig {path!r} not found")
     try:
         contexts, current = kubernetes.config.list_kube_config_contexts(path)
-        chosen = (next((c for c in contexts if c.get("name") == context), None) if context
-                  else current)
+        chosen = (
+            next((c for c in contexts if c.get("name") == context), None) if context else current
+        )
         if chosen is None:
             names = ", ".join(c.get("name", "") for c in contexts) or "none"
-            raise NoKubeconfig(f"context {context!r} not found in kubeconfig {path!r} "
-                               f"(contexts: {names})")
+            raise NoKubeconfig(
+                f"context {context!r} not found in kubeconfig {path!r} (contexts: {names})"
+            )
         config = kubernetes.client.Configuration()
-        kubernetes.config.load_kube_config(config_file=path, context=context or None,
-                                           client_configuration=config, persist_config=False)
+        kubernetes.config.load_kube_config(
+            config_file=path,
+            context=context or None,
+            client_configuration=config,
+            persist_config=False,
+        )
     except kubernetes.config.ConfigException as exc:
         raise NoKubeconfig(f"kubeconfig {path!r}: {exc}") from exc
     # A person waits at the terminal: one retry, not urllib3's three, on a dead address.

@@ -22,9 +22,11 @@ def contains(live: object, desired: object, *, quantities: bool = False) -> bool
     if isinstance(desired, dict):
         if not isinstance(live, dict):
             return False
-        return all(contains(live.get(k), v, quantities=quantities or k in _QUANTITY_MAPS)
-                   for k, v in desired.items()
-                   if not (v in ({}, []) and live.get(k) is None))
+        return all(
+            contains(live.get(k), v, quantities=quantities or k in _QUANTITY_MAPS)
+            for k, v in desired.items()
+            if not (v in ({}, []) and live.get(k) is None)
+        )
     if isinstance(desired, list):
         if not isinstance(live, list) or len(live) != len(desired):
             return False

@@ -144,9 +144,6 @@ def find_binaries() -> Path:
     return bin_dir
 
 
-
-
-
 def _self_signed_ca(cert_file: Path) -> bytes | None:
     """The CA that kube-apiserver appended to the serving cert it generated."""
     try:
@@ -489,7 +486,6 @@ class ControlPlane:
 
 class _PortTaken(Exception):
     pass
-
 
 
 # -- command line -------------------------------------------------------------

@@ -244,8 +244,9 @@ class ManagedProcess:
         proc, self._proc = self._proc, None
         if proc is not None:
             was_running = proc.poll() is None
-            stop_group(proc, 5.0, graceful_signal=self.graceful_signal,
-                       graceful_timeout=self.stop_timeout)
+            stop_group(
+                proc, 5.0, graceful_signal=self.graceful_signal, graceful_timeout=self.stop_timeout
+            )
             if was_running:  # else the port may be someone else's (a failed start)
                 wait_port_closed(self.port, self.host)
 
@@ -286,12 +287,14 @@ class ManagedProcess:
         **kwargs: Any,
     ) -> subprocess.Popen[bytes]:
         """A process of this server (the server itself, or a helper) in its own group."""
-        return spawn(argv, log_path, env=env, cwd=cwd or self.workdir,
-                     death_signal=death_signal, **kwargs)
+        return spawn(
+            argv, log_path, env=env, cwd=cwd or self.workdir, death_signal=death_signal, **kwargs
+        )
 
     def launch(self) -> None:
-        self._proc = self.spawn(self.argv(), self.log_path, self.env(), self.graceful_signal,
-                                **self.popen_kwargs())
+        self._proc = self.spawn(
+            self.argv(), self.log_path, self.env(), self.graceful_signal, **self.popen_kwargs()
+        )
 
     def wait_ready(self, began: float) -> None:
         """Until ready() (from began on, at most start_timeout): exited_error() when the

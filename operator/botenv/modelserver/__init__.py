@@ -9,5 +9,13 @@ from botenv.modelserver.cache import ContentMismatch, DiskCache
 from botenv.modelserver.catalog import Catalog, Resolution, StaticCatalog
 from botenv.modelserver.server import run, serve
 
-__all__ = ["Catalog", "ContentMismatch", "DiskCache", "Resolution", "StaticCatalog",
-           "make_app", "run", "serve"]
+__all__ = [
+    "Catalog",
+    "ContentMismatch",
+    "DiskCache",
+    "Resolution",
+    "StaticCatalog",
+    "make_app",
+    "run",
+    "serve",
+]

@@ -50,20 +50,32 @@ class Metrics:
 
     def __init__(self, cache: DiskCache) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("botenv_modelserver_requests", "HTTP requests answered",
-                                ["code", "route"], registry=self.registry)
-        self.bytes_served = Counter("botenv_modelserver_served_bytes",
-                                    "Model bytes sent to clients", registry=self.registry)
+        self.requests = Counter(
+            "botenv_modelserver_requests",
+            "HTTP requests answered",
+            ["code", "route"],
+            registry=self.registry,
+        )
+        self.bytes_served = Counter(
+            "botenv_modelserver_served_bytes", "Model bytes sent to clients", registry=self.registry
+        )
         self.fetch_seconds = Histogram(
             "botenv_modelserver_storage_fetch_seconds",
-            "Time to download a model from storage into the cache", ["result"],
-            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600), registry=self.registry)
-        fills = Gauge("botenv_modelserver_fills_in_flight",
-                      "Model downloads from storage in progress", registry=self.registry)
+            "Time to download a model from storage into the cache",
+            ["result"],
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+            registry=self.registry,
+        )
+        fills = Gauge(
+            "botenv_modelserver_fills_in_flight",
+            "Model downloads from storage in progress",
+            registry=self.registry,
+        )
         fills.set_function(lambda: cache.fills_in_flight)
         self.registry.register(_CacheCollector(cache))
         cache.add_fill_observer(
-            lambda seconds, ok: self.fetch_seconds.labels("ok" if ok else "error").observe(seconds))
+            lambda seconds, ok: self.fetch_seconds.labels("ok" if ok else "error").observe(seconds)
+        )
 
 
 class _CacheCollector(Collector):
@@ -75,20 +87,29 @@ class _CacheCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         stats = self._cache.stats
         prefix = "botenv_modelserver_cache"
-        yield CounterMetricFamily(f"{prefix}_hits", "Requests answered from the cache",
-                                  value=stats.hits)
-        yield CounterMetricFamily(f"{prefix}_misses",
-                                  "Requests that waited for a download", value=stats.misses)
-        yield CounterMetricFamily(f"{prefix}_fills", "Downloads from storage started",
-                                  value=stats.fills)
-        yield CounterMetricFamily(f"{prefix}_fill_failures", "Downloads from storage that failed",
-                                  value=stats.fill_failures)
-        yield CounterMetricFamily(f"{prefix}_evictions", "Models evicted from the cache",
-                                  value=stats.evictions)
-        yield GaugeMetricFamily(f"{prefix}_bytes", "Bytes of models in the cache",
-                                value=self._cache.bytes_used)
-        yield GaugeMetricFamily(f"{prefix}_max_bytes", "Size bound of the cache",
-                                value=self._cache.max_bytes)
+        yield CounterMetricFamily(
+            f"{prefix}_hits", "Requests answered from the cache", value=stats.hits
+        )
+        yield CounterMetricFamily(
+            f"{prefix}_misses", "Requests that waited for a download", value=stats.misses
+        )
+        yield CounterMetricFamily(
+            f"{prefix}_fills", "Downloads from storage started", value=stats.fills
+        )
+        yield CounterMetricFamily(
+            f"{prefix}_fill_failures",
+            "Downloads from storage that failed",
+            value=stats.fill_failures,
+        )
+        yield CounterMetricFamily(
+            f"{prefix}_evictions", "Models evicted from the cache", value=stats.evictions
+        )
+        yield GaugeMetricFamily(
+            f"{prefix}_bytes", "Bytes of models in the cache", value=self._cache.bytes_used
+        )
+        yield GaugeMetricFamily(
+            f"{prefix}_max_bytes", "Size bound of the cache", value=self._cache.max_bytes
+        )
 
 
 METRICS_KEY = web.AppKey("botenv_modelserver_metrics", Metrics)
@@ -103,8 +124,10 @@ class _ModelFileResponse(web.FileResponse):
     """
 
     etag = property(web.StreamResponse.etag.fget, lambda self, value: None)  # type: ignore
-    last_modified = property(web.StreamResponse.last_modified.fget,  # type: ignore
-                             lambda self, value: None)
+    last_modified = property(
+        web.StreamResponse.last_modified.fget,  # type: ignore
+        lambda self, value: None,
+    )
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         # The handler sends the file itself (while the cache file is pinned); aiohttp then
@@ -155,8 +178,14 @@ def _storage_reason(error: Exception, resolution: Resolution) -> str:
 
 
 class _Handlers:
-    def __init__(self, catalog: Catalog, cache: DiskCache, metrics: Metrics,
-                 answer_within: float, retry_after: int) -> None:
+    def __init__(
+        self,
+        catalog: Catalog,
+        cache: DiskCache,
+        metrics: Metrics,
+        answer_within: float,
+        retry_after: int,
+    ) -> None:
         self.catalog = catalog
         self.cache = cache
         self.metrics = metrics
@@ -164,8 +193,9 @@ class _Handlers:
         self.retry_after = retry_after
 
     def _unavailable(self, reason: str) -> web.Response:
-        return _text(503, f"{reason}; retry in {self.retry_after} s",
-                     {"Retry-After": str(self.retry_after)})
+        return _text(
+            503, f"{reason}; retry in {self.retry_after} s", {"Retry-After": str(self.retry_after)}
+        )
 
     async def model(self, request: web.Request) -> web.StreamResponse:
         namespace = request.match_info["namespace"]
@@ -179,23 +209,32 @@ class _Handlers:
             challenge = 'Bearer realm="botenv"'
             if token is not None:
                 challenge += ', error="invalid_token"'
-            hint = ("; query-string tokens are not accepted, send Authorization: Bearer"
-                    if "token" in request.query else "")
-            return _text(401, f"a pull token for this tag is required{hint}",
-                         {"WWW-Authenticate": challenge})
+            hint = (
+                "; query-string tokens are not accepted, send Authorization: Bearer"
+                if "token" in request.query
+                else ""
+            )
+            return _text(
+                401, f"a pull token for this tag is required{hint}", {"WWW-Authenticate": challenge}
+            )
 
         pinned = request.query.get("digest", "")
         resolution = self.catalog.resolve(namespace, tag, pinned)
         if resolution is None and pinned and self.catalog.resolve(namespace, tag):
-            return _text(404, f"tag {namespace}/{tag} has no model with digest {pinned} "
-                              "(neither its current model nor one in its history)")
+            return _text(
+                404,
+                f"tag {namespace}/{tag} has no model with digest {pinned} "
+                "(neither its current model nor one in its history)",
+            )
         if resolution is None:
             return _text(404, f"tag {namespace}/{tag} is unknown or not resolved yet")
 
         # Rasa uses `filename` as a path inside its temp dir: send the bare file name of a
         # model stored under folders (spec.model may be "2024/05/model.tar.gz").
-        headers = {"ETag": f'"{resolution.digest}"',
-                   "filename": PurePosixPath(resolution.model).name}
+        headers = {
+            "ETag": f'"{resolution.digest}"',
+            "filename": PurePosixPath(resolution.model).name,
+        }
         if etag_matches(request.headers.getall("If-None-Match", ()), resolution.digest):
             return web.Response(status=304, headers=headers)
         headers["Content-Type"] = CONTENT_TYPE
@@ -207,24 +246,31 @@ class _Handlers:
             return response
         return await self._send(request, resolution, headers)
 
-    async def _send(self, request: web.Request, resolution: Resolution,
-                    headers: dict[str, str]) -> web.StreamResponse:
+    async def _send(
+        self, request: web.Request, resolution: Resolution, headers: dict[str, str]
+    ) -> web.StreamResponse:
         for _ in range(2):  # a second try only if eviction won a race with this request
             try:
-                path = await asyncio.wait_for(self.cache.path_for(resolution),
-                                              self.answer_within)
+                path = await asyncio.wait_for(self.cache.path_for(resolution), self.answer_within)
             except TimeoutError:
                 # The fill goes on (path_for shields it); the next pull finds it done.
-                return self._unavailable(f"model {resolution.model} is being fetched "
-                                         "from storage")
+                return self._unavailable(f"model {resolution.model} is being fetched from storage")
             except LocationNotAllowed:
                 # Not a passing failure: retrying would not help, and no 503 invites it.
-                return _text(403, f"the storage location of tag {resolution.namespace}/"
-                                  f"{resolution.tag} is not allowed in this cluster")
+                return _text(
+                    403,
+                    f"the storage location of tag {resolution.namespace}/"
+                    f"{resolution.tag} is not allowed in this cluster",
+                )
             except (StorageError, OSError) as error:
                 # The cache logs the failure itself (also for fills nobody waits for).
-                log.debug("cannot serve %s/%s: %s: %s", resolution.namespace, resolution.tag,
-                          type(error).__name__, error)
+                log.debug(
+                    "cannot serve %s/%s: %s: %s",
+                    resolution.namespace,
+                    resolution.tag,
+                    type(error).__name__,
+                    error,
+                )
                 return self._unavailable(_storage_reason(error, resolution))
             with self.cache.pinned(path) as present:
                 if not present:
@@ -245,8 +291,10 @@ class _Handlers:
         return _text(503, "the model catalog is still loading")
 
     async def metrics_page(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(self.metrics.registry),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(
+            body=generate_latest(self.metrics.registry),
+            headers={"Content-Type": CONTENT_TYPE_LATEST},
+        )
 
 
 def _observe(metrics: Metrics) -> Middleware:
@@ -269,15 +317,22 @@ def _observe(metrics: Metrics) -> Middleware:
             # Probes and scrapes are counted apart from model pulls.
             route = "model" if request.path.startswith("/models/") else "other"
             metrics.requests.labels(str(status), route).inc()
-            access_log.info('%s "%s %s" %s %s %.3fs', request.remote, request.method,
-                            request.path, status, "-" if size is None else size,
-                            time.monotonic() - started)
+            access_log.info(
+                '%s "%s %s" %s %s %.3fs',
+                request.remote,
+                request.method,
+                request.path,
+                status,
+                "-" if size is None else size,
+                time.monotonic() - started,
+            )
 
     return observe
 
 
-def make_app(catalog: Catalog, cache: DiskCache, *, answer_within: float = 4.0,
-             retry_after: int = 10) -> web.Application:
+def make_app(
+    catalog: Catalog, cache: DiskCache, *, answer_within: float = 4.0, retry_after: int = 10
+) -> web.Application:
     """The model server app. The caller owns `cache` (and closes it)."""
     metrics = Metrics(cache)
     handlers = _Handlers(catalog, cache, metrics, answer_within, retry_after)

@@ -73,8 +73,9 @@ def file_name(digest: str) -> str:
 
 
 class DiskCache:
-    def __init__(self, directory: str | os.PathLike[str], max_bytes: int, *,
-                 fill_workers: int = 4) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], max_bytes: int, *, fill_workers: int = 4
+    ) -> None:
         if max_bytes <= 0:
             raise ValueError("max_bytes must be positive")
         self.directory = Path(directory)
@@ -87,8 +88,9 @@ class DiskCache:
         self._fills: dict[str, asyncio.Task[Path]] = {}
         self._pins: dict[str, int] = {}
         self._observers: list[FillObserver] = []
-        self._executor = ThreadPoolExecutor(max_workers=fill_workers,
-                                            thread_name_prefix="botenv-cache-fill")
+        self._executor = ThreadPoolExecutor(
+            max_workers=fill_workers, thread_name_prefix="botenv-cache-fill"
+        )
         self._closing = threading.Event()
         self._load()
 
@@ -230,9 +232,14 @@ class DiskCache:
             return
         error = task.exception()
         if error is not None:
-            log.warning("download of model %s (key %s, digest %s) failed: %s: %s",
-                        resolution.model, resolution.key, resolution.digest,
-                        type(error).__name__, error)
+            log.warning(
+                "download of model %s (key %s, digest %s) failed: %s: %s",
+                resolution.model,
+                resolution.key,
+                resolution.digest,
+                type(error).__name__,
+                error,
+            )
 
     def _download(self, resolution: Resolution, name: str) -> int:
         """Runs in a worker thread: storage -> temp file -> checks -> fsync -> rename."""
@@ -258,10 +265,14 @@ class DiskCache:
             if size != resolution.size:
                 read = f"more than {resolution.size}" if size > resolution.size else str(size)
                 raise ContentMismatch(f"{where}: read {read} bytes, expected {resolution.size}")
-            if md5 is not None and resolution.md5 is not None \
-                    and md5.hexdigest() != resolution.md5.lower():
-                raise ContentMismatch(f"{where}: MD5 {md5.hexdigest()} does not match "
-                                      f"the resolved {resolution.md5}")
+            if (
+                md5 is not None
+                and resolution.md5 is not None
+                and md5.hexdigest() != resolution.md5.lower()
+            ):
+                raise ContentMismatch(
+                    f"{where}: MD5 {md5.hexdigest()} does not match the resolved {resolution.md5}"
+                )
             os.replace(temp, self.directory / name)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
@@ -298,6 +309,10 @@ class DiskCache:
                 os.unlink(self.directory / name)
             self.stats.evictions += 1
         if self._bytes > budget and keep is not None and self._entries.get(keep, 0) > budget:
-            log.warning("model %s (%d bytes) is larger than the cache (%d bytes); keeping it "
-                        "until the next model arrives", keep, self._entries[keep],
-                        self.max_bytes)
+            log.warning(
+                "model %s (%d bytes) is larger than the cache (%d bytes); keeping it "
+                "until the next model arrives",
+                keep,
+                self._entries[keep],
+                self.max_bytes,
+            )

@@ -100,8 +100,9 @@ class _GuardedHandler(RequestHandler):
         return self._waiter is not None and not self._waiter.done()
 
     def _arm_header_timer(self) -> None:
-        self._header_timer = self._loop.call_later(self._guard.limits.header_timeout,
-                                                   self._header_timed_out)
+        self._header_timer = self._loop.call_later(
+            self._guard.limits.header_timeout, self._header_timed_out
+        )
 
     def _cancel_header_timer(self) -> None:
         if self._header_timer is not None:
@@ -113,16 +114,24 @@ class _GuardedHandler(RequestHandler):
         if self._waiting_for_request():  # as aiohttp's keep-alive close does
             self.force_close()
 
-    def handle_error(self, request: web.BaseRequest, status: int = 500,
-                     exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
         if status >= 500:  # the app's own failures: aiohttp logs the traceback
             return super().handle_error(request, status, exc, message)
         # A request aiohttp could not parse. aiohttp would log the parser's exception at
         # ERROR and send its text back, and both quote the raw request line or header, a
         # pull token included; a client's garbage is no server error either.
-        access_log.info('%s "-" %d - bad request: %s', request.remote, status,
-                        type(exc).__name__ if exc is not None else "-")
+        access_log.info(
+            '%s "-" %d - bad request: %s',
+            request.remote,
+            status,
+            type(exc).__name__ if exc is not None else "-",
+        )
         if request.writer.output_size > 0:
             raise ConnectionError("response already started, cannot answer 400")
         response = web.Response(status=status, text="bad request\n")
@@ -139,7 +148,11 @@ class GuardedRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()  # starts the app; aiohttp's handler options
-        return _GuardedServer(self._limits, plain.request_handler,
-                              request_factory=plain.request_factory,
-                              handler_cancellation=plain.handler_cancellation,
-                              loop=asyncio.get_running_loop(), **plain._kwargs)
+        return _GuardedServer(
+            self._limits,
+            plain.request_handler,
+            request_factory=plain.request_factory,
+            handler_cancellation=plain.handler_cancellation,
+            loop=asyncio.get_running_loop(),
+            **plain._kwargs,
+        )

@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 class _StorageWithSecret:
     """A Storage whose credentials are read from the Secret when it is first used."""
 
-    def __init__(self, kube: Kube, namespace: str, spec: StorageSpec,
-                 policy: StoragePolicy) -> None:
+    def __init__(
+        self, kube: Kube, namespace: str, spec: StorageSpec, policy: StoragePolicy
+    ) -> None:
         self.kube, self.namespace, self.spec, self.policy = kube, namespace, spec, policy
 
     def _backend(self):  # noqa: ANN202 -- a botenv.storage.Storage
@@ -46,8 +47,9 @@ class _StorageWithSecret:
             try:
                 credentials = self.kube.get_secret_text(self.namespace, self.spec.secret_name)
             except Exception as exc:  # noqa: BLE001 -- any API failure: try again later
-                raise StorageUnavailable(f"cannot read Secret {self.spec.secret_name!r}: "
-                                         f"{type(exc).__name__}") from exc
+                raise StorageUnavailable(
+                    f"cannot read Secret {self.spec.secret_name!r}: {type(exc).__name__}"
+                ) from exc
             if credentials is None:
                 raise StorageUnavailable(f"Secret {self.spec.secret_name!r} not found")
         return storage_for(self.spec, credentials, policy=self.policy)
@@ -74,46 +76,60 @@ class KubeCatalog:
 
     def _register(self) -> None:
         @kopf.index(GROUP, VERSION, "modeltags", registry=self.registry, id="modeltags")
-        def modeltags(namespace: str, name: str, spec: kopf.Spec, status: kopf.Status,
-                      **_: object) -> dict:
+        def modeltags(
+            namespace: str, name: str, spec: kopf.Spec, status: kopf.Status, **_: object
+        ) -> dict:
             return {(namespace, name): {"spec": dict(spec), "status": dict(status)}}
 
         # An environment's entry is replaced by whatever its newest version says, and
         # removed with it: a token whose environment is gone, or whose status no longer
         # names it (revoked by the operator), opens nothing. Always a mapping, {} for no
         # token: kopf keeps an object's previous entry when an indexer returns None.
-        @kopf.index(GROUP, VERSION, "botenvironments", registry=self.registry,
-                    id="pull_tokens")
-        def pull_tokens(namespace: str, meta: kopf.Meta, status: kopf.Status,
-                        **_: object) -> dict:
+        @kopf.index(GROUP, VERSION, "botenvironments", registry=self.registry, id="pull_tokens")
+        def pull_tokens(namespace: str, meta: kopf.Meta, status: kopf.Status, **_: object) -> dict:
             entry = status.get("pullToken")
             if not isinstance(entry, dict) or meta.get("deletionTimestamp"):
                 return {}
             digest, tag = entry.get("sha256"), entry.get("tag")
-            if not isinstance(digest, str) or not _SHA256.match(digest) or not tag \
-                    or not isinstance(tag, str):
+            if (
+                not isinstance(digest, str)
+                or not _SHA256.match(digest)
+                or not tag
+                or not isinstance(tag, str)
+            ):
                 return {}
             return {digest: (namespace, tag)}
 
         @kopf.on.startup(registry=self.registry, id="startup")
-        def startup(settings: kopf.OperatorSettings, modeltags: kopf.Index,
-                    pull_tokens: kopf.Index, **_: object) -> None:
+        def startup(
+            settings: kopf.OperatorSettings,
+            modeltags: kopf.Index,
+            pull_tokens: kopf.Index,
+            **_: object,
+        ) -> None:
             settings.posting.enabled = False
             self._tags, self._tokens = modeltags, pull_tokens
 
         @kopf.on.login(registry=self.registry, id="login")
         def login(**kwargs: object) -> kopf.ConnectionInfo | None:
-            return (kopf.login_with_service_account(**kwargs)
-                    or kopf.login_with_kubeconfig(**kwargs))
+            return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
     async def run(self, stop: asyncio.Event, namespaces: list[str]) -> None:
         ready = asyncio.Event()
-        task = asyncio.create_task(kopf.operator(
-            registry=self.registry, standalone=True, clusterwide=not namespaces,
-            namespaces=namespaces, stop_flag=stop, ready_flag=ready))
+        task = asyncio.create_task(
+            kopf.operator(
+                registry=self.registry,
+                standalone=True,
+                clusterwide=not namespaces,
+                namespaces=namespaces,
+                stop_flag=stop,
+                ready_flag=ready,
+            )
+        )
         try:
-            await asyncio.wait({task, asyncio.create_task(ready.wait())},
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {task, asyncio.create_task(ready.wait())}, return_when=asyncio.FIRST_COMPLETED
+            )
             self._ready.set()
             await task
         finally:
@@ -131,9 +147,14 @@ class KubeCatalog:
             return None  # not resolved by the operator (yet): nothing to serve
         entry = status
         if digest and digest != status["digest"]:
-            entry = next((h for h in status.get("history") or []
-                          if h.get("digest") == digest and h.get("model") and h.get("size")),
-                         None)
+            entry = next(
+                (
+                    h
+                    for h in status.get("history") or []
+                    if h.get("digest") == digest and h.get("model") and h.get("size")
+                ),
+                None,
+            )
             if entry is None:
                 return None
         try:
@@ -141,13 +162,17 @@ class KubeCatalog:
         except SpecError:
             return None
         found = entry["digest"]
-        md5 = found if len(found) == 32 and all(c in "0123456789abcdef" for c in found) \
-            else None
-        return Resolution(namespace=namespace, tag=tag, model=entry["model"],
-                          key=key_for(spec.storage, entry["model"]), digest=found,
-                          size=int(entry.get("size") or 0), md5=md5,
-                          storage=_StorageWithSecret(self.kube, namespace, spec.storage,
-                                                     self.policy))
+        md5 = found if len(found) == 32 and all(c in "0123456789abcdef" for c in found) else None
+        return Resolution(
+            namespace=namespace,
+            tag=tag,
+            model=entry["model"],
+            key=key_for(spec.storage, entry["model"]),
+            digest=found,
+            size=int(entry.get("size") or 0),
+            md5=md5,
+            storage=_StorageWithSecret(self.kube, namespace, spec.storage, self.policy),
+        )
 
     def authorize(self, namespace: str, tag: str, token: str) -> bool:
         if len(token.encode()) < MIN_TOKEN_BYTES or self._tokens is None:
@@ -156,5 +181,7 @@ class KubeCatalog:
         if digest not in self._tokens:
             return False
         # Exactly this namespace and tag: no shortened form of either.
-        return any(hmac.compare_digest(f"{ns}\0{name}", f"{namespace}\0{tag}")
-                   for ns, name in self._tokens[digest])
+        return any(
+            hmac.compare_digest(f"{ns}\0{name}", f"{namespace}\0{tag}")
+            for ns, name in self._tokens[digest]
+        )

@@ -18,12 +18,22 @@ from botenv.modelserver.connections import ConnectionLimits, GuardedRunner
 log = logging.getLogger(__name__)
 
 
-async def serve(catalog: Catalog, *, host: str, port: int, cache_dir: str | os.PathLike[str],
-                cache_max_bytes: int, stop: asyncio.Event, answer_within: float = 4.0,
-                retry_after: int = 10, fill_workers: int = 4,
-                header_timeout: float = 10.0, keepalive_timeout: float = 15.0,
-                max_connections: int = 512,
-                on_started: Callable[[int], None] | None = None) -> None:
+async def serve(
+    catalog: Catalog,
+    *,
+    host: str,
+    port: int,
+    cache_dir: str | os.PathLike[str],
+    cache_max_bytes: int,
+    stop: asyncio.Event,
+    answer_within: float = 4.0,
+    retry_after: int = 10,
+    fill_workers: int = 4,
+    header_timeout: float = 10.0,
+    keepalive_timeout: float = 15.0,
+    max_connections: int = 512,
+    on_started: Callable[[int], None] | None = None,
+) -> None:
     """Serve until `stop` is set. For callers that run other tasks (a Kubernetes-backed
     catalog's watches) in the same loop. `on_started` gets the bound port (useful with 0).
 
@@ -41,10 +51,17 @@ async def serve(catalog: Catalog, *, host: str, port: int, cache_dir: str | os.P
         site = web.TCPSite(runner, host, port)
         await site.start()
         bound = runner.addresses[0][1]
-        log.info("model server listening on %s:%s, cache %s (max %d bytes), header timeout "
-                 "%g s, keep-alive timeout %g s, at most %d connections", host, bound,
-                 cache.directory, cache_max_bytes, header_timeout, keepalive_timeout,
-                 max_connections)
+        log.info(
+            "model server listening on %s:%s, cache %s (max %d bytes), header timeout "
+            "%g s, keep-alive timeout %g s, at most %d connections",
+            host,
+            bound,
+            cache.directory,
+            cache_max_bytes,
+            header_timeout,
+            keepalive_timeout,
+            max_connections,
+        )
         if on_started is not None:
             on_started(bound)
         await stop.wait()
@@ -54,11 +71,21 @@ async def serve(catalog: Catalog, *, host: str, port: int, cache_dir: str | os.P
         await cache.close()
 
 
-def run(catalog: Catalog, *, host: str = "0.0.0.0", port: int = 8080,
-        cache_dir: str | os.PathLike[str], cache_max_bytes: int, answer_within: float = 4.0,
-        retry_after: int = 10, fill_workers: int = 4, header_timeout: float = 10.0,
-        keepalive_timeout: float = 15.0, max_connections: int = 512,
-        on_started: Callable[[int], None] | None = None) -> None:
+def run(
+    catalog: Catalog,
+    *,
+    host: str = "0.0.0.0",
+    port: int = 8080,
+    cache_dir: str | os.PathLike[str],
+    cache_max_bytes: int,
+    answer_within: float = 4.0,
+    retry_after: int = 10,
+    fill_workers: int = 4,
+    header_timeout: float = 10.0,
+    keepalive_timeout: float = 15.0,
+    max_connections: int = 512,
+    on_started: Callable[[int], None] | None = None,
+) -> None:
     """Run the model server in a new event loop until SIGTERM or SIGINT."""
 
     async def main() -> None:
@@ -66,10 +93,20 @@ def run(catalog: Catalog, *, host: str = "0.0.0.0", port: int = 8080,
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await serve(catalog, host=host, port=port, cache_dir=cache_dir,
-                    cache_max_bytes=cache_max_bytes, stop=stop, answer_within=answer_within,
-                    retry_after=retry_after, fill_workers=fill_workers,
-                    header_timeout=header_timeout, keepalive_timeout=keepalive_timeout,
-                    max_connections=max_connections, on_started=on_started)
+        await serve(
+            catalog,
+            host=host,
+            port=port,
+            cache_dir=cache_dir,
+            cache_max_bytes=cache_max_bytes,
+            stop=stop,
+            answer_within=answer_within,
+            retry_after=retry_after,
+            fill_workers=fill_workers,
+            header_timeout=header_timeout,
+            keepalive_timeout=keepalive_timeout,
+            max_connections=max_connections,
+            on_started=on_started,
+        )
 
     asyncio.run(main())

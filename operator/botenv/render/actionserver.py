@@ -28,11 +28,19 @@ def _container(server: ActionServerSpec, image: str) -> dict[str, Any]:
         "image": image,
         "ports": [{"name": "http", "containerPort": server.port, "protocol": "TCP"}],
         # rasa-sdk answers /health as soon as its actions are imported.
-        "readinessProbe": {"httpGet": {"path": "/health", "port": "http"},
-                           "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 3},
-        "livenessProbe": {"httpGet": {"path": "/health", "port": "http"},
-                          "initialDelaySeconds": 10, "periodSeconds": 15, "timeoutSeconds": 5,
-                          "failureThreshold": 4},
+        "readinessProbe": {
+            "httpGet": {"path": "/health", "port": "http"},
+            "periodSeconds": 5,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/health", "port": "http"},
+            "initialDelaySeconds": 10,
+            "periodSeconds": 15,
+            "timeoutSeconds": 5,
+            "failureThreshold": 4,
+        },
     }
     if server.args:
         container["args"] = list(server.args)
@@ -75,8 +83,10 @@ def deployment(spec: EnvironmentSpec, *, image: str, tag: str, uid: str) -> dict
             "replicas": server.replicas,
             "selector": {"matchLabels": names.selector_labels(spec.name, COMPONENT)},
             # Never fewer ready action servers than asked for during a roll.
-            "strategy": {"type": "RollingUpdate",
-                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
             "revisionHistoryLimit": 5,
             "template": {"metadata": template_meta, "spec": pod_spec},
         },
@@ -98,7 +108,8 @@ def service(spec: EnvironmentSpec, *, tag: str, uid: str) -> dict[str, Any]:
         "spec": {
             "type": "ClusterIP",
             "selector": names.selector_labels(spec.name, COMPONENT),
-            "ports": [{"name": "http", "port": server.port, "targetPort": "http",
-                       "protocol": "TCP"}],
+            "ports": [
+                {"name": "http", "port": server.port, "targetPort": "http", "protocol": "TCP"}
+            ],
         },
     }

@@ -12,21 +12,29 @@ def now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def condition(type_: str, status: bool, reason: str, message: str, generation: int
-              ) -> dict[str, Any]:
-    return {"type": type_, "status": "True" if status else "False", "reason": reason,
-            "message": message, "observedGeneration": generation}
+def condition(
+    type_: str, status: bool, reason: str, message: str, generation: int
+) -> dict[str, Any]:
+    return {
+        "type": type_,
+        "status": "True" if status else "False",
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+    }
 
 
-def merge(existing: list[dict[str, Any]] | None, desired: list[dict[str, Any]],
-          timestamp: str) -> list[dict[str, Any]]:
+def merge(
+    existing: list[dict[str, Any]] | None, desired: list[dict[str, Any]], timestamp: str
+) -> list[dict[str, Any]]:
     """Desired conditions with lastTransitionTime kept where the status did not change."""
     previous = {c.get("type"): c for c in existing or []}
     merged = []
     for cond in desired:
         old = previous.get(cond["type"])
-        since = (old.get("lastTransitionTime") if old and old.get("status") == cond["status"]
-                 else None) or timestamp
+        since = (
+            old.get("lastTransitionTime") if old and old.get("status") == cond["status"] else None
+        ) or timestamp
         merged.append({**cond, "lastTransitionTime": since})
     return merged
 

@@ -11,8 +11,15 @@ from botenv.render import names, probe
 ENDPOINTS_FILE = "endpoints.yml"
 
 
-def configmap(*, environment: str, namespace: str, tag: str, uid: str, endpoints: dict[str, Any],
-              needs_probe_script: bool) -> dict[str, Any]:
+def configmap(
+    *,
+    environment: str,
+    namespace: str,
+    tag: str,
+    uid: str,
+    endpoints: dict[str, Any],
+    needs_probe_script: bool,
+) -> dict[str, Any]:
     data = {ENDPOINTS_FILE: yaml.safe_dump(endpoints, sort_keys=False, default_flow_style=False)}
     if needs_probe_script:
         data[probe.PROBE_FILE] = probe.SCRIPT

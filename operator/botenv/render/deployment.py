@@ -39,17 +39,24 @@ def needs_probe_script(spec: EnvironmentSpec) -> bool:
     return spec.auth_token is not None or spec.jwt_secret is not None
 
 
-def _remote_storage_args_env(spec: EnvironmentSpec, model: ModelRef) -> tuple[list[str],
-                                                                              list[dict[str, Any]]]:
+def _remote_storage_args_env(
+    spec: EnvironmentSpec, model: ModelRef
+) -> tuple[list[str], list[dict[str, Any]]]:
     """Rasa's flags and variables for the tag's storage; api.check_tag_fits has checked
     that Rasa can load from it."""
     storage = model.storage
-    args = ["--model", storage.object_key(model.model),
-            "--remote-storage", REMOTE_STORAGE[storage.provider]]
+    args = [
+        "--model",
+        storage.object_key(model.model),
+        "--remote-storage",
+        REMOTE_STORAGE[storage.provider],
+    ]
     env: list[dict[str, Any]] = []
     if storage.provider == "s3":
-        env += [{"name": "BUCKET_NAME", "value": storage.bucket},
-                {"name": "AWS_DEFAULT_REGION", "value": storage.region or DEFAULT_S3_REGION}]
+        env += [
+            {"name": "BUCKET_NAME", "value": storage.bucket},
+            {"name": "AWS_DEFAULT_REGION", "value": storage.region or DEFAULT_S3_REGION},
+        ]
         if storage.endpoint:
             env.append({"name": "AWS_ENDPOINT_URL", "value": storage.endpoint})
     elif storage.provider == "gcs":
@@ -62,8 +69,14 @@ def _remote_storage_args_env(spec: EnvironmentSpec, model: ModelRef) -> tuple[li
 
 
 def _args(spec: EnvironmentSpec) -> list[str]:
-    args = ["run", "--enable-api", "--port", str(RASA_PORT),
-            "--endpoints", f"{CONFIG_DIR}/{ENDPOINTS_FILE}"]
+    args = [
+        "run",
+        "--enable-api",
+        "--port",
+        str(RASA_PORT),
+        "--endpoints",
+        f"{CONFIG_DIR}/{ENDPOINTS_FILE}",
+    ]
     if spec.credentials:
         args += ["--credentials", se.CREDENTIALS_FILE]
     # $(VAR) is expanded by the kubelet from the container's env: the secret stays out of
@@ -77,14 +90,19 @@ def _args(spec: EnvironmentSpec) -> list[str]:
     return args
 
 
-def _env(spec: EnvironmentSpec, uses: list[se.SecretUse], extra: list[dict[str, Any]]
-         ) -> list[dict[str, Any]]:
+def _env(
+    spec: EnvironmentSpec, uses: list[se.SecretUse], extra: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [{"name": "RASA_ENVIRONMENT", "value": spec.name}]
     env += extra
     for use in uses:
         if use.var:
-            env.append({"name": use.var, "valueFrom": {"secretKeyRef": {
-                "name": use.secret, "key": use.key}}})
+            env.append(
+                {
+                    "name": use.var,
+                    "valueFrom": {"secretKeyRef": {"name": use.secret, "key": use.key}},
+                }
+            )
     if spec.jwt_secret:
         env.append({"name": "BOTENV_JWT_METHOD", "value": spec.jwt_method})
     # The user's variables win over botenv's by name; one entry per name (server-side apply
@@ -94,15 +112,21 @@ def _env(spec: EnvironmentSpec, uses: list[se.SecretUse], extra: list[dict[str, 
     return list(merged.values())
 
 
-def _volumes(spec: EnvironmentSpec, uses: list[se.SecretUse]
-             ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    volumes = [{"name": "rasa-config", "configMap": {
-        "name": names.endpoints_configmap_name(spec.name)}}]
+def _volumes(
+    spec: EnvironmentSpec, uses: list[se.SecretUse]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    volumes = [
+        {"name": "rasa-config", "configMap": {"name": names.endpoints_configmap_name(spec.name)}}
+    ]
     mounts = [{"name": "rasa-config", "mountPath": CONFIG_DIR, "readOnly": True}]
     for i, use in enumerate(u for u in uses if u.mount):
         directory, filename = use.mount.rsplit("/", 1)
-        volumes.append({"name": f"secret-{i}", "secret": {
-            "secretName": use.secret, "items": [{"key": use.key, "path": filename}]}})
+        volumes.append(
+            {
+                "name": f"secret-{i}",
+                "secret": {"secretName": use.secret, "items": [{"key": use.key, "path": filename}]},
+            }
+        )
         mounts.append({"name": f"secret-{i}", "mountPath": directory, "readOnly": True})
     return volumes, mounts
 
@@ -110,25 +134,45 @@ def _volumes(spec: EnvironmentSpec, uses: list[se.SecretUse]
 def _probes(spec: EnvironmentSpec) -> dict[str, Any]:
     if needs_probe_script(spec):
         readiness: dict[str, Any] = {
-            "exec": {"command": ["python", f"{CONFIG_DIR}/{probe.PROBE_FILE}"]}}
+            "exec": {"command": ["python", f"{CONFIG_DIR}/{probe.PROBE_FILE}"]}
+        }
     else:
         readiness = {"httpGet": {"path": "/status", "port": "http"}}
     return {
         # Rasa opens its port only after the first model load, which may take minutes for
         # large models: the startup probe holds liveness back until then.
-        "startupProbe": {"tcpSocket": {"port": "http"}, "periodSeconds": 5,
-                         "failureThreshold": 120, "timeoutSeconds": 3},
+        "startupProbe": {
+            "tcpSocket": {"port": "http"},
+            "periodSeconds": 5,
+            "failureThreshold": 120,
+            "timeoutSeconds": 3,
+        },
         # GET / answers even without a model: right for liveness, wrong for readiness.
-        "livenessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 15,
-                          "timeoutSeconds": 5, "failureThreshold": 4},
+        "livenessProbe": {
+            "httpGet": {"path": "/", "port": "http"},
+            "periodSeconds": 15,
+            "timeoutSeconds": 5,
+            "failureThreshold": 4,
+        },
         # /status is 200 only when a model is loaded.
-        "readinessProbe": {**readiness, "periodSeconds": 5, "timeoutSeconds": 5,
-                           "failureThreshold": 2},
+        "readinessProbe": {
+            **readiness,
+            "periodSeconds": 5,
+            "timeoutSeconds": 5,
+            "failureThreshold": 2,
+        },
     }
 
 
-def deployment(spec: EnvironmentSpec, *, model: ModelRef, uid: str,
-               uses: list[se.SecretUse], config_hash: str, secrets_hash: str) -> dict[str, Any]:
+def deployment(
+    spec: EnvironmentSpec,
+    *,
+    model: ModelRef,
+    uid: str,
+    uses: list[se.SecretUse],
+    config_hash: str,
+    secrets_hash: str,
+) -> dict[str, Any]:
     """`uses` are the Secret keys that exist and are injected (see secretenv.usable); the
     spec is parsed and checked against its tag (api.check_tag_fits)."""
     args = _args(spec)
@@ -138,8 +182,9 @@ def deployment(spec: EnvironmentSpec, *, model: ModelRef, uid: str,
         args += storage_args
     elif spec.rollout == "Restart":
         # endpoints.yml's pull URL pins this digest (names.model_url).
-        extra_env.append({"name": names.MODEL_DIGEST_VAR,
-                          "value": urllib.parse.quote(model.digest, safe="")})
+        extra_env.append(
+            {"name": names.MODEL_DIGEST_VAR, "value": urllib.parse.quote(model.digest, safe="")}
+        )
     annotations = dict(spec.pod_annotations)
     annotations[CONFIG_HASH_ANNOTATION] = config_hash
     annotations[SECRETS_HASH_ANNOTATION] = secrets_hash
@@ -192,12 +237,13 @@ def deployment(spec: EnvironmentSpec, *, model: ModelRef, uid: str,
             "replicas": spec.replicas,
             "selector": {"matchLabels": names.selector_labels(spec.name)},
             # Never fewer serving pods than asked for while rolling to a new model.
-            "strategy": {"type": "RollingUpdate",
-                         "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
             "revisionHistoryLimit": 5,
             "template": {
-                "metadata": {"labels": {**spec.pod_labels, **labels},
-                             "annotations": annotations},
+                "metadata": {"labels": {**spec.pod_labels, **labels}, "annotations": annotations},
                 "spec": pod_spec,
             },
         },

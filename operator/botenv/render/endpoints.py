@@ -96,21 +96,20 @@ def event_broker(spec: EnvironmentSpec, queue: str, used_vars: set[str]) -> dict
     out: dict[str, Any] = {"type": "pika", "url": broker.host, "port": broker.port}
     _secret_refs(out, used_vars, se.BROKER_USERNAME, se.BROKER_PASSWORD)
     out["queues"] = [queue]
-    out["exchange_name"] = broker.exchange_name or names.derived_exchange(spec.namespace,
-                                                                          spec.name)
+    out["exchange_name"] = broker.exchange_name or names.derived_exchange(spec.namespace, spec.name)
     return {**broker.params, **out}
 
 
 def action_endpoint(spec: EnvironmentSpec) -> dict[str, Any] | None:
     """The action server botenv runs for the environment, or an external one, or none."""
     if spec.action_server is not None:
-        return {"url": names.action_server_url(spec.name, spec.namespace,
-                                               spec.action_server.port)}
+        return {"url": names.action_server_url(spec.name, spec.namespace, spec.action_server.port)}
     return {"url": spec.action_endpoint_url} if spec.action_endpoint_url else None
 
 
-def endpoints(spec: EnvironmentSpec, *, model_url: str, queue: str,
-              used_vars: set[str]) -> dict[str, Any]:
+def endpoints(
+    spec: EnvironmentSpec, *, model_url: str, queue: str, used_vars: set[str]
+) -> dict[str, Any]:
     """The endpoints.yml document. `used_vars` are the secret variables the pod defines."""
     doc: dict[str, Any] = {}
     if spec.delivery == "pull":

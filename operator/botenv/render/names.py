@@ -32,8 +32,7 @@ def action_server_name(environment: str) -> str:
 
 def action_server_url(environment: str, namespace: str, port: int) -> str:
     """What Rasa calls (endpoints.yml action_endpoint.url)."""
-    return (f"http://{action_server_name(environment)}.{namespace}.svc:{port}"
-            f"{ACTION_SERVER_PATH}")
+    return f"http://{action_server_name(environment)}.{namespace}.svc:{port}{ACTION_SERVER_PATH}"
 
 
 def endpoints_configmap_name(environment: str) -> str:

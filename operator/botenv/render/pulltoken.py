@@ -48,31 +48,45 @@ def sha256(token: str) -> str:
 
 def status(*, environment: str, tag: str, token: str) -> dict[str, Any]:
     """`status.pullToken`: what the model server authorizes the token for."""
-    return {"secret": names.pull_token_secret_name(environment), "tag": tag,
-            "sha256": sha256(token)}
+    return {
+        "secret": names.pull_token_secret_name(environment),
+        "tag": tag,
+        "sha256": sha256(token),
+    }
 
 
 def labels(environment: str, tag: str) -> dict[str, str]:
-    return {**names.labels(environment, tag), PULL_TOKEN_LABEL: "true",
-            COMPONENT_LABEL: "pull-token"}
+    return {
+        **names.labels(environment, tag),
+        PULL_TOKEN_LABEL: "true",
+        COMPONENT_LABEL: "pull-token",
+    }
 
 
 def metadata(*, environment: str, namespace: str, tag: str, uid: str) -> dict[str, Any]:
-    return {"name": names.pull_token_secret_name(environment), "namespace": namespace,
-            "labels": labels(environment, tag),
-            "ownerReferences": [names.owner_reference(environment, uid)]}
+    return {
+        "name": names.pull_token_secret_name(environment),
+        "namespace": namespace,
+        "labels": labels(environment, tag),
+        "ownerReferences": [names.owner_reference(environment, uid)],
+    }
 
 
 def secret(*, environment: str, namespace: str, tag: str, uid: str, token: str) -> dict[str, Any]:
     """The Secret as first created (with its token)."""
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": metadata(environment=environment, namespace=namespace, tag=tag,
-                                 uid=uid),
-            "data": {PULL_TOKEN_KEY: base64.b64encode(token.encode()).decode()}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": metadata(environment=environment, namespace=namespace, tag=tag, uid=uid),
+        "data": {PULL_TOKEN_KEY: base64.b64encode(token.encode()).decode()},
+    }
 
 
 def labels_only(*, environment: str, namespace: str, tag: str, uid: str) -> dict[str, Any]:
     """What later applies carry: metadata only, never the token."""
-    return {"apiVersion": "v1", "kind": "Secret",
-            "metadata": metadata(environment=environment, namespace=namespace, tag=tag,
-                                 uid=uid)}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": metadata(environment=environment, namespace=namespace, tag=tag, uid=uid),
+    }

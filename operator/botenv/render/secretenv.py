@@ -46,18 +46,36 @@ class SecretUse:
     mount: str = ""  # the file path it is mounted at, for keys Rasa reads as files
 
 
-def _credential_uses(ref: CredentialRef | None, username_var: str, password_var: str,
-                     *, both_required: bool = False) -> list[SecretUse]:
+def _credential_uses(
+    ref: CredentialRef | None, username_var: str, password_var: str, *, both_required: bool = False
+) -> list[SecretUse]:
     """A username/password Secret. Unless both are required, either key may be absent
     (a Redis password without a user, a database user with no password)."""
     if ref is None:
         return []
     group = "" if both_required or not username_var else ref.field
-    uses = [SecretUse(password_var, ref.name, ref.password_key, f"{ref.field}.passwordKey",
-                      optional=bool(group), group=group)]
+    uses = [
+        SecretUse(
+            password_var,
+            ref.name,
+            ref.password_key,
+            f"{ref.field}.passwordKey",
+            optional=bool(group),
+            group=group,
+        )
+    ]
     if username_var:
-        uses.insert(0, SecretUse(username_var, ref.name, ref.username_key,
-                                 f"{ref.field}.usernameKey", optional=bool(group), group=group))
+        uses.insert(
+            0,
+            SecretUse(
+                username_var,
+                ref.name,
+                ref.username_key,
+                f"{ref.field}.usernameKey",
+                optional=bool(group),
+                group=group,
+            ),
+        )
     return uses
 
 
@@ -67,11 +85,11 @@ def storage_uses(storage: StorageSpec, field: str) -> list[SecretUse]:
         return []
     name = storage.secret_name
     if storage.provider == "s3":
-        return [SecretUse(v, name, v, field) for v in ("AWS_ACCESS_KEY_ID",
-                                                      "AWS_SECRET_ACCESS_KEY")]
+        return [
+            SecretUse(v, name, v, field) for v in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+        ]
     if storage.provider == "azure":
-        return [SecretUse(v, name, v, field) for v in ("AZURE_ACCOUNT_NAME",
-                                                      "AZURE_ACCOUNT_KEY")]
+        return [SecretUse(v, name, v, field) for v in ("AZURE_ACCOUNT_NAME", "AZURE_ACCOUNT_KEY")]
     if storage.provider == "gcs":
         return [SecretUse("", name, GCS_KEY_FILE, field, mount=GCS_KEY_PATH)]
     return []
@@ -80,41 +98,61 @@ def storage_uses(storage: StorageSpec, field: str) -> list[SecretUse]:
 def secret_uses(spec: EnvironmentSpec, storage: StorageSpec | None) -> list[SecretUse]:
     uses: list[SecretUse] = []
     if spec.auth_token:
-        uses.append(SecretUse(AUTH_TOKEN, spec.auth_token.name, spec.auth_token.key,
-                              spec.auth_token.field))
+        uses.append(
+            SecretUse(AUTH_TOKEN, spec.auth_token.name, spec.auth_token.key, spec.auth_token.field)
+        )
     if spec.jwt_secret:
-        uses.append(SecretUse(JWT_SECRET, spec.jwt_secret.name, spec.jwt_secret.key,
-                              spec.jwt_secret.field))
+        uses.append(
+            SecretUse(JWT_SECRET, spec.jwt_secret.name, spec.jwt_secret.key, spec.jwt_secret.field)
+        )
     if spec.license:
-        uses.append(SecretUse(RASA_PRO_LICENSE, spec.license.name, spec.license.key,
-                              spec.license.field))
+        uses.append(
+            SecretUse(RASA_PRO_LICENSE, spec.license.name, spec.license.key, spec.license.field)
+        )
     tracker = spec.tracker_store
     if tracker.type == "dynamo":
         # boto3 reads the standard AWS variables; the secret's two keys hold them.
-        uses += _credential_uses(tracker.credentials, "AWS_ACCESS_KEY_ID",
-                                 "AWS_SECRET_ACCESS_KEY")
+        uses += _credential_uses(tracker.credentials, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
     else:
         uses += _credential_uses(tracker.credentials, TRACKER_USERNAME, TRACKER_PASSWORD)
     uses += _credential_uses(spec.lock_store.credentials, "", LOCK_PASSWORD)
     if spec.event_broker:
         # Rasa's pika broker takes username and password as required arguments.
-        uses += _credential_uses(spec.event_broker.credentials, BROKER_USERNAME, BROKER_PASSWORD,
-                                 both_required=True)
+        uses += _credential_uses(
+            spec.event_broker.credentials, BROKER_USERNAME, BROKER_PASSWORD, both_required=True
+        )
     if spec.credentials:
-        uses.append(SecretUse("", spec.credentials.name, spec.credentials.key,
-                              spec.credentials.field, mount=CREDENTIALS_FILE))
+        uses.append(
+            SecretUse(
+                "",
+                spec.credentials.name,
+                spec.credentials.key,
+                spec.credentials.field,
+                mount=CREDENTIALS_FILE,
+            )
+        )
     if spec.delivery == "remoteStorage" and storage is not None:
         uses += storage_uses(storage, f"ModelTag {spec.model_tag} spec.storage.secretRef")
     if spec.delivery == "pull":
         # The environment's own model-server credential, a Secret botenv provisions.
-        uses.append(SecretUse(PULL_TOKEN, names.pull_token_secret_name(spec.name),
-                              PULL_TOKEN_KEY, "the pull token botenv provisions"))
+        uses.append(
+            SecretUse(
+                PULL_TOKEN,
+                names.pull_token_secret_name(spec.name),
+                PULL_TOKEN_KEY,
+                "the pull token botenv provisions",
+            )
+        )
     seen: dict[str, SecretUse] = {}
     for use in uses:
         other = seen.setdefault(use.var, use) if use.var else use
         if other is not use and (other.secret, other.key) != (use.secret, use.key):
-            raise SpecError([f"{use.field}: sets {use.var}, which {other.field} sets from "
-                             f"another Secret; use one Secret for both"])
+            raise SpecError(
+                [
+                    f"{use.field}: sets {use.var}, which {other.field} sets from "
+                    f"another Secret; use one Secret for both"
+                ]
+            )
     return uses
 
 
@@ -143,8 +181,9 @@ def missing_keys(uses: list[SecretUse], present: dict[str, frozenset[str] | None
         keys = present.get(group[0].secret) or frozenset()
         if not any(u.key in keys for u in group):
             wanted = " or ".join(repr(u.key) for u in group)
-            problems.append(f"Secret {group[0].secret!r} has neither key {wanted} "
-                            f"(named by {group[0].group})")
+            problems.append(
+                f"Secret {group[0].secret!r} has neither key {wanted} (named by {group[0].group})"
+            )
     return problems
 
 

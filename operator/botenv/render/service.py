@@ -24,7 +24,8 @@ def service(spec: EnvironmentSpec, *, tag: str, uid: str) -> dict[str, Any]:
         "spec": {
             "type": spec.service.type,
             "selector": names.selector_labels(spec.name),
-            "ports": [{"name": "http", "port": spec.service.port, "targetPort": "http",
-                       "protocol": "TCP"}],
+            "ports": [
+                {"name": "http", "port": spec.service.port, "targetPort": "http", "protocol": "TCP"}
+            ],
         },
     }

@@ -25,8 +25,7 @@ def rollout(deployment: dict[str, Any] | None, replicas: int) -> Rollout:
     status = deployment.get("status") or {}
     progressing = cond.get(status.get("conditions"), cond.PROGRESSING)
     if progressing.get("reason") == "ProgressDeadlineExceeded":
-        return Rollout(False, f"rollout stalled: {progressing.get('message', '')}",
-                       stalled=True)
+        return Rollout(False, f"rollout stalled: {progressing.get('message', '')}", stalled=True)
     if status.get("observedGeneration", 0) < deployment["metadata"].get("generation", 0):
         return Rollout(False, "waiting for the Deployment controller to see the new spec")
     updated = status.get("updatedReplicas", 0)
@@ -37,8 +36,7 @@ def rollout(deployment: dict[str, Any] | None, replicas: int) -> Rollout:
     if total > updated:
         return Rollout(False, f"rolling out: {total - updated} old replicas terminating")
     if available < replicas:
-        return Rollout(False, f"rolling out: {available} of {replicas} updated replicas "
-                              "available")
+        return Rollout(False, f"rolling out: {available} of {replicas} updated replicas available")
     return Rollout(True, f"{available} of {replicas} replicas serve the model")
 
 
@@ -48,8 +46,9 @@ def _model_name(model: str) -> str:
     return model.rsplit("/", 1)[-1]
 
 
-def served(expected: str, answers: dict[str, str], replicas: int
-           ) -> tuple[Rollout, list[dict[str, Any]]]:
+def served(
+    expected: str, answers: dict[str, str], replicas: int
+) -> tuple[Rollout, list[dict[str, Any]]]:
     """Whether every ready pod serves `expected`, from what each pod's Rasa said (pod ->
     model file, "" for no answer), and the per-model counts for status.servedModels."""
     want = _model_name(expected)
@@ -60,13 +59,15 @@ def served(expected: str, answers: dict[str, str], replicas: int
     listing = [{"name": n, "replicas": c} for n, c in sorted(counts.items())]
     serving = counts.get(want, 0)
     if len(answers) < replicas:
-        return Rollout(False, f"waiting for the ready pods to be seen ({len(answers)} of "
-                              f"{replicas})"), listing
+        return Rollout(
+            False, f"waiting for the ready pods to be seen ({len(answers)} of {replicas})"
+        ), listing
     if serving == len(answers):
         return Rollout(True, f"{serving} of {replicas} replicas serve model {want}"), listing
     others = ", ".join(f"{c} {n}" for n, c in sorted(counts.items()) if n != want)
-    return Rollout(False, f"{serving} of {len(answers)} ready replicas serve model {want} "
-                          f"(others: {others})"), listing
+    return Rollout(
+        False, f"{serving} of {len(answers)} ready replicas serve model {want} (others: {others})"
+    ), listing
 
 
 def conditions(problem: Problem | None, progress: Rollout, generation: int) -> list[dict[str, Any]]:
@@ -76,8 +77,7 @@ def conditions(problem: Problem | None, progress: Rollout, generation: int) -> l
         return [
             cond.condition(cond.READY, False, problem.reason, problem.message, generation),
             cond.condition(cond.PROGRESSING, True, problem.reason, problem.message, generation),
-            cond.condition(cond.DEGRADED, False, "AsExpected", "nothing is wrong yet",
-                           generation),
+            cond.condition(cond.DEGRADED, False, "AsExpected", "nothing is wrong yet", generation),
         ]
     ready = problem is None and progress.done
     if ready:
@@ -88,25 +88,39 @@ def conditions(problem: Problem | None, progress: Rollout, generation: int) -> l
         ready_reason, ready_message = "RollingOut", progress.message
     return [
         cond.condition(cond.READY, ready, ready_reason, ready_message, generation),
-        cond.condition(cond.PROGRESSING, not progress.done and not progress.stalled,
-                       "RollingOut" if not progress.done else "RolloutComplete",
-                       progress.message, generation),
-        cond.condition(cond.DEGRADED, problem is not None,
-                       problem.reason if problem else "AsExpected",
-                       problem.message if problem else "spec applied", generation),
+        cond.condition(
+            cond.PROGRESSING,
+            not progress.done and not progress.stalled,
+            "RollingOut" if not progress.done else "RolloutComplete",
+            progress.message,
+            generation,
+        ),
+        cond.condition(
+            cond.DEGRADED,
+            problem is not None,
+            problem.reason if problem else "AsExpected",
+            problem.message if problem else "spec applied",
+            generation,
+        ),
     ]
 
 
 # Status fields that describe what the children serve; kept as they were on a problem.
-APPLIED_FIELDS = ("model", "modelServerUrl", "queue", "endpoint", "actionServer",
-                  "pullToken")
+APPLIED_FIELDS = ("model", "modelServerUrl", "queue", "endpoint", "actionServer", "pullToken")
 
 
-def environment_status(*, previous: dict[str, Any], generation: int, problem: Problem | None,
-                       deployment: dict[str, Any] | None, replicas: int,
-                       applied: dict[str, Any] | None,
-                       timestamp: str, answers: dict[str, str] | None = None,
-                       verifying: bool = False) -> dict[str, Any]:
+def environment_status(
+    *,
+    previous: dict[str, Any],
+    generation: int,
+    problem: Problem | None,
+    deployment: dict[str, Any] | None,
+    replicas: int,
+    applied: dict[str, Any] | None,
+    timestamp: str,
+    answers: dict[str, str] | None = None,
+    verifying: bool = False,
+) -> dict[str, Any]:
     """`applied` holds model/queue/endpoint fields when this reconcile applied the spec; on a
     problem they stay as they were, since the running Deployment was left as it was.
 
@@ -128,16 +142,20 @@ def environment_status(*, previous: dict[str, Any], generation: int, problem: Pr
         else:
             status.pop("model", None)
         if target:
-            progress = dataclasses.replace(progress, message=f"rolling to model {target}: "
-                                                             f"{progress.message}")
-    status.update({
-        "observedGeneration": generation,
-        "replicas": live.get("replicas", 0),
-        "readyReplicas": live.get("readyReplicas", 0),
-        "updatedReplicas": live.get("updatedReplicas", 0),
-        "conditions": cond.merge(previous.get("conditions"),
-                                 conditions(problem, progress, generation), timestamp),
-    })
+            progress = dataclasses.replace(
+                progress, message=f"rolling to model {target}: {progress.message}"
+            )
+    status.update(
+        {
+            "observedGeneration": generation,
+            "replicas": live.get("replicas", 0),
+            "readyReplicas": live.get("readyReplicas", 0),
+            "updatedReplicas": live.get("updatedReplicas", 0),
+            "conditions": cond.merge(
+                previous.get("conditions"), conditions(problem, progress, generation), timestamp
+            ),
+        }
+    )
     return status
 
 
@@ -145,26 +163,44 @@ def events(previous: dict[str, Any], current: dict[str, Any]) -> list[tuple[str,
     """(type, reason, message) Events for what changed between two statuses."""
     out: list[tuple[str, str, str]] = []
     old_deg, new_deg = (cond.get(s.get("conditions"), cond.DEGRADED) for s in (previous, current))
-    if new_deg.get("status") == "True" and (old_deg.get("status") != "True"
-                                            or old_deg.get("reason") != new_deg.get("reason")):
+    if new_deg.get("status") == "True" and (
+        old_deg.get("status") != "True" or old_deg.get("reason") != new_deg.get("reason")
+    ):
         out.append(("Warning", new_deg["reason"], new_deg.get("message", "")))
     elif old_deg.get("status") == "True" and new_deg.get("status") == "False":
         out.append(("Normal", "Recovered", "spec applied again"))
     old_model, new_model = previous.get("model") or {}, current.get("model") or {}
     if new_model and (old_model.get("name"), old_model.get("digest")) != (
-            new_model.get("name"), new_model.get("digest")):
+        new_model.get("name"),
+        new_model.get("digest"),
+    ):
         was = f" (was {old_model['name']})" if old_model.get("name") else ""
-        out.append(("Normal", "ModelChanged",
-                    f"serving model {new_model.get('name')} of tag {new_model.get('tag')}{was}"))
+        out.append(
+            (
+                "Normal",
+                "ModelChanged",
+                f"serving model {new_model.get('name')} of tag {new_model.get('tag')}{was}",
+            )
+        )
     old_actions, new_actions = previous.get("actionServer") or {}, current.get("actionServer") or {}
     if new_actions.get("image") and old_actions.get("image") != new_actions.get("image"):
         was = f" (was {old_actions['image']})" if old_actions.get("image") else ""
-        out.insert(0, ("Normal", "ActionServerChanged",
-                       f"action server {new_actions['image']} is ready{was}"))
-    old_prog, new_prog = (cond.get(s.get("conditions"), cond.PROGRESSING)
-                          for s in (previous, current))
-    if (new_prog.get("status") == "True" and new_prog.get("reason") not in ("RollingOut", None)
-            and new_prog.get("reason") != old_prog.get("reason")):
+        out.insert(
+            0,
+            (
+                "Normal",
+                "ActionServerChanged",
+                f"action server {new_actions['image']} is ready{was}",
+            ),
+        )
+    old_prog, new_prog = (
+        cond.get(s.get("conditions"), cond.PROGRESSING) for s in (previous, current)
+    )
+    if (
+        new_prog.get("status") == "True"
+        and new_prog.get("reason") not in ("RollingOut", None)
+        and new_prog.get("reason") != old_prog.get("reason")
+    ):
         out.append(("Normal", new_prog["reason"], new_prog.get("message", "")))
     old_ready = cond.get(previous.get("conditions"), cond.READY).get("status")
     new_ready = cond.get(current.get("conditions"), cond.READY)

@@ -35,15 +35,24 @@ def project_items(config_map: str, keys: list[str]) -> list[dict[str, Any]]:
     `--data` sees training data only). Raises SpecError when a required file is missing."""
     missing = [f for f in PROJECT_FILES if f not in keys]
     if missing:
-        raise SpecError([f"spec.source.configMap.name: ConfigMap {config_map!r} has no key "
-                         f"{' and no key '.join(repr(m) for m in missing)} (a Rasa project "
-                         "needs config.yml, domain.yml and training data files)"])
+        raise SpecError(
+            [
+                f"spec.source.configMap.name: ConfigMap {config_map!r} has no key "
+                f"{' and no key '.join(repr(m) for m in missing)} (a Rasa project "
+                "needs config.yml, domain.yml and training data files)"
+            ]
+        )
     data = sorted(k for k in keys if k not in PROJECT_FILES)
     if not data:
-        raise SpecError([f"spec.source.configMap.name: ConfigMap {config_map!r} holds no "
-                         "training data: add files such as nlu.yml, stories.yml, rules.yml"])
-    return ([{"key": f, "path": f} for f in PROJECT_FILES]
-            + [{"key": k, "path": f"data/{k}"} for k in data])
+        raise SpecError(
+            [
+                f"spec.source.configMap.name: ConfigMap {config_map!r} holds no "
+                "training data: add files such as nlu.yml, stories.yml, rules.yml"
+            ]
+        )
+    return [{"key": f, "path": f} for f in PROJECT_FILES] + [
+        {"key": k, "path": f"data/{k}"} for k in data
+    ]
 
 
 def _storage_json(storage: StorageSpec) -> str:
@@ -52,21 +61,33 @@ def _storage_json(storage: StorageSpec) -> str:
 
 
 def labels(training: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "rasa-training",
-            "app.kubernetes.io/part-of": "botenv",
-            MANAGED_BY_LABEL: MANAGED_BY, TRAINING_LABEL: label_value(training)}
+    return {
+        "app.kubernetes.io/name": "rasa-training",
+        "app.kubernetes.io/part-of": "botenv",
+        MANAGED_BY_LABEL: MANAGED_BY,
+        TRAINING_LABEL: label_value(training),
+    }
 
 
-def job(spec: TrainingSpec, *, keys: list[str], botenv_image: str, uid: str,
-        generation: int = 1, project_size_limit: str = PROJECT_SIZE_LIMIT,
-        out_size_limit: str = OUT_SIZE_LIMIT, work_size_limit: str = WORK_SIZE_LIMIT
-        ) -> dict[str, Any]:
+def job(
+    spec: TrainingSpec,
+    *,
+    keys: list[str],
+    botenv_image: str,
+    uid: str,
+    generation: int = 1,
+    project_size_limit: str = PROJECT_SIZE_LIMIT,
+    out_size_limit: str = OUT_SIZE_LIMIT,
+    work_size_limit: str = WORK_SIZE_LIMIT,
+) -> dict[str, Any]:
     """`keys`: the keys of the source ConfigMap (see project_items); unused with an
     archive source, which an init container of botenv's image fetches and unpacks.
     `*_size_limit`: the sizeLimit of the project (archive source), out and work emptyDirs."""
     volumes: list[dict[str, Any]] = [
-        {"name": "project", "configMap": {"name": spec.config_map,
-                                          "items": project_items(spec.config_map, keys)}}
+        {
+            "name": "project",
+            "configMap": {"name": spec.config_map, "items": project_items(spec.config_map, keys)},
+        }
         if spec.archive is None
         else {"name": "project", "emptyDir": {"sizeLimit": project_size_limit}},
         {"name": "out", "emptyDir": {"sizeLimit": out_size_limit}},
@@ -76,60 +97,95 @@ def job(spec: TrainingSpec, *, keys: list[str], botenv_image: str, uid: str,
     if spec.archive is not None:
         fetch_mounts: list[dict[str, Any]] = [{"name": "project", "mountPath": PROJECT_DIR}]
         if spec.archive.secret_name:
-            volumes.append({"name": "source-credentials",
-                            "secret": {"secretName": spec.archive.secret_name}})
-            fetch_mounts.append({"name": "source-credentials", "mountPath": SOURCE_SECRET_DIR,
-                                 "readOnly": True})
-        fetch.append({
-            "name": "fetch-project",
-            "image": botenv_image,
-            "args": ["fetch-project", "--storage-json", _storage_json(spec.archive),
-                     "--object", spec.archive_object, "--into", PROJECT_DIR,
-                     *(["--secret-dir", SOURCE_SECRET_DIR] if spec.archive.secret_name
-                       else [])],
-            "volumeMounts": fetch_mounts,
-            "terminationMessagePolicy": "FallbackToLogsOnError",
-            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
-                          "limits": {"memory": "256Mi"}},
-        })
+            volumes.append(
+                {"name": "source-credentials", "secret": {"secretName": spec.archive.secret_name}}
+            )
+            fetch_mounts.append(
+                {"name": "source-credentials", "mountPath": SOURCE_SECRET_DIR, "readOnly": True}
+            )
+        fetch.append(
+            {
+                "name": "fetch-project",
+                "image": botenv_image,
+                "args": [
+                    "fetch-project",
+                    "--storage-json",
+                    _storage_json(spec.archive),
+                    "--object",
+                    spec.archive_object,
+                    "--into",
+                    PROJECT_DIR,
+                    *(["--secret-dir", SOURCE_SECRET_DIR] if spec.archive.secret_name else []),
+                ],
+                "volumeMounts": fetch_mounts,
+                "terminationMessagePolicy": "FallbackToLogsOnError",
+                "resources": {
+                    "requests": {"cpu": "50m", "memory": "64Mi"},
+                    "limits": {"memory": "256Mi"},
+                },
+            }
+        )
     upload_mounts = [{"name": "out", "mountPath": OUT_DIR, "readOnly": True}]
     if spec.output.secret_name:
-        volumes.append({"name": "storage-credentials",
-                        "secret": {"secretName": spec.output.secret_name}})
-        upload_mounts.append({"name": "storage-credentials", "mountPath": SECRET_DIR,
-                              "readOnly": True})
+        volumes.append(
+            {"name": "storage-credentials", "secret": {"secretName": spec.output.secret_name}}
+        )
+        upload_mounts.append(
+            {"name": "storage-credentials", "mountPath": SECRET_DIR, "readOnly": True}
+        )
     train: dict[str, Any] = {
         "name": "train",
         "image": spec.image,
-        "args": ["train", "--config", f"{PROJECT_DIR}/config.yml",
-                 "--domain", f"{PROJECT_DIR}/domain.yml", "--data", f"{PROJECT_DIR}/data",
-                 "--out", OUT_DIR, "--fixed-model-name", spec.fixed_model_name],
+        "args": [
+            "train",
+            "--config",
+            f"{PROJECT_DIR}/config.yml",
+            "--domain",
+            f"{PROJECT_DIR}/domain.yml",
+            "--data",
+            f"{PROJECT_DIR}/data",
+            "--out",
+            OUT_DIR,
+            "--fixed-model-name",
+            spec.fixed_model_name,
+        ],
         # Rasa writes its cache and temp files where it runs.
         "workingDir": WORK_DIR,
         # On failure the kubelet puts the log's last lines in the status: botenv reports
         # them without reading pod logs.
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "env": [{"name": "HOME", "value": WORK_DIR}],
-        "volumeMounts": [{"name": "project", "mountPath": PROJECT_DIR, "readOnly": True},
-                         {"name": "out", "mountPath": OUT_DIR},
-                         {"name": "work", "mountPath": WORK_DIR}],
+        "volumeMounts": [
+            {"name": "project", "mountPath": PROJECT_DIR, "readOnly": True},
+            {"name": "out", "mountPath": OUT_DIR},
+            {"name": "work", "mountPath": WORK_DIR},
+        ],
     }
     if spec.resources:
         train["resources"] = spec.resources
     upload = {
         "name": "upload",
         "image": botenv_image,
-        "args": ["upload", f"{OUT_DIR}/{spec.model_name}", "--storage-json",
-                 _storage_json(spec.output), "--model", spec.model_name,
-                 # without a Secret: the provider's own credentials (IRSA, Workload Identity)
-                 *(["--secret-dir", SECRET_DIR] if spec.output.secret_name else [])],
+        "args": [
+            "upload",
+            f"{OUT_DIR}/{spec.model_name}",
+            "--storage-json",
+            _storage_json(spec.output),
+            "--model",
+            spec.model_name,
+            # without a Secret: the provider's own credentials (IRSA, Workload Identity)
+            *(["--secret-dir", SECRET_DIR] if spec.output.secret_name else []),
+        ],
         "volumeMounts": upload_mounts,
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
-                      "limits": {"memory": "256Mi"}},
+        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
     }
-    pod: dict[str, Any] = {"restartPolicy": "Never", "initContainers": [*fetch, train],
-                 "containers": [upload], "volumes": volumes}
+    pod: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "initContainers": [*fetch, train],
+        "containers": [upload],
+        "volumes": volumes,
+    }
     if spec.node_selector:
         pod["nodeSelector"] = dict(spec.node_selector)
     if spec.tolerations:
@@ -146,9 +202,16 @@ def job(spec: TrainingSpec, *, keys: list[str], botenv_image: str, uid: str,
             "namespace": spec.namespace,
             "labels": labels(spec.name),
             "annotations": {GENERATION_ANNOTATION: str(generation)},
-            "ownerReferences": [{"apiVersion": API_VERSION, "kind": "ModelTraining",
-                                 "name": spec.name, "uid": uid, "controller": True,
-                                 "blockOwnerDeletion": True}],
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "ModelTraining",
+                    "name": spec.name,
+                    "uid": uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
         },
         "spec": {
             "backoffLimit": spec.backoff_limit,

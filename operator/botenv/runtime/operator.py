@@ -35,8 +35,13 @@ from botenv.settings import Settings
 
 log = logging.getLogger(__name__)
 
-CHILD_SELECTORS = (("v1", "configmaps"), ("v1", "services"), ("v1", "secrets"),
-                   ("apps", "v1", "deployments"), ("batch", "v1", "jobs"))
+CHILD_SELECTORS = (
+    ("v1", "configmaps"),
+    ("v1", "services"),
+    ("v1", "secrets"),
+    ("apps", "v1", "deployments"),
+    ("batch", "v1", "jobs"),
+)
 # Only the Rasa server pods: their /status says which model they serve.
 RASA_PODS = {**MANAGED, COMPONENT_LABEL: COMPONENT}
 # The running state, set at start-up (one operator per process).
@@ -49,8 +54,7 @@ FANOUT = Fanout()
 def snapshot(body: kopf.Body) -> dict:
     """A plain copy for the indexes, without managedFields (large, and never read)."""
     data = copy.deepcopy(dict(body))
-    data["metadata"] = {k: v for k, v in data.get("metadata", {}).items()
-                        if k != "managedFields"}
+    data["metadata"] = {k: v for k, v in data.get("metadata", {}).items() if k != "managedFields"}
     return data
 
 
@@ -62,12 +66,19 @@ def login(**kwargs: object) -> kopf.ConnectionInfo | None:
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, botenvironments_idx: kopf.Index,
-                  modeltags_idx: kopf.Index, configmaps_idx: kopf.Index,
-                  services_idx: kopf.Index, secrets_idx: kopf.Index,
-                  deployments_idx: kopf.Index, pods_idx: kopf.Index,
-                  jobs_idx: kopf.Index, modeltrainings_idx: kopf.Index,
-                  **_: object) -> None:
+async def startup(
+    settings: kopf.OperatorSettings,
+    botenvironments_idx: kopf.Index,
+    modeltags_idx: kopf.Index,
+    configmaps_idx: kopf.Index,
+    services_idx: kopf.Index,
+    secrets_idx: kopf.Index,
+    deployments_idx: kopf.Index,
+    pods_idx: kopf.Index,
+    jobs_idx: kopf.Index,
+    modeltrainings_idx: kopf.Index,
+    **_: object,
+) -> None:
     global STATE, QUEUE, FANOUT
     config = Settings.from_env()
     # Children are watched through a server-side label selector: only botenv's own objects
@@ -75,25 +86,36 @@ async def startup(settings: kopf.OperatorSettings, botenvironments_idx: kopf.Ind
     for selector in CHILD_SELECTORS:
         settings.watching.label_selectors[selector] = MANAGED_SELECTOR
     settings.watching.label_selectors[("v1", "pods")] = ",".join(
-        f"{k}={v}" for k, v in RASA_PODS.items())
+        f"{k}={v}" for k, v in RASA_PODS.items()
+    )
     settings.posting.enabled = False  # botenv posts its own, deduplicated Events
     settings.watching.server_timeout = 300
     load_kubernetes_config()
-    STATE = State(kube=Kube(), settings=config, environments=botenvironments_idx,
-                  tags=modeltags_idx, children={"ConfigMap": configmaps_idx,
-                                                "Service": services_idx,
-                                                "Secret": secrets_idx,
-                                                "Deployment": deployments_idx,
-                                                "Job": jobs_idx},
-                  pods=pods_idx, trainings=modeltrainings_idx)
+    STATE = State(
+        kube=Kube(),
+        settings=config,
+        environments=botenvironments_idx,
+        tags=modeltags_idx,
+        children={
+            "ConfigMap": configmaps_idx,
+            "Service": services_idx,
+            "Secret": secrets_idx,
+            "Deployment": deployments_idx,
+            "Job": jobs_idx,
+        },
+        pods=pods_idx,
+        trainings=modeltrainings_idx,
+    )
     FANOUT = Fanout()  # a restarted operator learns again from the watches' first events
     QUEUE = WorkQueue(_process, workers=config.workers)
-    STATE.resolver = Resolver(STATE.kube, ttl_seconds=config.resolve_seconds,
-                              policy=config.storage)
+    STATE.resolver = Resolver(STATE.kube, ttl_seconds=config.resolve_seconds, policy=config.storage)
     QUEUE.start()
     asyncio.get_running_loop().create_task(_resync(config.resync_seconds))
-    log.info("botenv operator started: model server %s, resync every %.0fs",
-             config.model_server_url, config.resync_seconds)
+    log.info(
+        "botenv operator started: model server %s, resync every %.0fs",
+        config.model_server_url,
+        config.resync_seconds,
+    )
 
 
 @kopf.on.cleanup()
@@ -131,8 +153,7 @@ def _enqueue(key: tuple[str, str, str]) -> None:
 
 
 @kopf.index(GROUP, VERSION, "botenvironments")
-def botenvironments_idx(namespace: str, name: str, body: kopf.Body,
-                        **_: object) -> dict:
+def botenvironments_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
@@ -180,8 +201,9 @@ def training_event(namespace: str, name: str, type: str | None, **_: object) -> 
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
-def job_event(namespace: str, name: str, labels: kopf.Labels, body: kopf.Body,
-              type: str | None, **_: object) -> None:
+def job_event(
+    namespace: str, name: str, labels: kopf.Labels, body: kopf.Body, type: str | None, **_: object
+) -> None:
     if type == "DELETED" and STATE is not None:
         STATE.forget("Job", namespace, name)
     training = labels.get(TRAINING_LABEL)
@@ -198,8 +220,9 @@ def pods_idx(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: object) 
 
 
 @kopf.on.event(GROUP, VERSION, "botenvironments")
-def environment_event(namespace: str, name: str, body: kopf.Body, type: str | None,
-                      **_: object) -> None:
+def environment_event(
+    namespace: str, name: str, body: kopf.Body, type: str | None, **_: object
+) -> None:
     if type == "DELETED" and STATE is not None:
         STATE.forget("BotEnvironment", namespace, name)
     for key in FANOUT.environment(namespace, name, dict(body), deleted=type == "DELETED"):
@@ -218,8 +241,9 @@ def tag_event(namespace: str, name: str, type: str | None, **_: object) -> None:
 @kopf.on.event("v1", "services", labels=MANAGED)
 @kopf.on.event("v1", "secrets", labels=MANAGED)
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
-def child_event(namespace: str, name: str, labels: kopf.Labels, body: kopf.Body,
-                type: str | None, **_: object) -> None:
+def child_event(
+    namespace: str, name: str, labels: kopf.Labels, body: kopf.Body, type: str | None, **_: object
+) -> None:
     if type == "DELETED" and STATE is not None:
         STATE.forget(body.get("kind", ""), namespace, name)
     environment = labels.get(ENVIRONMENT_LABEL)

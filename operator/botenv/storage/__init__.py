@@ -11,5 +11,13 @@ from botenv.storage.base import (
     StorageUnavailable,
 )
 
-__all__ = ["AccessDenied", "DigestMismatch", "ObjectInfo", "ObjectNotFound", "ReadOnlyStorage",
-           "Storage", "StorageError", "StorageUnavailable"]
+__all__ = [
+    "AccessDenied",
+    "DigestMismatch",
+    "ObjectInfo",
+    "ObjectNotFound",
+    "ReadOnlyStorage",
+    "Storage",
+    "StorageError",
+    "StorageUnavailable",
+]

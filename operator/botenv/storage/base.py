@@ -114,8 +114,13 @@ def read_back_md5(storage: Storage, key: str) -> str:
 
 
 def check_stored(
-    where: str, local: LocalFile, info: ObjectInfo, *, found: str | None,
-    expected: str | None = None, what: str = "MD5",
+    where: str,
+    local: LocalFile,
+    info: ObjectInfo,
+    *,
+    found: str | None,
+    expected: str | None = None,
+    what: str = "MD5",
 ) -> None:
     """DigestMismatch unless the stored object has local's size and `found` equals
     `expected` (local's MD5 unless given). `where` names the store and key."""

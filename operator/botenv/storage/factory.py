@@ -17,7 +17,8 @@ from botenv.storage.policy import StoragePolicy
 # and a kept client keeps its connection pool. Rotated credentials make a new entry.
 CACHE_ENTRIES = 64
 _cache: collections.OrderedDict[tuple[StorageSpec, str, StoragePolicy], Storage] = (
-    collections.OrderedDict())
+    collections.OrderedDict()
+)
 _lock = threading.Lock()
 
 
@@ -32,8 +33,9 @@ def key_for(spec: StorageSpec, model: str) -> str:
     return key
 
 
-def storage_for(spec: StorageSpec, credentials: Mapping[str, str], *,
-                policy: StoragePolicy) -> Storage:
+def storage_for(
+    spec: StorageSpec, credentials: Mapping[str, str], *, policy: StoragePolicy
+) -> Storage:
     """The backend for spec. credentials: the decoded data of spec's Secret (empty without
     one). Raises AccessDenied when the credentials cannot be used at all (malformed), and
     LocationNotAllowed, before anything is read, when `policy` refuses spec's location."""
@@ -60,8 +62,7 @@ def _fingerprint(credentials: Mapping[str, str]) -> str:
     return h.hexdigest()
 
 
-def _build(spec: StorageSpec, credentials: Mapping[str, str], policy: StoragePolicy
-           ) -> Storage:
+def _build(spec: StorageSpec, credentials: Mapping[str, str], policy: StoragePolicy) -> Storage:
     # Imported on use: each cloud SDK costs tens of MB and up to a second of import time.
     provider = spec.provider
     if provider == "s3":

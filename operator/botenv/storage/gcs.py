@@ -174,8 +174,13 @@ class GCSStorage:
         info = self.stat(key)
         if info.md5 is None:
             # Not expected for a plain upload; read the object back rather than trust it.
-            check_stored(self._where(key), local, info, found=read_back_md5(self, key),
-                         what="MD5 of the content read back")
+            check_stored(
+                self._where(key),
+                local,
+                info,
+                found=read_back_md5(self, key),
+                what="MD5 of the content read back",
+            )
         else:
             check_stored(self._where(key), local, info, found=info.md5, what="stored MD5")
         return info

@@ -96,8 +96,13 @@ def _guarded_pools(policy: StoragePolicy, field: str) -> dict[str, type[HTTPConn
 class HTTPStorage:
     """Models at base_url/<key>. Keys are relative keys or full URLs under base_url."""
 
-    def __init__(self, base_url: str, *, credentials: Mapping[str, str] | None = None,
-                 policy: StoragePolicy = UNRESTRICTED) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        credentials: Mapping[str, str] | None = None,
+        policy: StoragePolicy = UNRESTRICTED,
+    ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self.host = urlsplit(base_url).netloc
         creds = credentials or {}
@@ -183,8 +188,7 @@ class HTTPStorage:
     def put(self, key: str, path: str) -> ObjectInfo:
         # An origin has no upload API botenv could rely on (PUT and WebDAV vary too much).
         raise ReadOnlyStorage(
-            "storage provider http is read-only: use s3, gcs, azure or local for training "
-            "output"
+            "storage provider http is read-only: use s3, gcs, azure or local for training output"
         )
 
     def open(self, key: str) -> Iterator[bytes]:

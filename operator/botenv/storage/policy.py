@@ -53,11 +53,13 @@ def forbidden_reason(address: Address) -> str | None:
         address = address.ipv4_mapped
     if any(address in net for net in METADATA_NETWORKS if net.version == address.version):
         return "a cloud metadata address"
-    for flag, what in (("is_loopback", "a loopback address"),
-                       ("is_link_local", "a link-local address (cloud metadata lives there)"),
-                       ("is_unspecified", "the unspecified address"),
-                       ("is_multicast", "a multicast address"),
-                       ("is_reserved", "a reserved address")):
+    for flag, what in (
+        ("is_loopback", "a loopback address"),
+        ("is_link_local", "a link-local address (cloud metadata lives there)"),
+        ("is_unspecified", "the unspecified address"),
+        ("is_multicast", "a multicast address"),
+        ("is_reserved", "a reserved address"),
+    ):
         if getattr(address, flag):
             return what
     return None
@@ -77,8 +79,12 @@ class StoragePolicy:
     enforced: bool = True
 
     @classmethod
-    def parse(cls, local_roots: Iterable[str], url_prefixes: Iterable[str],
-              allowed_networks: Iterable[str]) -> StoragePolicy:
+    def parse(
+        cls,
+        local_roots: Iterable[str],
+        url_prefixes: Iterable[str],
+        allowed_networks: Iterable[str],
+    ) -> StoragePolicy:
         """From settings; ValueError names the setting's bad entry."""
         roots = []
         for root in local_roots:
@@ -96,15 +102,18 @@ class StoragePolicy:
             networks = tuple(ipaddress.ip_network(n, strict=False) for n in allowed_networks)
         except ValueError as exc:
             raise ValueError(f"storage allowed network: {exc}") from None
-        return cls(local_roots=tuple(roots), url_prefixes=tuple(prefixes),
-                   allowed_networks=networks)
+        return cls(
+            local_roots=tuple(roots), url_prefixes=tuple(prefixes), allowed_networks=networks
+        )
 
     def describe(self) -> str:
         """What is allowed, for error messages (no secrets here: settings only)."""
         roots = ", ".join(self.local_roots) or "none"
         prefixes = ", ".join(self.url_prefixes) or "any http(s) URL"
-        return (f"allowed local roots: {roots}; allowed URL prefixes: {prefixes}; "
-                "hosts must not resolve to loopback, link-local or metadata addresses")
+        return (
+            f"allowed local roots: {roots}; allowed URL prefixes: {prefixes}; "
+            "hosts must not resolve to loopback, link-local or metadata addresses"
+        )
 
     def check(self, spec: StorageSpec, where: str = "spec.storage") -> None:
         """Raise LocationNotAllowed unless spec's location is allowed; `where` is the storage
@@ -121,17 +130,20 @@ class StoragePolicy:
     def _check_local(self, field: str, path: str) -> None:
         real = os.path.realpath(path)
         if not any(_under(real, root) for root in self.local_roots):
-            where = (f"the allowed roots are {', '.join(self.local_roots)}"
-                     if self.local_roots else
-                     "no local storage roots are allowed in this cluster (the admin lists "
-                     "them in BOTENV_STORAGE_LOCAL_ROOTS, chart value storage.localRoots)")
-            raise LocationNotAllowed(field, f"{path!r} is outside the local storage roots: "
-                                            f"{where}")
+            where = (
+                f"the allowed roots are {', '.join(self.local_roots)}"
+                if self.local_roots
+                else "no local storage roots are allowed in this cluster (the admin lists "
+                "them in BOTENV_STORAGE_LOCAL_ROOTS, chart value storage.localRoots)"
+            )
+            raise LocationNotAllowed(field, f"{path!r} is outside the local storage roots: {where}")
 
     def _check_url(self, field: str, url: str) -> None:
         if self.url_prefixes and not any(url.startswith(p) for p in self.url_prefixes):
-            raise LocationNotAllowed(field, f"{url!r} does not start with an allowed prefix "
-                                            f"({', '.join(self.url_prefixes)})")
+            raise LocationNotAllowed(
+                field,
+                f"{url!r} does not start with an allowed prefix ({', '.join(self.url_prefixes)})",
+            )
         parts = urlsplit(url)
         host = parts.hostname
         if not host:
@@ -143,12 +155,16 @@ class StoragePolicy:
         if not self.enforced:
             return
         reason = forbidden_reason(address)
-        if reason and not any(address in net for net in self.allowed_networks
-                              if net.version == address.version):
-            raise LocationNotAllowed(field, f"host {host} resolves to {address}, {reason}, "
-                                            "which model storage may not use (an admin can "
-                                            "exempt a network with "
-                                            "BOTENV_STORAGE_ALLOWED_NETWORKS)")
+        if reason and not any(
+            address in net for net in self.allowed_networks if net.version == address.version
+        ):
+            raise LocationNotAllowed(
+                field,
+                f"host {host} resolves to {address}, {reason}, "
+                "which model storage may not use (an admin can "
+                "exempt a network with "
+                "BOTENV_STORAGE_ALLOWED_NETWORKS)",
+            )
 
     def addresses(self, field: str, host: str, port: int) -> list[tuple]:
         """getaddrinfo() results for host, each checked; LocationNotAllowed if any address

@@ -153,7 +153,8 @@ class S3Storage:
             raise StorageError(f"model file {path!r}: {exc.strerror}") from None
         # The part size s3transfer will use for this size (it grows it past 10,000 parts).
         part_size = (
-            ChunksizeAdjuster().adjust_chunksize(PART_SIZE, size) if size > SINGLE_PART_MAX
+            ChunksizeAdjuster().adjust_chunksize(PART_SIZE, size)
+            if size > SINGLE_PART_MAX
             else None
         )
         local = hash_file(path, part_size)
@@ -186,8 +187,13 @@ class S3Storage:
             form, what = _MULTIPART_ETAG, f"multipart ETag (parts of {part_size} bytes)"
         if _encrypted(head) or not form.match(info.digest):
             # SSE-KMS / SSE-C, or a store whose ETags are no MD5s: read the object back.
-            check_stored(where, local, info, found=read_back_md5(self, key),
-                         what="MD5 of the content read back")
+            check_stored(
+                where,
+                local,
+                info,
+                found=read_back_md5(self, key),
+                what="MD5 of the content read back",
+            )
         else:
             check_stored(where, local, info, found=info.digest, expected=expected, what=what)
         return info

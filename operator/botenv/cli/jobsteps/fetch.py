@@ -48,8 +48,22 @@ CHUNK = 256 * KiB
 FILE_MODE, DIR_MODE = 0o644, 0o755
 
 ONLY_FILES = "a Rasa project needs only regular files and directories"
-PAX_KEYS = frozenset({"path", "size", "mtime", "atime", "ctime", "uid", "gid", "uname",
-                      "gname", "comment", "charset", "hdrcharset"})
+PAX_KEYS = frozenset(
+    {
+        "path",
+        "size",
+        "mtime",
+        "atime",
+        "ctime",
+        "uid",
+        "gid",
+        "uname",
+        "gname",
+        "comment",
+        "charset",
+        "hdrcharset",
+    }
+)
 # Extended attributes and file flags that GNU tar and bsdtar record; never applied here.
 PAX_PREFIXES = ("SCHILY.", "LIBARCHIVE.")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -76,9 +90,13 @@ class Limits:
     max_ratio: float = DEFAULT_MAX_RATIO  # unpacked bytes / archive bytes
 
     @classmethod
-    def resolve(cls, max_bytes: str | None = None, max_files: str | None = None,
-                max_ratio: str | None = None,
-                environ: Mapping[str, str] | None = None) -> Limits:
+    def resolve(
+        cls,
+        max_bytes: str | None = None,
+        max_files: str | None = None,
+        max_ratio: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Limits:
         """The CLI's values, else BOTENV_FETCH_MAX_* from the environment, else defaults."""
         env = os.environ if environ is None else environ
 
@@ -87,20 +105,27 @@ class Limits:
                 return value
             return env.get(f"BOTENV_FETCH_{name}", "").strip() or None
 
-        raw_bytes, raw_files, raw_ratio = (pick(max_bytes, "MAX_BYTES"),
-                                           pick(max_files, "MAX_FILES"),
-                                           pick(max_ratio, "MAX_RATIO"))
+        raw_bytes, raw_files, raw_ratio = (
+            pick(max_bytes, "MAX_BYTES"),
+            pick(max_files, "MAX_FILES"),
+            pick(max_ratio, "MAX_RATIO"),
+        )
         try:
             limits = cls(
                 max_bytes=DEFAULT_MAX_BYTES if raw_bytes is None else parse_size(raw_bytes),
                 max_files=DEFAULT_MAX_FILES if raw_files is None else int(raw_files),
-                max_ratio=DEFAULT_MAX_RATIO if raw_ratio is None else float(raw_ratio))
+                max_ratio=DEFAULT_MAX_RATIO if raw_ratio is None else float(raw_ratio),
+            )
         except ValueError as exc:
-            raise FetchError(f"invalid limit (--max-bytes, --max-files, --max-ratio or "
-                             f"BOTENV_FETCH_MAX_*): {exc}") from None
+            raise FetchError(
+                f"invalid limit (--max-bytes, --max-files, --max-ratio or "
+                f"BOTENV_FETCH_MAX_*): {exc}"
+            ) from None
         if limits.max_bytes <= 0 or limits.max_files <= 0 or not limits.max_ratio > 0:
-            raise FetchError("invalid limit (--max-bytes, --max-files, --max-ratio or "
-                             "BOTENV_FETCH_MAX_*): limits must be positive")
+            raise FetchError(
+                "invalid limit (--max-bytes, --max-files, --max-ratio or "
+                "BOTENV_FETCH_MAX_*): limits must be positive"
+            )
         return limits
 
 
@@ -185,9 +210,11 @@ def _kind(m: tarfile.TarInfo) -> str | None:
 
 def _parts(name: str) -> tuple[str, ...]:
     """The normalised components of a member name; raises FetchError for unsafe names."""
+
     def refuse(why: str) -> FetchError:
-        return FetchError(f"member {name!r} {why}: names must be plain relative paths "
-                          "inside the project")
+        return FetchError(
+            f"member {name!r} {why}: names must be plain relative paths inside the project"
+        )
 
     if _CONTROL.search(name):
         raise refuse("has a NUL or control character")
@@ -214,8 +241,10 @@ def _parts(name: str) -> tuple[str, ...]:
 def _check_pax(m: tarfile.TarInfo) -> None:
     for key in m.pax_headers:
         if key not in PAX_KEYS and not key.startswith(PAX_PREFIXES):
-            raise FetchError(f"member {m.name!r} has the pax header {key!r}: {ONLY_FILES}, "
-                             "without links, sparse data or other extensions")
+            raise FetchError(
+                f"member {m.name!r} has the pax header {key!r}: {ONLY_FILES}, "
+                "without links, sparse data or other extensions"
+            )
 
 
 def _read_plan(tar: tarfile.TarFile, limits: Limits, compressed: int) -> _Plan:
@@ -228,17 +257,22 @@ def _read_plan(tar: tarfile.TarFile, limits: Limits, compressed: int) -> _Plan:
             m = tar.next()
         except LimitExceeded as exc:
             where = f"after member {last!r}" if last is not None else "at its start"
-            limit = (f"headers are limited to {MAX_HEADER} bytes" if exc.kind == "header"
-                     else f"above the limit of {limits.max_bytes} bytes plus headers "
-                          "(--max-bytes, BOTENV_FETCH_MAX_BYTES)")
+            limit = (
+                f"headers are limited to {MAX_HEADER} bytes"
+                if exc.kind == "header"
+                else f"above the limit of {limits.max_bytes} bytes plus headers "
+                "(--max-bytes, BOTENV_FETCH_MAX_BYTES)"
+            )
             raise FetchError(f"the archive has {exc} {where}: {limit}") from None
         if m is None:
             break
         count += 1
         if count > limits.max_files:
-            raise FetchError(f"member {m.name!r} is entry {count}: above the limit of "
-                             f"{limits.max_files} files and directories (--max-files, "
-                             "BOTENV_FETCH_MAX_FILES)")
+            raise FetchError(
+                f"member {m.name!r} is entry {count}: above the limit of "
+                f"{limits.max_files} files and directories (--max-files, "
+                "BOTENV_FETCH_MAX_FILES)"
+            )
         kind = _kind(m)
         if kind is not None:
             raise FetchError(f"member {m.name!r} is {kind}: {ONLY_FILES}")
@@ -250,14 +284,18 @@ def _read_plan(tar: tarfile.TarFile, limits: Limits, compressed: int) -> _Plan:
                 raise FetchError(f"member {m.name!r} is a file without a name")
             total += m.size
             if total > limits.max_bytes:
-                raise FetchError(f"member {m.name!r} brings the unpacked size to {total} "
-                                 f"bytes: above the limit of {limits.max_bytes} bytes "
-                                 "(--max-bytes, BOTENV_FETCH_MAX_BYTES)")
+                raise FetchError(
+                    f"member {m.name!r} brings the unpacked size to {total} "
+                    f"bytes: above the limit of {limits.max_bytes} bytes "
+                    "(--max-bytes, BOTENV_FETCH_MAX_BYTES)"
+                )
             if total > RATIO_FLOOR and total > limits.max_ratio * max(compressed, 1):
-                raise FetchError(f"member {m.name!r} brings the unpacked size to {total} "
-                                 f"bytes, {total / max(compressed, 1):.0f} times the "
-                                 f"archive's {compressed} bytes: above the limit of "
-                                 f"{limits.max_ratio:g} (--max-ratio, BOTENV_FETCH_MAX_RATIO)")
+                raise FetchError(
+                    f"member {m.name!r} brings the unpacked size to {total} "
+                    f"bytes, {total / max(compressed, 1):.0f} times the "
+                    f"archive's {compressed} bytes: above the limit of "
+                    f"{limits.max_ratio:g} (--max-ratio, BOTENV_FETCH_MAX_RATIO)"
+                )
         last = m.name
         if parts:  # "./" is the target itself
             members.append((m, parts))
@@ -270,8 +308,11 @@ def _layout(members: list[tuple[tarfile.TarInfo, tuple[str, ...]]]) -> _Plan:
     out), decided from the names alone. Refuses duplicates and file/folder clashes."""
     is_file = {parts: m.isreg() for m, parts in members}
     tops = {parts[0] for parts in is_file if not parts[0].startswith(".")}
-    lift = (not is_file.get(("config.yml",), False) and len(tops) == 1
-            and not is_file.get((next(iter(tops)),), False))
+    lift = (
+        not is_file.get(("config.yml",), False)
+        and len(tops) == 1
+        and not is_file.get((next(iter(tops)),), False)
+    )
     if lift:
         top = next(iter(tops))
         members = [(m, parts[1:]) for m, parts in members if parts[0] == top and parts[1:]]
@@ -281,13 +322,16 @@ def _layout(members: list[tuple[tarfile.TarInfo, tuple[str, ...]]]) -> _Plan:
     for m, path in members:
         shown = "/".join(path)
         if path in files or (m.isreg() and path in dirs):
-            raise FetchError(f"member {m.name!r} is a second entry for {shown!r}: it would "
-                             "overwrite the first")
+            raise FetchError(
+                f"member {m.name!r} is a second entry for {shown!r}: it would overwrite the first"
+            )
         for depth in range(1, len(path)):
             parent = path[:depth]
             if parent in files:
-                raise FetchError(f"member {m.name!r} needs {'/'.join(parent)!r} to be a "
-                                 "directory, but the archive has it as a file")
+                raise FetchError(
+                    f"member {m.name!r} needs {'/'.join(parent)!r} to be a "
+                    "directory, but the archive has it as a file"
+                )
             dirs.setdefault(parent, m.name)
         if m.isreg():
             files[path] = m.name
@@ -299,8 +343,7 @@ def _layout(members: list[tuple[tarfile.TarInfo, tuple[str, ...]]]) -> _Plan:
     if ("data",) not in dirs:
         missing.append("data/")
     if missing:
-        raise FetchError(f"the archive is not a Rasa project: no {', '.join(missing)} at "
-                         f"{root}")
+        raise FetchError(f"the archive is not a Rasa project: no {', '.join(missing)} at {root}")
     plan.dirs = sorted(dirs, key=lambda p: (len(p), p))
     return plan
 
@@ -353,13 +396,11 @@ def _write(tar: tarfile.TarFile, plan: _Plan, into: Path, limits: Limits) -> Non
                     written += len(chunk)
                     total += len(chunk)
                     if written > m.size or total > limits.max_bytes:
-                        raise FetchError(f"member {m.name!r} holds more data than its header "
-                                         "says")
+                        raise FetchError(f"member {m.name!r} holds more data than its header says")
                     out.write(chunk)
                 os.fchmod(out.fileno(), FILE_MODE)
             if written != m.size:
-                raise FetchError(f"member {m.name!r} is cut short: {written} of {m.size} "
-                                 "bytes")
+                raise FetchError(f"member {m.name!r} is cut short: {written} of {m.size} bytes")
     finally:
         os.close(root_fd)
 
@@ -401,14 +442,18 @@ def unpack(archive: Path, into: Path, limits: Limits | None = None) -> Path:
                     if created:
                         into.rmdir()
                     raise
-    except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError,
-            LimitExceeded) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError, LimitExceeded) as exc:
         raise FetchError(f"cannot unpack the archive: {exc}") from None
     return into
 
 
-def fetch(storage_json: str, obj: str, into: Path, credentials: Mapping[str, str],
-          limits: Limits | None = None) -> Path:
+def fetch(
+    storage_json: str,
+    obj: str,
+    into: Path,
+    credentials: Mapping[str, str],
+    limits: Limits | None = None,
+) -> Path:
     from botenv.api import SpecError, parse_tag
     from botenv.storage import StorageError
     from botenv.storage.factory import key_for, storage_for
@@ -429,39 +474,67 @@ def fetch(storage_json: str, obj: str, into: Path, credentials: Mapping[str, str
             for chunk in storage_for(spec, credentials, policy=UNRESTRICTED).open(key):
                 size += len(chunk)
                 if size > limits.max_bytes:
-                    raise FetchError(f"the archive {key} is larger than the limit of "
-                                     f"{limits.max_bytes} bytes (--max-bytes, "
-                                     "BOTENV_FETCH_MAX_BYTES)")
+                    raise FetchError(
+                        f"the archive {key} is larger than the limit of "
+                        f"{limits.max_bytes} bytes (--max-bytes, "
+                        "BOTENV_FETCH_MAX_BYTES)"
+                    )
                 tmp.write(chunk)
         except StorageError as exc:
             raise FetchError(str(exc)) from None
         tmp.flush()
-        print(f"botenv fetch-project: {key} ({size} bytes) from {spec.provider}",
-              file=sys.stderr, flush=True)
+        print(
+            f"botenv fetch-project: {key} ({size} bytes) from {spec.provider}",
+            file=sys.stderr,
+            flush=True,
+        )
         return unpack(Path(tmp.name), into, limits)
 
 
 def add_fetch_command(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fetch-project", help="download and unpack a Rasa project archive "
-                                             "(a training Job's first step)")
-    p.add_argument("--storage-json", required=True, metavar="JSON",
-                   help="the storage block of the archive, as in a ModelTag")
+    p = sub.add_parser(
+        "fetch-project",
+        help="download and unpack a Rasa project archive (a training Job's first step)",
+    )
+    p.add_argument(
+        "--storage-json",
+        required=True,
+        metavar="JSON",
+        help="the storage block of the archive, as in a ModelTag",
+    )
     p.add_argument("--object", required=True, help="the archive's name in that storage")
-    p.add_argument("--into", required=True,
-                   help="the directory to unpack the project into (absent or empty)")
-    p.add_argument("--secret-dir", default=None, metavar="DIR",
-                   help=f"a mounted Secret with the storage credentials (default: "
-                        f"{DEFAULT_SECRET_DIR} when it exists)")
-    p.add_argument("--max-bytes", default=None, metavar="SIZE",
-                   help="cap on the unpacked bytes, and on the archive itself, as bytes or "
-                        "with Ki/Mi/Gi (default: $BOTENV_FETCH_MAX_BYTES, else 256Mi)")
-    p.add_argument("--max-files", default=None, metavar="N",
-                   help="cap on the files and directories in the archive (default: "
-                        f"$BOTENV_FETCH_MAX_FILES, else {DEFAULT_MAX_FILES})")
-    p.add_argument("--max-ratio", default=None, metavar="R",
-                   help="cap on unpacked bytes / archive bytes, checked above "
-                        f"{RATIO_FLOOR // MiB} MiB (default: $BOTENV_FETCH_MAX_RATIO, else "
-                        f"{DEFAULT_MAX_RATIO:g})")
+    p.add_argument(
+        "--into", required=True, help="the directory to unpack the project into (absent or empty)"
+    )
+    p.add_argument(
+        "--secret-dir",
+        default=None,
+        metavar="DIR",
+        help=f"a mounted Secret with the storage credentials (default: "
+        f"{DEFAULT_SECRET_DIR} when it exists)",
+    )
+    p.add_argument(
+        "--max-bytes",
+        default=None,
+        metavar="SIZE",
+        help="cap on the unpacked bytes, and on the archive itself, as bytes or "
+        "with Ki/Mi/Gi (default: $BOTENV_FETCH_MAX_BYTES, else 256Mi)",
+    )
+    p.add_argument(
+        "--max-files",
+        default=None,
+        metavar="N",
+        help="cap on the files and directories in the archive (default: "
+        f"$BOTENV_FETCH_MAX_FILES, else {DEFAULT_MAX_FILES})",
+    )
+    p.add_argument(
+        "--max-ratio",
+        default=None,
+        metavar="R",
+        help="cap on unpacked bytes / archive bytes, checked above "
+        f"{RATIO_FLOOR // MiB} MiB (default: $BOTENV_FETCH_MAX_RATIO, else "
+        f"{DEFAULT_MAX_RATIO:g})",
+    )
     p.set_defaults(func=cmd_fetch)
 
 

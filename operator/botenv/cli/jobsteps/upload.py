@@ -41,19 +41,33 @@ class UploadError(StepError):
 
 def add_upload_command(sub: argparse._SubParsersAction) -> None:
     """Register `upload` on botenv's subcommands (botenv.cli.parser)."""
-    p = sub.add_parser("upload", help="upload a trained model to storage and verify it "
-                                      "(the training Job's last step)",
-                       description=DESCRIPTION, epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "upload",
+        help="upload a trained model to storage and verify it (the training Job's last step)",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("file", metavar="FILE", help="the model file, e.g. models/NAME.tar.gz")
-    p.add_argument("--storage-json", required=True, metavar="JSON",
-                   help='the storage block, e.g. {"provider": "s3", "bucket": "models", '
-                        '"prefix": "acme/"}')
-    p.add_argument("--model", required=True, metavar="NAME",
-                   help="the model's object name in storage, e.g. 20240501-120000.tar.gz")
-    p.add_argument("--secret-dir", default=None, metavar="DIR",
-                   help=f"a mounted Secret with the storage credentials (default: "
-                        f"{DEFAULT_SECRET_DIR}; none when the directory is absent)")
+    p.add_argument(
+        "--storage-json",
+        required=True,
+        metavar="JSON",
+        help='the storage block, e.g. {"provider": "s3", "bucket": "models", "prefix": "acme/"}',
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        metavar="NAME",
+        help="the model's object name in storage, e.g. 20240501-120000.tar.gz",
+    )
+    p.add_argument(
+        "--secret-dir",
+        default=None,
+        metavar="DIR",
+        help=f"a mounted Secret with the storage credentials (default: "
+        f"{DEFAULT_SECRET_DIR}; none when the directory is absent)",
+    )
     p.set_defaults(func=cmd_upload)
 
 
@@ -83,8 +97,9 @@ def read_secret_dir(secret_dir: str | None) -> dict[str, str]:
     return shared_read_secret_dir(secret_dir)
 
 
-def upload(file: str, storage_json: str, model: str,
-           credentials: Mapping[str, str]) -> dict[str, object]:
+def upload(
+    file: str, storage_json: str, model: str, credentials: Mapping[str, str]
+) -> dict[str, object]:
     from botenv.api import SpecError, parse_tag
     from botenv.storage import StorageError
     from botenv.storage.factory import key_for, storage_for
@@ -95,17 +110,21 @@ def upload(file: str, storage_json: str, model: str,
     except ValueError as exc:
         raise UploadError(f"--storage-json is not JSON ({exc})") from None
     if not isinstance(storage, dict):
-        raise UploadError(f"--storage-json must be a JSON object (the storage block), got "
-                          f"{type(storage).__name__}")
+        raise UploadError(
+            f"--storage-json must be a JSON object (the storage block), got "
+            f"{type(storage).__name__}"
+        )
     try:
         # The ModelTag parser: the same rules and defaults as the tags that will name it.
         spec = parse_tag({"spec": {"model": model, "storage": storage}}).storage
     except SpecError as exc:
-        raise UploadError("invalid storage or model: " + "; ".join(
-            _field(problem) for problem in exc.problems)) from None
+        raise UploadError(
+            "invalid storage or model: " + "; ".join(_field(problem) for problem in exc.problems)
+        ) from None
     if not os.path.isfile(file):
-        raise UploadError(f"{file}: no such file" if not os.path.exists(file)
-                          else f"{file}: not a regular file")
+        raise UploadError(
+            f"{file}: no such file" if not os.path.exists(file) else f"{file}: not a regular file"
+        )
     key = key_for(spec, model)
     size = os.path.getsize(file)
     _progress(f"uploading {file} ({size / 1e6:.1f} MB) to {spec.provider} as {key}")
@@ -116,17 +135,19 @@ def upload(file: str, storage_json: str, model: str,
     except StorageError as exc:
         raise UploadError(str(exc)) from None
     took = time.monotonic() - began
-    _progress(f"done: {info.size / 1e6:.1f} MB in {took:.1f} s "
-              f"({info.size / 1e6 / max(took, 1e-6):.1f} MB/s), verified, digest {info.digest}")
+    _progress(
+        f"done: {info.size / 1e6:.1f} MB in {took:.1f} s "
+        f"({info.size / 1e6 / max(took, 1e-6):.1f} MB/s), verified, digest {info.digest}"
+    )
     return {"model": model, "key": key, "digest": info.digest, "size": info.size}
 
 
 def _field(problem: str) -> str:
     # The tag parser's paths, in the terms of this command's arguments.
     if problem.startswith("spec.storage"):
-        return "--storage-json " + problem[len("spec."):]
+        return "--storage-json " + problem[len("spec.") :]
     if problem.startswith("spec.model"):
-        return "--model" + problem[len("spec.model"):]
+        return "--model" + problem[len("spec.model") :]
     return problem
 
 

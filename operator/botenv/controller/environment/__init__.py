@@ -44,8 +44,13 @@ async def reconcile(state: State, namespace: str, name: str) -> None:
     # that writes the pull token (the only write made despite a problem).
     problem = done.problem or wanted.problem
     if problem is not None:
-        log.log(logging.WARNING if problem.degraded else logging.INFO,
-                "BotEnvironment %s/%s not applied: %s", namespace, name, problem.message)
+        log.log(
+            logging.WARNING if problem.degraded else logging.INFO,
+            "BotEnvironment %s/%s not applied: %s",
+            namespace,
+            name,
+            problem.message,
+        )
 
     observed = await report.observe(state, seen, wanted, done)
     timestamp = cond.now()
@@ -56,7 +61,9 @@ async def reconcile(state: State, namespace: str, name: str) -> None:
         raise Retry(problem)  # the work queue retries with backoff
     if observed.lost:
         raise Requeue(VERIFY_AGAIN_SECONDS * 2)  # notice the recovery soon
-    if observed.answers is not None and cond.get(status["conditions"],
-                                                 cond.READY).get("status") != "True":
+    if (
+        observed.answers is not None
+        and cond.get(status["conditions"], cond.READY).get("status") != "True"
+    ):
         # Pods pull or load the model on their own: nothing in the API tells when; look again.
         raise Requeue(VERIFY_AGAIN_SECONDS)

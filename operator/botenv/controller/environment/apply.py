@@ -43,10 +43,12 @@ def apply(state: State, plan: Plan) -> Done:
             return done
     if plan.problem is not None:
         return Done()
-    problem = (_write(state, _stale(state, plan.first))
-               or _wait_for_action_server(state, plan)
-               or _write(state, _stale(state, plan.children))
-               or _remove(state, plan.remove))
+    problem = (
+        _write(state, _stale(state, plan.first))
+        or _wait_for_action_server(state, plan)
+        or _write(state, _stale(state, plan.children))
+        or _remove(state, plan.remove)
+    )
     return Done(problem=problem)
 
 
@@ -55,17 +57,23 @@ def apply_gone(state: State, seen: Seen) -> None:
     --cascade=orphan, say): a token that outlives its environment opens nothing, and is
     not left lying around either."""
     secret = seen.pull_token
-    if secret is None or (secret["metadata"].get("labels") or {}).get(
-            PULL_TOKEN_LABEL) != "true":
+    if secret is None or (secret["metadata"].get("labels") or {}).get(PULL_TOKEN_LABEL) != "true":
         return
     meta = secret["metadata"]
     try:
         state.kube.delete("v1", "Secret", seen.namespace, meta["name"], uid=meta.get("uid"))
-        log.info("deleted pull token Secret %s/%s: its BotEnvironment is gone",
-                 seen.namespace, meta["name"])
+        log.info(
+            "deleted pull token Secret %s/%s: its BotEnvironment is gone",
+            seen.namespace,
+            meta["name"],
+        )
     except ApiException as exc:
-        log.warning("could not delete the orphaned pull token Secret %s/%s (%s)",
-                    seen.namespace, meta["name"], exc.status)
+        log.warning(
+            "could not delete the orphaned pull token Secret %s/%s (%s)",
+            seen.namespace,
+            meta["name"],
+            exc.status,
+        )
 
 
 def _pull_token(state: State, pull: PullToken) -> Done:
@@ -81,15 +89,25 @@ def _pull_token(state: State, pull: PullToken) -> Done:
         if not contains(live, pull.labels):
             state.remember(state.kube.apply(pull.labels))
     except ApiException as exc:
-        return Done(problem=Problem("ApplyFailed", f"could not write Secret {meta['name']} "
-                                    f"({exc.status}): {api_message(exc)}; retrying",
-                                    retry=True))
+        return Done(
+            problem=Problem(
+                "ApplyFailed",
+                f"could not write Secret {meta['name']} "
+                f"({exc.status}): {api_message(exc)}; retrying",
+                retry=True,
+            )
+        )
     return Done()
 
 
 def _stale(state: State, children: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [c for c in children if not contains(
-        state.child(c["kind"], c["metadata"]["namespace"], c["metadata"]["name"]), c)]
+    return [
+        c
+        for c in children
+        if not contains(
+            state.child(c["kind"], c["metadata"]["namespace"], c["metadata"]["name"]), c
+        )
+    ]
 
 
 def _write(state: State, stale: list[dict[str, Any]]) -> Problem | None:
@@ -106,15 +124,21 @@ def _write(state: State, stale: list[dict[str, Any]]) -> Problem | None:
                 state.kube.apply(child, dry_run=True)
         for child in stale:
             state.remember(state.kube.apply(child))
-            log.info("applied %s %s/%s", child["kind"], child["metadata"]["namespace"],
-                     child["metadata"]["name"])
+            log.info(
+                "applied %s %s/%s",
+                child["kind"],
+                child["metadata"]["namespace"],
+                child["metadata"]["name"],
+            )
     except ApiException as exc:
         what = f"{child['kind']} {child['metadata']['name']}"
         if exc.status in (400, 422):
-            return Problem("InvalidSpec", f"the API server rejected {what}: "
-                           f"{api_message(exc)}")
-        return Problem("ApplyFailed", f"could not apply {what} ({exc.status}): "
-                       f"{api_message(exc)}; retrying", retry=True)
+            return Problem("InvalidSpec", f"the API server rejected {what}: {api_message(exc)}")
+        return Problem(
+            "ApplyFailed",
+            f"could not apply {what} ({exc.status}): {api_message(exc)}; retrying",
+            retry=True,
+        )
     return None
 
 
@@ -124,25 +148,32 @@ def _wait_for_action_server(state: State, plan: Plan) -> Problem | None:
         return None
     actions = plan.first[0]
     meta = actions["metadata"]
-    rasa = state.child("Deployment", meta["namespace"], names.rasa_name(
-        meta["labels"][ENVIRONMENT_LABEL]))
-    progress = rollout(state.child("Deployment", meta["namespace"], meta["name"]),
-                       actions["spec"]["replicas"])
+    rasa = state.child(
+        "Deployment", meta["namespace"], names.rasa_name(meta["labels"][ENVIRONMENT_LABEL])
+    )
+    progress = rollout(
+        state.child("Deployment", meta["namespace"], meta["name"]), actions["spec"]["replicas"]
+    )
     if rasa is None or progress.done:
         return None
     image = actions["spec"]["template"]["spec"]["containers"][0]["image"]
-    return Problem("WaitingForActionServer", f"Rasa waits for action server {meta['name']} "
-                   f"({image}) to be ready before it rolls: {progress.message}",
-                   degraded=progress.stalled)
+    return Problem(
+        "WaitingForActionServer",
+        f"Rasa waits for action server {meta['name']} "
+        f"({image}) to be ready before it rolls: {progress.message}",
+        degraded=progress.stalled,
+    )
 
 
 def _remove(state: State, remove: list[tuple[str, str, str]]) -> Problem | None:
     for kind, namespace, name in remove:
         try:
-            state.kube.delete("apps/v1" if kind == "Deployment" else "v1", kind, namespace,
-                              name)
+            state.kube.delete("apps/v1" if kind == "Deployment" else "v1", kind, namespace, name)
             log.info("deleted %s %s/%s (no longer in the spec)", kind, namespace, name)
         except ApiException as exc:
-            return Problem("DeleteFailed", f"could not delete {kind} {name} ({exc.status}): "
-                           f"{api_message(exc)}; retrying", retry=True)
+            return Problem(
+                "DeleteFailed",
+                f"could not delete {kind} {name} ({exc.status}): {api_message(exc)}; retrying",
+                retry=True,
+            )
     return None

@@ -51,9 +51,12 @@ class Seen:
 
 
 def gather(state: State, namespace: str, name: str) -> Seen:
-    seen = Seen(namespace, name, state.environment(namespace, name),
-                pull_token=state.child("Secret", namespace,
-                                       names.pull_token_secret_name(name)))
+    seen = Seen(
+        namespace,
+        name,
+        state.environment(namespace, name),
+        pull_token=state.child("Secret", namespace, names.pull_token_secret_name(name)),
+    )
     if seen.body is None or seen.deleting:
         return seen
     try:
@@ -64,17 +67,21 @@ def gather(state: State, namespace: str, name: str) -> Seen:
     seen.tag = state.tag(namespace, spec.model_tag)
     if spec.event_broker is not None:
         seen.environments = list(state.all_environments())
-    seen.action_server = {kind: state.child(kind, namespace, names.action_server_name(name))
-                          for kind in ("Deployment", "Service")}
+    seen.action_server = {
+        kind: state.child(kind, namespace, names.action_server_name(name))
+        for kind in ("Deployment", "Service")
+    }
     if spec.delivery == "pull" and seen.pull_token is None:
         seen.new_token = pulltoken.new_token()
     for secret in secrets_to_read(seen) or []:
         try:
             seen.secrets[secret] = _secret_data(state, namespace, secret)
         except ApiException as exc:
-            seen.unreadable = Problem("SecretUnreadable", f"could not read Secret {secret!r} "
-                                      f"({exc.status}): {api_message(exc)}; retrying",
-                                      retry=True)
+            seen.unreadable = Problem(
+                "SecretUnreadable",
+                f"could not read Secret {secret!r} ({exc.status}): {api_message(exc)}; retrying",
+                retry=True,
+            )
             break
     return seen
 

@@ -66,27 +66,36 @@ class Plan:
 def model_of(spec: EnvironmentSpec, tag: dict[str, Any] | None) -> ModelRef | Problem:
     """The model the environment's tag points to, or why there is none to serve."""
     if tag is None:
-        return Problem("TagNotFound", f"ModelTag {spec.model_tag!r} not found in namespace "
-                       f"{spec.namespace}: create it, or set spec.modelTag to an existing tag")
+        return Problem(
+            "TagNotFound",
+            f"ModelTag {spec.model_tag!r} not found in namespace "
+            f"{spec.namespace}: create it, or set spec.modelTag to an existing tag",
+        )
     status = tag.get("status") or {}
     if not status.get("model"):
         ready = cond.get(status.get("conditions"), cond.READY)
         why = f": {ready['message']}" if ready.get("message") else ""
-        return Problem("WaitingForTag", f"ModelTag {spec.model_tag!r} has no model yet{why}",
-                       degraded=False)
+        return Problem(
+            "WaitingForTag", f"ModelTag {spec.model_tag!r} has no model yet{why}", degraded=False
+        )
     storage = StorageSpec(provider="http")
     if spec.delivery == "remoteStorage":
         try:
             storage = parse_tag(tag).storage
         except SpecError as exc:
             return Problem("TagInvalid", f"ModelTag {spec.model_tag!r}: {exc}")
-    return ModelRef(tag=spec.model_tag, model=status["model"],
-                    digest=status.get("digest", ""), storage=storage,
-                    action_server_image=status.get("actionServerImage", ""))
+    return ModelRef(
+        tag=spec.model_tag,
+        model=status["model"],
+        digest=status.get("digest", ""),
+        storage=storage,
+        action_server_image=status.get("actionServerImage", ""),
+    )
 
 
-def queue_of(spec: EnvironmentSpec, body: dict[str, Any],
-             environments: list[dict[str, Any]]) -> str | Problem:
+def queue_of(
+    spec: EnvironmentSpec, body: dict[str, Any], environments: list[dict[str, Any]]
+) -> str | Problem:
     """The event queue the environment publishes to ("" without a broker), or the conflict
     with the environment that holds it."""
     if spec.event_broker is None:
@@ -95,11 +104,13 @@ def queue_of(spec: EnvironmentSpec, body: dict[str, Any],
     other = broker_queues.holder(body, environments, mine)
     if other is not None:
         o = other["metadata"]
-        return Problem(broker_queues.QUEUE_CONFLICT,
-                       f"event queue {queue!r} on broker {spec.event_broker.host}:"
-                       f"{spec.event_broker.port} is already used by BotEnvironment "
-                       f"{o['namespace']}/{o['name']}: set spec.eventBroker.queue to another "
-                       "name, or leave it empty for a unique derived name")
+        return Problem(
+            broker_queues.QUEUE_CONFLICT,
+            f"event queue {queue!r} on broker {spec.event_broker.host}:"
+            f"{spec.event_broker.port} is already used by BotEnvironment "
+            f"{o['namespace']}/{o['name']}: set spec.eventBroker.queue to another "
+            "name, or leave it empty for a unique derived name",
+        )
     return queue
 
 
@@ -130,33 +141,47 @@ def secrets_to_read(seen: Seen) -> list[str] | None:
 
 def _pull_token(seen: Seen, spec: EnvironmentSpec, uid: str) -> PullToken | Problem:
     name = names.pull_token_secret_name(spec.name)
-    labels = pulltoken.labels_only(environment=spec.name, namespace=spec.namespace,
-                                   tag=spec.model_tag, uid=uid)
+    labels = pulltoken.labels_only(
+        environment=spec.name, namespace=spec.namespace, tag=spec.model_tag, uid=uid
+    )
     if seen.pull_token is None:
-        create = pulltoken.secret(environment=spec.name, namespace=spec.namespace,
-                                  tag=spec.model_tag, uid=uid, token=seen.new_token)
+        create = pulltoken.secret(
+            environment=spec.name,
+            namespace=spec.namespace,
+            tag=spec.model_tag,
+            uid=uid,
+            token=seen.new_token,
+        )
         return PullToken(labels=labels, create=create, token=seen.new_token)
     token = pulltoken.token_of(seen.pull_token)
     if token is None:
-        return Problem(PULL_TOKEN_INVALID, f"Secret {name} holds no usable pull token (key "
-                       f"{se.PULL_TOKEN_KEY!r}: UTF-8 text of at least "
-                       f"{pulltoken.MIN_TOKEN_BYTES} bytes); the model server refuses it until "
-                       "it is fixed: delete the Secret and botenv makes a new one")
+        return Problem(
+            PULL_TOKEN_INVALID,
+            f"Secret {name} holds no usable pull token (key "
+            f"{se.PULL_TOKEN_KEY!r}: UTF-8 text of at least "
+            f"{pulltoken.MIN_TOKEN_BYTES} bytes); the model server refuses it until "
+            "it is fixed: delete the Secret and botenv makes a new one",
+        )
     return PullToken(labels=labels, create=None, token=token, live=seen.pull_token)
 
 
-def _action_server(seen: Seen, spec: EnvironmentSpec, model: ModelRef, uid: str
-                   ) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]],
-                              dict[str, Any] | None]:
+def _action_server(
+    seen: Seen, spec: EnvironmentSpec, model: ModelRef, uid: str
+) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]], dict[str, Any] | None]:
     """(children to apply first, children to remove, status field)."""
     name = names.action_server_name(spec.name)
     if spec.action_server is None:
-        gone = [(kind, spec.namespace, name) for kind, live in seen.action_server.items()
-                if live is not None]
+        gone = [
+            (kind, spec.namespace, name)
+            for kind, live in seen.action_server.items()
+            if live is not None
+        ]
         return [], gone, None
     image = actionserver.image(spec, model.action_server_image)
-    children = [actionserver.deployment(spec, image=image, tag=spec.model_tag, uid=uid),
-                actionserver.service(spec, tag=spec.model_tag, uid=uid)]
+    children = [
+        actionserver.deployment(spec, image=image, tag=spec.model_tag, uid=uid),
+        actionserver.service(spec, tag=spec.model_tag, uid=uid),
+    ]
     endpoint = names.action_server_url(spec.name, spec.namespace, spec.action_server.port)
     source = "tag" if model.action_server_image else "environment"
     return children, [], {"image": image, "endpoint": endpoint, "imageFrom": source}
@@ -190,15 +215,13 @@ def plan(seen: Seen, settings: Settings) -> Plan:
     if seen.unreadable is not None:
         out.problem = seen.unreadable
         return out
-    present = {name: None if values is None else frozenset(values)
-               for name, values in data.items()}
+    present = {name: None if values is None else frozenset(values) for name, values in data.items()}
     missing = se.missing_keys(uses, present)
     if missing:
         out.problem = Problem("SecretMissing", "; ".join(missing))
         return out
     try:
-        check_tag_fits(spec, storage=model.storage,
-                       action_server_image=model.action_server_image)
+        check_tag_fits(spec, storage=model.storage, action_server_image=model.action_server_image)
     except SpecError as exc:
         out.problem = Problem("InvalidSpec", str(exc))
         return out
@@ -208,17 +231,29 @@ def plan(seen: Seen, settings: Settings) -> Plan:
     model_url = names.model_url(settings.model_server_url, spec.namespace, spec.model_tag)
     # Restart pins the pods to the model they start with, so running pods never swap models
     # before the roll (and before a new action server is ready); HotSwap follows the tag.
-    pull_url = names.model_url(settings.model_server_url, spec.namespace, spec.model_tag,
-                               pinned=spec.rollout == "Restart")
-    doc = endpoints(spec, model_url=pull_url, queue=queue,
-                    used_vars={u.var for u in usable if u.var})
-    config = configmap(environment=spec.name, namespace=spec.namespace, tag=spec.model_tag,
-                       uid=uid, endpoints=doc, needs_probe_script=needs_probe_script(spec))
-    hashed = [(u.secret, u.key, base64.b64decode((data[u.secret] or {})[u.key]))
-              for u in usable]
-    deploy = deployment(spec, model=model, uid=uid, uses=usable,
-                        config_hash=stable_hash(config["data"]),
-                        secrets_hash=secrets_hash(uid, hashed))
+    pull_url = names.model_url(
+        settings.model_server_url, spec.namespace, spec.model_tag, pinned=spec.rollout == "Restart"
+    )
+    doc = endpoints(
+        spec, model_url=pull_url, queue=queue, used_vars={u.var for u in usable if u.var}
+    )
+    config = configmap(
+        environment=spec.name,
+        namespace=spec.namespace,
+        tag=spec.model_tag,
+        uid=uid,
+        endpoints=doc,
+        needs_probe_script=needs_probe_script(spec),
+    )
+    hashed = [(u.secret, u.key, base64.b64decode((data[u.secret] or {})[u.key])) for u in usable]
+    deploy = deployment(
+        spec,
+        model=model,
+        uid=uid,
+        uses=usable,
+        config_hash=stable_hash(config["data"]),
+        secrets_hash=secrets_hash(uid, hashed),
+    )
     out.children = [config, service(spec, tag=spec.model_tag, uid=uid), deploy]
     served = {"tag": model.tag, "name": model.model, "digest": model.digest or None}
     out.applied = {
@@ -227,9 +262,11 @@ def plan(seen: Seen, settings: Settings) -> Plan:
         "queue": queue or None,
         "endpoint": names.service_endpoint(spec.name, spec.namespace, spec.service.port),
         "actionServer": action_status,
-        "pullToken": (pulltoken.status(environment=spec.name, tag=spec.model_tag,
-                                       token=out.pull_token.token)
-                      if out.pull_token is not None else None),
+        "pullToken": (
+            pulltoken.status(environment=spec.name, tag=spec.model_tag, token=out.pull_token.token)
+            if out.pull_token is not None
+            else None
+        ),
     }
     if spec.auth_token is not None:
         token = (data[spec.auth_token.name] or {})[spec.auth_token.key]

@@ -35,8 +35,11 @@ class Observed:
 async def observe(state: State, seen: Seen, plan: Plan, done: Done) -> Observed:
     problem = done.problem or plan.problem
     applied = problem is None
-    observed = Observed(problem=problem, applied=applied, deployment=state.child(
-        "Deployment", seen.namespace, names.rasa_name(seen.name)))
+    observed = Observed(
+        problem=problem,
+        applied=applied,
+        deployment=state.child("Deployment", seen.namespace, names.rasa_name(seen.name)),
+    )
     if applied and state.settings.check_dependencies:
         lost = await reachability.unreachable(plan.dependencies)
         if lost:
@@ -46,14 +49,23 @@ async def observe(state: State, seen: Seen, plan: Plan, done: Done) -> Observed:
             observed.problem, observed.lost = Problem(reason, reachability.message(lost)), True
             previous = (seen.body or {}).get("status") or {}
             was = cond.get(previous.get("conditions"), cond.DEGRADED).get("reason")
-            log.log(logging.INFO if was == observed.problem.reason else logging.WARNING,
-                    "BotEnvironment %s/%s: %s", seen.namespace, seen.name,
-                    observed.problem.message)
-    observed.verifying = (applied and not observed.lost and plan.status_token is not None
-                          and state.settings.verify_models)
+            log.log(
+                logging.INFO if was == observed.problem.reason else logging.WARNING,
+                "BotEnvironment %s/%s: %s",
+                seen.namespace,
+                seen.name,
+                observed.problem.message,
+            )
+    observed.verifying = (
+        applied
+        and not observed.lost
+        and plan.status_token is not None
+        and state.settings.verify_models
+    )
     if observed.verifying and rollout(observed.deployment, seen.replicas).done:
         observed.answers = await verify.served_models(
-            state.pods_of(seen.namespace, seen.name), port=RASA_PORT, token=plan.status_token)
+            state.pods_of(seen.namespace, seen.name), port=RASA_PORT, token=plan.status_token
+        )
     return observed
 
 
@@ -64,10 +76,16 @@ def status_of(seen: Seen, plan: Plan, observed: Observed, timestamp: str) -> dic
     problem = observed.problem
     applied = plan.applied if observed.applied else None
     status = environment_status(
-        previous=previous, generation=seen.body["metadata"].get("generation", 0),
-        problem=problem, deployment=observed.deployment, replicas=seen.replicas,
-        applied=applied, timestamp=timestamp, answers=observed.answers,
-        verifying=observed.verifying)
+        previous=previous,
+        generation=seen.body["metadata"].get("generation", 0),
+        problem=problem,
+        deployment=observed.deployment,
+        replicas=seen.replicas,
+        applied=applied,
+        timestamp=timestamp,
+        answers=observed.answers,
+        verifying=observed.verifying,
+    )
     if problem is not None and problem.reason == PULL_TOKEN_INVALID:
         status.pop("pullToken", None)  # revoked: never keep the last good one
     return status
@@ -77,6 +95,12 @@ def report(state: State, seen: Seen, status: dict[str, Any], timestamp: str) -> 
     """Patch the status when it changed, and post an Event for each change worth one."""
     assert seen.body is not None
     previous = seen.body.get("status") or {}
-    reporting.report(state, "BotEnvironment", seen.body, status,
-                     removable=(*APPLIED_FIELDS, "servedModels"),
-                     events=events(previous, status), timestamp=timestamp)
+    reporting.report(
+        state,
+        "BotEnvironment",
+        seen.body,
+        status,
+        removable=(*APPLIED_FIELDS, "servedModels"),
+        events=events(previous, status),
+        timestamp=timestamp,
+    )

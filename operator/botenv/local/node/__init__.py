@@ -83,7 +83,6 @@ environment variables, affinity and tolerations (only nodeSelector is checked), 
 probes, and the pod sandbox restarts that make a kubelet run the init containers again.
 """
 
-
 from botenv.local.node.api import KubeletError
 from botenv.local.node.constants import DEFAULT_NODE, DEFAULT_SELECTOR
 from botenv.local.node.envs import expand
@@ -102,7 +101,19 @@ from botenv.local.node.kubelet import LocalKubelet
 from botenv.local.node.state import ProcessInfo
 
 __all__ = [
-    "BUILTIN_IMAGES", "DEFAULT_NODE", "DEFAULT_SELECTOR", "PYTHON", "RASA_ENV", "RASA_PYTHON",
-    "BindHook", "Image", "KubeletError", "LocalKubelet", "ProcessInfo", "expand", "rasa_image",
-    "rasa_sdk_image", "repository",
+    "BUILTIN_IMAGES",
+    "DEFAULT_NODE",
+    "DEFAULT_SELECTOR",
+    "PYTHON",
+    "RASA_ENV",
+    "RASA_PYTHON",
+    "BindHook",
+    "Image",
+    "KubeletError",
+    "LocalKubelet",
+    "ProcessInfo",
+    "expand",
+    "rasa_image",
+    "rasa_sdk_image",
+    "repository",
 ]

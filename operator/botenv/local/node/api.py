@@ -31,21 +31,30 @@ class Api:
         self._host = self._client.configuration.host.rstrip("/")
         self._pool = self._client.rest_client.pool_manager
 
-    def __call__(self, method: str, path: str, body: Any = None, *,
-                 query: Mapping[str, str] | None = None, patch: bool = False,
-                 timeout: float = 15.0) -> Any:
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        query: Mapping[str, str] | None = None,
+        patch: bool = False,
+        timeout: float = 15.0,
+    ) -> Any:
         headers: dict[str, str] = {"Accept": "application/json"}
         self._client.update_params_for_auth(headers, [], ["BearerToken"], path, method, body)
         data = None
         if body is not None:
-            headers["Content-Type"] = ("application/merge-patch+json" if patch
-                                       else "application/json")
+            headers["Content-Type"] = (
+                "application/merge-patch+json" if patch else "application/json"
+            )
             data = json.dumps(body).encode()
         url = self._host + path
         if query:
             url += "?" + urllib.parse.urlencode(query)
-        resp = self._pool.request(method, url, body=data, headers=headers, timeout=timeout,
-                                  retries=False)
+        resp = self._pool.request(
+            method, url, body=data, headers=headers, timeout=timeout, retries=False
+        )
         text = resp.data
         if not 200 <= resp.status < 300:
             raise ApiError(resp.status, text.decode(errors="replace"))
@@ -62,4 +71,3 @@ class Api:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._client.close()
-

@@ -31,11 +31,11 @@ def expand(text: str, env: Mapping[str, str]) -> str:
             if nxt == "(":
                 close = text.find(")", i + 2)
                 if close != -1:
-                    name = text[i + 2:close]
-                    out.append(env[name] if name in env else text[i:close + 1])
+                    name = text[i + 2 : close]
+                    out.append(env[name] if name in env else text[i : close + 1])
                     i = close + 1
                     continue
-            out.append(text[i:i + 2])
+            out.append(text[i : i + 2])
             i += 2
             continue
         out.append(ch)
@@ -43,19 +43,22 @@ def expand(text: str, env: Mapping[str, str]) -> str:
     return "".join(out)
 
 
-
 class PodConfig:
     """Reads what a pod's containers are configured from through the API: Secrets and
     ConfigMaps (per start, through a cache), the pod's own fields and resources."""
 
-    def __init__(self, api: Api, node_name: str,
-                 capacity: Callable[[], dict[str, str]]) -> None:
+    def __init__(self, api: Api, node_name: str, capacity: Callable[[], dict[str, str]]) -> None:
         self.api = api
         self.node_name = node_name
         self.capacity = capacity
 
-    def source(self, kind: str, namespace: str, name: str,
-                cache: dict[tuple[str, str], dict[str, bytes] | None]) -> dict[str, bytes] | None:
+    def source(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        cache: dict[tuple[str, str], dict[str, bytes] | None],
+    ) -> dict[str, bytes] | None:
         """A Secret's or ConfigMap's data as bytes, None when it does not exist."""
         key = (kind, name)
         if key not in cache:
@@ -68,13 +71,15 @@ class PodConfig:
                 cache[key] = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
             else:
                 data = {k: v.encode() for k, v in (obj.get("data") or {}).items()}
-                data.update({k: base64.b64decode(v)
-                             for k, v in (obj.get("binaryData") or {}).items()})
+                data.update(
+                    {k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()}
+                )
                 cache[key] = data
         return cache[key]
 
-    def _key_ref(self, kind: str, rt: Pod, ref: dict,
-                 cache: dict[tuple[str, str], dict[str, bytes] | None]) -> str | None:
+    def _key_ref(
+        self, kind: str, rt: Pod, ref: dict, cache: dict[tuple[str, str], dict[str, bytes] | None]
+    ) -> str | None:
         label = "Secret" if kind == "secret" else "ConfigMap"
         data = self.source(kind, rt.namespace, ref.get("name", ""), cache)
         if data is None:
@@ -84,8 +89,9 @@ class PodConfig:
         if ref.get("key") not in data:
             if ref.get("optional"):
                 return None
-            raise ConfigError(f"couldn't find key {ref.get('key')} in {label} "
-                               f"{rt.namespace}/{ref.get('name')}")
+            raise ConfigError(
+                f"couldn't find key {ref.get('key')} in {label} {rt.namespace}/{ref.get('name')}"
+            )
         return data[ref["key"]].decode(errors="replace")
 
     def field(self, rt: Pod, path: str) -> str:
@@ -115,8 +121,7 @@ class PodConfig:
 
         target = c
         if ref.get("containerName"):
-            target = next((x for x in rt.all_containers
-                           if x.name == ref["containerName"]), c)
+            target = next((x for x in rt.all_containers if x.name == ref["containerName"]), c)
         kind, _, what = ref.get("resource", "").partition(".")
         resources = target.spec.get("resources") or {}
         value = (resources.get(kind) or {}).get(what)
@@ -127,8 +132,9 @@ class PodConfig:
         divisor = parse_quantity(ref.get("divisor") or "1")
         return str(math.ceil(parse_quantity(value) / divisor))
 
-    def env(self, rt: Pod, c: Container,
-             cache: dict[tuple[str, str], dict[str, bytes] | None]) -> dict[str, str]:
+    def env(
+        self, rt: Pod, c: Container, cache: dict[tuple[str, str], dict[str, bytes] | None]
+    ) -> dict[str, str]:
         env: dict[str, str] = {}
         for source in c.spec.get("envFrom") or []:
             prefix = source.get("prefix", "")

@@ -47,7 +47,8 @@ class Image:
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)
     bind: BindHook | None = None
     programs: Mapping[str, str] = dataclasses.field(
-        default_factory=lambda: {"python": RASA_PYTHON, "python3": RASA_PYTHON})
+        default_factory=lambda: {"python": RASA_PYTHON, "python3": RASA_PYTHON}
+    )
 
 
 def _without_flag(args: list[str], *flags: str) -> list[str]:
@@ -82,16 +83,21 @@ def _rasa_sdk_bind(ip: str, args: list[str]) -> tuple[list[str], dict[str, str]]
 
 def rasa_image() -> Image:
     """The rasa/rasa image: ENTRYPOINT rasa, CMD --help, with the cached venv."""
-    return Image(entrypoint=(RASA_PYTHON, "-m", "rasa"), cmd=("--help",), env=RASA_ENV,
-                 bind=_rasa_bind)
+    return Image(
+        entrypoint=(RASA_PYTHON, "-m", "rasa"), cmd=("--help",), env=RASA_ENV, bind=_rasa_bind
+    )
 
 
 def rasa_sdk_image(actions: Path | None = None) -> Image:
     """A rasa-sdk action server image: ``python -m rasa_sdk --actions actions`` run in
     ``actions``, a directory holding actions.py (or an actions package)."""
-    return Image(entrypoint=(RASA_PYTHON, "-m", "rasa_sdk"), cmd=("--actions", "actions"),
-                 workdir=Path(actions) if actions else None, env=RASA_ENV,
-                 bind=_rasa_sdk_bind)
+    return Image(
+        entrypoint=(RASA_PYTHON, "-m", "rasa_sdk"),
+        cmd=("--actions", "actions"),
+        workdir=Path(actions) if actions else None,
+        env=RASA_ENV,
+        bind=_rasa_sdk_bind,
+    )
 
 
 BUILTIN_IMAGES: dict[str, Callable[[], Image]] = {
@@ -109,9 +115,8 @@ def repository(image: str) -> str:
     ref = f"{head}/{last}" if head else last
     for prefix in ("docker.io/", "index.docker.io/", "registry-1.docker.io/"):
         if ref.startswith(prefix):
-            ref = ref[len(prefix):]
+            ref = ref[len(prefix) :]
     return ref.removeprefix("library/")
-
 
 
 def find_image(images: Mapping[str, Image], image: str) -> Image | None:

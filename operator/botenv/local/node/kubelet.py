@@ -105,20 +105,26 @@ class LocalKubelet:
         (self._shim_dir / "sitecustomize.py").write_text(SITECUSTOMIZE)
         api = self._api = Api(self.kubeconfig)
         self._recorder.api = api
-        self._node = NodeAgent(api, self.node_name, self.node_labels, self.workdir,
-                               self._recorder)
+        self._node = NodeAgent(api, self.node_name, self.node_labels, self.workdir, self._recorder)
         config = PodConfig(api, self.node_name, self._node.capacity)
         self._runtime = ContainerRuntime(
-            workdir=self.workdir, images=self.images, placeholders=self._placeholders,
-            config=config, volumes=Volumes(config, self.rewrite_service_urls),
-            rewrite_urls=self.rewrite_service_urls, recorder=self._recorder,
-            shim_dir=self._shim_dir, backoff_seconds=self.backoff_seconds,
-            max_grace_seconds=self.max_grace_seconds)
+            workdir=self.workdir,
+            images=self.images,
+            placeholders=self._placeholders,
+            config=config,
+            volumes=Volumes(config, self.rewrite_service_urls),
+            rewrite_urls=self.rewrite_service_urls,
+            recorder=self._recorder,
+            shim_dir=self._shim_dir,
+            backoff_seconds=self.backoff_seconds,
+            max_grace_seconds=self.max_grace_seconds,
+        )
         self._node.register()
         self._node.delete_stale_pods()
         self._services.start()
-        self._prober = Prober(self._recorder, self._runtime.kill, self._probe_workers,
-                              self._node.version)
+        self._prober = Prober(
+            self._recorder, self._runtime.kill, self._probe_workers, self._node.version
+        )
         # Processes are started from this thread: PR_SET_PDEATHSIG ties them to it.
         self._thread = threading.Thread(target=self._run, name="test-kubelet", daemon=True)
         self._thread.start()
@@ -154,8 +160,12 @@ class LocalKubelet:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def pod_dir(self, namespace: str, pod: str) -> Path:
@@ -168,8 +178,9 @@ class LocalKubelet:
         directory = self.pod_dir(namespace, pod)
         if container is None:
             with self._lock:
-                known = [rt for rt in self._pods.values()
-                         if (rt.namespace, rt.name) == (namespace, pod)]
+                known = [
+                    rt for rt in self._pods.values() if (rt.namespace, rt.name) == (namespace, pod)
+                ]
             if known:
                 container = known[0].containers[0].name
             else:
@@ -198,13 +209,36 @@ class LocalKubelet:
                 for c in rt.all_containers:
                     if c.proc is None or c.proc.poll() is not None:
                         continue
-                    out.append(ProcessInfo(
-                        rt.namespace, rt.name, c.name, c.proc.pid, rt.ip,
-                        tuple(int(p["containerPort"]) for p in c.spec.get("ports") or []),
-                        c.restart_count, c.ready, tuple(c.argv), c.cwd))
-            out += [ProcessInfo("", "", "(terminating)", p.pid, "", (), 0, False,
-                                tuple(str(a) for a in p.args), "")
-                    for p, _ in self._reaping() if p.poll() is None and namespace is None]
+                    out.append(
+                        ProcessInfo(
+                            rt.namespace,
+                            rt.name,
+                            c.name,
+                            c.proc.pid,
+                            rt.ip,
+                            tuple(int(p["containerPort"]) for p in c.spec.get("ports") or []),
+                            c.restart_count,
+                            c.ready,
+                            tuple(c.argv),
+                            c.cwd,
+                        )
+                    )
+            out += [
+                ProcessInfo(
+                    "",
+                    "",
+                    "(terminating)",
+                    p.pid,
+                    "",
+                    (),
+                    0,
+                    False,
+                    tuple(str(a) for a in p.args),
+                    "",
+                )
+                for p, _ in self._reaping()
+                if p.poll() is None and namespace is None
+            ]
         return out
 
     def pod_ip(self, namespace: str, pod: str) -> str | None:
@@ -242,7 +276,8 @@ class LocalKubelet:
                 self._errors += 1
                 if self._errors <= 3 or self._errors % 60 == 0:
                     self._recorder.log(
-                        f"tick failed ({self._errors}x): {type(exc).__name__}: {exc}")
+                        f"tick failed ({self._errors}x): {type(exc).__name__}: {exc}"
+                    )
         self._shutdown_processes()
 
     def _tick(self) -> None:
@@ -251,15 +286,20 @@ class LocalKubelet:
         now = time.monotonic()
         if now >= self._node.heartbeat_at:
             self._node.heartbeat()
-        pending = self._list_pods({"labelSelector": self.selector,
-                                   "fieldSelector": "spec.nodeName="})
+        pending = self._list_pods(
+            {"labelSelector": self.selector, "fieldSelector": "spec.nodeName="}
+        )
         mine = self._list_pods({"fieldSelector": f"spec.nodeName={self.node_name}"})
         with self._lock:
             for pod in pending:
                 meta = pod["metadata"]
                 phase = (pod.get("status") or {}).get("phase")
-                if (meta.get("deletionTimestamp") or phase in ("Succeeded", "Failed")
-                        or not self._node.fits(pod) or not self._node.bind(pod)):
+                if (
+                    meta.get("deletionTimestamp")
+                    or phase in ("Succeeded", "Failed")
+                    or not self._node.fits(pod)
+                    or not self._node.bind(pod)
+                ):
                     continue
                 pod["spec"]["nodeName"] = self.node_name
                 mine.append(pod)
@@ -270,16 +310,18 @@ class LocalKubelet:
                 rt = self._pods.get(uid)
                 if rt is None:
                     if pod["metadata"].get("deletionTimestamp"):
-                        self._node.delete_pod(pod["metadata"]["namespace"], pod["metadata"]["name"],
-                                         uid)
+                        self._node.delete_pod(
+                            pod["metadata"]["namespace"], pod["metadata"]["name"], uid
+                        )
                         continue
                     rt = self._admit(pod)
                 rt.pod = pod
                 try:
                     self._sync(rt, time.monotonic())
                 except Exception as exc:  # one pod's trouble must not stall the others
-                    self._recorder.log(f"{rt.namespace}/{rt.name}: sync failed: "
-                              f"{type(exc).__name__}: {exc}")
+                    self._recorder.log(
+                        f"{rt.namespace}/{rt.name}: sync failed: {type(exc).__name__}: {exc}"
+                    )
             for uid in [u for u in self._pods if u not in seen]:
                 rt = self._pods.pop(uid)
                 self._recorder.log(f"{rt.namespace}/{rt.name} is gone from the API: killing it")
@@ -319,20 +361,32 @@ class LocalKubelet:
         # Until it runs, a container waits as ContainerCreating, or PodInitializing in a pod
         # with init containers (init containers included), as the kubelet reports it.
         waiting = "PodInitializing" if init_specs else "ContainerCreating"
-        containers = [Container(spec=c, name=c["name"], image=c.get("image", ""),
-                                 reason=waiting)
-                      for c in pod["spec"].get("containers") or []]
-        init_containers = [Container(spec=c, name=c["name"], image=c.get("image", ""),
-                                      init=True, reason=waiting) for c in init_specs]
-        rt = Pod(uid=meta["uid"], namespace=meta["namespace"], name=meta["name"], ip=ip,
-                  dir=directory, pod=pod, containers=containers, start_time=utc_now(),
-                  init_containers=init_containers)
+        containers = [
+            Container(spec=c, name=c["name"], image=c.get("image", ""), reason=waiting)
+            for c in pod["spec"].get("containers") or []
+        ]
+        init_containers = [
+            Container(spec=c, name=c["name"], image=c.get("image", ""), init=True, reason=waiting)
+            for c in init_specs
+        ]
+        rt = Pod(
+            uid=meta["uid"],
+            namespace=meta["namespace"],
+            name=meta["name"],
+            ip=ip,
+            dir=directory,
+            pod=pod,
+            containers=containers,
+            start_time=utc_now(),
+            init_containers=init_containers,
+        )
         self._pods[rt.uid] = rt
         extra = pod["spec"].get("ephemeralContainers")
-        self._recorder.log(f"{rt.namespace}/{rt.name}: admitted with IP {ip}"
-                  + (f", {len(init_containers)} init container(s) first"
-                     if init_containers else "")
-                  + (" (ephemeral containers are not run)" if extra else ""))
+        self._recorder.log(
+            f"{rt.namespace}/{rt.name}: admitted with IP {ip}"
+            + (f", {len(init_containers)} init container(s) first" if init_containers else "")
+            + (" (ephemeral containers are not run)" if extra else "")
+        )
         return rt
 
     def _sync(self, rt: Pod, now: float) -> None:
@@ -373,23 +427,29 @@ class LocalKubelet:
     def _terminate(self, rt: Pod, now: float) -> None:
         if rt.term_deadline is None:
             rt.term_deadline = now + self._runtime.grace(rt)
-            self._recorder.log(f"{rt.namespace}/{rt.name}: deleting; SIGTERM, grace "
-                      f"{self._runtime.grace(rt):g} s")
+            self._recorder.log(
+                f"{rt.namespace}/{rt.name}: deleting; SIGTERM, grace {self._runtime.grace(rt):g} s"
+            )
             for c in rt.all_containers:
                 c.ready = c.ready and c.init  # an init container that exited 0 stays ready
                 for probe in c.probes.values():
                     if probe.future is not None:
                         probe.future.cancel()
                 if c.proc is not None:
-                    self._recorder.event(rt.pod["metadata"], "Killing",
-                                         f"Stopping container {c.name}", container=c.field_path)
+                    self._recorder.event(
+                        rt.pod["metadata"],
+                        "Killing",
+                        f"Stopping container {c.name}",
+                        container=c.field_path,
+                    )
                     signal_running_group(c.proc, signal.SIGTERM)
         alive = [c for c in rt.all_containers if c.proc is not None and c.proc.poll() is None]
         if alive and now < rt.term_deadline:
             return
         for c in alive:
-            self._recorder.log(f"{rt.namespace}/{rt.name}/{c.name}: still running after the grace "
-                      "period: SIGKILL")
+            self._recorder.log(
+                f"{rt.namespace}/{rt.name}/{c.name}: still running after the grace period: SIGKILL"
+            )
         for c in rt.all_containers:
             self._runtime.reap(c.proc, 0.0)
             c.proc = None

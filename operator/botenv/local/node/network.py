@@ -77,8 +77,9 @@ class ServiceProxy:
     """A tiny kube-proxy: one loopback virtual IP per Service, a listener per Service port
     used, each connection forwarded to a Ready pod chosen when it arrives."""
 
-    def __init__(self, pool: LoopbackPool,
-                 routes: Callable[[tuple[str, str, int]], list[tuple[str, int]]]) -> None:
+    def __init__(
+        self, pool: LoopbackPool, routes: Callable[[tuple[str, str, int]], list[tuple[str, int]]]
+    ) -> None:
         self._pool = pool
         self._routes = routes
         self._vips: dict[tuple[str, str], str] = {}
@@ -90,8 +91,9 @@ class ServiceProxy:
 
     def start(self) -> None:
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="test-kube-proxy",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="test-kube-proxy", daemon=True
+        )
         self._thread.start()
 
     def keys(self) -> list[tuple[str, str, int]]:
@@ -107,13 +109,15 @@ class ServiceProxy:
                 self._vips[key[:2]] = vip
                 assert self._loop is not None
                 server, lport = asyncio.run_coroutine_threadsafe(
-                    self._listen(key, vip, port), self._loop).result(10)
+                    self._listen(key, vip, port), self._loop
+                ).result(10)
                 self._listeners[key] = (server, vip, lport)
             _, vip, lport = self._listeners[key]
         return f"{vip}:{lport}"
 
-    async def _listen(self, key: tuple[str, str, int], vip: str,
-                      port: int) -> tuple[asyncio.AbstractServer, int]:
+    async def _listen(
+        self, key: tuple[str, str, int], vip: str, port: int
+    ) -> tuple[asyncio.AbstractServer, int]:
         def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Any:
             return self._handle(key, reader, writer)
 
@@ -123,16 +127,16 @@ class ServiceProxy:
             server = await asyncio.start_server(handler, vip, 0)
         return server, server.sockets[0].getsockname()[1]
 
-    async def _handle(self, key: tuple[str, str, int], reader: asyncio.StreamReader,
-                      writer: asyncio.StreamWriter) -> None:
+    async def _handle(
+        self, key: tuple[str, str, int], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         targets = self._routes(key)
         if not targets:  # no ready endpoint: refuse, as kube-proxy's REJECT rule does
             writer.transport.abort()
             return
         host, port = targets[next(self._counter) % len(targets)]
         try:
-            up_reader, up_writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port), 5)
+            up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
         except (TimeoutError, OSError):
             writer.transport.abort()
             return
@@ -171,8 +175,6 @@ class ServiceProxy:
             loop.close()
 
 
-
-
 class Services:
     """Where a pod's processes reach a Service: service_hosts (outside the cluster) or
     a virtual IP of the proxy, forwarding to a ready pod that the Service selects."""
@@ -204,8 +206,7 @@ class Services:
 
         def replace(m: re.Match[str]) -> str:
             scheme = m.group("scheme")
-            port = int(m.group("port")) if m.group("port") else _DEFAULT_PORTS.get(
-                scheme.lower())
+            port = int(m.group("port")) if m.group("port") else _DEFAULT_PORTS.get(scheme.lower())
             if port is None:
                 return m.group(0)
             return f"{scheme}://{self.service_address(m.group('ns'), m.group('name'), port)}"
@@ -237,19 +238,26 @@ class Services:
             targets: list[tuple[str, int]] = []
             spec = (svc or {}).get("spec") or {}
             selector = spec.get("selector") or {}
-            entry = next((p for p in spec.get("ports") or [] if int(p.get("port", 0)) == port),
-                         None)
+            entry = next(
+                (p for p in spec.get("ports") or [] if int(p.get("port", 0)) == port), None
+            )
             if selector and entry is not None:
                 target = entry.get("targetPort", port)
                 for rt in pods:
-                    if (rt.namespace != ns or rt.term_deadline is not None or not rt.ready
-                            or rt.pod["metadata"].get("deletionTimestamp")
-                            or any(rt.labels.get(k) != v for k, v in selector.items())):
+                    if (
+                        rt.namespace != ns
+                        or rt.term_deadline is not None
+                        or not rt.ready
+                        or rt.pod["metadata"].get("deletionTimestamp")
+                        or any(rt.labels.get(k) != v for k, v in selector.items())
+                    ):
                         continue
-                    number = (int(target) if isinstance(target, int) or str(target).isdigit()
-                              else rt.named_port(str(target)))
+                    number = (
+                        int(target)
+                        if isinstance(target, int) or str(target).isdigit()
+                        else rt.named_port(str(target))
+                    )
                     if number:
                         targets.append((rt.ip, number))
             routes[key] = sorted(targets)
         self._routes = routes
-

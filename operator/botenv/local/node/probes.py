@@ -55,8 +55,10 @@ def run_probe(rt: Pod, c: Container, spec: dict, release: str = "1.20") -> tuple
             conn.close()
         if 200 <= resp.status < 400:
             return True, ""
-        return False, (f"HTTP probe failed with statuscode: {resp.status} "
-                       f"({body[:200].decode(errors='replace').strip()})")
+        return False, (
+            f"HTTP probe failed with statuscode: {resp.status} "
+            f"({body[:200].decode(errors='replace').strip()})"
+        )
     if "tcpSocket" in spec:
         tcp = spec["tcpSocket"]
         host = tcp.get("host") or rt.ip
@@ -72,10 +74,16 @@ def run_probe(rt: Pod, c: Container, spec: dict, release: str = "1.20") -> tuple
             return False, "exec probe without a command"
         argv[0] = c.programs.get(argv[0], argv[0])
         try:
-            proc = subprocess.Popen(argv, cwd=c.cwd or None, env=c.env,
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, start_new_session=True,
-                                    preexec_fn=die_with_parent(signal.SIGKILL))
+            proc = subprocess.Popen(
+                argv,
+                cwd=c.cwd or None,
+                env=c.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent(signal.SIGKILL),
+            )
         except OSError as exc:
             return False, f"exec {argv[0]}: {exc}"
         try:
@@ -96,14 +104,19 @@ class Prober:
     results: a startup probe passed starts the others, readiness sets ready, a failed
     liveness or startup probe has the container killed (and restarted)."""
 
-    def __init__(self, recorder: Recorder, kill: Callable[[Pod, Container, float], None],
-                 workers: int, version: str = "v1.20.2") -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        kill: Callable[[Pod, Container, float], None],
+        workers: int,
+        version: str = "v1.20.2",
+    ) -> None:
         self.recorder = recorder
         self.kill = kill
         self.release = ".".join(version.lstrip("v").split(".")[:2])
         self.executor: concurrent.futures.ThreadPoolExecutor | None = (
-            concurrent.futures.ThreadPoolExecutor(workers,
-                                                  thread_name_prefix="test-kubelet-probe"))
+            concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="test-kubelet-probe")
+        )
 
     def stop(self) -> None:
         if self.executor is not None:
@@ -129,8 +142,9 @@ class Prober:
                 probe.next_at = now + probe.period()
                 probe.future = self.executor.submit(run_probe, rt, c, probe.spec, self.release)
 
-    def _probe_result(self, rt: Pod, c: Container, probe: Probe, ok: bool, message: str,
-                      now: float) -> None:
+    def _probe_result(
+        self, rt: Pod, c: Container, probe: Probe, ok: bool, message: str, now: float
+    ) -> None:
         spec = probe.spec
         if ok:
             probe.successes += 1
@@ -138,7 +152,8 @@ class Prober:
             if probe.kind == "startup":
                 c.mark_started(now)
             elif probe.kind == "readiness" and (
-                    probe.successes >= int(spec.get("successThreshold") or 1)):
+                probe.successes >= int(spec.get("successThreshold") or 1)
+            ):
                 c.ready = True
             return
         probe.failures += 1
@@ -146,8 +161,13 @@ class Prober:
         threshold = int(spec.get("failureThreshold") or 3)
         title = probe.kind.capitalize()
         if probe.failures == 1 or probe.failures >= threshold:
-            self.recorder.event(rt.pod["metadata"], "Unhealthy", f"{title} probe failed: {message}",
-                        "Warning", c.field_path)
+            self.recorder.event(
+                rt.pod["metadata"],
+                "Unhealthy",
+                f"{title} probe failed: {message}",
+                "Warning",
+                c.field_path,
+            )
         if probe.failures < threshold:
             return
         if probe.kind == "readiness":
@@ -155,9 +175,14 @@ class Prober:
                 self.recorder.log(f"{rt.namespace}/{rt.name}/{c.name}: not ready: {message}")
             c.ready = False
             return
-        self.recorder.log(f"{rt.namespace}/{rt.name}/{c.name}: {probe.kind} probe failed "
-                  f"{probe.failures}x ({message}): restarting it")
-        self.recorder.event(rt.pod["metadata"], "Killing",
-                    f"Container {c.name} failed {probe.kind} probe, will be restarted",
-                    container=c.field_path)
+        self.recorder.log(
+            f"{rt.namespace}/{rt.name}/{c.name}: {probe.kind} probe failed "
+            f"{probe.failures}x ({message}): restarting it"
+        )
+        self.recorder.event(
+            rt.pod["metadata"],
+            "Killing",
+            f"Container {c.name} failed {probe.kind} probe, will be restarted",
+            container=c.field_path,
+        )
         self.kill(rt, c, now)

@@ -29,23 +29,44 @@ class Recorder:
         with contextlib.suppress(OSError), self.log_file.open("a") as f:
             f.write(f"{stamp} {message}\n")
 
-    def event(self, meta: dict, reason: str, message: str, type_: str = "Normal",
-               container: str = "", component: str = "kubelet") -> None:
+    def event(
+        self,
+        meta: dict,
+        reason: str,
+        message: str,
+        type_: str = "Normal",
+        container: str = "",
+        component: str = "kubelet",
+    ) -> None:
         if self.api is None:
             return
         now = utc_now()
-        involved = {"apiVersion": "v1", "kind": "Pod", "name": meta["name"],
-                    "namespace": meta["namespace"], "uid": meta.get("uid", "")}
+        involved = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid", ""),
+        }
         if container:  # a fieldPath: spec.containers{name} or spec.initContainers{name}
             involved["fieldPath"] = container
         body = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": f"{meta['name']}.{secrets.token_hex(8)}",
-                         "namespace": meta["namespace"]},
-            "involvedObject": involved, "reason": reason, "message": message[:1024],
-            "type": type_, "source": {"component": component, "host": self.node_name},
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-            "reportingComponent": component, "reportingInstance": self.node_name,
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{meta['name']}.{secrets.token_hex(8)}",
+                "namespace": meta["namespace"],
+            },
+            "involvedObject": involved,
+            "reason": reason,
+            "message": message[:1024],
+            "type": type_,
+            "source": {"component": component, "host": self.node_name},
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "reportingComponent": component,
+            "reportingInstance": self.node_name,
         }
         try:
             self.api("POST", f"/api/v1/namespaces/{meta['namespace']}/events", body)

@@ -47,7 +47,7 @@ def last_lines(data: bytes, count: int) -> bytes:
         stop = data.rfind(b"\n", 0, stop)
         if stop < 0:
             return data
-    return data[stop + 1:]
+    return data[stop + 1 :]
 
 
 # Put first on PYTHONPATH of every process it starts: inside a pod, "localhost" is the pod.
@@ -84,16 +84,25 @@ if _ip and _ports:
 '''
 
 
-
 class ContainerRuntime:
     """Runs containers as local process groups: builds each start's argv, environment,
     volumes and working directory from the pod spec and its Image; turns exits into
     restarts with back-off or terminated states; kills and reaps processes."""
 
-    def __init__(self, *, workdir: Path, images: dict[str, Image], placeholders: Placeholders,
-                 config: PodConfig, volumes: Volumes, rewrite_urls: Callable[[str], str],
-                 recorder: Recorder, shim_dir: Path, backoff_seconds: tuple[float, float],
-                 max_grace_seconds: float) -> None:
+    def __init__(
+        self,
+        *,
+        workdir: Path,
+        images: dict[str, Image],
+        placeholders: Placeholders,
+        config: PodConfig,
+        volumes: Volumes,
+        rewrite_urls: Callable[[str], str],
+        recorder: Recorder,
+        shim_dir: Path,
+        backoff_seconds: tuple[float, float],
+        max_grace_seconds: float,
+    ) -> None:
         self.workdir = workdir
         self.images = images  # the kubelet's own dict: tests add images while it runs
         self.placeholders = placeholders
@@ -114,15 +123,20 @@ class ContainerRuntime:
         for probe in c.probes.values():
             if probe.future is not None:
                 probe.future.cancel()
-        state = {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
-                 "startedAt": c.started_at, "finishedAt": utc_now(),
-                 "containerID": c.container_id}
+        state = {
+            "exitCode": code,
+            "reason": "Completed" if code == 0 else "Error",
+            "startedAt": c.started_at,
+            "finishedAt": utc_now(),
+            "containerID": c.container_id,
+        }
         message = self.termination_message(rt, c, code)
         if message:
             state["message"] = message
         c.ready = c.started = c.killing = False
         self.recorder.log(
-            f"{rt.namespace}/{rt.name}/{c.name}: exited with {code} after {ran:.1f} s")
+            f"{rt.namespace}/{rt.name}/{c.name}: exited with {code} after {ran:.1f} s"
+        )
         policy = rt.restart_policy
         # An init container that exited 0 is done whatever the policy (Always restarts it
         # only on failure, as OnFailure does).
@@ -132,8 +146,10 @@ class ContainerRuntime:
             if c.init and code == 0:
                 c.ready = True
             elif c.init:
-                self.recorder.log(f"{rt.namespace}/{rt.name}: init container {c.name} failed with "
-                          "restartPolicy Never: the pod fails")
+                self.recorder.log(
+                    f"{rt.namespace}/{rt.name}: init container {c.name} failed with "
+                    "restartPolicy Never: the pod fails"
+                )
             return
         c.last_terminated = state
         c.restart_count += 1
@@ -146,30 +162,52 @@ class ContainerRuntime:
         c.state = "waiting"
         if delay:
             c.reason = "CrashLoopBackOff"
-            c.message = (f"back-off {delay:.0f}s restarting failed container={c.name} "
-                         f"pod={rt.name}_{rt.namespace}({rt.uid})")
-            self.recorder.event(rt.pod["metadata"], "BackOff",
-                                "Back-off restarting failed container", "Warning", c.field_path)
+            c.message = (
+                f"back-off {delay:.0f}s restarting failed container={c.name} "
+                f"pod={rt.name}_{rt.namespace}({rt.uid})"
+            )
+            self.recorder.event(
+                rt.pod["metadata"],
+                "BackOff",
+                "Back-off restarting failed container",
+                "Warning",
+                c.field_path,
+            )
         else:
             c.reason, c.message = "ContainerCreating", ""
 
-    def wait(self, rt: Pod, c: Container, reason: str, message: str, retry: float,
-              now: float, event: str = "Failed") -> None:
+    def wait(
+        self,
+        rt: Pod,
+        c: Container,
+        reason: str,
+        message: str,
+        retry: float,
+        now: float,
+        event: str = "Failed",
+    ) -> None:
         c.state, c.reason, c.message = "waiting", reason, message
         c.next_start = now + retry
         if c.warned != message:
             c.warned = message
             self.recorder.log(f"{rt.namespace}/{rt.name}/{c.name}: {reason}: {message}")
-            self.recorder.event(rt.pod["metadata"], event, f"Error: {message}", "Warning",
-                        c.field_path)
+            self.recorder.event(
+                rt.pod["metadata"], event, f"Error: {message}", "Warning", c.field_path
+            )
 
     def start(self, rt: Pod, c: Container, now: float) -> None:
         image = find_image(self.images, c.image)
         if image is None:
-            self.wait(rt, c, "ErrImagePull",
-                       f'failed to pull image "{c.image}": the test kubelet has no mapping for '
-                       f"it (TestKubelet images=...; known: {sorted(self.images)} and the "
-                       f"built-in {sorted(BUILTIN_IMAGES)})", 5.0, now)
+            self.wait(
+                rt,
+                c,
+                "ErrImagePull",
+                f'failed to pull image "{c.image}": the test kubelet has no mapping for '
+                f"it (TestKubelet images=...; known: {sorted(self.images)} and the "
+                f"built-in {sorted(BUILTIN_IMAGES)})",
+                5.0,
+                now,
+            )
             return
         cache: dict[tuple[str, str], dict[str, bytes] | None] = {}
         try:
@@ -235,41 +273,54 @@ class ContainerRuntime:
             "BOTENV_KUBELET_POD_PORTS": ",".join(str(p) for p in sorted(rt.all_ports())),
         }
         process_env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (str(self.shim_dir), env.get("PYTHONPATH", "")) if p)
+            p for p in (str(self.shim_dir), env.get("PYTHONPATH", "")) if p
+        )
         argv = [*command, *args]
         log_path = rt.dir / f"{c.name}.log"
         try:
             with log_path.open("ab") as out:
                 log_offset = os.fstat(out.fileno()).st_size
                 proc = subprocess.Popen(
-                    argv, cwd=cwd, env=process_env, stdin=subprocess.DEVNULL, stdout=out,
-                    stderr=subprocess.STDOUT, start_new_session=True,
-                    preexec_fn=die_with_parent(signal.SIGKILL))
+                    argv,
+                    cwd=cwd,
+                    env=process_env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=die_with_parent(signal.SIGKILL),
+                )
         except OSError as exc:
-            self.wait(rt, c, "RunContainerError", f"starting {argv[0]}: {exc}", RETRY_SECONDS,
-                       now)
+            self.wait(rt, c, "RunContainerError", f"starting {argv[0]}: {exc}", RETRY_SECONDS, now)
             return
         c.proc, c.argv, c.env, c.cwd = proc, argv, process_env, str(cwd)
         c.rewrite_path, c.programs = rewrite_path, programs
         c.log_offset, c.termination_log = log_offset, termination_log
         c.state, c.reason, c.message, c.warned = "running", "", "", ""
         c.started_at, c.started_mono = utc_now(), now
-        c.image_id = (f"{RUNTIME}://{repository(c.image)}@sha256:"
-                      + hashlib.sha256(" ".join(command).encode()).hexdigest())
+        c.image_id = (
+            f"{RUNTIME}://{repository(c.image)}@sha256:"
+            + hashlib.sha256(" ".join(command).encode()).hexdigest()
+        )
         c.container_id = f"{RUNTIME}://{rt.uid[:8]}-{c.name}-{c.restart_count}-{proc.pid}"
-        c.probes = {kind: Probe(kind, c.spec[f"{kind}Probe"])
-                    for kind in ("startup", "readiness", "liveness")
-                    if c.spec.get(f"{kind}Probe")}
+        c.probes = {
+            kind: Probe(kind, c.spec[f"{kind}Probe"])
+            for kind in ("startup", "readiness", "liveness")
+            if c.spec.get(f"{kind}Probe")
+        }
         if c.init:
             pass  # no probes; ready once it has exited 0
         elif "startup" in c.probes:
             c.probes["startup"].next_at = now + c.probes["startup"].delay()
         else:
             c.mark_started(now)
-        self.recorder.log(f"{rt.namespace}/{rt.name}/{c.name}: started pid {proc.pid} "
-                  f"(restart {c.restart_count}) on {rt.ip}: {' '.join(argv)}")
-        self.recorder.event(rt.pod["metadata"], "Started", f"Started container {c.name}",
-                    container=c.field_path)
+        self.recorder.log(
+            f"{rt.namespace}/{rt.name}/{c.name}: started pid {proc.pid} "
+            f"(restart {c.restart_count}) on {rt.ip}: {' '.join(argv)}"
+        )
+        self.recorder.event(
+            rt.pod["metadata"], "Started", f"Started container {c.name}", container=c.field_path
+        )
 
     def termination_message(self, rt: Pod, c: Container, code: int) -> str:
         """state.terminated.message, as the kubelet makes it: the end of the file at
@@ -288,8 +339,7 @@ class ContainerRuntime:
         if not data and fallback and code != 0:
             # Enough of the tail to hold the last 80 lines' last 2048 bytes.
             try:
-                tail = read_tail(rt.dir / f"{c.name}.log", 2 * MAX_FALLBACK_LOG_BYTES,
-                                  c.log_offset)
+                tail = read_tail(rt.dir / f"{c.name}.log", 2 * MAX_FALLBACK_LOG_BYTES, c.log_offset)
             except OSError as exc:
                 return f"Error on reading termination message from logs: {exc}"
             data = last_lines(tail, MAX_FALLBACK_LOG_LINES)[-MAX_FALLBACK_LOG_BYTES:]
@@ -327,7 +377,6 @@ class ContainerRuntime:
                 signal_running_group(proc, signal.SIGKILL)
             keep.append((proc, deadline))
         self.reaping = keep
-
 
     def shutdown(self, pods: Sequence[Pod]) -> None:
         """Every process started for pods, and every one being reaped, goes (SIGTERM, then

@@ -86,8 +86,11 @@ class Container:
             self.ready = True
 
     def ports(self) -> dict[str, int]:
-        return {p["name"]: int(p["containerPort"]) for p in self.spec.get("ports") or []
-                if p.get("name")}
+        return {
+            p["name"]: int(p["containerPort"])
+            for p in self.spec.get("ports") or []
+            if p.get("name")
+        }
 
     @property
     def field_path(self) -> str:
@@ -137,8 +140,9 @@ class Pod:
         return None
 
     def all_ports(self) -> set[int]:
-        return {int(p["containerPort"]) for c in self.all_containers
-                for p in c.spec.get("ports") or []}
+        return {
+            int(p["containerPort"]) for c in self.all_containers for p in c.spec.get("ports") or []
+        }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,4 +159,3 @@ class ProcessInfo:
     ready: bool
     argv: tuple[str, ...]
     cwd: str
-

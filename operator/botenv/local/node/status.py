@@ -33,8 +33,8 @@ def container_status(c: Container) -> dict:
         status["containerID"] = c.container_id
     return status
 
-def _condition(rt: Pod, type_: str, ok: bool, reason: str = "",
-               message: str = "") -> dict:
+
+def _condition(rt: Pod, type_: str, ok: bool, reason: str = "", message: str = "") -> dict:
     value = "True" if ok else "False"
     previous = rt.transitions.get(type_)
     if previous is None or previous[0] != value:
@@ -45,6 +45,7 @@ def _condition(rt: Pod, type_: str, ok: bool, reason: str = "",
     if message:
         cond["message"] = message
     return cond
+
 
 def pod_status(rt: Pod) -> dict:
     init_statuses = [container_status(c) for c in rt.init_containers]
@@ -60,8 +61,12 @@ def pod_status(rt: Pod) -> dict:
         initialized = _condition(rt, "Initialized", True, "PodCompleted")
     elif incomplete:
         initialized = _condition(
-            rt, "Initialized", False, "ContainersNotInitialized",
-            f"containers with incomplete status: [{' '.join(incomplete)}]")
+            rt,
+            "Initialized",
+            False,
+            "ContainersNotInitialized",
+            f"containers with incomplete status: [{' '.join(incomplete)}]",
+        )
     else:
         initialized = _condition(rt, "Initialized", True)
     unready = [c.name for c in rt.containers if not c.ready]
@@ -99,8 +104,12 @@ def patch_status(api: Api, rt: Pod) -> None:
     if status == rt.last_status and not drifted:
         return
     try:
-        api("PATCH", f"/api/v1/namespaces/{rt.namespace}/pods/{rt.name}/status",
-                  {"status": status}, patch=True)
+        api(
+            "PATCH",
+            f"/api/v1/namespaces/{rt.namespace}/pods/{rt.name}/status",
+            {"status": status},
+            patch=True,
+        )
     except ApiError as exc:
         if exc.status == 404:
             return
@@ -147,4 +156,3 @@ def _phase(policy: str, init_statuses: list[dict], statuses: list[dict]) -> str:
             return "Succeeded"
         return "Failed" if policy == "Never" else "Running"  # OnFailure: restarting
     return "Pending"
-
