@@ -1,19 +1,20 @@
-"""The CLI package's import graph, read from the source with ast: its modules import each
-other in one direction only, and none imports a _private name of another botenv module."""
+"""botenv's import graph, read from the source with ast: its modules import each other in one
+direction only (type-only imports included), and none imports a _private name of another
+botenv module."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-import botenv.cli
+import botenv
 
-PACKAGE = "botenv.cli"
-ROOT = Path(botenv.cli.__file__).parent
+PACKAGE = "botenv"
+ROOT = Path(botenv.__file__).parent
 
 
 def modules() -> dict[str, ast.Module]:
-    """Every module of botenv.cli by dotted name, parsed."""
+    """Every module of botenv by dotted name, parsed."""
     found = {}
     for path in sorted(ROOT.rglob("*.py")):
         parts = path.relative_to(ROOT).with_suffix("").parts
@@ -24,7 +25,7 @@ def modules() -> dict[str, ast.Module]:
 
 
 def is_package(name: str) -> bool:
-    return (ROOT.joinpath(*name.split(".")[2:]) / "__init__.py").is_file()
+    return (ROOT.joinpath(*name.split(".")[1:]) / "__init__.py").is_file()
 
 
 def absolute(name: str, node: ast.ImportFrom) -> str:
@@ -55,7 +56,7 @@ def imports(name: str, tree: ast.Module, known: set[str]) -> list[tuple[str, str
     return found
 
 
-def test_the_cli_modules_import_each_other_without_a_circle() -> None:
+def test_the_modules_import_each_other_without_a_circle() -> None:
     trees = modules()
     known = set(trees)
     graph = {
@@ -120,7 +121,7 @@ def private_attributes(tree: ast.Module, known: set[str]) -> list[str]:
     ]
 
 
-def test_no_cli_module_imports_a_private_name_of_another_module() -> None:
+def test_no_module_imports_a_private_name_of_another_module() -> None:
     trees = modules()
     known = set(trees)
     private = [

@@ -11,8 +11,8 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from botenv.controller.environment.gather import Seen
 from botenv.controller.environment.plan import Plan, PullToken
+from botenv.controller.environment.seen import Seen
 from botenv.controller.state import State
 from botenv.kube.client import api_message
 from botenv.kube.diff import contains

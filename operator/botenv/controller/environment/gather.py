@@ -4,50 +4,15 @@ Secrets the pods use are read through the API (they are not watched)."""
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any
-
 from kubernetes.client.exceptions import ApiException
 
 from botenv.api import SpecError, parse_environment
-from botenv.api.environment import EnvironmentSpec
 from botenv.controller.environment.plan import secrets_to_read
+from botenv.controller.environment.seen import Seen
 from botenv.controller.state import State
 from botenv.kube.client import api_message
 from botenv.render import names, pulltoken
 from botenv.render.problem import Problem
-
-
-@dataclasses.dataclass
-class Seen:
-    namespace: str
-    name: str
-    body: dict[str, Any] | None  # None: the environment is gone
-    pull_token: dict[str, Any] | None = None  # botenv's pull-token Secret, as the watch shows it
-    spec: EnvironmentSpec | None = None  # None: the spec is invalid (`invalid` says why)
-    invalid: str = ""
-    tag: dict[str, Any] | None = None  # the ModelTag the spec names
-    # Every environment (rivals for an event queue), with a broker only.
-    environments: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    action_server: dict[str, dict[str, Any] | None] = dataclasses.field(default_factory=dict)
-    # Secrets the pods use (name -> base64 data, None when absent); not the pull token.
-    secrets: dict[str, dict[str, str] | None] = dataclasses.field(default_factory=dict)
-    unreadable: Problem | None = None  # a Secret the API server would not give
-    new_token: str = ""  # the token of a pull-token Secret yet to be created
-
-    @property
-    def deleting(self) -> bool:
-        return bool(self.body and self.body["metadata"].get("deletionTimestamp"))
-
-    @property
-    def replicas(self) -> int:
-        if self.spec is not None:
-            return self.spec.replicas
-        raw = ((self.body or {}).get("spec") or {}).get("replicas", 1)
-        return raw if isinstance(raw, int) else 1
-
-    def __repr__(self) -> str:  # keeps Secret data out of any log or traceback
-        return f"Seen({self.namespace}/{self.name})"
 
 
 def gather(state: State, namespace: str, name: str) -> Seen:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botenv.api import SpecError, parse_tag
 from botenv.api.environment import EnvironmentSpec, check_tag_fits
 from botenv.api.tag import StorageSpec
 from botenv.controller import broker_queues, reachability
+from botenv.controller.environment.seen import Seen
 from botenv.render import actionserver, names, pulltoken
 from botenv.render import conditions as cond
 from botenv.render import secretenv as se
@@ -22,9 +23,6 @@ from botenv.render.hashing import secrets_hash, stable_hash
 from botenv.render.problem import Problem
 from botenv.render.service import service
 from botenv.settings import Settings
-
-if TYPE_CHECKING:
-    from botenv.controller.environment.gather import Seen
 
 PULL_TOKEN_INVALID = "PullTokenInvalid"
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from botenv.controller import reachability, reporting, verify
 from botenv.controller.environment.apply import Done
-from botenv.controller.environment.gather import Seen
 from botenv.controller.environment.plan import PULL_TOKEN_INVALID, Plan
+from botenv.controller.environment.seen import Seen
 from botenv.controller.state import State
 from botenv.render import conditions as cond
 from botenv.render import names
