@@ -162,10 +162,9 @@ def test_removing_the_action_server_removes_its_children(kubectl, operator, ns):
     )
     operator.resync_now()
     eventually(lambda: actions(kubectl, ns, "shop"), message="action server created")
-    env_vars = {
-        e["name"]: e
-        for e in deployment(kubectl, ns, "shop")["spec"]["template"]["spec"]["containers"][0]["env"]
-    }
+    # Rasa's Deployment is applied right after the action server's, in the same reconcile.
+    rasa = eventually(lambda: deployment(kubectl, ns, "shop"), message="Rasa created")
+    env_vars = {e["name"]: e for e in rasa["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env_vars["RASA_PRO_LICENSE"]["valueFrom"] == {
         "secretKeyRef": {"name": "rasa-pro", "key": "license"}
     }
