@@ -18,7 +18,8 @@
 # came with them).
 ARG PYTHON_VERSION=3.12.11
 
-# -- builder: a virtualenv with botenv and its dependencies at the tested versions ----------
+# -- builder: a virtualenv with botenv, its server extra (the cloud storage SDKs) and their
+#    dependencies at the tested versions
 FROM python:${PYTHON_VERSION}-slim AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -28,7 +29,7 @@ RUN python -c "import os.path; os.path.ALLOW_MISSING" \
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY operator ./operator
-RUN /opt/botenv/bin/pip install . -c constraints.txt \
+RUN /opt/botenv/bin/pip install '.[server]' -c constraints.txt \
     && /opt/botenv/bin/botenv version
 
 # -- runtime: the virtualenv on a slim Python, nothing else --------------------------------
