@@ -27,7 +27,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_fetch_command(sub)  # a training Job's first steps
     add_upload_command(sub)
     add_people_commands(parser, sub)  # status, promote, rollback, history, train
+    _hide(sub, JOB_STEPS)
     return parser
+
+
+# Run inside a training Job, not by people: they work, but --help does not list them.
+JOB_STEPS = ("fetch-project", "upload")
+
+
+def _hide(sub: argparse._SubParsersAction, names: tuple[str, ...]) -> None:
+    """Leave `names` out of the subcommand list and the {a,b,...} choices in --help."""
+    sub._choices_actions = [a for a in sub._choices_actions if a.dest not in names]
+    sub.metavar = "{" + ",".join(a.dest for a in sub._choices_actions) + "}"
 
 
 def main(argv: list[str] | None = None) -> int:
