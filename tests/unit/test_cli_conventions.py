@@ -245,3 +245,44 @@ def test_status_watch_reprints_when_something_changed(monkeypatch, capsys, fmt):
         assert out.splitlines() == ["botenvironment.botenv.dev/prod"]
     else:
         assert out.count("kind: BotEnvironment") == 2 and "\n---\n" in out
+
+
+# --- completion --------------------------------------------------------------------------------
+
+
+def complete_in_bash(*words: str) -> list[str]:
+    """What `botenv <words><TAB>` offers in bash with `botenv completion bash` sourced."""
+    script = (
+        'source <("$PY" -m botenv completion bash) && complete -p botenv && '
+        f"COMP_WORDS=(botenv {' '.join(words)}) && COMP_CWORD={len(words)} && "
+        '_botenv && printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    proc = subprocess.run(
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PY": sys.executable},
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("complete ") and lines[0].endswith(" botenv")
+    return [line for line in lines[1:] if line]
+
+
+def test_bash_completion_registers_and_offers_commands_options_and_choices():
+    assert complete_in_bash("st") == ["status"]
+    commands = complete_in_bash("''")
+    assert {"status", "promote", "history", "completion", "operator"} <= set(commands)
+    assert "upload" not in commands and "fetch-project" not in commands
+    assert {"--watch", "--output", "--no-headers", "-A"} <= set(complete_in_bash("status", "-"))
+    assert complete_in_bash("status", "-o", "''") == ["table", "wide", "yaml", "json", "name"]
+    assert complete_in_bash("history", "tag", "--o") == ["--output"]
+    assert complete_in_bash("completion", "''") == ["bash", "zsh"]
+    assert complete_in_bash("status", "-n", "''") == []  # a value to type, not an option
+
+
+def test_zsh_completion_is_the_bash_one_through_bashcompinit(capsys):
+    assert cli.main(["completion", "zsh"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("#compdef botenv") and "bashcompinit" in out and "_botenv" in out

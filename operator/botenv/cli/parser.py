@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 
+from botenv.cli.completion import add_completion_command
 from botenv.cli.jobsteps.fetch import add_fetch_command
 from botenv.cli.jobsteps.upload import add_upload_command
 from botenv.cli.launchers import add_launcher_commands
@@ -27,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_fetch_command(sub)  # a training Job's first steps
     add_upload_command(sub)
     add_people_commands(parser, sub)  # status, promote, rollback, history, train
+    add_completion_command(sub, parser)
     _hide(sub, JOB_STEPS)
     return parser
 
