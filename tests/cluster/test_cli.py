@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.cluster.conftest import VIEWER_TOKEN
 from tests.cluster.test_environments import env, model_file, tag
@@ -149,12 +150,14 @@ def test_rollback_returns_to_the_previous_model_and_history_lists_it(kubectl, op
         lambda: template_model(kubectl, ns, "rolling") == "cli-v1.tar.gz",
         message="the environment rolled back",
     )
-    history = json.loads(ok(cli("history", "t", "-n", ns, "-o", "json")))["history"]
-    assert [(h["model"], h["current"]) for h in history] == [
-        ("cli-v1.tar.gz", True),
-        ("cli-v2.tar.gz", False),
-        ("cli-v1.tar.gz", False),
-    ]
+    # -o json prints the ModelTag as the API server has it, like kubectl get -o json.
+    obj = json.loads(ok(cli("history", "t", "-n", ns, "-o", "json")))
+    assert (obj["kind"], obj["metadata"]["name"]) == ("ModelTag", "t")
+    assert obj["status"]["model"] == "cli-v1.tar.gz"
+    assert [h["model"] for h in obj["status"]["history"]] == ["cli-v2.tar.gz", "cli-v1.tar.gz"]
+    rows = ok(cli("history", "t", "-n", ns, "--no-headers")).splitlines()
+    assert [r.split()[0] for r in rows] == ["*", "cli-v2.tar.gz", "cli-v1.tar.gz"]
+    assert ok(cli("history", "t", "-n", ns, "-o", "name")) == "modeltag.botenv.dev/t\n"
 
 
 def test_wait_reports_a_missing_model_and_rollback_undoes_the_move(kubectl, operator, cli, ns):
@@ -247,13 +250,27 @@ def test_status_shows_environments_and_tags(control_plane, kubectl, operator, cl
     )
     assert any(line.startswith("  environment orphan: Degraded TagNotFound") for line in lines)
 
+    # -o json/yaml: the objects, in a List as kubectl prints several.
     report = json.loads(ok(cli("status", "-n", ns, "-o", "json")))
-    assert report["namespace"] == ns
-    by_name = {e["name"]: e for e in report["environments"]}
-    assert by_name["orphan"]["state"] == "Degraded"
-    assert by_name["production"]["model"] == "cli-s1.tar.gz"
-    assert [t["name"] for t in report["tags"]] == ["production"]
-    assert report["tags"][0]["ready"] == "True"
+    assert (report["apiVersion"], report["kind"]) == ("v1", "List")
+    by_name = {(i["kind"], i["metadata"]["name"]): i for i in report["items"]}
+    assert set(by_name) == {
+        ("BotEnvironment", "orphan"),
+        ("BotEnvironment", "production"),
+        ("ModelTag", "production"),
+    }
+    assert by_name[("BotEnvironment", "production")]["status"]["model"]["name"] == "cli-s1.tar.gz"
+    assert all("managedFields" not in i["metadata"] for i in report["items"])
+    as_yaml = yaml.safe_load(ok(cli("status", "-n", ns, "-o", "yaml")))
+    assert {(i["kind"], i["metadata"]["name"]) for i in as_yaml["items"]} == set(by_name)
+    assert ok(cli("status", "-n", ns, "-o", "name")).splitlines() == [
+        "botenvironment.botenv.dev/orphan",
+        "botenvironment.botenv.dev/production",
+        "modeltag.botenv.dev/production",
+    ]
+    bare = ok(cli("status", "-n", ns, "--no-headers"))
+    assert "ENVIRONMENT" not in bare and "orphan" in bare
+    assert "UP-TO-DATE" in ok(cli("status", "-n", ns, "-o", "wide"))
 
     everywhere = ok(cli("status", "-A"))
     assert any(line.split()[:2] == [ns, "orphan"] for line in everywhere.splitlines())

@@ -466,7 +466,7 @@ def test_help_documents_exit_codes(capsys):
         ["promote", "production"],  # neither --model nor --from
         ["promote", "production", "--model", "m", "--from", "other"],  # both
         ["rollback"],
-        ["status", "-o", "yaml"],
+        ["status", "-o", "xml"],
         ["promote", "production", "--model", "m", "--wait", "--timeout", "0"],
     ],
 )

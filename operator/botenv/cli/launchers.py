@@ -7,11 +7,22 @@ import argparse
 import logging
 import os
 
+from botenv.cli.shared import EXIT_UNREACHABLE
 from botenv.settings import Settings
 
 
 def _operator(args: argparse.Namespace) -> int:
+    import sys
     import threading
+
+    from botenv.kube.config import ClusterUnreachable, check_cluster
+
+    # Once, before kopf: without a cluster kopf would retry forever, a traceback each time.
+    try:
+        check_cluster()
+    except ClusterUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
 
     import kopf
 

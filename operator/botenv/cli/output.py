@@ -4,8 +4,13 @@ text tables. They take the objects as the API server returns them and do no I/O.
 
 from __future__ import annotations
 
+import copy
 import datetime
+import json
 
+import yaml
+
+from botenv import API_VERSION, GROUP
 from botenv.cli.decisions import condition
 
 
@@ -40,13 +45,16 @@ def when(timestamp: str | None, now: datetime.datetime) -> str:
     return f"{timestamp} ({ago} ago)" if ago else timestamp
 
 
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    """Left-aligned columns separated by two spaces, like kubectl get."""
+def table(headers: list[str], rows: list[list[str]], *, no_headers: bool = False) -> str:
+    """Left-aligned columns separated by two spaces, like kubectl get (`no_headers`: the
+    rows alone, like its --no-headers)."""
+    if no_headers and not rows:
+        return ""
     cells = [headers, *rows]
     widths = [max(len(str(row[i])) for row in cells) for i in range(len(headers))]
     lines = [
         "  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
-        for row in cells
+        for row in (rows if no_headers else cells)
     ]
     return "\n".join(lines)
 
@@ -150,7 +158,13 @@ def training_summary(body: dict) -> dict:
     }
 
 
-def trainings_table(trainings: list[dict], *, namespace: str | None, now: datetime.datetime) -> str:
+def trainings_table(
+    trainings: list[dict],
+    *,
+    namespace: str | None,
+    now: datetime.datetime,
+    no_headers: bool = False,
+) -> str:
     first = ["NAMESPACE"] if namespace is None else []
     return table(
         [*first, "TRAINING", "PHASE", "MODEL", "TAG", "STARTED"],
@@ -165,6 +179,7 @@ def trainings_table(trainings: list[dict], *, namespace: str | None, now: dateti
             ]
             for r in trainings
         ],
+        no_headers=no_headers,
     )
 
 
@@ -175,20 +190,35 @@ def status_text(
     namespace: str | None,
     now: datetime.datetime,
     trainings: list[dict] | None = None,
+    wide: bool = False,
+    no_headers: bool = False,
 ) -> str:
     """The `botenv status` view of summaries (environment_summary, tag_summary).
-    `namespace` None means all namespaces: a NAMESPACE column is added."""
+    `namespace` None means all namespaces: a NAMESPACE column is added. `wide` adds
+    columns (full digests, up-to-date replicas, the tag's spec.model); `no_headers` prints
+    the tables' rows alone, without headers, empty-namespace lines or the Not ready list."""
     where = "in any namespace" if namespace is None else f"in namespace '{namespace}'"
     first: list[str] = ["NAMESPACE"] if namespace is None else []
 
     def ns(row: dict) -> list[str]:
         return [row["namespace"]] if namespace is None else []
 
-    out: list[str] = []
+    def digest(value: str) -> str:
+        return (value or "-") if wide else short_digest(value)
+
+    sections: list[str] = []
     if environments:
-        out.append(
+        sections.append(
             table(
-                [*first, "ENVIRONMENT", "TAG", "MODEL", "STATUS", "READY"],
+                [
+                    *first,
+                    "ENVIRONMENT",
+                    "TAG",
+                    "MODEL",
+                    "STATUS",
+                    "READY",
+                    *(["UP-TO-DATE", "DIGEST"] if wide else []),
+                ],
                 [
                     [
                         *ns(r),
@@ -197,40 +227,54 @@ def status_text(
                         r["model"] or "-",
                         _state(r),
                         f"{r['readyReplicas']}/{r['replicas']}",
+                        *([str(r["updatedReplicas"]), digest(r["digest"])] if wide else []),
                     ]
                     for r in environments
                 ],
+                no_headers=no_headers,
             )
         )
-    else:
-        out.append(f"No BotEnvironments {where}.")
-    out.append("")
+    elif not no_headers:
+        sections.append(f"No BotEnvironments {where}.")
     if tags:
-        out.append(
+        sections.append(
             table(
-                [*first, "TAG", "MODEL", "DIGEST", "RESOLVED", "READY", "ENVIRONMENTS"],
+                [
+                    *first,
+                    "TAG",
+                    "MODEL",
+                    "DIGEST",
+                    "RESOLVED",
+                    "READY",
+                    "ENVIRONMENTS",
+                    *(["SPEC MODEL"] if wide else []),
+                ],
                 [
                     [
                         *ns(r),
                         r["name"],
                         _tag_model(r),
-                        short_digest(r["digest"]),
+                        digest(r["digest"]),
                         when(r["resolvedAt"], now),
                         _tag_ready(r),
                         ", ".join(r["environments"]) or "-",
+                        *([r["specModel"] or "-"] if wide else []),
                     ]
                     for r in tags
                 ],
+                no_headers=no_headers,
             )
         )
-    else:
-        out.append(f"No ModelTags {where}.")
+    elif not no_headers:
+        sections.append(f"No ModelTags {where}.")
     if trainings:
-        out += ["", trainings_table(trainings, namespace=namespace, now=now)]
+        sections.append(
+            trainings_table(trainings, namespace=namespace, now=now, no_headers=no_headers)
+        )
     problems = problem_lines(environments, tags, all_namespaces=namespace is None)
-    if problems:
-        out += ["", "Not ready:", *problems]
-    return "\n".join(out)
+    if problems and not no_headers:
+        sections.append("\n".join(["Not ready:", *problems]))
+    return "\n\n".join(sections)
 
 
 def problem_lines(environments: list[dict], tags: list[dict], *, all_namespaces: bool) -> list[str]:
@@ -271,6 +315,7 @@ def history_rows(body: dict) -> list[dict]:
                 "model": status["model"],
                 "digest": status.get("digest", ""),
                 "resolvedAt": status.get("resolvedAt", ""),
+                "actionServerImage": status.get("actionServerImage", ""),
                 "current": True,
             }
         )
@@ -280,32 +325,42 @@ def history_rows(body: dict) -> list[dict]:
                 "model": entry.get("model", ""),
                 "digest": entry.get("digest", ""),
                 "resolvedAt": entry.get("resolvedAt", ""),
+                "actionServerImage": entry.get("actionServerImage", ""),
                 "current": False,
             }
         )
     return rows
 
 
-def history_text(body: dict, now: datetime.datetime) -> str:
+def history_text(
+    body: dict, now: datetime.datetime, *, wide: bool = False, no_headers: bool = False
+) -> str:
+    """`wide` adds the full digest and the action server image; `no_headers` prints the
+    rows alone (the current model marked *, as in the table)."""
     meta, spec = body["metadata"], body.get("spec") or {}
     rows = history_rows(body)
     where = f"modeltag '{meta['name']}' in namespace '{meta.get('namespace', '')}'"
     if not rows:
+        if no_headers:
+            return ""
         return f"{where} has not resolved a model yet (spec.model {spec.get('model', '-')})."
-    out = [
-        table(
-            ["", "MODEL", "DIGEST", "RESOLVED AT"],
+    rendered = table(
+        ["", "MODEL", "DIGEST", "RESOLVED AT", *(["ACTION SERVER"] if wide else [])],
+        [
             [
-                [
-                    "*" if r["current"] else "",
-                    r["model"],
-                    short_digest(r["digest"]),
-                    when(r["resolvedAt"], now),
-                ]
-                for r in rows
-            ],
-        )
-    ]
+                "*" if r["current"] else "",
+                r["model"],
+                (r["digest"] or "-") if wide else short_digest(r["digest"]),
+                when(r["resolvedAt"], now) if not no_headers else r["resolvedAt"] or "-",
+                *([r["actionServerImage"] or "-"] if wide else []),
+            ]
+            for r in rows
+        ],
+        no_headers=no_headers,
+    )
+    if no_headers:
+        return rendered
+    out = [rendered]
     pending = pending_move(body)
     if pending:
         out += ["", pending]
@@ -327,3 +382,34 @@ def pending_move(body: dict) -> str:
         else ""
     )
     return f"spec.model {spec_model} is not resolved{why}."
+
+
+# --- kubectl's -o yaml|json|name ----------------------------------------------------------
+
+
+def _as_object(kind: str, body: dict) -> dict:
+    """An object as `kubectl get -o yaml` shows it: kind and apiVersion set (a LIST's items
+    lack them), managedFields left out."""
+    obj = {"apiVersion": API_VERSION, "kind": kind, **copy.deepcopy(body)}
+    (obj.get("metadata") or {}).pop("managedFields", None)
+    return obj
+
+
+def documents(objects: list[tuple[str, dict]]) -> dict:
+    """What -o yaml/json prints for (kind, object) pairs: the object for one, else a List,
+    as kubectl does."""
+    items = [_as_object(kind, body) for kind, body in objects]
+    if len(items) == 1:
+        return items[0]
+    return {"apiVersion": "v1", "kind": "List", "items": items, "metadata": {"resourceVersion": ""}}
+
+
+def render_document(document: dict, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(document, indent=4)
+    return yaml.safe_dump(document, sort_keys=False, default_flow_style=False).rstrip("\n")
+
+
+def names(objects: list[tuple[str, dict]]) -> str:
+    """-o name: kind.group/name per line, as kubectl prints them."""
+    return "\n".join(f"{kind.lower()}.{GROUP}/{body['metadata']['name']}" for kind, body in objects)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 
+from botenv.cli.completion import add_completion_command
 from botenv.cli.jobsteps.fetch import add_fetch_command
 from botenv.cli.jobsteps.upload import add_upload_command
 from botenv.cli.launchers import add_launcher_commands
@@ -27,7 +28,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_fetch_command(sub)  # a training Job's first steps
     add_upload_command(sub)
     add_people_commands(parser, sub)  # status, promote, rollback, history, train
+    add_completion_command(sub, parser)
+    _hide(sub, JOB_STEPS)
     return parser
+
+
+# Run inside a training Job, not by people: they work, but --help does not list them.
+JOB_STEPS = ("fetch-project", "upload")
+
+
+def _hide(sub: argparse._SubParsersAction, names: tuple[str, ...]) -> None:
+    """Leave `names` out of the subcommand list and the {a,b,...} choices in --help."""
+    sub._choices_actions = [a for a in sub._choices_actions if a.dest not in names]
+    sub.metavar = "{" + ",".join(a.dest for a in sub._choices_actions) + "}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from botenv.cli import decisions, output
@@ -39,6 +38,12 @@ GITOPS_NOTE = (
 
 T = TypeVar("T")
 
+# -o: kubectl's formats; `table` is the default view, `wide` adds columns.
+OUTPUTS = ("table", "wide", "yaml", "json", "name")
+# Seconds between two looks at the cluster under `status --watch`.
+WATCH_INTERVAL = 2.0
+STATUS_KINDS = ("BotEnvironment", "ModelTag", "ModelTraining")
+
 
 def _text(*paragraphs: str) -> str:
     return "\n\n".join(textwrap.fill(p, 88) for p in paragraphs)
@@ -46,10 +51,6 @@ def _text(*paragraphs: str) -> str:
 
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
-
-
-def _print_json(value: object) -> None:
-    print(json.dumps(value, indent=2, sort_keys=True))
 
 
 def _warn(message: str) -> None:
@@ -61,42 +62,106 @@ def _warn(message: str) -> None:
 
 def cmd_status(args: argparse.Namespace) -> int:
     session = Session(args)
-    environments = [output.environment_summary(b) for b in session.list("BotEnvironment")]
-    tags = [output.tag_summary(b) for b in session.list("ModelTag")]
-    trainings = [output.training_summary(b) for b in session.list("ModelTraining")]
     namespace = None if session.all_namespaces else session.namespace
-    if args.output == "json":
-        _print_json(
-            {
-                "namespace": namespace,
-                "environments": environments,
-                "tags": tags,
-                "trainings": trainings,
-            }
+
+    def snapshot() -> list[tuple[str, dict]]:
+        return [(kind, body) for kind in STATUS_KINDS for body in session.list(kind)]
+
+    def view(objects: list[tuple[str, dict]]) -> object:
+        """What the output shows of the objects, without the time: a change of it is a
+        change to print under --watch."""
+        if args.output in ("yaml", "json"):
+            return output.documents(objects)
+        if args.output == "name":
+            return output.names(objects)
+        return _summaries(objects)
+
+    def show(objects: list[tuple[str, dict]], first: bool) -> None:
+        if args.output in ("yaml", "json"):
+            if not first and args.output == "yaml":
+                print("---")
+            print(output.render_document(output.documents(objects), args.output))
+            return
+        if args.output == "name":
+            print(output.names(objects))
+            return
+        environments, tags, trainings = _summaries(objects)
+        if not first:
+            print()
+        text = output.status_text(
+            environments,
+            tags,
+            namespace=namespace,
+            now=_now(),
+            trainings=trainings,
+            wide=args.output == "wide",
+            no_headers=args.no_headers,
         )
-    else:
-        print(
-            output.status_text(
-                environments, tags, namespace=namespace, now=_now(), trainings=trainings
-            )
-        )
+        if text:
+            print(text)
+
+    if not args.watch:
+        show(snapshot(), True)
+        return EXIT_OK
+    shown = 0
+
+    def show_next(objects: list[tuple[str, dict]]) -> None:
+        nonlocal shown
+        show(objects, shown == 0)
+        shown += 1
+        sys.stdout.flush()
+
+    return watch(_every(WATCH_INTERVAL, snapshot), key=view, show=show_next)
+
+
+def _summaries(objects: list[tuple[str, dict]]) -> tuple[list[dict], list[dict], list[dict]]:
+    summary = {
+        "BotEnvironment": output.environment_summary,
+        "ModelTag": output.tag_summary,
+        "ModelTraining": output.training_summary,
+    }
+    rows: dict[str, list[dict]] = {kind: [] for kind in STATUS_KINDS}
+    for kind, body in objects:
+        rows[kind].append(summary[kind](body))
+    return rows["BotEnvironment"], rows["ModelTag"], rows["ModelTraining"]
+
+
+def _every(interval: float, look: Callable[[], T]) -> Iterator[T]:
+    """`look()` now and then every `interval` seconds, for ever."""
+    while True:
+        yield look()
+        time.sleep(interval)
+
+
+def watch(snapshots: Iterable[T], *, key: Callable[[T], object], show: Callable[[T], None]) -> int:
+    """`show` the first snapshot and each one whose `key` differs from the last shown, until
+    the snapshots end or Ctrl-C, which is how a watch ends: exit code 0."""
+    missing = object()
+    last: object = missing
+    try:
+        for snap in snapshots:
+            current = key(snap)
+            if last is missing or current != last:
+                show(snap)
+                last = current
+    except KeyboardInterrupt:
+        pass
     return EXIT_OK
 
 
 def cmd_history(args: argparse.Namespace) -> int:
     session = Session(args)
     body = session.tag(args.tag)
-    if args.output == "json":
-        _print_json(
-            {
-                "namespace": session.namespace,
-                "tag": args.tag,
-                "specModel": (body.get("spec") or {}).get("model", ""),
-                "history": output.history_rows(body),
-            }
-        )
+    if args.output in ("yaml", "json"):
+        print(output.render_document(output.documents([("ModelTag", body)]), args.output))
+    elif args.output == "name":
+        print(output.names([("ModelTag", body)]))
     else:
-        print(output.history_text(body, _now()))
+        text = output.history_text(
+            body, _now(), wide=args.output == "wide", no_headers=args.no_headers
+        )
+        if text:
+            print(text)
     return EXIT_OK
 
 
@@ -250,6 +315,20 @@ def _positive(value: str) -> float:
     return seconds
 
 
+def output_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=OUTPUTS,
+        default="table",
+        help="table (default); wide: more columns; yaml, json: the objects as the API "
+        "server has them (a List for several), like kubectl; name: kind.group/name lines",
+    )
+    p.add_argument(
+        "--no-headers", action="store_true", help="table and wide: the rows alone, no headers"
+    )
+
+
 def add_people_commands(parser: argparse.ArgumentParser, sub: argparse._SubParsersAction) -> None:
     """Register status, promote, rollback, history and train on botenv's parser
     (botenv.cli.parser)."""
@@ -293,7 +372,14 @@ def add_people_commands(parser: argparse.ArgumentParser, sub: argparse._SubParse
         ),
     )
     status.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
-    status.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    output_flags(status)
+    status.add_argument(
+        "-w",
+        "--watch",
+        action="store_true",
+        help=f"after the first view, look again every {WATCH_INTERVAL:g}s and print it again "
+        "when something changed; Ctrl-C ends it (exit code 0)",
+    )
     status.set_defaults(func=_run(cmd_status))
 
     def moving(p: argparse.ArgumentParser) -> None:
@@ -369,7 +455,7 @@ def add_people_commands(parser: argparse.ArgumentParser, sub: argparse._SubParse
         ),
     )
     history.add_argument("tag", metavar="TAG", help="the ModelTag")
-    history.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    output_flags(history)
     history.set_defaults(func=_run(cmd_history))
 
     train = add(

@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 import kubernetes
+import yaml
 from kubernetes.client.exceptions import ApiException
 
 from botenv import FIELD_MANAGER, GROUP, VERSION
@@ -272,6 +273,11 @@ class Kube:
             log.warning("could not post event %s for %s: %s", reason, meta["name"], exc.reason)
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (YAML errors span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 class NoKubeconfig(Exception):
     """No usable kubeconfig (or in-cluster service account) to reach a cluster with."""
 
@@ -321,7 +327,12 @@ def connect(kubeconfig: str = "", context: str = "") -> tuple[Kube, str]:
             persist_config=False,
         )
     except kubernetes.config.ConfigException as exc:
-        raise NoKubeconfig(f"kubeconfig {path!r}: {exc}") from exc
+        raise NoKubeconfig(f"kubeconfig {path!r}: {one_line(exc)}") from exc
+    except (yaml.YAMLError, TypeError, ValueError, AttributeError, KeyError) as exc:
+        # Not YAML, or YAML that is not a kubeconfig: the client library fails inside.
+        raise NoKubeconfig(
+            f"kubeconfig {path!r} is not a valid kubeconfig: {one_line(exc)}"
+        ) from exc
     # A person waits at the terminal: one retry, not urllib3's three, on a dead address.
     config.retries = 1
     if not config.verify_ssl:  # insecure-skip-tls-verify: one warning per call is noise
