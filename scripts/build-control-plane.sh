@@ -334,7 +334,7 @@ build_from_debian_source() {
     python3 "$HERE/patch-kube-openapi.py" "$SRC/vendor/k8s.io/kube-openapi"
 
     # ---------------------------------------------------------------------------
-    step 6 "compiling kube-apiserver and kube-controller-manager (about 8 minutes on 2 cores)"
+    step 6 "compiling kube-apiserver and kube-controller-manager (4-5 minutes on 2 cores)"
     GOARCH_=$(go env GOARCH)
     mkdir -p "$SRC/.go/src/k8s.io"
     ln -sfn ../../.. "$SRC/.go/src/k8s.io/kubernetes"
