@@ -49,3 +49,24 @@ def test_the_command_line_parser_loads_no_cloud_sdk() -> None:
 def test_the_report_sees_an_sdk_when_one_is_imported() -> None:
     """The check itself works: a storage backend does load its SDK."""
     assert "boto3" in loaded_sdks("import botenv.storage.s3")
+
+
+def test_a_storage_command_without_the_sdks_names_the_extra_to_install() -> None:
+    """Without `botenv[server]`, a storage step fails with one clear error, not a traceback."""
+    blocked = ", ".join(f"{name!r}: None" for name in ("boto3", "botocore"))
+    code = (
+        f"import sys; sys.modules.update({{{blocked}}})\n"
+        "from botenv.api.tag import StorageSpec\n"
+        "from botenv.storage import StorageError\n"
+        "from botenv.storage.factory import storage_for\n"
+        "from botenv.storage.policy import UNRESTRICTED\n"
+        "try:\n"
+        "    storage_for(StorageSpec(provider='s3', bucket='b'), {}, policy=UNRESTRICTED)\n"
+        "except StorageError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "storage provider s3 needs botenv[server]" in done.stdout, done.stdout + done.stderr
+    assert "pip install 'botenv[server]'" in done.stdout

@@ -62,7 +62,23 @@ def _fingerprint(credentials: Mapping[str, str]) -> str:
     return h.hexdigest()
 
 
+# The cloud SDKs come with the `server` extra; the people's CLI installs without them.
+_SDK_MODULES = ("boto3", "botocore", "google", "azure")
+
+
 def _build(spec: StorageSpec, credentials: Mapping[str, str], policy: StoragePolicy) -> Storage:
+    try:
+        return _construct(spec, credentials, policy)
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in _SDK_MODULES:
+            raise
+        raise StorageError(
+            f"storage provider {spec.provider} needs botenv[server] (the cloud storage SDKs; "
+            f"{exc.name} is not installed): pip install 'botenv[server]'"
+        ) from None
+
+
+def _construct(spec: StorageSpec, credentials: Mapping[str, str], policy: StoragePolicy) -> Storage:
     # Imported on use: each cloud SDK costs tens of MB and up to a second of import time.
     provider = spec.provider
     if provider == "s3":
