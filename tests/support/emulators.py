@@ -99,6 +99,7 @@ class ProcessEmulator(ManagedProcess):
     """An emulator process; subclasses give its argv and readiness probe (an HTTP GET)."""
 
     name = "emulator"
+    error = EmulatorError
     ready_path = "/"
     ready_statuses: tuple[int, ...] | None = None  # None: any HTTP answer means ready
     start_timeout = 30.0
@@ -112,18 +113,6 @@ class ProcessEmulator(ManagedProcess):
     def ready(self) -> bool:
         status = _http_status(self.port, self.ready_path)
         return status is not None and (self.ready_statuses is None or status in self.ready_statuses)
-
-    def exited_error(self, code: int) -> Exception:
-        return EmulatorError(
-            f"{self.name} exited with code {code} while starting on port {self.port}; "
-            f"{self.log_tails()}"
-        )
-
-    def not_ready_error(self) -> Exception:
-        return EmulatorError(
-            f"{self.name} not ready on port {self.port} after {self.start_timeout:.0f} "
-            f"s; {self.log_tails()}"
-        )
 
     def start(self) -> Self:
         if self.running:

@@ -124,6 +124,7 @@ class PeerServer(ManagedProcess):
     """
 
     name = "peer"
+    error = PeerError
     package = ""  # the Debian package scripts/install-peers.sh installs for it
     start_timeout = 60.0
     stop_timeout = 15.0
@@ -165,15 +166,7 @@ class PeerServer(ManagedProcess):
                 f"{self.name} could not listen on port {self.port} (or a helper "
                 f"port): taken by another process; {tails}"
             )
-        return PeerError(
-            f"{self.name} exited with code {code} while starting on port {self.port}; {tails}"
-        )
-
-    def not_ready_error(self) -> Exception:
-        return PeerError(
-            f"{self.name} not ready on port {self.port} after {self.start_timeout:.0f} "
-            f"s; {self.log_tails()}"
-        )
+        return super().exited_error(code)
 
     # -- public API --------------------------------------------------------------------
 

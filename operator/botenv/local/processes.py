@@ -175,10 +175,11 @@ class ManagedProcess:
     construction, and its log under workdir.
 
     Subclasses give argv() and ready(), and may give env(), popen_kwargs(), log_tails(),
-    and the errors raised when it exits while starting or is not ready in time.
+    `error` (the class of what start() raises) and exited_error() for a special case.
     """
 
     name = "process"
+    error: type[Exception] = ProcessError
     start_timeout = 30.0
     ready_interval = 0.1  # seconds between readiness checks
     # Sent to the server process alone first, for a clean shutdown; the whole group gets
@@ -216,14 +217,14 @@ class ManagedProcess:
 
     def exited_error(self, code: int) -> Exception:
         """The error when the process exits before it is ready."""
-        return ProcessError(
+        return self.error(
             f"{self.name} exited with code {code} while starting on port {self.port}; "
             f"{self.log_tails()}"
         )
 
     def not_ready_error(self) -> Exception:
         """The error when it is not ready after start_timeout."""
-        return ProcessError(
+        return self.error(
             f"{self.name} not ready on port {self.port} after {self.start_timeout:.0f} s; "
             f"{self.log_tails()}"
         )
