@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -17,7 +16,7 @@ from botenv.local.controlplane import ControlPlane, find_binaries
 from botenv.local.processes import free_port
 from tests.support.emulators import MotoServer
 from tests.support.kubectl import Kubectl, eventually
-from tests.support.operator import OperatorProcess
+from tests.support.operator import EMULATORS_ALLOWED, OperatorProcess, model_server_argv
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -26,12 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 # one local storage root the storage policy allows here.
 MODELS = Path(tempfile.mkdtemp(prefix="botenv-test-models-"))
 # The storage policy of the tests' operator and model server: MODELS, and the storage
-# emulators on 127.0.0.1 (a test's exemption; loopback is refused by default, which
-# tests/cluster/test_storage_policy.py shows on 127.0.0.2).
-STORAGE_POLICY = {
-    "BOTENV_STORAGE_LOCAL_ROOTS": str(MODELS),
-    "BOTENV_STORAGE_ALLOWED_NETWORKS": "127.0.0.1/32",
-}
+# emulators.
+STORAGE_POLICY = {"BOTENV_STORAGE_LOCAL_ROOTS": str(MODELS), **EMULATORS_ALLOWED}
 
 # A non-admin identity, as a service account of a namespace would be seen.
 VIEWER_TOKEN = "botenv-viewer-token"
@@ -178,18 +173,7 @@ def model_server(control_plane, kubectl, chart_rbac, tmp_path_factory) -> Iterat
     workdir = tmp_path_factory.mktemp("model-server")
     log = (workdir / "model-server.log").open("w")
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "botenv",
-            "model-server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--cache-dir",
-            str(workdir / "cache"),
-        ],
+        model_server_argv(port, workdir / "cache"),
         env={
             **os.environ,
             **STORAGE_POLICY,

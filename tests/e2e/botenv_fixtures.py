@@ -16,6 +16,7 @@ from botenv.local.processes import free_port
 from tests.cluster.conftest import MODEL_SERVER_TOKEN, OPERATOR_TOKEN, install_rbac
 from tests.support.kubectl import Kubectl, eventually
 from tests.support.kubelet import Image, TestKubelet
+from tests.support.operator import EMULATORS_ALLOWED, model_server_argv
 
 MODEL_SERVER_SERVICE = "botenv-model-server.botenv-system:8080"
 # botenv's image as the e2e operator names it (BOTENV_IMAGE); the kubelet runs it from here.
@@ -60,23 +61,9 @@ def botenv(
     install_rbac(kubectl)
     workdir = tmp_path_factory.mktemp("botenv")
     port = free_port()
-    # The storage emulators listen on 127.0.0.1: exempt from the storage policy here (by
-    # default loopback is refused, tests/cluster/test_storage_policy.py).
-    policy = {"BOTENV_STORAGE_ALLOWED_NETWORKS": "127.0.0.1/32"}
     model_server = Process(
-        [
-            sys.executable,
-            "-m",
-            "botenv",
-            "model-server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--cache-dir",
-            str(workdir / "cache"),
-        ],
-        {"KUBECONFIG": str(control_plane.kubeconfig_for(MODEL_SERVER_TOKEN)), **policy},
+        model_server_argv(port, workdir / "cache"),
+        {"KUBECONFIG": str(control_plane.kubeconfig_for(MODEL_SERVER_TOKEN)), **EMULATORS_ALLOWED},
         workdir / "model-server.log",
     )
     # The pods reach it through its Service name, as in a cluster (the kubelet's proxy).
@@ -92,7 +79,7 @@ def botenv(
             "BOTENV_VERIFY_MODELS": "true",
             "BOTENV_CHECK_DEPENDENCIES": "true",
             "BOTENV_IMAGE": BOTENV_IMAGE,
-            **policy,
+            **EMULATORS_ALLOWED,
         },
         workdir / "operator.log",
     )
