@@ -1,7 +1,7 @@
 """The test kubelet: botenv's local node (botenv.local.node) with the cached Rasa venv.
 
 ``TestKubelet`` is ``botenv.local.node.LocalKubelet`` whose ``RASA_PYTHON`` is the
-interpreter of the cached Rasa 3.6.21 venv (tests/support/rasa.py). See botenv.local.node
+interpreter of the cached Rasa 3.6.21 venv (botenv.local.rasa). See botenv.local.node
 for what it emulates and what it does not.
 """
 

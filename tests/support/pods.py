@@ -21,8 +21,9 @@ def ensure_node(kubectl: Kubectl) -> None:
     kubectl.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}})
 
 
-def make_ready(kubectl: Kubectl, namespace: str, selector: str) -> int:
-    """Bind and mark Ready every pod matching `selector`; returns how many are Ready."""
+def make_ready(kubectl: Kubectl, namespace: str, selector: str, pod_ip: str = "10.0.0.1") -> int:
+    """Bind and mark Ready every pod matching `selector` (its status.podIP `pod_ip`); returns
+    how many are Ready."""
     ensure_node(kubectl)
     ready = 0
     for pod in kubectl.list("pods", namespace, selector):
@@ -49,7 +50,7 @@ def make_ready(kubectl: Kubectl, namespace: str, selector: str) -> int:
             status = {
                 "status": {
                     "phase": "Running",
-                    "podIP": "10.0.0.1",
+                    "podIP": pod_ip,
                     "startTime": now,
                     "conditions": [
                         {"type": t, "status": "True", "lastTransitionTime": now}

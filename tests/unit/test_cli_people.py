@@ -529,3 +529,70 @@ def test_namespace_defaults_to_the_kubeconfig_context(tmp_path):
     assert namespace == "bots"
     _, namespace = connect(str(kubeconfig(tmp_path / "b", "https://127.0.0.1:1")))
     assert namespace == "default"
+
+
+def _environment(model: str, ready: str = "True", progressing: str = "False", **status):
+    return {
+        "status": {
+            "model": {"name": model},
+            "conditions": [
+                {"type": "Ready", "status": ready, "reason": "Ready" if ready == "True" else "X"},
+                {"type": "Progressing", "status": progressing, "message": "0 of 1 replicas"},
+            ],
+            **status,
+        }
+    }
+
+
+def test_environment_wait_until_every_replica_serves_the_model():
+    served = [{"name": "m2.tar.gz", "replicas": 2}]
+    assert (
+        decisions.environment_wait(_environment("m2.tar.gz", servedModels=served), "m2.tar.gz")
+        == ""
+    )
+    assert decisions.environment_wait(_environment("m2.tar.gz"), "m2.tar.gz") == ""
+    # Still on the old model, rolling, or a replica on another model: not yet.
+    assert (
+        decisions.environment_wait(_environment("m1.tar.gz"), "m2.tar.gz") == "on m1.tar.gz (Ready)"
+    )
+    assert (
+        decisions.environment_wait(_environment("m2.tar.gz", progressing="True"), "m2.tar.gz")
+        == "rolling: 0 of 1 replicas"
+    )
+    mixed = [{"name": "m2.tar.gz", "replicas": 1}, {"name": "m1.tar.gz", "replicas": 1}]
+    assert decisions.environment_wait(_environment("m2.tar.gz", servedModels=mixed), "m2.tar.gz")
+    assert decisions.environment_wait(_environment("m2.tar.gz", ready="False"), "m2.tar.gz")
+    assert decisions.serving(_environment("m1.tar.gz"))
+    assert not decisions.serving(_environment("m1.tar.gz", ready="False"))
+    assert not decisions.serving({})
+
+
+def test_chat_keeps_the_first_way_that_answers_and_names_every_way_that_failed():
+    from botenv.cli.chat import Channel
+    from botenv.cli.shared import CliError
+
+    calls = []
+
+    def refused(payload):
+        calls.append("proxy")
+        raise OSError("503 no endpoints available")
+
+    def pod(payload):
+        calls.append("pod")
+        return [{"recipient_id": payload["sender"], "text": "hi " + payload["message"]}]
+
+    channel = Channel([("proxy", refused), ("pod", pod)])
+    assert channel.send("s", "a") == [{"recipient_id": "s", "text": "hi a"}]
+    assert channel.send("s", "b") == [{"recipient_id": "s", "text": "hi b"}]
+    assert calls == ["proxy", "pod", "pod"]  # the proxy is not tried again
+
+    def down(payload):
+        raise ConnectionRefusedError("connection refused")
+
+    with pytest.raises(CliError) as failed:
+        Channel([("proxy", refused), ("pod at http://10.1.2.3:5005", down)]).send("s", "a")
+    assert str(failed.value) == (
+        "proxy: 503 no endpoints available; pod at http://10.1.2.3:5005: connection refused"
+    )
+    with pytest.raises(CliError, match="answered 'oops', not a message list"):
+        Channel([("url", lambda payload: "oops")]).send("s", "a")

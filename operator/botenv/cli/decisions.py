@@ -182,3 +182,28 @@ def wait_state(body: dict, model: str, generation: int) -> WaitState:
             return WaitState(False, waiting=why)
         return WaitState(False, failed=why)
     return WaitState(False, waiting=f"the tag resolves to {status.get('model') or 'nothing'}")
+
+
+def serving(environment: dict) -> bool:
+    """Whether an environment is Ready and done rolling: its pods serve its model."""
+    return (
+        condition(environment, "Ready").get("status") == "True"
+        and condition(environment, "Progressing").get("status") != "True"
+    )
+
+
+def environment_wait(environment: dict, model: str) -> str:
+    """'' once every replica of the environment serves `model`, else where it is."""
+    status = environment.get("status") or {}
+    current = (status.get("model") or {}).get("name") or "nothing"
+    served = status.get("servedModels")
+    others = [m for m in served or [] if m.get("name") != model]
+    if current == model and serving(environment) and not others:
+        return ""
+    ready = condition(environment, "Ready")
+    progressing = condition(environment, "Progressing")
+    if progressing.get("status") == "True":
+        return f"rolling: {progressing.get('message') or progressing.get('reason')}"
+    if current != model:
+        return f"on {current} ({ready.get('reason') or 'no status yet'})"
+    return f"{ready.get('reason') or 'no status yet'}: {ready.get('message') or ''}".rstrip(": ")

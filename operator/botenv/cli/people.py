@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 from botenv.cli import decisions, output
+from botenv.cli.chat import add_chat_arguments, cmd_chat
 from botenv.cli.shared import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CliError, Session
 from botenv.cli.train import add_train_arguments, cmd_train
 
@@ -240,6 +241,13 @@ def _move(
             "back to what Git says. Under GitOps, commit the change instead."
         )
     generation = meta.get("generation", 0)
+    environments = ((body.get("status") or {}).get("environments")) or []
+    # --wait follows the environments that serve now; one that is down stays down.
+    serving = (
+        [e for e in environments if decisions.serving(session.environment(e) or {})]
+        if args.wait and not args.dry_run and move.changes
+        else []
+    )
     if move.changes:
         patched = session.set_model(
             move.tag, move.new, dry_run=args.dry_run, action_server_image=image
@@ -251,12 +259,13 @@ def _move(
         print(f"  {move.note}")
     if move.image_change:
         print(f"  {move.image_change}")
-    environments = ((body.get("status") or {}).get("environments")) or []
     if move.changes:
         verb = "would follow" if args.dry_run else "follow"
         print(f"  environments that {verb} the tag: {', '.join(environments) or 'none'}")
     if args.wait and not args.dry_run:
-        return _wait(session, move, generation, args.timeout)
+        deadline = time.monotonic() + args.timeout
+        _wait(session, move, generation, args.timeout)
+        return _wait_environments(session, move.new, serving, deadline, args.timeout)
     return EXIT_OK
 
 
@@ -271,7 +280,8 @@ def _wait(session: Session, move: decisions.Move, generation: int, timeout: floa
             print(
                 f"modeltag '{move.tag}' resolves to {move.new} (digest "
                 f"{output.short_digest(status.get('digest'))}); environments: "
-                f"{', '.join(status.get('environments') or []) or 'none'}"
+                f"{', '.join(status.get('environments') or []) or 'none'}",
+                flush=True,
             )
             return EXIT_OK
         if state.failed:
@@ -287,6 +297,44 @@ def _wait(session: Session, move: decisions.Move, generation: int, timeout: floa
         f"timed out after {timeout:g}s waiting for modeltag "
         f"'{move.tag}' to resolve {move.new}: {state.waiting}",
     )
+
+
+def _wait_environments(
+    session: Session, model: str, names: list[str], deadline: float, timeout: float
+) -> int:
+    """Until every environment in `names` (those that served when the tag moved) serves
+    `model` on all its replicas; a line whenever one of them moves on."""
+    shown: dict[str, str] = {}
+    waiting = list(names)
+    while waiting:
+        for name in list(waiting):
+            body = session.environment(name)
+            if body is None:  # deleted meanwhile: nothing to wait for
+                waiting.remove(name)
+                continue
+            where = decisions.environment_wait(body, model)
+            if not where:
+                status = body.get("status") or {}
+                print(
+                    f"  botenvironment '{name}' serves {model} "
+                    f"({status.get('readyReplicas', 0)}/{status.get('replicas', 0)} replicas)",
+                    flush=True,
+                )
+                waiting.remove(name)
+            elif shown.get(name) != where:
+                print(f"  botenvironment '{name}': {where}", flush=True)
+                shown[name] = where
+        if waiting and time.monotonic() > deadline:
+            raise CliError(
+                EXIT_FAILED,
+                f"timed out after {timeout:g}s waiting for "
+                + ", ".join(f"botenvironment '{n}' ({shown.get(n, '')})" for n in waiting)
+                + " to serve "
+                + model,
+            )
+        if waiting:
+            time.sleep(1)
+    return EXIT_OK
 
 
 # --- wiring --------------------------------------------------------------------------------
@@ -386,15 +434,16 @@ def add_people_commands(parser: argparse.ArgumentParser, sub: argparse._SubParse
         p.add_argument(
             "--wait",
             action="store_true",
-            help="wait until the tag resolves the new model; fail with the "
-            "tag's Ready reason (e.g. ModelNotFound) if it cannot",
+            help="wait until the tag resolves the new model (fail with the tag's Ready "
+            "reason, e.g. ModelNotFound, if it cannot), then until every environment that "
+            "was serving when the tag moved serves it on all its replicas",
         )
         p.add_argument(
             "--timeout",
             type=_positive,
-            default=120.0,
+            default=300.0,
             metavar="SECONDS",
-            help="how long --wait waits (default: 120)",
+            help="how long --wait waits (default: 300)",
         )
         p.add_argument(
             "--dry-run",
@@ -445,6 +494,21 @@ def add_people_commands(parser: argparse.ArgumentParser, sub: argparse._SubParse
     rollback.add_argument("tag", metavar="TAG", help="the ModelTag to move back")
     moving(rollback)
     rollback.set_defaults(func=_run(cmd_rollback))
+
+    chat = add(
+        "chat",
+        "talk to an environment's assistant (its REST channel)",
+        _text(
+            "Send messages to ENV's Rasa through its REST channel and print the answers: "
+            "through the API server's proxy to the environment's Service, else straight "
+            "to a Ready Rasa pod when its address is reachable from here."
+        ),
+        f"{EXIT_CODES}\n\nexamples:\n"
+        "  botenv chat production -m hello\n"
+        "  botenv chat experimental -n bots          (one line per message; Ctrl-D ends)",
+    )
+    add_chat_arguments(chat)
+    chat.set_defaults(func=_run(cmd_chat))
 
     history = add(
         "history",

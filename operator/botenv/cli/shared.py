@@ -118,6 +118,11 @@ class Session:
         with api_call("get", "ModelTag", self.namespace, name, server=self.server):
             return self.kube.get_object(API_VERSION, "ModelTag", self.namespace, name)
 
+    def environment(self, name: str) -> dict | None:
+        """The BotEnvironment, or None when it does not exist."""
+        with api_call("get", "BotEnvironment", self.namespace, name, server=self.server):
+            return self.kube.get(API_VERSION, "BotEnvironment", self.namespace, name)
+
     def list(self, kind: str) -> list[dict]:
         namespace = "" if self.all_namespaces else self.namespace
         with api_call("list", kind, namespace, server=self.server):

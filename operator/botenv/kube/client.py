@@ -144,6 +144,18 @@ class Kube:
         query = [("labelSelector", label_selector)] if label_selector else None
         return list(self._call("GET", path, query=query).get("items") or [])
 
+    def service_proxy_post(
+        self, namespace: str, service: str, port: int, path: str, body: object
+    ) -> Any:
+        """POST JSON to a Service's port through the API server's proxy (what `kubectl
+        proxy` users reach); the answer's JSON. Needs `create` on services/proxy."""
+        return self._call(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy/{path.lstrip('/')}",
+            body=body,
+            content_type="application/json",
+        )
+
     def merge_patch(
         self,
         api_version: str,

@@ -105,6 +105,13 @@ def _missing(bin_dir: Path, names: Sequence[str]) -> list[str]:
     return [n for n in names if not os.access(bin_dir / n, os.X_OK)]
 
 
+def binaries_cached() -> bool:
+    """Whether find_binaries() finds them without a build."""
+    if os.environ.get("BOTENV_CONTROL_PLANE_BIN"):
+        return True
+    return not _missing(cache_bin_dir(), (*REQUIRED, CONTROLLER_MANAGER))
+
+
 def find_binaries() -> Path:
     """Return the directory holding the control-plane binaries, building them if needed."""
     own = os.environ.get("BOTENV_CONTROL_PLANE_BIN")

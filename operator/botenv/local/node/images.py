@@ -13,7 +13,7 @@ from botenv.local.node.api import KubeletError
 RASA_PYTHON = "{rasa_python}"  # the cached Rasa 3.6.21 venv's interpreter
 PYTHON = "{python}"  # the interpreter running the tests
 
-# Quiet, private Rasa processes (as tests/support/rasa.py runs them).
+# Quiet, private Rasa processes (as botenv.local.rasa builds them).
 RASA_ENV = {
     "RASA_TELEMETRY_ENABLED": "false",
     "PYTHONUNBUFFERED": "1",

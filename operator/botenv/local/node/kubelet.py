@@ -35,7 +35,8 @@ class LocalKubelet:
     it is read at every container start, so callers may add entries later. ``service_hosts``
     maps ``name.namespace:port`` (or ``name.namespace``) to ``host:port`` (or ``host``) for
     Services served outside the cluster. ``namespaces`` limits the pods it takes (default:
-    all). ``rasa_python`` gives the interpreter that RASA_PYTHON stands for.
+    all). ``rasa_python`` gives the interpreter that RASA_PYTHON stands for (default: the
+    cached Rasa venv of botenv.local.rasa, built on first use).
 
     It is a collaboration: NodeAgent (the Node object, binding), ContainerRuntime (processes),
     PodConfig and Volumes (what a container starts with), Prober, Services (pod IPs and the
@@ -77,7 +78,7 @@ class LocalKubelet:
         self.max_grace_seconds = max_grace_seconds
         self.backoff_seconds = backoff_seconds
         self._probe_workers = probe_workers
-        self._placeholders = Placeholders(rasa_python)
+        self._placeholders = Placeholders(rasa_python or _cached_rasa_python)
         self._api: Api | None = None
         self._pool = LoopbackPool()
         self._services = Services(self._pool, self.service_hosts)
@@ -458,3 +459,9 @@ class LocalKubelet:
         for scratch in ("volumes", "tmp"):  # logs stay for the tests to read
             shutil.rmtree(rt.dir / scratch, ignore_errors=True)
         self._recorder.log(f"{rt.namespace}/{rt.name}: terminated and deleted")
+
+
+def _cached_rasa_python() -> Path:
+    from botenv.local.rasa import rasa_python  # builds the venv the first time
+
+    return rasa_python()
