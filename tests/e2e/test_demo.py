@@ -141,6 +141,20 @@ def test_scripts_run_shows_a_trained_assistant_promoted_and_ctrl_c_leaves_nothin
     # --wait returned once production served it: the very next question gets version 2.
     assert answers(kubeconfig, "production", "hello") == [V2]
 
+    # examples/demo-bot/README.md: train a project into the running demo yourself.
+    trained = botenv(
+        kubeconfig,
+        "train",
+        str(ROOT / "examples" / "demo-bot" / "v2"),
+        "--tag",
+        "experimental",
+        "-n",
+        "demo",
+    )
+    assert trained.returncode == 0, trained.stdout + trained.stderr
+    model = re.search(r"model (experimental-\d{8}-\d{6}\.tar\.gz) stored", trained.stdout)
+    assert model, trained.stdout  # named once after the training, time included once
+
     proc = demo["proc"]
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
     assert proc.wait(timeout=120) == 0, tail(log, 40)

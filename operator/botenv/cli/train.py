@@ -124,7 +124,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         storage=storage,
         tag=args.tag,
         image=args.image,
-        model_name=args.model_name,
+        # A generated name carries the time already: the model is named after it (the
+        # operator's default would add the time a second time).
+        model_name=args.model_name or ("" if args.name else f"{name}.tar.gz"),
     )
     with api_call("create", "ModelTraining", namespace, name, server=session.server):
         created = session.kube.create(body, field_manager=CLI_FIELD_MANAGER)
