@@ -537,7 +537,11 @@ def _environment(model: str, ready: str = "True", progressing: str = "False", **
             "model": {"name": model},
             "conditions": [
                 {"type": "Ready", "status": ready, "reason": "Ready" if ready == "True" else "X"},
-                {"type": "Progressing", "status": progressing, "message": "0 of 1 replicas"},
+                {
+                    "type": "Progressing",
+                    "status": progressing,
+                    "message": "rolling to model m2.tar.gz",
+                },
             ],
             **status,
         }
@@ -557,7 +561,7 @@ def test_environment_wait_until_every_replica_serves_the_model():
     )
     assert (
         decisions.environment_wait(_environment("m2.tar.gz", progressing="True"), "m2.tar.gz")
-        == "rolling: 0 of 1 replicas"
+        == "rolling to model m2.tar.gz"
     )
     mixed = [{"name": "m2.tar.gz", "replicas": 1}, {"name": "m1.tar.gz", "replicas": 1}]
     assert decisions.environment_wait(_environment("m2.tar.gz", servedModels=mixed), "m2.tar.gz")

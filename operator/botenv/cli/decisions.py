@@ -203,7 +203,7 @@ def environment_wait(environment: dict, model: str) -> str:
     ready = condition(environment, "Ready")
     progressing = condition(environment, "Progressing")
     if progressing.get("status") == "True":
-        return f"rolling: {progressing.get('message') or progressing.get('reason')}"
+        return str(progressing.get("message") or f"rolling ({progressing.get('reason')})")
     if current != model:
         return f"on {current} ({ready.get('reason') or 'no status yet'})"
     return f"{ready.get('reason') or 'no status yet'}: {ready.get('message') or ''}".rstrip(": ")
