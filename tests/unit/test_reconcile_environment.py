@@ -77,7 +77,8 @@ def test_a_missing_secret_applies_nothing_and_says_which():
     [status] = kube.written("status", "BotEnvironment")
     assert degraded(status)["reason"] == "SecretMissing"
     assert "rasa-auth" in degraded(status)["message"]
-    assert kube.events() == [("Warning", "SecretMissing")]
+    # (and the in-memory tracker's warning, tests/unit/test_risks.py)
+    assert kube.events() == [("Warning", "SecretMissing"), ("Warning", "ConversationsLostOnRoll")]
 
 
 def test_a_secret_that_exists_is_read_and_its_token_used():
@@ -100,7 +101,7 @@ def test_a_queue_conflict_leaves_the_younger_environment_unapplied():
     [status] = kube.written("status", "BotEnvironment")
     assert degraded(status)["reason"] == "QueueConflict"
     assert "bots/first" in degraded(status)["message"]
-    assert kube.events() == [("Warning", "QueueConflict")]
+    assert kube.events() == [("Warning", "QueueConflict"), ("Warning", "ConversationsLostOnRoll")]
 
 
 def test_a_tag_move_rolls_the_deployment_to_the_new_model():

@@ -248,19 +248,19 @@ def test_rasa_environment_is_the_environment_name():
     }
 
 
-def test_user_env_overrides_botenv_env_by_name_without_duplicates():
+def test_user_env_joins_botenv_env_one_entry_per_name():
     rendered = render_all(
         environment(
             auth={"tokenSecretRef": {"name": "rasa-auth"}},
             env=[
-                {"name": "RASA_ENVIRONMENT", "value": "prod-eu"},
+                {"name": "SANIC_WORKERS", "value": "1"},
                 {"name": "SANIC_WORKERS", "value": "2"},
             ],
         )
     )
     names = [e["name"] for e in rendered.container["env"]]
     assert len(names) == len(set(names))
-    assert rendered.env["RASA_ENVIRONMENT"]["value"] == "prod-eu"
+    assert rendered.env["RASA_ENVIRONMENT"]["value"] == "production"
     assert rendered.env["SANIC_WORKERS"]["value"] == "2"
     assert "BOTENV_AUTH_TOKEN" in rendered.env
 

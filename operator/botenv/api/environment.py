@@ -378,6 +378,9 @@ def parse_environment(body: dict[str, Any], default_image: str) -> EnvironmentSp
             annotations=service.text_map("annotations"),
         ),
     )
+    for i, item in enumerate(parsed.env):
+        if item.get("name") == "RASA_ENVIRONMENT" or str(item.get("name")).startswith("BOTENV_"):
+            spec.fail(f"spec.env[{i}].name", f"{item['name']} is set by botenv itself: {OWN_ENV}")
     if parsed.replicas > 1 and parsed.lock_store.type == "memory":
         spec.fail(
             "spec.lockStore",
@@ -408,6 +411,15 @@ def parse_environment(body: dict[str, Any], default_image: str) -> EnvironmentSp
     if problems:
         raise SpecError(problems)
     return parsed
+
+
+# spec.env must not redefine what botenv injects; these names are botenv's in every spec
+# (the rest depend on the tag and the stores: plan checks those).
+OWN_ENV = (
+    "RASA_ENVIRONMENT (the environment's name, the app_id of every broker message) and the "
+    "BOTENV_* variables (credentials botenv injects by secretKeyRef, and its own settings) "
+    "cannot be redefined in spec.env"
+)
 
 
 # The tag storages Rasa's own persistors can load a model from (delivery: remoteStorage).

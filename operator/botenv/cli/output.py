@@ -102,6 +102,12 @@ def environment_summary(body: dict) -> dict:
         "readyReplicas": status.get("readyReplicas", 0),
         "updatedReplicas": status.get("updatedReplicas", 0),
         "observed": not stale,
+        # What the spec will lose without failing (the Warning condition), "" for nothing.
+        "warning": ": ".join(
+            filter(None, (condition(body, "Warning").get(k, "") for k in ("reason", "message")))
+        )
+        if condition(body, "Warning").get("status") == "True"
+        else "",
     }
 
 
@@ -292,6 +298,11 @@ def problem_lines(environments: list[dict], tags: list[dict], *, all_namespaces:
         f"  {name('environment', r)}: {r['state']} {r['reason']}: {r['message']}"
         for r in environments
         if r["state"] != "Ready" and r["message"]
+    ]
+    lines += [
+        f"  {name('environment', r)}: Warning {r['warning']}"
+        for r in environments
+        if r.get("warning")
     ]
     lines += [
         f"  {name('tag', r)}: {r['reason']}: {r['message']}"

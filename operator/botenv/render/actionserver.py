@@ -11,6 +11,7 @@ from typing import Any
 from botenv.api.environment import ActionServerSpec, EnvironmentSpec
 from botenv.labels import ACTION_SERVER_COMPONENT
 from botenv.render import names
+from botenv.render.hashing import SECRETS_HASH_ANNOTATION
 
 COMPONENT = ACTION_SERVER_COMPONENT
 
@@ -55,7 +56,11 @@ def _container(server: ActionServerSpec, image: str) -> dict[str, Any]:
     return container
 
 
-def deployment(spec: EnvironmentSpec, *, image: str, tag: str, uid: str) -> dict[str, Any]:
+def deployment(
+    spec: EnvironmentSpec, *, image: str, tag: str, uid: str, secrets_hash: str = ""
+) -> dict[str, Any]:
+    """`secrets_hash`: of the Secrets its env and envFrom read ("" for none), so a rotation
+    rolls the action server."""
     server = spec.action_server
     assert server is not None
     pod_spec: dict[str, Any] = {"containers": [_container(server, image)]}
@@ -68,8 +73,11 @@ def deployment(spec: EnvironmentSpec, *, image: str, tag: str, uid: str) -> dict
     if server.affinity:
         pod_spec["affinity"] = server.affinity
     template_meta: dict[str, Any] = {"labels": names.labels(spec.name, tag, COMPONENT)}
-    if server.pod_annotations:
-        template_meta["annotations"] = dict(server.pod_annotations)
+    annotations = dict(server.pod_annotations)
+    if secrets_hash:
+        annotations[SECRETS_HASH_ANNOTATION] = secrets_hash
+    if annotations:
+        template_meta["annotations"] = annotations
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

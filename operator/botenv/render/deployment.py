@@ -11,6 +11,7 @@ from botenv.api.tag import StorageSpec
 from botenv.render import names, probe
 from botenv.render import secretenv as se
 from botenv.render.configmap import ENDPOINTS_FILE
+from botenv.render.hashing import SECRETS_HASH_ANNOTATION
 
 RASA_PORT = 5005
 CONFIG_DIR = "/etc/botenv/rasa"
@@ -21,7 +22,6 @@ DEFAULT_S3_REGION = "us-east-1"
 MODEL_ANNOTATION = "botenv.dev/model"
 DIGEST_ANNOTATION = "botenv.dev/model-digest"
 CONFIG_HASH_ANNOTATION = "botenv.dev/config-hash"
-SECRETS_HASH_ANNOTATION = "botenv.dev/secrets-hash"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,11 +90,20 @@ def _args(spec: EnvironmentSpec) -> list[str]:
     return args
 
 
-def _env(
-    spec: EnvironmentSpec, uses: list[se.SecretUse], extra: list[dict[str, Any]]
+def injected_env(
+    spec: EnvironmentSpec, model: ModelRef, uses: list[se.SecretUse]
 ) -> list[dict[str, Any]]:
+    """The variables botenv sets in the Rasa container: RASA_ENVIRONMENT, the storage
+    settings Rasa reads (remoteStorage) or the pinned digest, and the Secret keys in `uses`.
+    spec.env may not redefine any of them (plan checks it)."""
     env: list[dict[str, Any]] = [{"name": "RASA_ENVIRONMENT", "value": spec.name}]
-    env += extra
+    if spec.delivery == "remoteStorage":
+        env += _remote_storage_args_env(spec, model)[1]
+    elif spec.rollout == "Restart":
+        # endpoints.yml's pull URL pins this digest (names.model_url).
+        env.append(
+            {"name": names.MODEL_DIGEST_VAR, "value": urllib.parse.quote(model.digest, safe="")}
+        )
     for use in uses:
         if use.var:
             env.append(
@@ -105,11 +114,15 @@ def _env(
             )
     if spec.jwt_secret:
         env.append({"name": "BOTENV_JWT_METHOD", "value": spec.jwt_method})
-    # The user's variables win over botenv's by name; one entry per name (server-side apply
-    # treats env as a map keyed by name and rejects duplicates).
-    merged = {e["name"]: e for e in env}
-    merged.update({e["name"]: e for e in spec.env})
-    return list(merged.values())
+    return env
+
+
+def _env(spec: EnvironmentSpec, model: ModelRef, uses: list[se.SecretUse]) -> list[dict[str, Any]]:
+    env = injected_env(spec, model, uses)
+    # One entry per name (server-side apply treats env as a map keyed by name and rejects
+    # duplicates); botenv's own win, though plan refuses a spec that redefines them.
+    own = {e["name"] for e in env}
+    return env + list({e["name"]: e for e in spec.env if e["name"] not in own}.values())
 
 
 def _volumes(
@@ -176,15 +189,8 @@ def deployment(
     """`uses` are the Secret keys that exist and are injected (see secretenv.usable); the
     spec is parsed and checked against its tag (api.check_tag_fits)."""
     args = _args(spec)
-    extra_env: list[dict[str, Any]] = []
     if spec.delivery == "remoteStorage":
-        storage_args, extra_env = _remote_storage_args_env(spec, model)
-        args += storage_args
-    elif spec.rollout == "Restart":
-        # endpoints.yml's pull URL pins this digest (names.model_url).
-        extra_env.append(
-            {"name": names.MODEL_DIGEST_VAR, "value": urllib.parse.quote(model.digest, safe="")}
-        )
+        args += _remote_storage_args_env(spec, model)[0]
     annotations = dict(spec.pod_annotations)
     annotations[CONFIG_HASH_ANNOTATION] = config_hash
     annotations[SECRETS_HASH_ANNOTATION] = secrets_hash
@@ -200,7 +206,7 @@ def deployment(
         "image": spec.image,
         "args": args,
         "ports": [{"name": "http", "containerPort": RASA_PORT, "protocol": "TCP"}],
-        "env": _env(spec, uses, extra_env),
+        "env": _env(spec, model, uses),
         "volumeMounts": mounts,
         **_probes(spec),
     }

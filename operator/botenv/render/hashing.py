@@ -6,6 +6,9 @@ import hashlib
 import json
 from collections.abc import Iterable
 
+# On a pod template: the salted hash of the Secret keys its pods read (a rotation rolls them).
+SECRETS_HASH_ANNOTATION = "botenv.dev/secrets-hash"
+
 
 def stable_hash(data: object, length: int = 16) -> str:
     encoded = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str).encode()

@@ -7,7 +7,10 @@ only ever referenced (`secretKeyRef`, Secret volumes), never copied.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+from collections.abc import Iterator
+from typing import Any
 
 from botenv.api.environment import CredentialRef, EnvironmentSpec
 from botenv.api.errors import SpecError
@@ -156,7 +159,58 @@ def secret_uses(spec: EnvironmentSpec, storage: StorageSpec | None) -> list[Secr
     return uses
 
 
-def _ref_field(field: str) -> str:
+@dataclasses.dataclass(frozen=True)
+class SecretRef:
+    """A Secret the user's own settings reference (env, envFrom): hashed into the pod
+    template so that rotating it rolls the pods that read it. botenv neither injects nor
+    requires it (the reference may be optional)."""
+
+    secret: str
+    key: str  # "" for the whole Secret (envFrom)
+    field: str
+
+
+def _env_refs(
+    env: tuple[dict[str, Any], ...], env_from: tuple[dict[str, Any], ...], path: str
+) -> Iterator[SecretRef]:
+    for i, item in enumerate(env):
+        ref = (item.get("valueFrom") or {}).get("secretKeyRef") or {}
+        if isinstance(ref, dict) and ref.get("name"):
+            yield SecretRef(str(ref["name"]), str(ref.get("key") or ""), f"{path}.env[{i}]")
+    for i, item in enumerate(env_from):
+        ref = item.get("secretRef") or {}
+        if isinstance(ref, dict) and ref.get("name"):
+            yield SecretRef(str(ref["name"]), "", f"{path}.envFrom[{i}]")
+
+
+def user_secret_refs(spec: EnvironmentSpec) -> list[SecretRef]:
+    """The Secrets the Rasa pods read through the user's spec.env and spec.envFrom."""
+    return list(_env_refs(spec.env, spec.env_from, "spec"))
+
+
+def action_server_secret_refs(spec: EnvironmentSpec) -> list[SecretRef]:
+    """The Secrets the action server's pods read through its env and envFrom."""
+    server = spec.action_server
+    if server is None:
+        return []
+    return list(_env_refs(server.env, server.env_from, "spec.actionServer"))
+
+
+def hashed_values(
+    refs: list[SecretRef], data: dict[str, dict[str, str] | None]
+) -> list[tuple[str, str, bytes]]:
+    """(secret, key, raw value) of what `refs` read from `data` (Secret name -> its base64
+    data, None when it does not exist): a key or Secret that is absent is left out, so its
+    appearance changes the hash too."""
+    out: set[tuple[str, str, bytes]] = set()
+    for ref in refs:
+        values = data.get(ref.secret) or {}
+        keys = [ref.key] if ref.key else sorted(values)
+        out.update((ref.secret, k, base64.b64decode(values[k])) for k in keys if k in values)
+    return sorted(out)
+
+
+def ref_field(field: str) -> str:
     """spec.x.secretRef.passwordKey -> spec.x.secretRef: where the Secret itself was named."""
     head, _, last = field.rpartition(".")
     return head if head and last in ("key", "usernameKey", "passwordKey") else field
@@ -170,7 +224,7 @@ def missing_keys(uses: list[SecretUse], present: dict[str, frozenset[str] | None
     for use in uses:
         keys = present.get(use.secret)
         if keys is None:
-            problem = f"Secret {use.secret!r} not found (named by {_ref_field(use.field)})"
+            problem = f"Secret {use.secret!r} not found (named by {ref_field(use.field)})"
             if problem not in problems:
                 problems.append(problem)
         elif use.group:

@@ -43,10 +43,12 @@ def apply(state: State, plan: Plan) -> Done:
             return done
     if plan.problem is not None:
         return Done()
+    first, children = _stale(state, plan.first), _stale(state, plan.children)
     problem = (
-        _write(state, _stale(state, plan.first))
+        _dry_run(state, first + children)
+        or _write(state, first)
         or _wait_for_action_server(state, plan)
-        or _write(state, _stale(state, plan.children))
+        or _write(state, children)
         or _remove(state, plan.remove)
     )
     return Done(problem=problem)
@@ -110,19 +112,34 @@ def _stale(state: State, children: list[dict[str, Any]]) -> list[dict[str, Any]]
     ]
 
 
+def _dry_run(state: State, stale: list[dict[str, Any]]) -> Problem | None:
+    """All or nothing: when something runs already and more than one child changes, the
+    server checks every change (validation and admission, writing nothing) before the first
+    is written, so a change it rejects leaves every child as it was. A first creation has
+    nothing to keep and skips the round trips."""
+    running = any(
+        state.child(c["kind"], c["metadata"]["namespace"], c["metadata"]["name"]) is not None
+        for c in stale
+    )
+    if len(stale) < 2 or not running:
+        return None
+    return _apply_each(state, stale, dry_run=True)
+
+
 def _write(state: State, stale: list[dict[str, Any]]) -> Problem | None:
-    """Apply `stale`; a Deployment already running is checked with a dry run first, so a
-    spec the server rejects changes nothing."""
+    """Apply `stale`, in order."""
+    return _apply_each(state, stale, dry_run=False)
+
+
+def _apply_each(state: State, stale: list[dict[str, Any]], *, dry_run: bool) -> Problem | None:
     if not stale:
         return None
     child = stale[0]
     try:
         for child in stale:
-            meta = child["metadata"]
-            running = state.child("Deployment", meta["namespace"], meta["name"])
-            if child["kind"] == "Deployment" and running is not None and len(stale) > 1:
+            if dry_run:
                 state.kube.apply(child, dry_run=True)
-        for child in stale:
+                continue
             state.remember(state.kube.apply(child))
             log.info(
                 "applied %s %s/%s",

@@ -13,11 +13,11 @@ from botenv.api.environment import EnvironmentSpec, check_tag_fits
 from botenv.api.tag import StorageSpec
 from botenv.controller import broker_queues, reachability
 from botenv.controller.environment.seen import Seen
-from botenv.render import actionserver, names, pulltoken
+from botenv.render import actionserver, names, pulltoken, risks
 from botenv.render import conditions as cond
 from botenv.render import secretenv as se
 from botenv.render.configmap import configmap
-from botenv.render.deployment import ModelRef, deployment, needs_probe_script
+from botenv.render.deployment import ModelRef, deployment, injected_env, needs_probe_script
 from botenv.render.endpoints import endpoints
 from botenv.render.hashing import secrets_hash, stable_hash
 from botenv.render.problem import Problem
@@ -56,6 +56,7 @@ class Plan:
     # JWT-only API), "" without auth, else the auth token. Never logged or stored.
     status_token: str | None = ""
     dependencies: list[reachability.Dependency] = dataclasses.field(default_factory=list)
+    warning: tuple[str, str] | None = None  # (reason, message) of the Warning condition
 
     def __repr__(self) -> str:  # keeps the token out of any log or traceback
         return f"Plan({len(self.children)} children, problem={self.problem})"
@@ -134,7 +135,8 @@ def secrets_to_read(seen: Seen) -> list[str] | None:
     if isinstance(uses, Problem):
         return None
     own = names.pull_token_secret_name(seen.spec.name)
-    return sorted({u.secret for u in uses} - {own})
+    refs = se.user_secret_refs(seen.spec) + se.action_server_secret_refs(seen.spec)
+    return sorted(({u.secret for u in uses} | {r.secret for r in refs}) - {own})
 
 
 def _pull_token(seen: Seen, spec: EnvironmentSpec, uid: str) -> PullToken | Problem:
@@ -163,10 +165,30 @@ def _pull_token(seen: Seen, spec: EnvironmentSpec, uid: str) -> PullToken | Prob
     return PullToken(labels=labels, create=None, token=token, live=seen.pull_token)
 
 
+def _redefined(spec: EnvironmentSpec, model: ModelRef, uses: list[se.SecretUse]) -> str:
+    """Why spec.env may not set a variable botenv injects for this spec ('' when it does
+    not): a user's value would silently replace a credential or a storage setting."""
+    why = {u.var: se.ref_field(u.field) for u in uses if u.var}
+    for item in injected_env(spec, model, uses):
+        why.setdefault(item["name"], f"ModelTag {spec.model_tag!r} spec.storage")
+    problems = [
+        f"spec.env[{i}].name: {item['name']} is set by botenv from {why[item['name']]}; "
+        "remove it from spec.env"
+        for i, item in enumerate(spec.env)
+        if item.get("name") in why
+    ]
+    return "; ".join(problems)
+
+
 def _action_server(
-    seen: Seen, spec: EnvironmentSpec, model: ModelRef, uid: str
+    seen: Seen,
+    spec: EnvironmentSpec,
+    model: ModelRef,
+    uid: str,
+    hashed: list[tuple[str, str, bytes]],
 ) -> tuple[list[dict[str, Any]], list[tuple[str, str, str]], dict[str, Any] | None]:
-    """(children to apply first, children to remove, status field)."""
+    """(children to apply first, children to remove, status field). `hashed`: the values
+    of the Secrets the action server's own env and envFrom read."""
     name = names.action_server_name(spec.name)
     if spec.action_server is None:
         gone = [
@@ -177,7 +199,13 @@ def _action_server(
         return [], gone, None
     image = actionserver.image(spec, model.action_server_image)
     children = [
-        actionserver.deployment(spec, image=image, tag=spec.model_tag, uid=uid),
+        actionserver.deployment(
+            spec,
+            image=image,
+            tag=spec.model_tag,
+            uid=uid,
+            secrets_hash=secrets_hash(uid, hashed) if hashed else "",
+        ),
         actionserver.service(spec, tag=spec.model_tag, uid=uid),
     ]
     endpoint = names.action_server_url(spec.name, spec.namespace, spec.action_server.port)
@@ -191,7 +219,7 @@ def plan(seen: Seen, settings: Settings) -> Plan:
     if seen.spec is None:
         return Plan(problem=Problem("InvalidSpec", seen.invalid))
     spec, uid = seen.spec, seen.body["metadata"]["uid"]
-    out = Plan()
+    out = Plan(warning=risks.conversation_loss(spec))
     model = model_of(spec, seen.tag)
     queue = queue_of(spec, seen.body, seen.environments)
     uses = uses_of(spec, model) if isinstance(model, ModelRef) else model
@@ -225,7 +253,13 @@ def plan(seen: Seen, settings: Settings) -> Plan:
         return out
 
     usable = se.usable(uses, present)
-    out.first, out.remove, action_status = _action_server(seen, spec, model, uid)
+    clash = _redefined(spec, model, uses)
+    if clash:
+        out.problem = Problem("InvalidSpec", clash)
+        return out
+    out.first, out.remove, action_status = _action_server(
+        seen, spec, model, uid, se.hashed_values(se.action_server_secret_refs(spec), data)
+    )
     model_url = names.model_url(settings.model_server_url, spec.namespace, spec.model_tag)
     # Restart pins the pods to the model they start with, so running pods never swap models
     # before the roll (and before a new action server is ready); HotSwap follows the tag.
@@ -244,6 +278,7 @@ def plan(seen: Seen, settings: Settings) -> Plan:
         needs_probe_script=needs_probe_script(spec),
     )
     hashed = [(u.secret, u.key, base64.b64decode((data[u.secret] or {})[u.key])) for u in usable]
+    hashed += se.hashed_values(se.user_secret_refs(spec), data)
     deploy = deployment(
         spec,
         model=model,
