@@ -202,7 +202,7 @@ def test_status_text_shows_environments_tags_and_why_not_ready():
     experimental = lines[tag_header + 2]
     assert "m1.tar.gz (moving to missing.tar.gz)" in experimental
     assert "False (ModelNotFound)" in experimental
-    assert "Not ready:" in lines
+    assert "Not ready, or warned:" in lines
     assert "  environment worker: Degraded SecretMissing: Secret 'mq' not found" in lines
     assert "  tag experimental: ModelNotFound: model 'missing.tar.gz' not found" in lines
 

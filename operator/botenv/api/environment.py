@@ -100,6 +100,18 @@ class ServiceSpec:
     annotations: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
+# How long a roll to a new model may take before botenv puts the environment back.
+DEFAULT_READY_TIMEOUT = 600
+
+
+@dataclasses.dataclass(frozen=True)
+class PromotionSpec:
+    """What happens when a tag moves: a roll that does not get every replica ready within
+    ready_timeout_seconds is rolled back (render.rollback)."""
+
+    ready_timeout_seconds: int = DEFAULT_READY_TIMEOUT
+
+
 @dataclasses.dataclass(frozen=True)
 class ActionServerSpec:
     """A rasa-sdk action server run for this environment only."""
@@ -151,6 +163,7 @@ class EnvironmentSpec:
     pod_labels: dict[str, str] = dataclasses.field(default_factory=dict)
     service_account_name: str = ""
     service: ServiceSpec = ServiceSpec()
+    promotion: PromotionSpec = PromotionSpec()
 
 
 def _credentials(parent: Reader, with_username: bool = True) -> CredentialRef | None:
@@ -321,6 +334,7 @@ def parse_environment(body: dict[str, Any], default_image: str) -> EnvironmentSp
     token_ref, jwt_ref = auth.child("tokenSecretRef"), auth.child("jwtSecretRef")
     credentials_ref = spec.child("credentialsSecretRef")
     service = spec.child("service") or Reader({}, "spec.service", problems)
+    promotion = spec.child("promotion") or Reader({}, "spec.promotion", problems)
     action_url = (spec.child("actionEndpoint") or Reader({}, "", problems)).text("url")
     if action_url and not _URL.match(action_url):
         spec.fail("spec.actionEndpoint.url", f"must be an http(s):// URL, got {action_url!r}")
@@ -372,6 +386,12 @@ def parse_environment(body: dict[str, Any], default_image: str) -> EnvironmentSp
         pod_annotations=spec.text_map("podAnnotations"),
         pod_labels=spec.text_map("podLabels"),
         service_account_name=spec.text("serviceAccountName"),
+        promotion=PromotionSpec(
+            ready_timeout_seconds=promotion.integer(
+                "readyTimeoutSeconds", DEFAULT_READY_TIMEOUT, minimum=10, maximum=86400
+            )
+            or DEFAULT_READY_TIMEOUT
+        ),
         service=ServiceSpec(
             type=service.enum("type", ("ClusterIP", "NodePort", "LoadBalancer"), "ClusterIP"),
             port=service.integer("port", 5005, minimum=1, maximum=65535) or 5005,

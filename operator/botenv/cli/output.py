@@ -73,10 +73,11 @@ def environment_summary(body: dict) -> dict:
     stale = status.get("observedGeneration", 0) < meta.get("generation", 0)
     if not ready:
         state, reason, message = "Pending", "NotObserved", "the operator has not reported yet"
+    elif degraded.get("status") == "True":
+        # Before Ready: a rolled-back environment serves (Ready) but not its tag's model.
+        state, reason, message = "Degraded", degraded.get("reason", ""), degraded.get("message", "")
     elif ready.get("status") == "True":
         state, reason, message = "Ready", ready.get("reason", ""), ready.get("message", "")
-    elif degraded.get("status") == "True":
-        state, reason, message = "Degraded", degraded.get("reason", ""), degraded.get("message", "")
     elif progressing.get("status") == "True":
         state, reason, message = (
             "Progressing",
@@ -279,7 +280,7 @@ def status_text(
         )
     problems = problem_lines(environments, tags, all_namespaces=namespace is None)
     if problems and not no_headers:
-        sections.append("\n".join(["Not ready:", *problems]))
+        sections.append("\n".join(["Not ready, or warned:", *problems]))
     return "\n\n".join(sections)
 
 

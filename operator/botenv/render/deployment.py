@@ -248,6 +248,9 @@ def deployment(
                 "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
             },
             "revisionHistoryLimit": 5,
+            # A roll with no new replica ready for this long is stalled; for a new model
+            # botenv then goes back to the one served before (render.rollback).
+            "progressDeadlineSeconds": spec.promotion.ready_timeout_seconds,
             "template": {
                 "metadata": {"labels": {**spec.pod_labels, **labels}, "annotations": annotations},
                 "spec": pod_spec,

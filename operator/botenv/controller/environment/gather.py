@@ -30,6 +30,8 @@ def gather(state: State, namespace: str, name: str) -> Seen:
         seen.invalid = str(exc)
         return seen
     seen.tag = state.tag(namespace, spec.model_tag)
+    seen.deployment = state.child("Deployment", namespace, names.rasa_name(name))
+    seen.pods = state.pods_of(namespace, name)
     if spec.event_broker is not None:
         seen.environments = list(state.all_environments())
     seen.action_server = {

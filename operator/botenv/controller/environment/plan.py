@@ -13,7 +13,7 @@ from botenv.api.environment import EnvironmentSpec, check_tag_fits
 from botenv.api.tag import StorageSpec
 from botenv.controller import broker_queues, reachability
 from botenv.controller.environment.seen import Seen
-from botenv.render import actionserver, names, pulltoken, risks
+from botenv.render import actionserver, names, pulltoken, risks, rollback
 from botenv.render import conditions as cond
 from botenv.render import secretenv as se
 from botenv.render.configmap import configmap
@@ -57,6 +57,8 @@ class Plan:
     status_token: str | None = ""
     dependencies: list[reachability.Dependency] = dataclasses.field(default_factory=list)
     warning: tuple[str, str] | None = None  # (reason, message) of the Warning condition
+    # status.refusedModel: the tag's model that did not get ready in time (render.rollback)
+    refused: dict[str, Any] | None = None
 
     def __repr__(self) -> str:  # keeps the token out of any log or traceback
         return f"Plan({len(self.children)} children, problem={self.problem})"
@@ -257,6 +259,23 @@ def plan(seen: Seen, settings: Settings) -> Plan:
     if clash:
         out.problem = Problem("InvalidSpec", clash)
         return out
+    status = seen.body.get("status") or {}
+    decision = rollback.decide(
+        tag_model=model,
+        rollout=spec.rollout,
+        served=status.get("model"),
+        refused=status.get("refusedModel"),
+        deployment=seen.deployment,
+        pods=seen.pods,
+        tag_resolved_at=((seen.tag or {}).get("status") or {}).get("resolvedAt"),
+        timeout_seconds=spec.promotion.ready_timeout_seconds,
+        verifying=settings.verify_models,
+        now=seen.now,
+    )
+    out.refused = decision.refused
+    model = decision.model
+    if decision.pinned:  # a HotSwap environment held on its model, as Restart pins it
+        spec = dataclasses.replace(spec, rollout="Restart")
     out.first, out.remove, action_status = _action_server(
         seen, spec, model, uid, se.hashed_values(se.action_server_secret_refs(spec), data)
     )

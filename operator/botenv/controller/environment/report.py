@@ -14,7 +14,7 @@ from botenv.controller.environment.plan import PULL_TOKEN_INVALID, Plan
 from botenv.controller.environment.seen import Seen
 from botenv.controller.state import State
 from botenv.render import conditions as cond
-from botenv.render import names, risks
+from botenv.render import names, risks, rollback
 from botenv.render.deployment import RASA_PORT
 from botenv.render.problem import Problem
 from botenv.render.status import APPLIED_FIELDS, environment_status, events, rollout
@@ -86,9 +86,11 @@ def status_of(seen: Seen, plan: Plan, observed: Observed, timestamp: str) -> dic
         answers=observed.answers,
         verifying=observed.verifying,
     )
-    status = risks.with_warning(
-        status, previous, plan.warning, seen.body["metadata"].get("generation", 0), timestamp
-    )
+    generation = seen.body["metadata"].get("generation", 0)
+    status = risks.with_warning(status, previous, plan.warning, generation, timestamp)
+    # Kept as it was when nothing was applied: a passing problem must not retry the model.
+    refused = plan.refused if observed.applied else previous.get("refusedModel")
+    status = rollback.report(status, previous, refused, generation, timestamp)
     if problem is not None and problem.reason == PULL_TOKEN_INVALID:
         status.pop("pullToken", None)  # revoked: never keep the last good one
     return status
@@ -103,7 +105,8 @@ def report(state: State, seen: Seen, status: dict[str, Any], timestamp: str) -> 
         "BotEnvironment",
         seen.body,
         status,
-        removable=(*APPLIED_FIELDS, "servedModels"),
+        removable=(*APPLIED_FIELDS, "servedModels", "refusedModel"),
+        # (a refused model's Warning event is Degraded's, RolledBack)
         events=events(previous, status) + risks.warning_events(previous, status),
         timestamp=timestamp,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from typing import Any
 
 from botenv.api.environment import EnvironmentSpec
@@ -25,6 +26,12 @@ class Seen:
     secrets: dict[str, dict[str, str] | None] = dataclasses.field(default_factory=dict)
     unreadable: Problem | None = None  # a Secret the API server would not give
     new_token: str = ""  # the token of a pull-token Secret yet to be created
+    # The Rasa Deployment and its pods as the watches show them (a failed roll's evidence).
+    deployment: dict[str, Any] | None = None
+    pods: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    now: datetime.datetime = dataclasses.field(
+        default_factory=lambda: datetime.datetime.now(datetime.UTC)
+    )
 
     @property
     def deleting(self) -> bool:
