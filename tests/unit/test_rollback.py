@@ -78,6 +78,8 @@ def test_a_roll_under_way_or_of_other_content_is_left_alone():
     # Nothing to go back to: the first model, or the tag's model is the one served.
     assert decide(served=None).model is NEW
     assert decide(served={**SERVED, "digest": "d2"}).model is NEW
+    # Just moved to another tag: what it served was the other tag's.
+    assert decide(served={**SERVED, "tag": "experimental"}, rollout="HotSwap").model is NEW
 
 
 def test_a_refused_digest_is_not_tried_again_until_the_tag_moves():

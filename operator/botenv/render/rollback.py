@@ -95,10 +95,15 @@ def decide(
     """`served`: status.model, what every replica served last; `refused`: status.refusedModel."""
     previous = (
         dataclasses.replace(tag_model, model=served["name"], digest=served.get("digest", ""))
-        if served and served.get("digest") and served.get("digest") != tag_model.digest
+        if served
+        and served.get("tag") == tag_model.tag
+        and served.get("digest")
+        and served.get("digest") != tag_model.digest
         else None
     )
-    if previous is None:  # nothing else to go back to, or the tag's model is served
+    # Nothing to go back to: the first model, the tag's model is served, or the environment
+    # has just moved to another tag (what it served belongs to the other tag).
+    if previous is None:
         return Decision(tag_model, None, pinned=False)
     if refused and refused.get("digest") == tag_model.digest:  # refused; the tag has not moved
         return Decision(previous, refused, pinned=rollout == "HotSwap")
