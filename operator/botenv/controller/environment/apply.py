@@ -14,7 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from botenv.controller.environment.plan import Plan, PullToken
 from botenv.controller.environment.seen import Seen
 from botenv.controller.state import State
-from botenv.kube.client import api_message
+from botenv.kube.client import api_message, api_version_of
 from botenv.kube.diff import contains
 from botenv.labels import ENVIRONMENT_LABEL, PULL_TOKEN_LABEL
 from botenv.render import names
@@ -26,6 +26,10 @@ log = logging.getLogger(__name__)
 # Creates pull-token Secrets; a manager of its own, so botenv's later applies (labels
 # only) never own, and so never remove, the token.
 PULL_TOKEN_MANAGER = "botenv-pull-token"
+# Children the server may refuse for what a spec asks (the Deployment; an Ingress's or an
+# HTTPRoute's host names and paths): checked with a dry run before anything is written, so a
+# running environment keeps running as it was. They are all named rasa-<environment>.
+DRY_RUN_FIRST = ("Deployment", "Ingress", "HTTPRoute")
 
 
 @dataclasses.dataclass
@@ -120,7 +124,7 @@ def _write(state: State, stale: list[dict[str, Any]]) -> Problem | None:
         for child in stale:
             meta = child["metadata"]
             running = state.child("Deployment", meta["namespace"], meta["name"])
-            if child["kind"] == "Deployment" and running is not None and len(stale) > 1:
+            if child["kind"] in DRY_RUN_FIRST and running is not None and len(stale) > 1:
                 state.kube.apply(child, dry_run=True)
         for child in stale:
             state.remember(state.kube.apply(child))
@@ -168,7 +172,7 @@ def _wait_for_action_server(state: State, plan: Plan) -> Problem | None:
 def _remove(state: State, remove: list[tuple[str, str, str]]) -> Problem | None:
     for kind, namespace, name in remove:
         try:
-            state.kube.delete("apps/v1" if kind == "Deployment" else "v1", kind, namespace, name)
+            state.kube.delete(api_version_of(kind), kind, namespace, name)
             log.info("deleted %s %s/%s (no longer in the spec)", kind, namespace, name)
         except ApiException as exc:
             return Problem(

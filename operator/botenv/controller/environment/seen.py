@@ -25,6 +25,9 @@ class Seen:
     secrets: dict[str, dict[str, str] | None] = dataclasses.field(default_factory=dict)
     unreadable: Problem | None = None  # a Secret the API server would not give
     new_token: str = ""  # the token of a pull-token Secret yet to be created
+    # The environment's Ingress and HTTPRoute as the watches show them (kind -> object).
+    routes: dict[str, dict[str, Any] | None] = dataclasses.field(default_factory=dict)
+    route_api: bool = False  # the cluster serves HTTPRoute (asked only with spec.httpRoute)
 
     @property
     def deleting(self) -> bool:
