@@ -69,6 +69,15 @@ OPERATOR_NAMESPACED = [
     rule([""], ["services"], ["get", "list", "watch", "create", "patch", "delete"]),
     rule(["apps"], ["deployments"], ["get", "list", "watch", "create", "patch", "delete"]),
     rule([""], ["pods"], ["get", "list", "watch"]),
+    # spec.ingress and spec.httpRoute; delete: the field was removed from the spec.
+    rule(
+        ["networking.k8s.io"], ["ingresses"], ["get", "list", "watch", "create", "patch", "delete"]
+    ),
+    rule(
+        ["gateway.networking.k8s.io"],
+        ["httproutes"],
+        ["get", "list", "watch", "create", "patch", "delete"],
+    ),
     rule([""], ["secrets"], ["get", "list", "watch", "create", "patch", "delete"]),
     rule([""], ["events"], ["create"]),
 ]
