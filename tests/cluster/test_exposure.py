@@ -59,6 +59,15 @@ def owned_by(kubectl, ns, environment, child):
     )
 
 
+def assert_idle(operator, ns):
+    """Another resync writes nothing: what was applied is what the server holds."""
+    operator.settle()
+    before = operator.writes_in(ns)
+    operator.resync_now()
+    operator.settle()
+    assert operator.writes_in(ns) == before
+
+
 @pytest.mark.compat
 def test_ingress_applied_owned_updated_and_removed(kubectl, operator, ns):
     kubectl.apply(tag(ns, "t", "m.tar.gz"), env(ns, "web", modelTag="t", ingress=INGRESS))
@@ -85,6 +94,7 @@ def test_ingress_applied_owned_updated_and_removed(kubectl, operator, ns):
     assert condition({"status": status}, "Exposed")["status"] == "True"
     wide = kubectl.run("get", "benv", "web", "-n", ns, "-o", "wide").stdout
     assert "URL" in wide.splitlines()[0] and "https://chat.example.com/" in wide
+    assert_idle(operator, ns)
 
     # Updated: another host and path, no TLS; the Service's port follows.
     kubectl.patch(
@@ -359,6 +369,7 @@ def test_http_route_waits_for_the_gateway_api_then_is_applied_updated_and_remove
         ),
         message="status.url from the route, Exposed=True",
     )
+    assert_idle(operator, ns)  # the server's defaults in the route are no drift
 
     # Updated, then removed from the spec.
     kubectl.patch("benv", "chat", ns, {"spec": {"httpRoute": {"hostnames": ["help.example.com"]}}})
