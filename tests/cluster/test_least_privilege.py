@@ -4,6 +4,7 @@ test, which runs the operator and the model server under exactly this RBAC."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from tests.cluster.conftest import (
     RBAC_KINDS,
     SCOPED_NAMESPACE,
     SCOPED_OPERATOR_TOKEN,
+    STORAGE_POLICY,
 )
 from tests.cluster.test_environments import env, tag
 from tests.support.helm import CHART, run_helm
@@ -42,6 +44,23 @@ def can(kubectl: Kubectl, verb: str, resource: str, namespace: str = "") -> bool
     out = kubectl.run(*args, check=False).stdout.strip()
     assert out in ("yes", "no"), out
     return out == "yes"
+
+
+def may(kubectl: Kubectl, verb: str, resource: str, namespace: str = "") -> bool:
+    """A SelfSubjectAccessReview for RESOURCE.GROUP[/SUB]: unlike `can`, it names the group
+    itself, so it answers for kinds whose CRDs are not installed (kubectl looks those up)."""
+    resource, _, sub = resource.partition("/")
+    plural, _, group = resource.partition(".")
+    attributes = {"verb": verb, "group": group, "resource": plural, "subresource": sub}
+    if namespace:
+        attributes["namespace"] = namespace
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": attributes},
+    }
+    out = kubectl.run("create", "-o", "json", "-f", "-", stdin=json.dumps(review)).stdout
+    return bool(json.loads(out)["status"].get("allowed"))
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +98,26 @@ def test_operator_is_refused_what_it_does_not_need(as_operator: Kubectl) -> None
     assert can(as_operator, "delete", "secrets", "bots")
 
 
+def test_operator_writes_routes_to_environments_only(as_operator: Kubectl) -> None:
+    """spec.ingress and spec.httpRoute: the operator writes Ingresses and HTTPRoutes (server-
+    side apply; delete when the field goes), never the Gateways or IngressClasses they use."""
+    for resource in ("ingresses.networking.k8s.io", "httproutes.gateway.networking.k8s.io"):
+        for verb in ("get", "list", "watch", "create", "patch", "delete"):
+            assert may(as_operator, verb, resource, "bots"), (verb, resource)
+        assert not may(as_operator, "update", resource, "bots"), resource
+        assert not may(as_operator, "patch", f"{resource}/status", "bots"), resource
+    refused = [
+        ("get", "gateways.gateway.networking.k8s.io", "bots"),
+        ("create", "gateways.gateway.networking.k8s.io", "bots"),
+        ("create", "gatewayclasses.gateway.networking.k8s.io", ""),
+        ("create", "ingressclasses.networking.k8s.io", ""),
+        ("create", "referencegrants.gateway.networking.k8s.io", "bots"),
+    ]
+    assert [(v, r, n) for v, r, n in refused if may(as_operator, v, r, n)] == []
+    # Whether the cluster serves HTTPRoute is API discovery, open to every client: no rule.
+    assert '"ingresses"' in as_operator.run("get", "--raw", "/apis/networking.k8s.io/v1").stdout
+
+
 def test_model_server_can_write_nothing(as_model_server: Kubectl) -> None:
     resources = [
         "secrets",
@@ -87,6 +126,7 @@ def test_model_server_can_write_nothing(as_model_server: Kubectl) -> None:
         "services",
         "events",
         "deployments.apps",
+        "ingresses.networking.k8s.io",
         "botenvironments.botenv.dev",
         "modeltags.botenv.dev",
         "modeltags.botenv.dev/status",
@@ -160,6 +200,7 @@ def test_namespace_scoped_operator_runs_without_a_denial(
         ],
         env={
             **os.environ,
+            **STORAGE_POLICY,  # the test's tag is stored under MODELS (storage provider local)
             "KUBECONFIG": str(control_plane.kubeconfig_for(SCOPED_OPERATOR_TOKEN)),
             "POD_NAME": "scoped-operator",
         },

@@ -69,6 +69,15 @@ OPERATOR_NAMESPACED = [
     rule([""], ["services"], ["get", "list", "watch", "create", "patch", "delete"]),
     rule(["apps"], ["deployments"], ["get", "list", "watch", "create", "patch", "delete"]),
     rule([""], ["pods"], ["get", "list", "watch"]),
+    # spec.ingress and spec.httpRoute; delete: the field was removed from the spec.
+    rule(
+        ["networking.k8s.io"], ["ingresses"], ["get", "list", "watch", "create", "patch", "delete"]
+    ),
+    rule(
+        ["gateway.networking.k8s.io"],
+        ["httproutes"],
+        ["get", "list", "watch", "create", "patch", "delete"],
+    ),
     rule([""], ["secrets"], ["get", "list", "watch", "create", "patch", "delete"]),
     rule([""], ["events"], ["create"]),
 ]
@@ -445,10 +454,16 @@ def test_no_wildcards_and_deletes_only_action_servers(render, values):
             )
             if "delete" in r["verbs"]:
                 # Secrets: only its own pull-token Secrets whose environment is gone
-                # (tests/cluster/test_pull_tokens.py), by uid precondition.
-                assert r["resources"] in (["services"], ["deployments"], ["jobs"], ["secrets"]), (
-                    role
-                )
+                # (tests/cluster/test_pull_tokens.py), by uid precondition. Ingresses and
+                # HTTPRoutes: an environment's, when spec.ingress / spec.httpRoute goes.
+                assert r["resources"] in (
+                    ["services"],
+                    ["deployments"],
+                    ["jobs"],
+                    ["secrets"],
+                    ["ingresses"],
+                    ["httproutes"],
+                ), role
             if "pods" in r["resources"]:  # the operator reads Rasa pods; nobody writes them
                 assert r["resources"] == ["pods"] and set(r["verbs"]) <= {"get", "list", "watch"}, (
                     role

@@ -102,6 +102,7 @@ class OperatorProcess:
 
     def resync_now(self) -> None:
         """Enqueue every known object, as the periodic resync does."""
+        wiring.STATE.discovery.forget()
         for ns, name in list(wiring.STATE.environments):
             _threadsafe_add(wiring.QUEUE, ("env", ns, name))
         for ns, name in list(wiring.STATE.tags):

@@ -7,6 +7,13 @@ import re
 from typing import Any
 
 from botenv.api.errors import SpecError
+from botenv.api.exposure import (
+    HTTPRouteSpec,
+    IngressSpec,
+    parse_http_route,
+    parse_ingress,
+    parse_session_affinity,
+)
 from botenv.api.reader import Reader
 from botenv.api.refs import SecretKeyRef, secret_key
 from botenv.api.tag import StorageSpec
@@ -98,6 +105,8 @@ class ServiceSpec:
     type: str = "ClusterIP"
     port: int = 5005
     annotations: dict[str, str] = dataclasses.field(default_factory=dict)
+    session_affinity: str = ""  # "" leaves the Service's default (None)
+    session_affinity_seconds: int | None = None  # ClientIP only
 
 
 # How long a roll to a new model may take before botenv puts the environment back.
@@ -164,6 +173,8 @@ class EnvironmentSpec:
     service_account_name: str = ""
     service: ServiceSpec = ServiceSpec()
     promotion: PromotionSpec = PromotionSpec()
+    ingress: IngressSpec | None = None
+    http_route: HTTPRouteSpec | None = None
 
 
 def _credentials(parent: Reader, with_username: bool = True) -> CredentialRef | None:
@@ -346,6 +357,7 @@ def parse_environment(body: dict[str, Any], default_image: str) -> EnvironmentSp
             "points Rasa at the action server it runs); set one of the two",
         )
     license_ref = (spec.child("license") or Reader({}, "spec.license", problems)).child("secretRef")
+    affinity, affinity_seconds = parse_session_affinity(service)
     cors = spec.items("cors")
     if any(not isinstance(c, str) for c in cors):
         spec.fail("spec.cors", "must be a list of origins (strings), e.g. ['*']")
@@ -396,7 +408,11 @@ def parse_environment(body: dict[str, Any], default_image: str) -> EnvironmentSp
             type=service.enum("type", ("ClusterIP", "NodePort", "LoadBalancer"), "ClusterIP"),
             port=service.integer("port", 5005, minimum=1, maximum=65535) or 5005,
             annotations=service.text_map("annotations"),
+            session_affinity=affinity,
+            session_affinity_seconds=affinity_seconds,
         ),
+        ingress=parse_ingress(spec),
+        http_route=parse_http_route(spec),
     )
     for i, item in enumerate(parsed.env):
         if item.get("name") == "RASA_ENVIRONMENT" or str(item.get("name")).startswith("BOTENV_"):

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from botenv.kube.client import Kube
+from botenv.kube.discovery import Discovery
 from botenv.settings import Settings
 
 if TYPE_CHECKING:
@@ -46,6 +47,11 @@ class State:
     # delivers that version (or a newer one): without this, a reconcile that runs before
     # the watch event arrives would see the old object and write the same change again.
     written: dict[tuple[str, str, str], dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # Optional APIs the cluster serves (HTTPRoute); forgotten at each resync.
+    discovery: Discovery = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.discovery = Discovery(self.kube)
 
     def remember(self, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}

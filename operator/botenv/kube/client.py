@@ -37,12 +37,20 @@ _PATHS = {
     "modeltrainings",
     ("batch/v1", "Job"): "/apis/batch/v1/namespaces/{ns}/jobs",
     ("v1", "Pod"): "/api/v1/namespaces/{ns}/pods",
+    ("networking.k8s.io/v1", "Ingress"): "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses",
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): "/apis/gateway.networking.k8s.io/v1/"
+    "namespaces/{ns}/httproutes",
 }
 
 
 def _path(api_version: str, kind: str, namespace: str, name: str = "") -> str:
     base = _PATHS[(api_version, kind)].format(ns=namespace)
     return f"{base}/{name}" if name else base
+
+
+def api_version_of(kind: str) -> str:
+    """The apiVersion botenv reads and writes `kind` in."""
+    return next(v for v, k in _PATHS if k == kind)
 
 
 def _all_namespaces_path(api_version: str, kind: str) -> str:
@@ -102,6 +110,17 @@ class Kube:
             if exc.status == 404:
                 return None
             raise
+
+    def served_resources(self, group_version: str) -> set[str]:
+        """The resources the server serves in `group_version` (API discovery, which every
+        authenticated client may read): empty when it does not serve that group version."""
+        try:
+            found = self._call("GET", f"/apis/{group_version}")
+        except ApiException as exc:
+            if exc.status == 404:
+                return set()
+            raise
+        return {r["name"] for r in found.get("resources") or [] if "name" in r}
 
     def replace(self, obj: dict[str, Any]) -> dict[str, Any]:
         """PUT `obj`; its metadata.resourceVersion makes this a compare-and-swap (409 when

@@ -106,7 +106,15 @@ def conditions(problem: Problem | None, progress: Rollout, generation: int) -> l
 
 
 # Status fields that describe what the children serve; kept as they were on a problem.
-APPLIED_FIELDS = ("model", "modelServerUrl", "queue", "endpoint", "actionServer", "pullToken")
+APPLIED_FIELDS = (
+    "model",
+    "modelServerUrl",
+    "queue",
+    "endpoint",
+    "url",
+    "actionServer",
+    "pullToken",
+)
 
 
 def environment_status(

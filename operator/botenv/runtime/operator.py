@@ -41,6 +41,10 @@ CHILD_SELECTORS = (
     ("v1", "secrets"),
     ("apps", "v1", "deployments"),
     ("batch", "v1", "jobs"),
+    ("networking.k8s.io", "v1", "ingresses"),
+    # Served only where the Gateway API's CRDs are installed: kopf watches it once they are
+    # (it follows CRDs), and warns meanwhile that it cannot.
+    ("gateway.networking.k8s.io", "v1", "httproutes"),
 )
 # Only the Rasa server pods: their /status says which model they serve.
 RASA_PODS = {**MANAGED, COMPONENT_LABEL: COMPONENT}
@@ -77,6 +81,8 @@ async def startup(
     pods_idx: kopf.Index,
     jobs_idx: kopf.Index,
     modeltrainings_idx: kopf.Index,
+    ingresses_idx: kopf.Index,
+    httproutes_idx: kopf.Index,
     **_: object,
 ) -> None:
     global STATE, QUEUE, FANOUT
@@ -102,6 +108,8 @@ async def startup(
             "Secret": secrets_idx,
             "Deployment": deployments_idx,
             "Job": jobs_idx,
+            "Ingress": ingresses_idx,
+            "HTTPRoute": httproutes_idx,
         },
         pods=pods_idx,
         trainings=modeltrainings_idx,
@@ -139,6 +147,7 @@ async def _resync(period: float) -> None:
     also how a rotated Secret is noticed, since Secrets are not watched)."""
     while True:
         await asyncio.sleep(period)
+        STATE.discovery.forget()  # find APIs installed since (HTTPRoute's CRDs)
         for namespace, name in list(STATE.environments):
             QUEUE.add((ENV, namespace, name))
         for namespace, name in list(STATE.tags):
@@ -185,6 +194,16 @@ def deployments_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> 
 
 @kopf.index("batch", "v1", "jobs", labels=MANAGED)
 def jobs_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+    return {(namespace, name): snapshot(body)}
+
+
+@kopf.index("networking.k8s.io", "v1", "ingresses", labels=MANAGED)
+def ingresses_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+    return {(namespace, name): snapshot(body)}
+
+
+@kopf.index("gateway.networking.k8s.io", "v1", "httproutes", labels=MANAGED)
+def httproutes_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
@@ -241,6 +260,8 @@ def tag_event(namespace: str, name: str, type: str | None, **_: object) -> None:
 @kopf.on.event("v1", "services", labels=MANAGED)
 @kopf.on.event("v1", "secrets", labels=MANAGED)
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+@kopf.on.event("networking.k8s.io", "v1", "ingresses", labels=MANAGED)
+@kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=MANAGED)
 def child_event(
     namespace: str, name: str, labels: kopf.Labels, body: kopf.Body, type: str | None, **_: object
 ) -> None:

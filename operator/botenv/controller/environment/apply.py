@@ -14,7 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from botenv.controller.environment.plan import Plan, PullToken
 from botenv.controller.environment.seen import Seen
 from botenv.controller.state import State
-from botenv.kube.client import api_message
+from botenv.kube.client import api_message, api_version_of
 from botenv.kube.diff import contains
 from botenv.labels import ENVIRONMENT_LABEL, PULL_TOKEN_LABEL
 from botenv.render import names
@@ -185,7 +185,7 @@ def _wait_for_action_server(state: State, plan: Plan) -> Problem | None:
 def _remove(state: State, remove: list[tuple[str, str, str]]) -> Problem | None:
     for kind, namespace, name in remove:
         try:
-            state.kube.delete("apps/v1" if kind == "Deployment" else "v1", kind, namespace, name)
+            state.kube.delete(api_version_of(kind), kind, namespace, name)
             log.info("deleted %s %s/%s (no longer in the spec)", kind, namespace, name)
         except ApiException as exc:
             return Problem(

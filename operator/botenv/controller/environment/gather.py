@@ -7,6 +7,7 @@ from __future__ import annotations
 from kubernetes.client.exceptions import ApiException
 
 from botenv.api import SpecError, parse_environment
+from botenv.controller.environment import exposure
 from botenv.controller.environment.plan import secrets_to_read
 from botenv.controller.environment.seen import Seen
 from botenv.controller.state import State
@@ -38,6 +39,7 @@ def gather(state: State, namespace: str, name: str) -> Seen:
         kind: state.child(kind, namespace, names.action_server_name(name))
         for kind in ("Deployment", "Service")
     }
+    exposure.gather(state, seen)
     if spec.delivery == "pull" and seen.pull_token is None:
         seen.new_token = pulltoken.new_token()
     for secret in secrets_to_read(seen) or []:

@@ -12,6 +12,7 @@ from botenv.api import SpecError, parse_tag
 from botenv.api.environment import EnvironmentSpec, check_tag_fits
 from botenv.api.tag import StorageSpec
 from botenv.controller import broker_queues, reachability
+from botenv.controller.environment import exposure
 from botenv.controller.environment.seen import Seen
 from botenv.render import actionserver, names, pulltoken, risks, rollback
 from botenv.render import conditions as cond
@@ -59,6 +60,7 @@ class Plan:
     warning: tuple[str, str] | None = None  # (reason, message) of the Warning condition
     # status.refusedModel: the tag's model that did not get ready in time (render.rollback)
     refused: dict[str, Any] | None = None
+    exposed: dict[str, Any] | None = None  # the Exposed condition (spec.ingress, httpRoute)
 
     def __repr__(self) -> str:  # keeps the token out of any log or traceback
         return f"Plan({len(self.children)} children, problem={self.problem})"
@@ -307,12 +309,17 @@ def plan(seen: Seen, settings: Settings) -> Plan:
         secrets_hash=secrets_hash(uid, hashed),
     )
     out.children = [config, service(spec, tag=spec.model_tag, uid=uid), deploy]
+    routes = exposure.plan(seen, spec, uid, seen.body["metadata"].get("generation", 0))
+    out.children += routes.children
+    out.remove += routes.remove
+    out.exposed = routes.condition
     served = {"tag": model.tag, "name": model.model, "digest": model.digest or None}
     out.applied = {
         "model": {k: v for k, v in served.items() if v},
         "modelServerUrl": model_url if spec.delivery == "pull" else None,
         "queue": queue or None,
         "endpoint": names.service_endpoint(spec.name, spec.namespace, spec.service.port),
+        "url": routes.url,
         "actionServer": action_status,
         "pullToken": (
             pulltoken.status(environment=spec.name, tag=spec.model_tag, token=out.pull_token.token)

@@ -14,7 +14,7 @@ from botenv.controller.environment.plan import PULL_TOKEN_INVALID, Plan
 from botenv.controller.environment.seen import Seen
 from botenv.controller.state import State
 from botenv.render import conditions as cond
-from botenv.render import names, risks, rollback
+from botenv.render import ingress, names, risks, rollback
 from botenv.render.deployment import RASA_PORT
 from botenv.render.problem import Problem
 from botenv.render.status import APPLIED_FIELDS, environment_status, events, rollout
@@ -93,7 +93,9 @@ def status_of(seen: Seen, plan: Plan, observed: Observed, timestamp: str) -> dic
     status = rollback.report(status, previous, refused, generation, timestamp)
     if problem is not None and problem.reason == PULL_TOKEN_INVALID:
         status.pop("pullToken", None)  # revoked: never keep the last good one
-    return status
+    return ingress.with_exposed(
+        status, previous, plan.exposed, applied=observed.applied, timestamp=timestamp
+    )
 
 
 def report(state: State, seen: Seen, status: dict[str, Any], timestamp: str) -> None:
@@ -107,6 +109,10 @@ def report(state: State, seen: Seen, status: dict[str, Any], timestamp: str) -> 
         status,
         removable=(*APPLIED_FIELDS, "servedModels", "refusedModel"),
         # (a refused model's Warning event is Degraded's, RolledBack)
-        events=events(previous, status) + risks.warning_events(previous, status),
+        events=[
+            *events(previous, status),
+            *risks.warning_events(previous, status),
+            *ingress.events(previous, status),
+        ],
         timestamp=timestamp,
     )

@@ -32,6 +32,9 @@ class Seen:
     now: datetime.datetime = dataclasses.field(
         default_factory=lambda: datetime.datetime.now(datetime.UTC)
     )
+    # The environment's Ingress and HTTPRoute as the watches show them (kind -> object).
+    routes: dict[str, dict[str, Any] | None] = dataclasses.field(default_factory=dict)
+    route_api: bool = False  # the cluster serves HTTPRoute (asked only with spec.httpRoute)
 
     @property
     def deleting(self) -> bool:
