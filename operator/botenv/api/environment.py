@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from botenv.api.errors import SpecError
+from botenv.api.podsettings import RASA, PodSettings, action_server_owned, parse_pod_settings
 from botenv.api.reader import Reader
 from botenv.api.refs import SecretKeyRef, secret_key
 from botenv.api.tag import StorageSpec
@@ -116,6 +117,8 @@ class ActionServerSpec:
     pod_annotations: dict[str, str] = dataclasses.field(default_factory=dict)
     image_pull_policy: str = ""
     args: tuple[str, ...] = ()  # the image's own start command when empty
+    service_account_name: str = ""
+    pod: PodSettings = PodSettings()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +154,7 @@ class EnvironmentSpec:
     pod_labels: dict[str, str] = dataclasses.field(default_factory=dict)
     service_account_name: str = ""
     service: ServiceSpec = ServiceSpec()
+    pod: PodSettings = PodSettings()  # volumes, sidecars, probes, security contexts, ...
 
 
 def _credentials(parent: Reader, with_username: bool = True) -> CredentialRef | None:
@@ -285,10 +289,11 @@ def _action_server(spec: Reader, name: str) -> ActionServerSpec | None:
             f"characters with spec.actionServer (its Service is rasa-<name>-actions), "
             f"got {len(name)}",
         )
+    port = server.integer("port", 5055, minimum=1, maximum=65535) or 5055
     return ActionServerSpec(
         image=server.text("image"),
         replicas=server.integer("replicas", 1, minimum=0, maximum=1000) or 0,
-        port=server.integer("port", 5055, minimum=1, maximum=65535) or 5055,
+        port=port,
         env=_objects(server, "env", "name"),
         env_from=_objects(server, "envFrom"),
         resources=server.mapping("resources"),
@@ -298,6 +303,8 @@ def _action_server(spec: Reader, name: str) -> ActionServerSpec | None:
         pod_annotations=server.text_map("podAnnotations"),
         image_pull_policy=server.text("imagePullPolicy"),
         args=_strings(server, "args"),
+        service_account_name=server.text("serviceAccountName"),
+        pod=parse_pod_settings(server, action_server_owned(port), extra_args=False),
     )
 
 
@@ -377,6 +384,7 @@ def parse_environment(body: dict[str, Any], default_image: str) -> EnvironmentSp
             port=service.integer("port", 5005, minimum=1, maximum=65535) or 5005,
             annotations=service.text_map("annotations"),
         ),
+        pod=parse_pod_settings(spec, RASA, extra_args=True),
     )
     if parsed.replicas > 1 and parsed.lock_store.type == "memory":
         spec.fail(
