@@ -301,3 +301,23 @@ def test_training_security_contexts_override_the_pod_and_the_train_step() -> Non
     assert train["securityContext"]["readOnlyRootFilesystem"] is False
     # botenv's own upload step keeps botenv's settings
     assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_a_privileged_container_gets_no_contradicting_default() -> None:
+    """The API server refuses allowPrivilegeEscalation false beside privileged (or
+    CAP_SYS_ADMIN): botenv leaves it out, and admission judges the pod."""
+    pod = _rasa_pod(
+        securityContext={"privileged": True},
+        sidecars=[
+            {
+                "name": "debugger",
+                "image": "busybox",
+                "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}},
+            }
+        ],
+    )
+    rasa, debugger = pod["containers"]
+    assert "allowPrivilegeEscalation" not in rasa["securityContext"]
+    assert rasa["securityContext"]["privileged"] is True
+    assert "allowPrivilegeEscalation" not in debugger["securityContext"]
+    assert any("privileged" in v for v in violations(pod))

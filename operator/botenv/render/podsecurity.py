@@ -22,13 +22,24 @@ def pod_context(user: int, overrides: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _locked_down() -> dict[str, Any]:
-    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
+def _over_locked_down(overrides: dict[str, Any], **more: Any) -> dict[str, Any]:
+    """No privilege escalation and no capabilities, under `overrides`. The API server
+    refuses allowPrivilegeEscalation false beside privileged or CAP_SYS_ADMIN: a context that
+    asks for those gets no such default (admission decides whether the namespace allows it)."""
+    defaults: dict[str, Any] = {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        **more,
+    }
+    added = set((overrides.get("capabilities") or {}).get("add") or [])
+    if overrides.get("privileged") or added & {"SYS_ADMIN", "CAP_SYS_ADMIN"}:
+        del defaults["allowPrivilegeEscalation"]
+    return {**defaults, **copy.deepcopy(overrides)}
 
 
 def container_context(overrides: dict[str, Any]) -> dict[str, Any]:
     """A botenv container's securityContext (it writes only to its emptyDirs)."""
-    return {**_locked_down(), "readOnlyRootFilesystem": True, **copy.deepcopy(overrides)}
+    return _over_locked_down(overrides, readOnlyRootFilesystem=True)
 
 
 def botenv_step_context() -> dict[str, Any]:
@@ -40,7 +51,7 @@ def users_container(container: dict[str, Any]) -> dict[str, Any]:
     """A user's init container or sidecar: no privilege escalation and no capabilities
     unless its own securityContext says otherwise (its root filesystem is its own affair)."""
     out = copy.deepcopy(container)
-    out["securityContext"] = {**_locked_down(), **out.get("securityContext", {})}
+    out["securityContext"] = _over_locked_down(out.get("securityContext") or {})
     return out
 
 
