@@ -354,3 +354,13 @@ def test_every_volume_path_and_flag_botenv_renders_is_reserved() -> None:
     for arg in rendered.container["args"][1:]:
         if arg.startswith("-"):
             assert "botenv sets" in _error(extraArgs=[arg]), arg
+
+
+def test_spec_env_may_set_pythonpath_and_home() -> None:
+    """botenv's HOME and PYTHONPATH are defaults: a mounted module's directory goes on
+    PYTHONPATH through spec.env."""
+    rendered = render_all(environment(env=[{"name": "PYTHONPATH", "value": "/opt/addons"}]))
+    names = [e["name"] for e in rendered.container["env"]]
+    assert names.count("PYTHONPATH") == 1 and names.count("HOME") == 1
+    assert rendered.env["PYTHONPATH"]["value"] == "/opt/addons"
+    assert rendered.env["HOME"]["value"] == "/var/lib/rasa"

@@ -106,13 +106,6 @@ def _env(
             )
     if spec.jwt_secret:
         env.append({"name": "BOTENV_JWT_METHOD", "value": spec.jwt_method})
-    # Rasa writes its config and caches to HOME, which the image puts in /app: into the
-    # working-directory emptyDir instead. Modules a custom image keeps in /app (Rasa puts
-    # its working directory on sys.path) stay importable.
-    env += [
-        {"name": "HOME", "value": owned.RASA_WORK_DIR},
-        {"name": "PYTHONPATH", "value": owned.IMAGE_WORK_DIR},
-    ]
     # The user's variables win over botenv's by name; one entry per name (server-side apply
     # treats env as a map keyed by name and rejects duplicates).
     merged = {e["name"]: e for e in env}
@@ -219,7 +212,14 @@ def deployment(
         "args": args,
         "workingDir": owned.RASA_WORK_DIR,
         "ports": [{"name": "http", "containerPort": RASA_PORT, "protocol": "TCP"}],
-        "env": _env(spec, uses, extra_env),
+        # Rasa writes its config and caches to HOME, which the image puts in /app: into the
+        # working-directory emptyDir instead. Modules a custom image keeps in /app (Rasa
+        # puts its working directory on sys.path) stay importable. spec.env may set both.
+        "env": podsettings.env_defaults(
+            _env(spec, uses, extra_env),
+            HOME=owned.RASA_WORK_DIR,
+            PYTHONPATH=owned.IMAGE_WORK_DIR,
+        ),
         "volumeMounts": mounts,
         **_probes(spec),
     }

@@ -16,6 +16,12 @@ def tmp_volume() -> tuple[dict[str, Any], dict[str, Any]]:
     return {"name": TMP_VOLUME, "emptyDir": {}}, {"name": TMP_VOLUME, "mountPath": TMP_DIR}
 
 
+def env_defaults(env: list[dict[str, Any]], **defaults: str) -> list[dict[str, Any]]:
+    """`env` with the default variables it does not set (the user's env may set them)."""
+    given = {e["name"] for e in env}
+    return [*env, *({"name": k, "value": v} for k, v in defaults.items() if k not in given)]
+
+
 def lifecycle(pre_stop_seconds: int) -> dict[str, Any]:
     """A pause before SIGTERM: the pod leaves the Service's endpoints while it still serves,
     so requests on their way and conversations in flight finish (the images have sleep)."""

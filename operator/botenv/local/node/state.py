@@ -8,10 +8,7 @@ import datetime
 import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from botenv.local.node.security import RootFilesystem
+from typing import Any
 
 
 def utc_now() -> str:
@@ -79,7 +76,8 @@ class Container:
     probes: dict[str, Probe] = dataclasses.field(default_factory=dict)
     warned: str = ""  # the last error an event was posted for
     user: int | str | None = None  # the user it would run as (runAsUser, else the image's)
-    rootfs: RootFilesystem | None = None  # with readOnlyRootFilesystem: its read-only places
+    # security.RootFilesystem, with readOnlyRootFilesystem: its read-only places
+    rootfs: Any = None
     root_writes: tuple[str, ...] = ()  # what it wrote there (reported once each)
 
     def mark_started(self, now: float) -> None:
