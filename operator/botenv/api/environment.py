@@ -152,9 +152,9 @@ class EnvironmentSpec:
     affinity: dict[str, Any] = dataclasses.field(default_factory=dict)
     pod_annotations: dict[str, str] = dataclasses.field(default_factory=dict)
     pod_labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    pod: PodSettings = PodSettings()  # volumes, sidecars, probes, security contexts, ...
     service_account_name: str = ""
     service: ServiceSpec = ServiceSpec()
-    pod: PodSettings = PodSettings()  # volumes, sidecars, probes, security contexts, ...
 
 
 def _credentials(parent: Reader, with_username: bool = True) -> CredentialRef | None:

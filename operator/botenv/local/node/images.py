@@ -13,10 +13,6 @@ from botenv.local.node.api import KubeletError
 RASA_PYTHON = "{rasa_python}"  # the cached Rasa 3.6.21 venv's interpreter
 PYTHON = "{python}"  # the interpreter running the tests
 
-# USER and HOME of the rasa/rasa and rasa/rasa-sdk images (WORKDIR /app too).
-RASA_USER = 1001
-RASA_HOME = "/app"
-
 # Quiet, private Rasa processes (as tests/support/rasa.py runs them).
 RASA_ENV = {
     "RASA_TELEMETRY_ENABLED": "false",
@@ -26,6 +22,10 @@ RASA_ENV = {
 }
 
 BindHook = Callable[[str, list[str]], tuple[list[str], dict[str, str]]]
+
+# USER and HOME of the rasa/rasa and rasa/rasa-sdk images (WORKDIR /app too).
+RASA_USER = 1001
+RASA_HOME = "/app"
 
 
 # -- images ------------------------------------------------------------------------------
