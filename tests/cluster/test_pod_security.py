@@ -2,13 +2,13 @@
 `pod-security.kubernetes.io/enforce=restricted` admits a pod that meets the `restricted`
 standard and refuses one that does not.
 
-Today's Rasa pods do not meet it: a BotEnvironment's Deployment in such a namespace gets a
-ReplicaSet whose pods are refused (FailedCreate), and the admission names each missing
-setting. test_todays_rasa_pods_are_refused_in_a_restricted_namespace records that state;
-when the Rasa pods meet `restricted`, it is the test to turn around. Under the `baseline`
-standard they are admitted.
+Every pod botenv creates meets it: the Rasa pods of an environment, its action server's and
+a training Job's pods are admitted in such a namespace. What a user adds is still held to
+it: a privileged sidecar gets the environment's pods refused (FailedCreate), naming it.
 
-Kubernetes 1.20 has no Pod Security admission (it came in 1.22, GA in 1.25)."""
+Kubernetes 1.20 has no Pod Security admission (it came in 1.22, GA in 1.25): there
+tests/unit/test_pod_security.py checks every control of the standard on the rendered pods.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from collections.abc import Iterator
 import pytest
 
 from tests.cluster.test_environments import _names, deployment, env, tag
+from tests.cluster.test_training import project, training
 from tests.support.kubectl import Kubectl, eventually
+from tests.support.pods import make_ready
 
 pytestmark = pytest.mark.cluster
 
@@ -114,13 +116,71 @@ def _failed_creates(kubectl: Kubectl, ns: str) -> list[dict]:
     ]
 
 
-def test_todays_rasa_pods_are_refused_in_a_restricted_namespace(
+def _pods(kubectl: Kubectl, ns: str, selector: str) -> list[dict]:
+    return kubectl.list("pods", ns, selector)
+
+
+def test_rasa_action_server_and_training_pods_are_admitted_in_a_restricted_namespace(
     kubectl: Kubectl, operator, restricted_ns: str
 ) -> None:
     ns = restricted_ns
-    kubectl.apply(tag(ns, "t", "m.tar.gz"), env(ns, "guarded", modelTag="t"))
-    # The operator's own objects are admitted: Pod Security applies to pods only.
-    eventually(lambda: deployment(kubectl, ns, "guarded"), message="Deployment")
+    kubectl.apply(
+        tag(ns, "t", "m.tar.gz"),
+        env(
+            ns,
+            "guarded",
+            modelTag="t",
+            actionServer={"image": "registry.example.com/acme-actions:1.4"},
+            initContainers=[{"name": "prepare", "image": "busybox:1.36"}],
+            sidecars=[{"name": "log-shipper", "image": "fluent/fluent-bit:3.0"}],
+        ),
+        project(ns),
+        training(ns, tag=""),
+    )
+    actions = eventually(
+        lambda: _pods(kubectl, ns, "app.kubernetes.io/component=action-server"),
+        timeout=60,
+        message="the action server's pod admitted",
+    )
+    # The Rasa Deployment rolls once its action server is ready (no kubelet here).
+    make_ready(kubectl, ns, "app.kubernetes.io/component=action-server")
+    rasa = eventually(
+        lambda: _pods(kubectl, ns, "app.kubernetes.io/component=rasa-server"),
+        timeout=60,
+        message="the Rasa pod admitted",
+    )
+    jobs = eventually(
+        lambda: _pods(kubectl, ns, "job-name=train-nightly"),
+        timeout=60,
+        message="the training pod admitted",
+    )
+    assert _failed_creates(kubectl, ns) == []
+    for pod in (*actions, *rasa, *jobs):
+        assert pod["spec"]["securityContext"]["runAsNonRoot"] is True, pod["metadata"]["name"]
+    assert [c["name"] for c in rasa[0]["spec"]["containers"]] == ["rasa", "log-shipper"]
+    # The operator's own objects were admitted too: Pod Security applies to pods only.
+    assert deployment(kubectl, ns, "guarded") is not None
+
+
+def test_a_privileged_sidecar_is_still_refused_naming_it(
+    kubectl: Kubectl, operator, restricted_ns: str
+) -> None:
+    ns = restricted_ns
+    kubectl.apply(
+        tag(ns, "t", "m.tar.gz"),
+        env(
+            ns,
+            "loose",
+            modelTag="t",
+            sidecars=[
+                {
+                    "name": "debugger",
+                    "image": "busybox:1.36",
+                    "securityContext": {"privileged": True},
+                }
+            ],
+        ),
+    )
     events = eventually(
         lambda: _failed_creates(kubectl, ns),
         timeout=60,
@@ -128,22 +188,15 @@ def test_todays_rasa_pods_are_refused_in_a_restricted_namespace(
     )
     message = events[0]["message"]
     assert 'violates PodSecurity "restricted:latest"' in message, message
-    # Today's Rasa container sets none of the restricted settings.
-    for violation in (
-        'allowPrivilegeEscalation != false (container "rasa"',
-        'unrestricted capabilities (container "rasa"',
-        "runAsNonRoot != true",
-        "seccompProfile",
-    ):
-        assert violation in message, message
-    (rs,) = kubectl.list("replicasets", ns, "botenv.dev/environment=guarded")
+    assert 'privileged (container "debugger"' in message, message
+    assert '"rasa"' not in message, message
+    (rs,) = kubectl.list("replicasets", ns, "botenv.dev/environment=loose")
     failure = next(c for c in rs["status"].get("conditions", []) if c["type"] == "ReplicaFailure")
     assert failure["reason"] == "FailedCreate"
-    assert "violates PodSecurity" in failure["message"]
     assert kubectl.list("pods", ns) == []
 
 
-def test_todays_rasa_pods_are_admitted_in_a_baseline_namespace(
+def test_rasa_pods_are_admitted_in_a_baseline_namespace(
     kubectl: Kubectl, operator, baseline_ns: str
 ) -> None:
     ns = baseline_ns

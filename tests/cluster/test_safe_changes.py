@@ -42,6 +42,7 @@ def test_rotating_any_secret_the_pods_read_rolls_exactly_their_pods(kubectl, ope
         secret(ns, "bulk", A="1", B="2"),
         secret(ns, "actions-key", key="a1"),
         secret(ns, "unrelated", key="u1"),
+        secret(ns, "mounted", key="m1"),
         env(
             ns,
             "bot",
@@ -53,6 +54,8 @@ def test_rotating_any_secret_the_pods_read_rolls_exactly_their_pods(kubectl, ope
                 }
             ],
             envFrom=[{"secretRef": {"name": "bulk"}}],
+            volumes=[{"name": "extra", "secret": {"secretName": "mounted"}}],
+            volumeMounts=[{"name": "extra", "mountPath": "/opt/extra", "readOnly": True}],
             actionServer={
                 "image": "registry.example/actions:1",
                 "env": [
@@ -88,6 +91,10 @@ def test_rotating_any_secret_the_pods_read_rolls_exactly_their_pods(kubectl, ope
     # spec.envFrom's Secret, any key of it.
     rasa_3, actions_3 = after_rotating("bulk", A="1", B="changed")
     assert rasa_3 != rasa_2 and actions_3 == actions
+    # A Secret volume of spec.volumes.
+    rasa_3b, actions_3b = after_rotating("mounted", key="m2")
+    assert rasa_3b != rasa_3 and actions_3b == actions
+    rasa_3 = rasa_3b
     # The action server's own env: only its pods roll.
     rasa_4, actions_4 = after_rotating("actions-key", key="a2")
     assert rasa_4 == rasa_3 and actions_4 != actions

@@ -14,6 +14,7 @@ from botenv.api.exposure import (
     parse_ingress,
     parse_session_affinity,
 )
+from botenv.api.podsettings import RASA, PodSettings, action_server_owned, parse_pod_settings
 from botenv.api.reader import Reader
 from botenv.api.refs import SecretKeyRef, secret_key
 from botenv.api.tag import StorageSpec
@@ -137,6 +138,8 @@ class ActionServerSpec:
     pod_annotations: dict[str, str] = dataclasses.field(default_factory=dict)
     image_pull_policy: str = ""
     args: tuple[str, ...] = ()  # the image's own start command when empty
+    service_account_name: str = ""
+    pod: PodSettings = PodSettings()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,6 +173,7 @@ class EnvironmentSpec:
     affinity: dict[str, Any] = dataclasses.field(default_factory=dict)
     pod_annotations: dict[str, str] = dataclasses.field(default_factory=dict)
     pod_labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    pod: PodSettings = PodSettings()  # volumes, sidecars, probes, security contexts, ...
     service_account_name: str = ""
     service: ServiceSpec = ServiceSpec()
     promotion: PromotionSpec = PromotionSpec()
@@ -309,10 +313,11 @@ def _action_server(spec: Reader, name: str) -> ActionServerSpec | None:
             f"characters with spec.actionServer (its Service is rasa-<name>-actions), "
             f"got {len(name)}",
         )
+    port = server.integer("port", 5055, minimum=1, maximum=65535) or 5055
     return ActionServerSpec(
         image=server.text("image"),
         replicas=server.integer("replicas", 1, minimum=0, maximum=1000) or 0,
-        port=server.integer("port", 5055, minimum=1, maximum=65535) or 5055,
+        port=port,
         env=_objects(server, "env", "name"),
         env_from=_objects(server, "envFrom"),
         resources=server.mapping("resources"),
@@ -322,6 +327,8 @@ def _action_server(spec: Reader, name: str) -> ActionServerSpec | None:
         pod_annotations=server.text_map("podAnnotations"),
         image_pull_policy=server.text("imagePullPolicy"),
         args=_strings(server, "args"),
+        service_account_name=server.text("serviceAccountName"),
+        pod=parse_pod_settings(server, action_server_owned(port), extra_args=False),
     )
 
 
@@ -413,6 +420,7 @@ def parse_environment(body: dict[str, Any], default_image: str) -> EnvironmentSp
         ),
         ingress=parse_ingress(spec),
         http_route=parse_http_route(spec),
+        pod=parse_pod_settings(spec, RASA, extra_args=True),
     )
     for i, item in enumerate(parsed.env):
         if item.get("name") == "RASA_ENVIRONMENT" or str(item.get("name")).startswith("BOTENV_"):

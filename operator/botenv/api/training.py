@@ -37,6 +37,9 @@ class TrainingSpec:
     # ... an archive (.tar.gz) of the project in storage (config_map is then "")
     archive: StorageSpec | None = None
     archive_object: str = ""
+    # over botenv's restricted defaults, key by key: the pod, and the `rasa train` step
+    pod_security_context: dict[str, Any] = dataclasses.field(default_factory=dict)
+    security_context: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def fixed_model_name(self) -> str:
@@ -157,6 +160,8 @@ def parse_training(body: dict[str, Any], default_image: str) -> TrainingSpec:
         ),
         archive=archive,
         archive_object=archive_object,
+        pod_security_context=spec.mapping("podSecurityContext"),
+        security_context=spec.mapping("securityContext"),
     )
     if problems:
         raise SpecError(problems)

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from botenv.api.environment import ActionServerSpec, EnvironmentSpec
+from botenv.api.podsettings import ACTION_SERVER_CONTAINER
 from botenv.labels import ACTION_SERVER_COMPONENT
-from botenv.render import names
+from botenv.render import names, podsecurity, podsettings
 from botenv.render.hashing import SECRETS_HASH_ANNOTATION
 
 COMPONENT = ACTION_SERVER_COMPONENT
@@ -25,7 +26,7 @@ def image(spec: EnvironmentSpec, tag_image: str) -> str:
 
 def _container(server: ActionServerSpec, image: str) -> dict[str, Any]:
     container: dict[str, Any] = {
-        "name": "action-server",
+        "name": ACTION_SERVER_CONTAINER,
         "image": image,
         "ports": [{"name": "http", "containerPort": server.port, "protocol": "TCP"}],
         # rasa-sdk answers /health as soon as its actions are imported.
@@ -63,7 +64,11 @@ def deployment(
     rolls the action server."""
     server = spec.action_server
     assert server is not None
-    pod_spec: dict[str, Any] = {"containers": [_container(server, image)]}
+    container = _container(server, image)
+    # rasa-sdk writes nothing of its own (traced); /tmp is there for the actions' code.
+    tmp, tmp_mount = podsettings.tmp_volume()
+    container["volumeMounts"] = [tmp_mount]
+    pod_spec: dict[str, Any] = {"containers": [container], "volumes": [tmp]}
     if spec.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": n} for n in spec.image_pull_secrets]
     if server.node_selector:
@@ -72,6 +77,12 @@ def deployment(
         pod_spec["tolerations"] = [dict(t) for t in server.tolerations]
     if server.affinity:
         pod_spec["affinity"] = server.affinity
+    pod_spec = podsettings.pod_spec(
+        pod_spec,
+        server.pod,
+        user=podsecurity.RASA_USER,
+        service_account=server.service_account_name,
+    )
     template_meta: dict[str, Any] = {"labels": names.labels(spec.name, tag, COMPONENT)}
     annotations = dict(server.pod_annotations)
     if secrets_hash:

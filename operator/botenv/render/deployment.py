@@ -6,15 +6,16 @@ import dataclasses
 import urllib.parse
 from typing import Any
 
+from botenv.api import podsettings as owned
 from botenv.api.environment import EnvironmentSpec
 from botenv.api.tag import StorageSpec
-from botenv.render import names, probe
+from botenv.render import names, podsecurity, podsettings, probe
 from botenv.render import secretenv as se
 from botenv.render.configmap import ENDPOINTS_FILE
 from botenv.render.hashing import SECRETS_HASH_ANNOTATION
 
-RASA_PORT = 5005
-CONFIG_DIR = "/etc/botenv/rasa"
+RASA_PORT = owned.RASA_PORT
+CONFIG_DIR = f"{owned.BOTENV_DIR}/rasa"
 REMOTE_STORAGE = {"s3": "aws", "gcs": "gcs", "azure": "azure"}
 # Rasa 3.6's S3 persistor fails without a region, even for S3-compatible stores.
 DEFAULT_S3_REGION = "us-east-1"
@@ -129,9 +130,12 @@ def _volumes(
     spec: EnvironmentSpec, uses: list[se.SecretUse]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     volumes = [
-        {"name": "rasa-config", "configMap": {"name": names.endpoints_configmap_name(spec.name)}}
+        {
+            "name": owned.CONFIG_VOLUME,
+            "configMap": {"name": names.endpoints_configmap_name(spec.name)},
+        }
     ]
-    mounts = [{"name": "rasa-config", "mountPath": CONFIG_DIR, "readOnly": True}]
+    mounts = [{"name": owned.CONFIG_VOLUME, "mountPath": CONFIG_DIR, "readOnly": True}]
     for i, use in enumerate(u for u in uses if u.mount):
         directory, filename = use.mount.rsplit("/", 1)
         volumes.append(
@@ -141,6 +145,12 @@ def _volumes(
             }
         )
         mounts.append({"name": f"secret-{i}", "mountPath": directory, "readOnly": True})
+    # Where Rasa writes (traced on rasa run): its working directory (remoteStorage downloads
+    # the model there), HOME and /tmp (the unpacked model): emptyDirs, so the root
+    # filesystem stays read-only.
+    tmp, tmp_mount = podsettings.tmp_volume()
+    volumes += [{"name": owned.WORK_VOLUME, "emptyDir": {}}, tmp]
+    mounts += [{"name": owned.WORK_VOLUME, "mountPath": owned.RASA_WORK_DIR}, tmp_mount]
     return volumes, mounts
 
 
@@ -191,6 +201,7 @@ def deployment(
     args = _args(spec)
     if spec.delivery == "remoteStorage":
         args += _remote_storage_args_env(spec, model)[0]
+    args += spec.pod.extra_args
     annotations = dict(spec.pod_annotations)
     annotations[CONFIG_HASH_ANNOTATION] = config_hash
     annotations[SECRETS_HASH_ANNOTATION] = secrets_hash
@@ -202,11 +213,19 @@ def deployment(
     volumes, mounts = _volumes(spec, uses)
 
     container: dict[str, Any] = {
-        "name": "rasa",
+        "name": owned.RASA_CONTAINER,
         "image": spec.image,
         "args": args,
+        "workingDir": owned.RASA_WORK_DIR,
         "ports": [{"name": "http", "containerPort": RASA_PORT, "protocol": "TCP"}],
-        "env": _env(spec, model, uses),
+        # Rasa writes its config and caches to HOME, which the image puts in /app: into the
+        # working-directory emptyDir instead. Modules a custom image keeps in /app (Rasa
+        # puts its working directory on sys.path) stay importable. spec.env may set both.
+        "env": podsettings.env_defaults(
+            _env(spec, model, uses),
+            HOME=owned.RASA_WORK_DIR,
+            PYTHONPATH=owned.IMAGE_WORK_DIR,
+        ),
         "volumeMounts": mounts,
         **_probes(spec),
     }
@@ -218,8 +237,6 @@ def deployment(
         container["resources"] = spec.resources
 
     pod_spec: dict[str, Any] = {"containers": [container], "volumes": volumes}
-    if spec.service_account_name:
-        pod_spec["serviceAccountName"] = spec.service_account_name
     if spec.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": n} for n in spec.image_pull_secrets]
     if spec.node_selector:
@@ -228,6 +245,12 @@ def deployment(
         pod_spec["tolerations"] = [dict(t) for t in spec.tolerations]
     if spec.affinity:
         pod_spec["affinity"] = spec.affinity
+    pod_spec = podsettings.pod_spec(
+        pod_spec,
+        spec.pod,
+        user=podsecurity.RASA_USER,
+        service_account=spec.service_account_name,
+    )
 
     labels = names.labels(spec.name, model.tag)
     return {

@@ -14,6 +14,7 @@ from typing import Any
 
 from botenv.api.environment import CredentialRef, EnvironmentSpec
 from botenv.api.errors import SpecError
+from botenv.api.podsettings import PodSettings
 from botenv.api.tag import StorageSpec
 from botenv.render import names
 
@@ -183,17 +184,50 @@ def _env_refs(
             yield SecretRef(str(ref["name"]), "", f"{path}.envFrom[{i}]")
 
 
+def _secret_source_refs(source: dict[str, Any], name_key: str, path: str) -> Iterator[SecretRef]:
+    """A secret volume (name_key secretName) or a projected volume's secret source (name)."""
+    name = source.get(name_key)
+    if not name:
+        return
+    items = [i for i in source.get("items") or [] if isinstance(i, dict) and i.get("key")]
+    for key in [str(i["key"]) for i in items] or [""]:
+        yield SecretRef(str(name), key, path)
+
+
+def _pod_refs(pod: PodSettings, path: str) -> Iterator[SecretRef]:
+    """Secret volumes (and projected volumes' secret sources), and the env and envFrom of
+    the user's init containers and sidecars."""
+    for i, volume in enumerate(pod.volumes):
+        yield from _secret_source_refs(
+            volume.get("secret") or {}, "secretName", f"{path}.volumes[{i}]"
+        )
+        for source in (volume.get("projected") or {}).get("sources") or []:
+            if isinstance(source, dict):
+                yield from _secret_source_refs(
+                    source.get("secret") or {}, "name", f"{path}.volumes[{i}]"
+                )
+    for kind, containers in (("initContainers", pod.init_containers), ("sidecars", pod.sidecars)):
+        for i, container in enumerate(containers):
+            yield from _env_refs(
+                tuple(container.get("env") or ()),
+                tuple(container.get("envFrom") or ()),
+                f"{path}.{kind}[{i}]",
+            )
+
+
 def user_secret_refs(spec: EnvironmentSpec) -> list[SecretRef]:
-    """The Secrets the Rasa pods read through the user's spec.env and spec.envFrom."""
-    return list(_env_refs(spec.env, spec.env_from, "spec"))
+    """The Secrets the Rasa pods read through the user's settings: spec.env, spec.envFrom,
+    spec.volumes, and the init containers' and sidecars' env and envFrom."""
+    return [*_env_refs(spec.env, spec.env_from, "spec"), *_pod_refs(spec.pod, "spec")]
 
 
 def action_server_secret_refs(spec: EnvironmentSpec) -> list[SecretRef]:
-    """The Secrets the action server's pods read through its env and envFrom."""
+    """The Secrets the action server's pods read through the same settings of its own."""
     server = spec.action_server
     if server is None:
         return []
-    return list(_env_refs(server.env, server.env_from, "spec.actionServer"))
+    path = "spec.actionServer"
+    return [*_env_refs(server.env, server.env_from, path), *_pod_refs(server.pod, path)]
 
 
 def hashed_values(

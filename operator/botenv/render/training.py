@@ -12,10 +12,12 @@ from botenv.api.errors import SpecError
 from botenv.api.tag import StorageSpec
 from botenv.api.training import TrainingSpec
 from botenv.labels import MANAGED_BY, MANAGED_BY_LABEL, TRAINING_LABEL, label_value
+from botenv.render import podsecurity
 
 PROJECT_DIR = "/workspace/project"
 OUT_DIR = "/workspace/out"
 WORK_DIR = "/workspace/work"
+TMP_DIR = "/tmp"
 SECRET_DIR = "/var/run/secrets/botenv/storage"
 SOURCE_SECRET_DIR = "/var/run/secrets/botenv/source"
 PROJECT_FILES = ("config.yml", "domain.yml")
@@ -60,6 +62,12 @@ def _storage_json(storage: StorageSpec) -> str:
     return json.dumps(storage.block(with_secret=False), sort_keys=True)
 
 
+def _tmp_mount() -> dict[str, Any]:
+    """/tmp of every step is the work volume (the root filesystem is read-only): one budget,
+    BOTENV_TRAINING_WORK_SIZE_LIMIT, for Rasa's and botenv's scratch files."""
+    return {"name": "work", "mountPath": TMP_DIR}
+
+
 def labels(training: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "rasa-training",
@@ -95,7 +103,10 @@ def job(
     ]
     fetch: list[dict[str, Any]] = []
     if spec.archive is not None:
-        fetch_mounts: list[dict[str, Any]] = [{"name": "project", "mountPath": PROJECT_DIR}]
+        fetch_mounts: list[dict[str, Any]] = [
+            {"name": "project", "mountPath": PROJECT_DIR},
+            _tmp_mount(),
+        ]
         if spec.archive.secret_name:
             volumes.append(
                 {"name": "source-credentials", "secret": {"secretName": spec.archive.secret_name}}
@@ -118,6 +129,7 @@ def job(
                     *(["--secret-dir", SOURCE_SECRET_DIR] if spec.archive.secret_name else []),
                 ],
                 "volumeMounts": fetch_mounts,
+                "securityContext": podsecurity.botenv_step_context(),
                 "terminationMessagePolicy": "FallbackToLogsOnError",
                 "resources": {
                     "requests": {"cpu": "50m", "memory": "64Mi"},
@@ -125,7 +137,7 @@ def job(
                 },
             }
         )
-    upload_mounts = [{"name": "out", "mountPath": OUT_DIR, "readOnly": True}]
+    upload_mounts = [{"name": "out", "mountPath": OUT_DIR, "readOnly": True}, _tmp_mount()]
     if spec.output.secret_name:
         volumes.append(
             {"name": "storage-credentials", "secret": {"secretName": spec.output.secret_name}}
@@ -159,7 +171,9 @@ def job(
             {"name": "project", "mountPath": PROJECT_DIR, "readOnly": True},
             {"name": "out", "mountPath": OUT_DIR},
             {"name": "work", "mountPath": WORK_DIR},
+            _tmp_mount(),
         ],
+        "securityContext": podsecurity.container_context(spec.security_context),
     }
     if spec.resources:
         train["resources"] = spec.resources
@@ -177,6 +191,7 @@ def job(
             *(["--secret-dir", SECRET_DIR] if spec.output.secret_name else []),
         ],
         "volumeMounts": upload_mounts,
+        "securityContext": podsecurity.botenv_step_context(),
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
     }
@@ -185,6 +200,11 @@ def job(
         "initContainers": [*fetch, train],
         "containers": [upload],
         "volumes": volumes,
+        # Rasa's user for the pod; botenv's steps run as botenv's own (their securityContext).
+        "securityContext": podsecurity.pod_context(
+            podsecurity.RASA_USER, spec.pod_security_context
+        ),
+        **podsecurity.automount(""),
     }
     if spec.node_selector:
         pod["nodeSelector"] = dict(spec.node_selector)

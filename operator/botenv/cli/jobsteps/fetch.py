@@ -467,7 +467,8 @@ def fetch(
         raise FetchError(f"invalid --storage-json or --object: {exc}") from None
     key = key_for(spec, obj)
     into.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(suffix=".tar.gz", dir=into.parent) as tmp:
+    # In $TMPDIR (/tmp, a volume in the Job): the root filesystem around `into` is read-only.
+    with tempfile.NamedTemporaryFile(suffix=".tar.gz") as tmp:
         size = 0
         try:
             # UNRESTRICTED: this runs in the tenant's own Job pod, with the tenant's identity.

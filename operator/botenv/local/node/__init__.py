@@ -49,6 +49,16 @@ botenv``):
   Service without a ready pod refuses connections until one is ready, which follows rolls
   and restarts. ``service_hosts`` sends a Service to an address outside the cluster instead
   (for example a server the test runs itself).
+- Security contexts, as far as processes of the test's own user can hold them (see
+  ``security``): the kubelet's runAsNonRoot check before a container starts (runAsUser 0,
+  or no runAsUser and an image whose ``Image.user`` is root or a name, waits with
+  CreateContainerConfigError and the kubelet's message); ``ProcessInfo.user`` is the user it
+  would run as. With readOnlyRootFilesystem, the working directory, $HOME (the container's
+  HOME variable, else ``Image.home``) and $TMPDIR (/tmp) are the container's volumes when
+  one is mounted there, else read-only (0555) directories of its own root filesystem under
+  the pod's directory; a write there fails for a process that is not root (as EROFS does),
+  and one root makes is reported (a Warning event ReadOnlyRootFilesystem,
+  ``ProcessInfo.root_writes``). Writes to other absolute paths are not caught.
 - Probes: startup, readiness and liveness, each with httpGet (path, port by name or number,
   headers, scheme), tcpSocket or exec. They honour initialDelaySeconds, periodSeconds,
   timeoutSeconds, successThreshold and failureThreshold. A failed liveness or startup probe
@@ -76,8 +86,9 @@ It polls the API every ``poll_seconds`` (0.5 s) with two label/field-selected LI
 probes run on a small thread pool and the proxy on one asyncio thread.
 
 Not emulated: ephemeral containers, lifecycle hooks, the pod's own activeDeadlineSeconds
-(the Job controller's deadline works, see above), resource limits, security contexts
-(processes run as the test's user), imagePullPolicy, hostPort/hostNetwork, live updates
+(the Job controller's deadline works, see above), resource limits, the rest of the security
+context (processes run as the test's user, with its capabilities; seccomp, privilege
+escalation and capabilities are not applied), imagePullPolicy, hostPort/hostNetwork, live updates
 of mounted ConfigMaps and Secrets (they are rewritten at each container start), Service
 environment variables, affinity and tolerations (only nodeSelector is checked), gRPC
 probes, and the pod sandbox restarts that make a kubelet run the init containers again.

@@ -23,6 +23,10 @@ RASA_ENV = {
 
 BindHook = Callable[[str, list[str]], tuple[list[str], dict[str, str]]]
 
+# USER and HOME of the rasa/rasa and rasa/rasa-sdk images (WORKDIR /app too).
+RASA_USER = 1001
+RASA_HOME = "/app"
+
 
 # -- images ------------------------------------------------------------------------------
 
@@ -38,7 +42,10 @@ class Image:
     directory. ``env`` is the image's ENV. ``bind(pod_ip, args)`` returns the args and
     extra env that make the process listen on the pod's IP instead of 0.0.0.0.
     ``programs`` maps a program name in ``command`` and exec probes (``python``) to a
-    local one. Entries may use the placeholders RASA_PYTHON and PYTHON.
+    local one. Entries may use the placeholders RASA_PYTHON and PYTHON. ``user`` is the
+    image's USER (a uid, or a name; 0, root, for an image without one) and ``home`` its
+    HOME: the node checks runAsNonRoot against ``user``, and gives a container with a
+    read-only root filesystem ``home`` as $HOME (see botenv.local.node.security).
     """
 
     entrypoint: tuple[str, ...]
@@ -49,6 +56,8 @@ class Image:
     programs: Mapping[str, str] = dataclasses.field(
         default_factory=lambda: {"python": RASA_PYTHON, "python3": RASA_PYTHON}
     )
+    user: int | str = 0
+    home: str = "/root"
 
 
 def _without_flag(args: list[str], *flags: str) -> list[str]:
@@ -84,7 +93,12 @@ def _rasa_sdk_bind(ip: str, args: list[str]) -> tuple[list[str], dict[str, str]]
 def rasa_image() -> Image:
     """The rasa/rasa image: ENTRYPOINT rasa, CMD --help, with the cached venv."""
     return Image(
-        entrypoint=(RASA_PYTHON, "-m", "rasa"), cmd=("--help",), env=RASA_ENV, bind=_rasa_bind
+        entrypoint=(RASA_PYTHON, "-m", "rasa"),
+        cmd=("--help",),
+        env=RASA_ENV,
+        bind=_rasa_bind,
+        user=RASA_USER,
+        home=RASA_HOME,
     )
 
 
@@ -97,6 +111,8 @@ def rasa_sdk_image(actions: Path | None = None) -> Image:
         workdir=Path(actions) if actions else None,
         env=RASA_ENV,
         bind=_rasa_sdk_bind,
+        user=RASA_USER,
+        home=RASA_HOME,
     )
 
 

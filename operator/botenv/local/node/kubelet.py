@@ -22,6 +22,7 @@ from botenv.local.node.node import NodeAgent
 from botenv.local.node.probes import Prober
 from botenv.local.node.recorder import Recorder
 from botenv.local.node.runtime import SITECUSTOMIZE, ContainerRuntime
+from botenv.local.node.security import unseal
 from botenv.local.node.state import Container, Pod, ProcessInfo, utc_now
 from botenv.local.node.status import patch_status
 from botenv.local.node.volumes import Volumes
@@ -222,6 +223,11 @@ class LocalKubelet:
                             c.ready,
                             tuple(c.argv),
                             c.cwd,
+                            c.user,
+                            c.rootfs is not None,
+                            c.root_writes,
+                            c.env.get("HOME", ""),
+                            c.env.get("TMPDIR", ""),
                         )
                     )
             out += [
@@ -413,6 +419,7 @@ class LocalKubelet:
         return True
 
     def _sync_container(self, rt: Pod, c: Container, now: float) -> None:
+        self._runtime.check_root(rt, c)
         if c.proc is not None and c.proc.poll() is not None:
             self._runtime.exited(rt, c, now)
         if c.proc is None:
@@ -456,7 +463,8 @@ class LocalKubelet:
             c.proc = None
         self._node.delete_pod(rt.namespace, rt.name, rt.uid)
         self._pods.pop(rt.uid, None)
-        for scratch in ("volumes", "tmp"):  # logs stay for the tests to read
+        unseal(rt.dir / "rootfs")
+        for scratch in ("volumes", "tmp", "rootfs"):  # logs stay for the tests to read
             shutil.rmtree(rt.dir / scratch, ignore_errors=True)
         self._recorder.log(f"{rt.namespace}/{rt.name}: terminated and deleted")
 

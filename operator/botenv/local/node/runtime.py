@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -22,6 +23,13 @@ from botenv.local.node.constants import (
 from botenv.local.node.envs import PodConfig, expand
 from botenv.local.node.images import BUILTIN_IMAGES, Image, Placeholders, find_image, repository
 from botenv.local.node.recorder import Recorder
+from botenv.local.node.security import (
+    RootFilesystem,
+    non_root_error,
+    read_only_root,
+    run_as,
+    unseal,
+)
 from botenv.local.node.state import ConfigError, Container, MountError, Pod, Probe, utc_now
 from botenv.local.node.volumes import Volumes, path_rewriter
 from botenv.local.processes import die_with_parent, signal_running_group
@@ -209,6 +217,10 @@ class ContainerRuntime:
                 now,
             )
             return
+        refusal = non_root_error(rt, c, image)
+        if refusal:
+            self.wait(rt, c, "CreateContainerConfigError", refusal, RETRY_SECONDS, now)
+            return
         cache: dict[tuple[str, str], dict[str, bytes] | None] = {}
         try:
             volumes = self.volumes.volumes(rt, cache)
@@ -234,7 +246,7 @@ class ContainerRuntime:
         def fix(value: str) -> str:
             return self.rewrite_urls(rewrite_path(value))
 
-        env = {k: fix(v) for k, v in env.items()}
+        raw_env, env = env, {k: fix(v) for k, v in env.items()}
         programs = {k: self.placeholders(v) for k, v in image.programs.items()}
         if c.spec.get("command"):
             command = [fix(expand(a, env)) for a in c.spec["command"]]
@@ -255,11 +267,23 @@ class ContainerRuntime:
             mapped = rewrite_path(c.spec["workingDir"])
             if mapped != c.spec["workingDir"]:
                 cwd = Path(mapped)
-        cwd.mkdir(parents=True, exist_ok=True)
         home = self.workdir / "home"  # shared: caches (matplotlib, ...) are built once
-        home.mkdir(exist_ok=True)
         tmp = rt.dir / "tmp"  # the container's /tmp, removed with the pod
-        tmp.mkdir(exist_ok=True)
+        rootfs = None
+        if read_only_root(rt, c):
+            # Only its mounts are writable: the rest is its read-only root filesystem.
+            root = rt.dir / "rootfs" / c.name
+            unseal(root)
+            shutil.rmtree(root, ignore_errors=True)
+            rootfs = RootFilesystem(root, rewrite_path)
+            if c.spec.get("workingDir") or not image.workdir:
+                cwd = rootfs.place(c.spec.get("workingDir") or "/")
+            home = rootfs.place(raw_env.get("HOME") or image.home)
+            tmp = rootfs.place(raw_env.get("TMPDIR") or "/tmp")
+        for directory in (cwd, home, tmp):
+            directory.mkdir(parents=True, exist_ok=True)
+        if rootfs is not None:
+            rootfs.seal()
         process_env = {
             "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
             "HOME": str(home),
@@ -269,6 +293,7 @@ class ContainerRuntime:
             **image.env,
             **env,
             **extra,
+            **({"HOME": str(home), "TMPDIR": str(tmp)} if rootfs is not None else {}),
             "BOTENV_KUBELET_POD_IP": rt.ip,
             "BOTENV_KUBELET_POD_PORTS": ",".join(str(p) for p in sorted(rt.all_ports())),
         }
@@ -294,6 +319,7 @@ class ContainerRuntime:
             self.wait(rt, c, "RunContainerError", f"starting {argv[0]}: {exc}", RETRY_SECONDS, now)
             return
         c.proc, c.argv, c.env, c.cwd = proc, argv, process_env, str(cwd)
+        c.user, c.rootfs, c.root_writes = run_as(rt.pod["spec"], c.spec, image), rootfs, ()
         c.rewrite_path, c.programs = rewrite_path, programs
         c.log_offset, c.termination_log = log_offset, termination_log
         c.state, c.reason, c.message, c.warned = "running", "", "", ""
@@ -344,6 +370,23 @@ class ContainerRuntime:
                 return f"Error on reading termination message from logs: {exc}"
             data = last_lines(tail, MAX_FALLBACK_LOG_LINES)[-MAX_FALLBACK_LOG_BYTES:]
         return data.decode(errors="replace")
+
+    def check_root(self, rt: Pod, c: Container) -> None:
+        """Report what a container wrote to its read-only root filesystem (once each)."""
+        if c.rootfs is None:
+            return
+        new = [w for w in c.rootfs.writes() if w not in c.root_writes]
+        if not new:
+            return
+        c.root_writes = (*c.root_writes, *new)
+        message = (
+            f"wrote to its read-only root filesystem: {', '.join(new)} (a real node "
+            "refuses these writes: mount a volume there)"
+        )
+        self.recorder.log(f"{rt.namespace}/{rt.name}/{c.name}: {message}")
+        self.recorder.event(
+            rt.pod["metadata"], "ReadOnlyRootFilesystem", message, "Warning", c.field_path
+        )
 
     def kill(self, rt: Pod, c: Container, now: float) -> None:
         c.killing, c.ready = True, False

@@ -8,6 +8,7 @@ import datetime
 import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 
 def utc_now() -> str:
@@ -74,6 +75,10 @@ class Container:
     programs: Mapping[str, str] = dataclasses.field(default_factory=dict)
     probes: dict[str, Probe] = dataclasses.field(default_factory=dict)
     warned: str = ""  # the last error an event was posted for
+    user: int | str | None = None  # the user it would run as (runAsUser, else the image's)
+    # security.RootFilesystem, with readOnlyRootFilesystem: its read-only places
+    rootfs: Any = None
+    root_writes: tuple[str, ...] = ()  # what it wrote there (reported once each)
 
     def mark_started(self, now: float) -> None:
         """Started (its startup probe passed, or it has none): the other probes begin."""
@@ -159,3 +164,8 @@ class ProcessInfo:
     ready: bool
     argv: tuple[str, ...]
     cwd: str
+    user: int | str | None = None  # the user it would run as (the node runs it as its own)
+    read_only_root: bool = False
+    root_writes: tuple[str, ...] = ()  # written to its read-only root filesystem
+    home: str = ""  # its $HOME and $TMPDIR, as local directories
+    tmpdir: str = ""
