@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from botenv.api.errors import SpecError
+from botenv.api.gates import GatesSpec, parse_gates
 from botenv.api.reader import Reader
 from botenv.api.tag import StorageSpec, parse_storage
 
@@ -37,6 +38,9 @@ class TrainingSpec:
     # ... an archive (.tar.gz) of the project in storage (config_map is then "")
     archive: StorageSpec | None = None
     archive_object: str = ""
+    # rasa data validate before training, rasa test after: the model is stored (and its tag
+    # moved) only when every gate passes
+    gates: GatesSpec = GatesSpec()
 
     @property
     def fixed_model_name(self) -> str:
@@ -157,6 +161,7 @@ def parse_training(body: dict[str, Any], default_image: str) -> TrainingSpec:
         ),
         archive=archive,
         archive_object=archive_object,
+        gates=parse_gates(spec),
     )
     if problems:
         raise SpecError(problems)

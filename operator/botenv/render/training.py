@@ -12,10 +12,9 @@ from botenv.api.errors import SpecError
 from botenv.api.tag import StorageSpec
 from botenv.api.training import TrainingSpec
 from botenv.labels import MANAGED_BY, MANAGED_BY_LABEL, TRAINING_LABEL, label_value
+from botenv.render import gates
+from botenv.render.workspace import OUT_DIR, PROJECT_DIR, WORK_DIR
 
-PROJECT_DIR = "/workspace/project"
-OUT_DIR = "/workspace/out"
-WORK_DIR = "/workspace/work"
 SECRET_DIR = "/var/run/secrets/botenv/storage"
 SOURCE_SECRET_DIR = "/var/run/secrets/botenv/source"
 PROJECT_FILES = ("config.yml", "domain.yml")
@@ -43,7 +42,7 @@ def project_items(config_map: str, keys: list[str]) -> list[dict[str, Any]]:
             ]
         )
     data = sorted(k for k in keys if k not in PROJECT_FILES)
-    if not data:
+    if all(map(gates.is_test_file, data)):
         raise SpecError(
             [
                 f"spec.source.configMap.name: ConfigMap {config_map!r} holds no "
@@ -51,7 +50,7 @@ def project_items(config_map: str, keys: list[str]) -> list[dict[str, Any]]:
             ]
         )
     return [{"key": f, "path": f} for f in PROJECT_FILES] + [
-        {"key": k, "path": f"data/{k}"} for k in data
+        {"key": k, "path": gates.project_path(k)} for k in data
     ]
 
 
@@ -83,6 +82,7 @@ def job(
     """`keys`: the keys of the source ConfigMap (see project_items); unused with an
     archive source, which an init container of botenv's image fetches and unpacks.
     `*_size_limit`: the sizeLimit of the project (archive source), out and work emptyDirs."""
+    gates.check_test_data(spec, keys)
     volumes: list[dict[str, Any]] = [
         {
             "name": "project",
@@ -175,6 +175,7 @@ def job(
             spec.model_name,
             # without a Secret: the provider's own credentials (IRSA, Workload Identity)
             *(["--secret-dir", SECRET_DIR] if spec.output.secret_name else []),
+            *gates.upload_args(spec),
         ],
         "volumeMounts": upload_mounts,
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -182,7 +183,12 @@ def job(
     }
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
-        "initContainers": [*fetch, train],
+        "initContainers": [
+            *fetch,
+            *gates.before_training(spec),
+            train,
+            *gates.after_training(spec, botenv_image),
+        ],
         "containers": [upload],
         "volumes": volumes,
     }
