@@ -103,3 +103,18 @@ def test_an_opt_in_withdrawn_during_training_keeps_the_tag_where_it_is() -> None
     assert "tag" not in plan.status
     moved = controller.plan(finished(tag(True)), Settings(), NOW)
     assert moved.move_tag == {"spec": {"model": MODEL}}
+
+
+def test_a_refused_move_shows_in_botenv_status() -> None:
+    import datetime
+
+    from botenv.cli import output
+
+    plan = controller.plan(starting(tag()), Settings(), NOW)
+    body = {**training(), "status": plan.status}
+    now = datetime.datetime(2026, 11, 22, 3, 15, tzinfo=datetime.UTC)
+    text = output.status_text(
+        [], [], namespace="bots", now=now, trainings=[output.training_summary(body)]
+    )
+    line = next(x for x in text.splitlines() if x.startswith("nightly"))
+    assert "Failed (TagMoveNotAllowed)" in line and "(moved)" not in line
