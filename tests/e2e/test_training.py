@@ -70,6 +70,8 @@ def setup(
                         "endpoint": s3.url,
                         "secretRef": {"name": "s3"},
                     },
+                    # `botenv train --tag experimental` moves it
+                    "trainings": {"allowed": True},
                 },
             },
             {

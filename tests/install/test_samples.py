@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from botenv.api import parse_environment, parse_tag
+from botenv.api.training import parse_training
 from tests.support.helm import REPO_ROOT
 
 pytestmark = pytest.mark.install
@@ -57,8 +58,10 @@ def test_every_sample_is_accepted_by_the_operator(name):
             parse_environment(doc, "rasa/rasa:3.6.21-full")
         elif doc["kind"] == "ModelTag":
             parse_tag(doc)
+        elif doc["kind"] == "ModelTraining":
+            parse_training(doc, "rasa/rasa:3.6.21-full")
         else:
-            assert doc["kind"] in ("Namespace", "Secret"), doc["kind"]
+            assert doc["kind"] in ("Namespace", "Secret", "ConfigMap"), doc["kind"]
         if doc["kind"] != "Namespace":
             assert doc["metadata"]["namespace"] == "bots"
 
@@ -123,7 +126,7 @@ def test_samples_are_stored_as_written(kubectl):
     latest = {}
     for name in sorted(FILES, key=lambda n: n != "quickstart.yaml"):
         for doc in docs(name):
-            if doc["kind"] in ("BotEnvironment", "ModelTag"):
+            if doc["kind"] in ("BotEnvironment", "ModelTag", "ModelTraining"):
                 meta = {**doc["metadata"], "namespace": ns}
                 latest[(doc["kind"], meta["name"])] = {**doc, "metadata": meta}
     kubectl.apply(*latest.values())
@@ -144,3 +147,21 @@ def subset(wanted: object, live: object) -> bool:
             and all(subset(w, x) for w, x in zip(wanted, live, strict=True))
         )
     return wanted == live
+
+
+def test_the_training_sample_renders_its_gated_job():
+    from botenv.render import training as render
+
+    by_kind = {d["kind"]: d for d in docs("training.yaml")}
+    spec = parse_training(
+        {**by_kind["ModelTraining"], "metadata": {**by_kind["ModelTraining"]["metadata"]}},
+        "rasa/rasa:3.6.21-full",
+    )
+    job = render.job(spec, keys=sorted(by_kind["ConfigMap"]["data"]), botenv_image="b", uid="u")
+    steps = [c["name"] for c in job["spec"]["template"]["spec"]["initContainers"]]
+    assert steps == ["validate", "train", "test", "gates"]
+    (tag,) = [d for d in docs("experimental.yaml") if d["kind"] == "ModelTag"]
+    # it moves experimental, which lets trainings move it, in the storage it reads from
+    assert tag["metadata"]["name"] == spec.tag
+    assert tag["spec"]["trainings"] == {"allowed": True}
+    assert tag["spec"]["storage"] == spec.output.block()

@@ -83,3 +83,47 @@ def test_status_lists_trainings() -> None:
     )
     line = next(x for x in text.splitlines() if x.startswith("nightly"))
     assert "Failed (TrainingFailed)" in line and "n.tar.gz" in line and "experimental" in line
+
+
+def test_pack_sends_the_projects_tests_folder_apart_from_its_data(tmp_path: Path) -> None:
+    root = project(tmp_path)
+    (root / "tests" / "nlu").mkdir(parents=True)
+    (root / "tests" / "test_stories.yml").write_text("stories: []\n")
+    (root / "tests" / "nlu" / "test_nlu.yml").write_text("nlu: []\n")
+    files = pack_project(root)
+    # tests__ keys are the tests/ folder in the Job (render/gates.py), never training data
+    assert files["tests__test_stories.yml"] == "stories: []\n"
+    assert files["tests__nlu__test_nlu.yml"] == "nlu: []\n"
+    assert files["nlu.yml"] == "nlu: []\n"
+    (root / "data" / "tests").mkdir()
+    (root / "data" / "tests" / "test_stories.yml").write_text("stories: []\n")
+    with pytest.raises(ProjectError, match="would put it in the project's tests/ folder"):
+        pack_project(root)
+
+
+def test_gate_flags_become_the_trainings_gates() -> None:
+    from botenv.cli import build_parser
+    from botenv.cli.train import gates_of
+
+    parse = build_parser().parse_args
+    args = parse(["train", "p", "--tag", "x", "--validate", "--min-intent-f1", "0.8"])
+    assert gates_of(args) == {"validate": True, "test": {"minIntentF1": 0.8}}
+    args = parse(["train", "p", "--tag", "x", "--test", "--min-story-accuracy", "1"])
+    assert gates_of(args) == {"test": {"minStoryAccuracy": 1.0}}
+    args = parse(["train", "p", "--tag", "x", "--validate", "--fail-on-warnings"])
+    assert gates_of(args) == {"validate": True, "failOnWarnings": True}
+    assert gates_of(parse(["train", "p", "--tag", "x", "--test"])) == {"test": {}}
+    assert gates_of(parse(["train", "p", "--tag", "x"])) == {}
+    body = training_body(
+        "t",
+        "bots",
+        project="t-project",
+        storage={"provider": "local", "path": "/m"},
+        tag="",
+        image="",
+        model_name="",
+        gates={"validate": True},
+    )
+    assert body["spec"]["validate"] is True
+    with pytest.raises(SystemExit):
+        parse(["train", "p", "--tag", "x", "--min-intent-f1", "2"])

@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from botenv.api.errors import SpecError
+from botenv.api.gates import GatesSpec, parse_gates
 from botenv.api.reader import Reader
 from botenv.api.tag import StorageSpec, parse_storage
 
@@ -40,6 +41,9 @@ class TrainingSpec:
     # over botenv's restricted defaults, key by key: the pod, and the `rasa train` step
     pod_security_context: dict[str, Any] = dataclasses.field(default_factory=dict)
     security_context: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # rasa data validate before training, rasa test after: the model is stored (and its tag
+    # moved) only when every gate passes
+    gates: GatesSpec = GatesSpec()
 
     @property
     def fixed_model_name(self) -> str:
@@ -162,6 +166,7 @@ def parse_training(body: dict[str, Any], default_image: str) -> TrainingSpec:
         archive_object=archive_object,
         pod_security_context=spec.mapping("podSecurityContext"),
         security_context=spec.mapping("securityContext"),
+        gates=parse_gates(spec),
     )
     if problems:
         raise SpecError(problems)

@@ -9,6 +9,7 @@ import importlib.metadata
 
 from botenv.cli.completion import add_completion_command
 from botenv.cli.jobsteps.fetch import add_fetch_command
+from botenv.cli.jobsteps.gates import add_gates_command
 from botenv.cli.jobsteps.upload import add_upload_command
 from botenv.cli.launchers import add_launcher_commands
 from botenv.cli.people import add_people_commands
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     version = sub.add_parser("version", help="print botenv's version")
     version.set_defaults(func=lambda _: print(importlib.metadata.version("botenv")) or 0)
     add_fetch_command(sub)  # a training Job's first steps
+    add_gates_command(sub)
     add_upload_command(sub)
     add_people_commands(parser, sub)  # status, promote, rollback, history, train
     add_completion_command(sub, parser)
@@ -34,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Run inside a training Job, not by people: they work, but --help does not list them.
-JOB_STEPS = ("fetch-project", "upload")
+JOB_STEPS = ("fetch-project", "check-gates", "upload")
 
 
 def _hide(sub: argparse._SubParsersAction, names: tuple[str, ...]) -> None:

@@ -20,6 +20,7 @@ from botenv.cli.shared import (
     Session,
     api_call,
 )
+from botenv.render.gates import TESTS_PREFIX
 
 # A ConfigMap holds at most 1 MiB; leave room for its metadata.
 MAX_PROJECT_BYTES = 900 * 1024
@@ -33,7 +34,8 @@ class ProjectError(ValueError):
 
 def pack_project(root: Path) -> dict[str, str]:
     """config.yml, domain.yml and every YAML file under data/ as ConfigMap keys (data files
-    flattened to their path with '__' for '/')."""
+    flattened to their path with '__' for '/'), and those under tests/ (test stories, NLU
+    test data for spec.test) as tests__PATH."""
     if not root.is_dir():
         raise ProjectError(f"{root}: not a directory")
     files: dict[str, str] = {}
@@ -55,11 +57,23 @@ def pack_project(root: Path) -> dict[str, str]:
     )
     if not found:
         raise ProjectError(f"{root}: no training data (YAML files under data/)")
-    for path in found:
-        key = _KEY.sub("-", path.relative_to(data).as_posix().replace("/", "__"))
-        if key in files:
-            raise ProjectError(f"{path}: its ConfigMap key {key!r} is taken by another file")
-        files[key] = path.read_text()
+    tests = root / "tests"
+    test_files = (
+        sorted(p for p in tests.rglob("*") if p.suffix in (".yml", ".yaml") and p.is_file())
+        if tests.is_dir()
+        else []
+    )
+    for folder, prefix, paths in ((data, "", found), (tests, TESTS_PREFIX, test_files)):
+        for path in paths:
+            key = prefix + _KEY.sub("-", path.relative_to(folder).as_posix().replace("/", "__"))
+            if not prefix and key.startswith(TESTS_PREFIX):
+                raise ProjectError(
+                    f"{path}: its ConfigMap key {key!r} would put it in the project's tests/ "
+                    "folder: rename that folder under data/"
+                )
+            if key in files:
+                raise ProjectError(f"{path}: its ConfigMap key {key!r} is taken by another file")
+            files[key] = path.read_text()
     size = sum(len(v.encode()) for v in files.values())
     if size > MAX_PROJECT_BYTES:
         raise ProjectError(
@@ -75,9 +89,18 @@ def training_name(base: str, now: datetime.datetime) -> str:
 
 
 def training_body(
-    name: str, namespace: str, *, project: str, storage: dict, tag: str, image: str, model_name: str
+    name: str,
+    namespace: str,
+    *,
+    project: str,
+    storage: dict,
+    tag: str,
+    image: str,
+    model_name: str,
+    gates: dict | None = None,
 ) -> dict:
     spec: dict = {"source": {"configMap": {"name": project}}, "output": {"storage": storage}}
+    spec.update(gates or {})
     if tag:
         spec["tag"] = tag
     if image:
@@ -127,6 +150,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         # A generated name carries the time already: the model is named after it (the
         # operator's default would add the time a second time).
         model_name=args.model_name or ("" if args.name else f"{name}.tar.gz"),
+        gates=gates_of(args),
     )
     with api_call("create", "ModelTraining", namespace, name, server=session.server):
         created = session.kube.create(body, field_manager=CLI_FIELD_MANAGER)
@@ -190,6 +214,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
 
 
+def gates_of(args: argparse.Namespace) -> dict:
+    """The ModelTraining's spec.validate, failOnWarnings and test from the gate flags."""
+    gates: dict = {}
+    if args.validate:
+        gates["validate"] = True
+    if args.fail_on_warnings:
+        gates["failOnWarnings"] = True
+    thresholds = {
+        k: v
+        for k, v in (
+            ("minIntentF1", args.min_intent_f1),
+            ("minStoryAccuracy", args.min_story_accuracy),
+        )
+        if v is not None
+    }
+    if args.test or thresholds:
+        gates["test"] = thresholds
+    return gates
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}")
+    return value
+
+
 def add_train_arguments(train: argparse.ArgumentParser) -> None:
     train.add_argument(
         "project", metavar="DIR", help="a Rasa project: config.yml, domain.yml and data/*.yml"
@@ -218,6 +272,31 @@ def add_train_arguments(train: argparse.ArgumentParser) -> None:
         help="the model file name (default: derived, unique)",
     )
     train.add_argument("--image", default="", help="the Rasa image that trains")
+    gates = train.add_argument_group(
+        "gates", "checks the model must pass before it is stored and the tag moves"
+    )
+    gates.add_argument(
+        "--validate", action="store_true", help="run rasa data validate before training"
+    )
+    gates.add_argument(
+        "--fail-on-warnings",
+        action="store_true",
+        help="with --validate: rasa data validate's warnings fail the gate too",
+    )
+    gates.add_argument(
+        "--test",
+        action="store_true",
+        help="run rasa test on the model with the project's tests/ (implied by a threshold)",
+    )
+    gates.add_argument(
+        "--min-intent-f1", type=_fraction, metavar="F", help="least intent F1 (0 to 1)"
+    )
+    gates.add_argument(
+        "--min-story-accuracy",
+        type=_fraction,
+        metavar="F",
+        help="least share of test stories predicted right (0 to 1)",
+    )
     train.add_argument("--timeout", type=float, default=3600.0, metavar="SECONDS")
     train.add_argument(
         "--no-follow", action="store_true", help="create it and return; do not wait for the result"

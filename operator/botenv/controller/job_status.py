@@ -13,15 +13,35 @@ def job_condition(job: dict[str, Any], type_: str) -> dict[str, Any]:
     return found if found.get("status") == "True" else {}
 
 
+# The init containers of a training Job, in the order they run: the phase while each
+# runs, the reason when it fails, and the step as a failure message names it. Another
+# init container counts as training; a container (the last step) as the upload.
+STEPS = {
+    "fetch-project": ("Training", "SourceFailed", "botenv fetch-project"),
+    "validate": ("Validating", "ValidationFailed", "rasa data validate"),
+    "train": ("Training", "TrainingFailed", "rasa train"),
+    "test": ("Testing", "TestFailed", "rasa test"),
+    "gates": ("Testing", "TestFailed", "botenv check-gates"),
+}
+TRAIN_STEP = STEPS["train"]
+UPLOAD_STEP = ("Uploading", "UploadFailed", "botenv upload")
+
+
+def _exit_code(container: dict[str, Any]) -> int | None:
+    return ((container.get("state") or {}).get("terminated") or {}).get("exitCode")
+
+
 def phase_of(pods: list[dict[str, Any]]) -> str:
-    """Training while `rasa train` (the init container) runs, Uploading after it."""
+    """The phase of the step that runs: Validating, Training, Testing, then Uploading once
+    every init container is done."""
+    running = ""
     for pod in pods:
-        # `rasa train` is the last init container (an archive source fetches first)
-        init = ((pod.get("status") or {}).get("initContainerStatuses") or [{}])[-1]
-        done = ((init.get("state") or {}).get("terminated") or {}).get("exitCode") == 0
-        if done:
+        inits = (pod.get("status") or {}).get("initContainerStatuses") or []
+        if inits and _exit_code(inits[-1]) == 0:
             return "Uploading"
-    return "Training" if pods else "Pending"
+        step: dict[str, Any] = next((c for c in inits if _exit_code(c) != 0), {})
+        running = running or STEPS.get(step.get("name", ""), TRAIN_STEP)[0]
+    return running if pods else "Pending"
 
 
 def failure_of(job: dict[str, Any], pods: list[dict[str, Any]]) -> tuple[str, str, str]:
@@ -33,17 +53,14 @@ def failure_of(job: dict[str, Any], pods: list[dict[str, Any]]) -> tuple[str, st
     for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp", ""), reverse=True):
         status = pod.get("status") or {}
         statuses = [
-            (c, "SourceFailed" if c.get("name") == "fetch-project" else "TrainingFailed")
+            (c, STEPS.get(c.get("name", ""), TRAIN_STEP))
             for c in status.get("initContainerStatuses") or []
-        ] + [(c, "UploadFailed") for c in status.get("containerStatuses") or []]
-        for container, why in statuses:
+        ] + [(c, UPLOAD_STEP) for c in status.get("containerStatuses") or []]
+        for container, (_, why, step) in statuses:
             terminated = (container.get("state") or {}).get("terminated") or {}
             if terminated.get("exitCode", 0) != 0:
                 if reason in ("BackoffLimitExceeded", "Failed"):
                     reason = why
-                step = {"TrainingFailed": "rasa train", "SourceFailed": "botenv fetch-project"}.get(
-                    why, "botenv upload"
-                )
                 return (
                     reason,
                     f"{step} exited with code {terminated['exitCode']}: {message}",

@@ -17,8 +17,9 @@ from kubernetes.client.exceptions import ApiException
 
 from botenv import API_VERSION
 from botenv.api import SpecError, parse_tag
+from botenv.api.tag_moves import move_refused
 from botenv.api.training import TrainingSpec, parse_training
-from botenv.controller import job_status, reporting
+from botenv.controller import job_status, reporting, training_gates
 from botenv.controller.state import State
 from botenv.controller.workqueue import Requeue
 from botenv.render import conditions as cond
@@ -39,7 +40,7 @@ FOLLOW_SECONDS = 5.0  # a running Job is looked at this often (phase Training ->
 SOURCE_RETRY_SECONDS = 5.0
 RESTART_SECONDS = 2.0  # after an outdated Job is deleted
 # Status fields a new status may drop: removed from the status by the merge patch.
-REMOVABLE = ("reason", "message", "logTail", "finishedAt")
+REMOVABLE = ("reason", "message", "logTail", "finishedAt", "gates", "testResults")
 
 
 # --- gather -----------------------------------------------------------------------------
@@ -107,6 +108,8 @@ def gather(state: State, namespace: str, name: str) -> Seen | None:
         except LocationNotAllowed as exc:
             seen.not_allowed = f"{exc}; {state.settings.storage.describe()}"
             return seen
+        if spec.tag:  # a tag that does not let trainings move it: refused before training
+            seen.tag = state.tag(namespace, spec.tag)
         seen.source = (
             {}
             if spec.archive is not None
@@ -117,6 +120,8 @@ def gather(state: State, namespace: str, name: str) -> Seen | None:
         "v1", "Pod", namespace, f"job-name={seen.job['metadata']['name']}"
     )
     if job_status.job_condition(seen.job, "Complete"):
+        if training_gates.threshold_missed(spec, seen.pods):
+            return seen  # the Job stored nothing
         try:
             seen.stored = _stored(state, namespace, spec)
         except (StorageError, ApiException) as exc:
@@ -178,7 +183,13 @@ def _status(
 
 
 def _failed(
-    seen: Seen, problem: Problem, now: str, *, event: bool = True, log_tail: str = ""
+    seen: Seen,
+    problem: Problem,
+    now: str,
+    *,
+    event: bool = True,
+    log_tail: str = "",
+    **fields: object,
 ) -> Plan:
     status = _status(
         seen.previous,
@@ -189,6 +200,7 @@ def _failed(
         now,
         finishedAt=now,
         logTail=log_tail,
+        **fields,
     )
     return Plan(
         status=status, event=("Warning", problem.reason, problem.message) if event else None
@@ -218,6 +230,9 @@ def plan(seen: Seen, settings: Settings, now: str) -> Plan:
 def _start(seen: Seen, spec: TrainingSpec, settings: Settings, now: str) -> Plan:
     if seen.not_allowed:
         return _failed(seen, Problem("StorageNotAllowed", seen.not_allowed), now)
+    refused = move_refused(spec.tag, seen.tag) if spec.tag else ""
+    if refused:
+        return _failed(seen, Problem("TagMoveNotAllowed", f"{refused}; nothing was trained"), now)
     if seen.source is None:
         return _waiting(
             seen,
@@ -272,6 +287,20 @@ def _follow(seen: Seen, spec: TrainingSpec, now: str) -> Plan:
     assert seen.job is not None
     job_name = seen.job["metadata"]["name"]
     if job_status.job_condition(seen.job, "Complete"):
+        gates = training_gates.results(spec, seen.pods)
+        if training_gates.threshold_missed(spec, seen.pods):
+            return _failed(
+                seen,
+                Problem(
+                    "TestThresholdNotMet",
+                    f"rasa test: {training_gates.describe(gates, failed_only=True)}; model "
+                    f"{spec.model_name} was not stored"
+                    + (f" and ModelTag {spec.tag!r} not moved" if spec.tag else ""),
+                ),
+                now,
+                gates=gates or None,
+                testResults=training_gates.figures(spec, seen.pods) or None,
+            )
         if seen.stored is None:
             # The upload step verified it; storage may just be unreachable now.
             return _waiting(
@@ -286,6 +315,22 @@ def _follow(seen: Seen, spec: TrainingSpec, now: str) -> Plan:
                 now,
                 FOLLOW_SECONDS * 2,
             )
+        refused = move_refused(spec.tag, seen.tag) if spec.tag else ""
+        if refused:
+            digest, size = seen.stored
+            return _failed(
+                seen,
+                Problem(
+                    "TagMoveNotAllowed",
+                    f"model {spec.model_name} stored (digest {digest}, {size} bytes), but "
+                    f"the tag was not moved: {refused}",
+                ),
+                now,
+                digest=digest,
+                size=size,
+                gates=gates or None,
+                testResults=training_gates.figures(spec, seen.pods) or None,
+            )
         out = succeeded(seen, spec, now, _tag_problem(seen, spec))
         if spec.tag and out.status is not None and out.status.get("tag"):
             if seen.tag is None:
@@ -293,18 +338,27 @@ def _follow(seen: Seen, spec: TrainingSpec, now: str) -> Plan:
                     "apiVersion": API_VERSION,
                     "kind": "ModelTag",
                     "metadata": {"name": spec.tag, "namespace": spec.namespace},
-                    "spec": {"model": spec.model_name, "storage": spec.output.block()},
+                    "spec": {
+                        "model": spec.model_name,
+                        "storage": spec.output.block(),
+                        # made by a training: later trainings of this tag may move it
+                        # (whoever may patch the tag can turn this off)
+                        "trainings": {"allowed": True},
+                    },
                 }
             else:
                 out.move_tag = {"spec": {"model": spec.model_name}}
         return out
     if job_status.job_condition(seen.job, "Failed"):
         reason, message, tail = job_status.failure_of(seen.job, seen.pods)
-        return _failed(seen, Problem(reason, message), now, log_tail=tail)
+        gates = training_gates.results(spec, seen.pods)
+        return _failed(seen, Problem(reason, message), now, log_tail=tail, gates=gates or None)
     phase = job_status.phase_of(seen.pods)
     messages = {
         "Pending": f"Job {job_name} is waiting for its pod",
+        "Validating": f"rasa data validate runs in Job {job_name}",
         "Training": f"rasa train runs in Job {job_name}",
+        "Testing": f"rasa test runs on model {spec.model_name} in Job {job_name}",
         "Uploading": f"uploading {spec.model_name} to {spec.output.provider} storage",
     }
     return Plan(
@@ -334,7 +388,9 @@ def succeeded(seen: Seen, spec: TrainingSpec, now: str, problem: str) -> Plan:
     assert seen.stored is not None
     digest, size = seen.stored
     moved = spec.tag if spec.tag and not problem else ""
+    gates = training_gates.results(spec, seen.pods)
     message = f"model {spec.model_name} stored (digest {digest}, {size} bytes)"
+    message += f"; gates passed: {training_gates.describe(gates)}" if gates else ""
     message += f"; ModelTag {spec.tag!r} moved to it" if moved else ""
     message += f"; {problem}" if problem else ""
     status = _status(
@@ -348,6 +404,8 @@ def succeeded(seen: Seen, spec: TrainingSpec, now: str, problem: str) -> Plan:
         size=size,
         tag=moved,
         finishedAt=now,
+        gates=gates or None,
+        testResults=training_gates.figures(spec, seen.pods) or None,
     )
     return Plan(
         status=status,

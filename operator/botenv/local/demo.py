@@ -215,7 +215,9 @@ def demo_objects(bot: Path, models: Path) -> tuple[list[dict[str, Any]], list[st
                     "apiVersion": "botenv.dev/v1alpha1",
                     "kind": "ModelTag",
                     "metadata": {"name": tag, "namespace": NAMESPACE},
-                    "spec": {"model": name, "storage": storage},
+                    # As when a training creates the tag (the first run): later trainings,
+                    # `botenv train --tag experimental`, may move it.
+                    "spec": {"model": name, "storage": storage, "trainings": {"allowed": True}},
                 }
             )
             continue

@@ -12,11 +12,9 @@ from botenv.api.errors import SpecError
 from botenv.api.tag import StorageSpec
 from botenv.api.training import TrainingSpec
 from botenv.labels import MANAGED_BY, MANAGED_BY_LABEL, TRAINING_LABEL, label_value
-from botenv.render import podsecurity
+from botenv.render import gates, podsecurity
+from botenv.render.workspace import OUT_DIR, PROJECT_DIR, WORK_DIR
 
-PROJECT_DIR = "/workspace/project"
-OUT_DIR = "/workspace/out"
-WORK_DIR = "/workspace/work"
 TMP_DIR = "/tmp"
 SECRET_DIR = "/var/run/secrets/botenv/storage"
 SOURCE_SECRET_DIR = "/var/run/secrets/botenv/source"
@@ -45,7 +43,7 @@ def project_items(config_map: str, keys: list[str]) -> list[dict[str, Any]]:
             ]
         )
     data = sorted(k for k in keys if k not in PROJECT_FILES)
-    if not data:
+    if all(map(gates.is_test_file, data)):
         raise SpecError(
             [
                 f"spec.source.configMap.name: ConfigMap {config_map!r} holds no "
@@ -53,7 +51,7 @@ def project_items(config_map: str, keys: list[str]) -> list[dict[str, Any]]:
             ]
         )
     return [{"key": f, "path": f} for f in PROJECT_FILES] + [
-        {"key": k, "path": f"data/{k}"} for k in data
+        {"key": k, "path": gates.project_path(k)} for k in data
     ]
 
 
@@ -66,6 +64,20 @@ def _tmp_mount() -> dict[str, Any]:
     """/tmp of every step is the work volume (the root filesystem is read-only): one budget,
     BOTENV_TRAINING_WORK_SIZE_LIMIT, for Rasa's and botenv's scratch files."""
     return {"name": "work", "mountPath": TMP_DIR}
+
+
+def _hardened(spec: TrainingSpec, step: dict[str, Any], botenv_image: str) -> dict[str, Any]:
+    """A gate step (render.gates) with the security context of its kind of step (Rasa's,
+    with the training's overrides, or botenv's own) and /tmp on the work volume."""
+    context = (
+        podsecurity.botenv_step_context()
+        if step.get("image") == botenv_image
+        else podsecurity.container_context(spec.security_context)
+    )
+    mounts = list(step.get("volumeMounts") or [])
+    if not any(m.get("mountPath") == TMP_DIR for m in mounts):
+        mounts.append(_tmp_mount())
+    return {**step, "volumeMounts": mounts, "securityContext": context}
 
 
 def labels(training: str) -> dict[str, str]:
@@ -91,6 +103,7 @@ def job(
     """`keys`: the keys of the source ConfigMap (see project_items); unused with an
     archive source, which an init container of botenv's image fetches and unpacks.
     `*_size_limit`: the sizeLimit of the project (archive source), out and work emptyDirs."""
+    gates.check_test_data(spec, keys)
     volumes: list[dict[str, Any]] = [
         {
             "name": "project",
@@ -189,6 +202,7 @@ def job(
             spec.model_name,
             # without a Secret: the provider's own credentials (IRSA, Workload Identity)
             *(["--secret-dir", SECRET_DIR] if spec.output.secret_name else []),
+            *gates.upload_args(spec),
         ],
         "volumeMounts": upload_mounts,
         "securityContext": podsecurity.botenv_step_context(),
@@ -197,7 +211,15 @@ def job(
     }
     pod: dict[str, Any] = {
         "restartPolicy": "Never",
-        "initContainers": [*fetch, train],
+        "initContainers": [
+            *fetch,
+            *(_hardened(spec, step, botenv_image) for step in gates.before_training(spec)),
+            train,
+            *(
+                _hardened(spec, step, botenv_image)
+                for step in gates.after_training(spec, botenv_image)
+            ),
+        ],
         "containers": [upload],
         "volumes": volumes,
         # Rasa's user for the pod; botenv's steps run as botenv's own (their securityContext).

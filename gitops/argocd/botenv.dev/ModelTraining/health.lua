@@ -1,7 +1,7 @@
 -- Argo CD health check for botenv.dev/ModelTraining.
 --
--- A training has status.phase (Pending, Training, Uploading, Succeeded, Failed),
--- status.observedGeneration and a Ready condition (True once the model is stored).
+-- A training has status.phase (Pending, Validating, Training, Testing, Uploading, Succeeded,
+-- Failed), status.observedGeneration and a Ready condition (True once the model is stored).
 --
 --   Healthy      phase Succeeded for the current generation: the model is stored (and the
 --                tag moved, when the training names one)

@@ -68,12 +68,24 @@ def add_upload_command(sub: argparse._SubParsersAction) -> None:
         help=f"a mounted Secret with the storage credentials (default: "
         f"{DEFAULT_SECRET_DIR}; none when the directory is absent)",
     )
+    p.add_argument(
+        "--gates",
+        default=None,
+        metavar="FILE",
+        help="the summary of `botenv check-gates`: store the model only if it says every "
+        'gate passed; otherwise store nothing and print {"model", "uploaded": false}',
+    )
     p.set_defaults(func=cmd_upload)
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
     credentials: Mapping[str, str] = {}
     try:
+        failed = failed_gates(args.gates) if args.gates else []
+        if failed:
+            _progress(f"not uploading {args.model}: gate {', '.join(failed)} failed")
+            sys.stdout.write(json.dumps({"model": args.model, "uploaded": False}) + "\n")
+            return EXIT_OK
         credentials = read_secret_dir(args.secret_dir)
         result = upload(args.file, args.storage_json, args.model, credentials)
     except StepError as exc:
@@ -85,6 +97,22 @@ def cmd_upload(args: argparse.Namespace) -> int:
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
     return EXIT_OK
+
+
+def failed_gates(path: str) -> list[str]:
+    """The gates that failed according to a `botenv check-gates` summary. A summary that
+    cannot be read is an error: no model is stored unless its gates are known to pass."""
+    try:
+        with open(path) as f:
+            summary = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise UploadError(f"--gates {path}: cannot read the gates' summary ({exc})") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("gates"), list):
+        raise UploadError(f"--gates {path}: not a summary of botenv check-gates")
+    failed = [str(g.get("name")) for g in summary["gates"] if not g.get("passed")]
+    if summary.get("passed") is not True and not failed:
+        failed = ["(unnamed)"]
+    return failed
 
 
 def read_secret_dir(secret_dir: str | None) -> dict[str, str]:
