@@ -35,9 +35,9 @@ def _action_pod(**server: object) -> dict:
     return rendered["spec"]["template"]["spec"]
 
 
-def _job_pod(**fields: object) -> dict:
+def _job_pod(keys: list[str] | None = None, **fields: object) -> dict:
     parsed = parse_training(training_body(**fields), IMAGE)
-    job = render_training.job(parsed, keys=KEYS, botenv_image=BOTENV, uid="u-1")
+    job = render_training.job(parsed, keys=keys or KEYS, botenv_image=BOTENV, uid="u-1")
     return job["spec"]["template"]["spec"]
 
 
@@ -69,7 +69,27 @@ PODS = {
     "training from an archive with credentials": lambda: _job_pod(
         source={"storage": STORAGE["s3"], "object": "acme.tar.gz"}
     ),
+    "training with its validate and test gates": lambda: _gated_pod(),
 }
+
+
+def _gated_pod() -> dict:
+    return _job_pod(
+        keys=[*KEYS, "tests__test_stories.yml"],
+        validate=True,
+        test={"minIntentF1": 0.8, "minStoryAccuracy": 0.9},
+    )
+
+
+def test_the_gate_steps_run_hardened_with_tmp_on_the_work_volume() -> None:
+    pod = _gated_pod()
+    steps = {c["name"]: c for c in [*pod["initContainers"], *pod["containers"]]}
+    assert {"validate", "test", "gates"} <= set(steps)
+    for container in steps.values():
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert _mounts(container)["/tmp"] == "work"
+    assert steps["gates"]["securityContext"]["runAsUser"] == BOTENV_USER
+    assert "runAsUser" not in steps["validate"]["securityContext"]
 
 
 @pytest.mark.parametrize("which", PODS)
