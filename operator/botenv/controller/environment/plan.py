@@ -12,6 +12,7 @@ from botenv.api import SpecError, parse_tag
 from botenv.api.environment import EnvironmentSpec, check_tag_fits
 from botenv.api.tag import StorageSpec
 from botenv.controller import broker_queues, reachability
+from botenv.controller.environment import gate
 from botenv.controller.environment.seen import Seen
 from botenv.render import actionserver, names, pulltoken
 from botenv.render import conditions as cond
@@ -56,6 +57,9 @@ class Plan:
     # JWT-only API), "" without auth, else the auth token. Never logged or stored.
     status_token: str | None = ""
     dependencies: list[reachability.Dependency] = dataclasses.field(default_factory=list)
+    # The tag's model, refused by the environment's Rasa (gate.py): applied with the model
+    # it serves instead, and reported.
+    refused: Problem | None = None
 
     def __repr__(self) -> str:  # keeps the token out of any log or traceback
         return f"Plan({len(self.children)} children, problem={self.problem})"
@@ -200,6 +204,12 @@ def plan(seen: Seen, settings: Settings) -> Plan:
             out.problem = step
             return out
     assert isinstance(model, ModelRef) and isinstance(queue, str) and isinstance(uses, list)
+    served = (seen.body.get("status") or {}).get("model") or {}
+    gated = gate.gate(spec, seen.tag or {}, model, served)
+    if isinstance(gated, Problem):
+        out.problem = gated
+        return out
+    model, out.refused = gated
 
     data = dict(seen.secrets)
     if spec.delivery == "pull":
@@ -261,7 +271,13 @@ def plan(seen: Seen, settings: Settings) -> Plan:
         "endpoint": names.service_endpoint(spec.name, spec.namespace, spec.service.port),
         "actionServer": action_status,
         "pullToken": (
-            pulltoken.status(environment=spec.name, tag=spec.model_tag, token=out.pull_token.token)
+            pulltoken.status(
+                environment=spec.name,
+                tag=spec.model_tag,
+                token=out.pull_token.token,
+                # HotSwap pods follow the tag: the model server holds them on this model.
+                pin=model.digest if out.refused and spec.rollout == "HotSwap" else "",
+            )
             if out.pull_token is not None
             else None
         ),

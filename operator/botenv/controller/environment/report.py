@@ -56,6 +56,9 @@ async def observe(state: State, seen: Seen, plan: Plan, done: Done) -> Observed:
                 seen.name,
                 observed.problem.message,
             )
+    if observed.problem is None and plan.refused is not None and applied:
+        # Applied with the model it serves: what runs is right, the tag's model is not.
+        observed.problem = plan.refused
     observed.verifying = (
         applied
         and not observed.lost
