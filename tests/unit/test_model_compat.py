@@ -5,10 +5,7 @@ tests/rasa/test_model_metadata.py; here the archives are made to order."""
 from __future__ import annotations
 
 import gzip
-import io
-import json
 import random
-import tarfile
 
 import pytest
 
@@ -22,26 +19,9 @@ from botenv.render.deployment import ModelRef
 from botenv.render.problem import Problem
 from botenv.storage import ObjectInfo
 from botenv.storage.modelmeta import MetadataError, ModelMetadata, TooLarge, read_metadata
+from tests.support.archives import archive, metadata_json
 
 # -- archives ------------------------------------------------------------------------------
-
-
-def archive(members: dict[str, bytes]) -> bytes:
-    """A gzip-compressed tar with `members` in this order (as Rasa writes: components/
-    first, metadata.json last)."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return gzip.compress(raw.getvalue())
-
-
-def metadata_json(version: str = "3.6.21", key: str = "rasa_open_source_version") -> bytes:
-    return json.dumps(
-        {"model_id": "abc123", "trained_at": "2026-01-02T03:04:05", key: version, "domain": {}}
-    ).encode()
 
 
 def chunks(data: bytes, size: int = 1000):
