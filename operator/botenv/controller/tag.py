@@ -227,6 +227,17 @@ def events(previous: dict[str, Any], status: dict[str, Any]) -> list[reporting.E
         if image != old_image:
             message += f", action server image {image or 'of each environment'}"
         out.append(("Normal", "Moved", f"{message}; environments: {users_}"))
+    was_refused = {(r["environment"], r["message"]) for r in previous.get("refusedBy") or []}
+    for refusal in status.get("refusedBy") or []:
+        if (refusal["environment"], refusal["message"]) not in was_refused:
+            out.append(
+                (
+                    "Warning",
+                    "ModelIncompatible",
+                    f"BotEnvironment {refusal['environment']} cannot load model "
+                    f"{status.get('model')}: {refusal['message']}; it does not roll to it",
+                )
+            )
     ready = cond.get(status["conditions"], cond.READY)
     if ready.get("status") == "False" and ready != cond.get(previous.get("conditions"), cond.READY):
         out.append(("Warning", ready["reason"], ready["message"]))
