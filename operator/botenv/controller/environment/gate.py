@@ -11,6 +11,7 @@ from botenv.render import compat
 from botenv.render.deployment import ModelRef
 from botenv.render.problem import Problem
 
+# Spelled out in the Problems below too: tests/gitops reads the reasons from the source.
 MODEL_INCOMPATIBLE = "ModelIncompatible"
 
 
@@ -46,7 +47,7 @@ def gate(
         )
     if keep is None:
         return Problem(
-            MODEL_INCOMPATIBLE,
+            "ModelIncompatible",
             f"{refused}. Nothing is rolled out (the running pods, if any, stay as they "
             "are) until the tag moves to a model this Rasa loads, or spec.image (or "
             "spec.rasaVersion) names a Rasa that loads this one",
@@ -59,7 +60,7 @@ def gate(
         action_server_image=keep.get("actionServerImage", ""),
     )
     return stay, Problem(
-        MODEL_INCOMPATIBLE,
+        "ModelIncompatible",
         f"{refused}. The environment stays on model {keep['model']} (digest "
         f"{keep['digest']}) until the tag moves to a model this Rasa loads",
     )
