@@ -269,7 +269,7 @@ def test_1_conversations_land_in_their_own_store_and_queue(kubectl, kubelet, bot
     assert say(kubectl, kubelet, "production", "prod-user") == [ANSWERS["a"]]
     assert say(kubectl, kubelet, "experimental", "exp-user") == [ANSWERS["a"]]
     for name in ("production", "experimental"):
-        assert served(kubectl, name) == [{"name": bots["models"]["a"].name, "replicas": 1}]
+        assert served(kubectl, name) == one_pod_serving(bots["models"]["a"])
 
     rows = bots["postgres"].query("SELECT DISTINCT sender_id FROM events")
     assert {r[0] for r in rows} == {"prod-user"}
