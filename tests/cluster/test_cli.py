@@ -16,7 +16,9 @@ import yaml
 
 from tests.cluster.conftest import VIEWER_TOKEN
 from tests.cluster.test_environments import env, model_file, tag
+from tests.support.archives import rasa_like
 from tests.support.kubectl import condition, eventually
+from tests.support.pods import make_ready
 
 pytestmark = pytest.mark.cluster
 
@@ -341,3 +343,32 @@ def test_rollback_restores_the_action_server_image_that_went_with_the_model(
     assert (spec["model"], spec["actionServerImage"]) == ("cli-a1.tar.gz", "acme/actions:1")
     status = kubectl.get("mtag", "t", ns)["status"]
     assert (status["model"], status["actionServerImage"]) == ("cli-a1.tar.gz", "acme/actions:1")
+
+
+def test_promote_wait_fails_at_once_for_an_environment_that_refuses_the_model(
+    kubectl, operator, cli, ns
+):
+    model_file("cli-gate-v1.tar.gz", rasa_like("3.6.21"))
+    model_file("cli-gate-old.tar.gz", rasa_like("3.5.4"))
+    kubectl.apply(tag(ns, "production", "cli-gate-v1.tar.gz", create_model=False))
+    kubectl.apply(env(ns, "production"))
+    eventually(
+        lambda: make_ready(kubectl, ns, "botenv.dev/environment=production") == 1,
+        message="pod created and marked ready",
+    )
+    kubectl.run("wait", "--for=condition=Ready", "benv/production", "-n", ns, "--timeout=30s")
+    proc = cli(
+        "promote", "production", "--model", "cli-gate-old.tar.gz", "-n", ns, "--wait",
+        "--timeout", "120",
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr + proc.stdout
+    assert (
+        "botenvironment 'production' refuses cli-gate-old.tar.gz: trained with Rasa 3.5.4, but "
+        "Rasa 3.6.21 (image rasa/rasa:3.6.21-full) loads only models trained with Rasa 3.6.21 "
+        "or later"
+    ) in proc.stdout
+    assert "'production' cannot load cli-gate-old.tar.gz and stay on their model" in proc.stderr
+    out = ok(cli("status", "-n", ns))
+    assert "production (refused)" in out
+    assert "Degraded (ModelIncompatible)" in out
+    assert template_model(kubectl, ns, "production") == "cli-gate-v1.tar.gz"

@@ -62,7 +62,7 @@ def test_serves_the_resolved_model_to_the_environments_token(kubectl, operator, 
     assert body == b"first model bytes"
     digest = hashlib.md5(body).hexdigest()
     assert headers["ETag"].strip('"') == digest
-    assert headers["filename"] == "served-1.tar.gz"
+    assert headers["filename"] == f"served-1@{digest}.tar.gz"
     assert int(headers["Content-Length"]) == len(body)
     # Rasa sends the ETag back verbatim: unchanged model, 304 and no body.
     assert get(url, token, etag=headers["ETag"])[:1] == (304,)
@@ -79,12 +79,16 @@ def test_serves_the_resolved_model_to_the_environments_token(kubectl, operator, 
         message="new model after the tag moved",
     )
     assert body == b"second model bytes, longer"
-    assert headers["filename"] == "served-2.tar.gz"
+    assert headers["filename"] == f"served-2@{hashlib.md5(body).hexdigest()}.tar.gz"
 
     # Pods of a Restart environment pull a URL pinned to their model's digest: they keep
     # getting that model (from the tag's history) until the roll replaces them.
     first_digest = hashlib.md5(b"first model bytes").hexdigest()
     status, headers, body = get(f"{url}?digest={first_digest}", token)
-    assert (status, body, headers["filename"]) == (200, b"first model bytes", "served-1.tar.gz")
+    assert (status, body, headers["filename"]) == (
+        200,
+        b"first model bytes",
+        f"served-1@{first_digest}.tar.gz",
+    )
     assert get(f"{url}?digest={first_digest}", token, etag=f'"{first_digest}"')[0] == 304
     assert get(f"{url}?digest={hashlib.md5(body + b'x').hexdigest()}", token)[0] == 404

@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import hashlib
+import os
 import re
 import urllib.request
 
@@ -11,7 +14,11 @@ import boto3
 import pytest
 import yaml
 
-from tests.cluster.test_environments import env
+from botenv.controller.verify import served_models
+from botenv.render.modelfile import served_file_name
+from botenv.render.status import served
+from tests.cluster.conftest import MODELS
+from tests.cluster.test_environments import env, tag
 from tests.support.kubectl import eventually
 from tests.support.rasa import RasaServer, train, write_project
 
@@ -30,6 +37,12 @@ def models(tmp_path_factory):
         )
         made[name] = train(project, root / "out", f"pull-model-{name}")
     return made
+
+
+def served_name(path) -> str:
+    """What Rasa reports for a model pulled through botenv's model server (S3's ETag and
+    the local store's digest are the file's MD5)."""
+    return served_file_name(path.name, hashlib.md5(path.read_bytes()).hexdigest())
 
 
 def pulls_by_code(model_server_url: str) -> dict[str, float]:
@@ -135,7 +148,7 @@ def test_rasa_pulls_through_the_model_server_and_follows_a_tag_move(
         ) as steady,
     ):
         for rasa in (hot, steady):
-            assert rasa.wait_until_ready(timeout=180)["model_file"] == models["a"].name
+            assert rasa.wait_until_ready(timeout=180)["model_file"] == served_name(models["a"])
         # Later pulls are revalidations: 304, counted on the server.
         eventually(
             lambda: pulls_by_code(model_server).get("304", 0) - before.get("304", 0) >= 4,
@@ -147,7 +160,7 @@ def test_rasa_pulls_through_the_model_server_and_follows_a_tag_move(
         old_digest = pod_env("production")["BOTENV_MODEL_DIGEST"]
         kubectl.patch("mtag", "production", ns, {"spec": {"model": models["b"].name}})
         eventually(
-            lambda: hot.status().get("model_file") == models["b"].name,
+            lambda: hot.status().get("model_file") == served_name(models["b"]),
             timeout=30,
             message="the HotSwap Rasa serves the moved tag's model",
         )
@@ -157,7 +170,7 @@ def test_rasa_pulls_through_the_model_server_and_follows_a_tag_move(
             timeout=20,
             message="pinned pulls go on",
         )
-        assert steady.status().get("model_file") == models["a"].name, (
+        assert steady.status().get("model_file") == served_name(models["a"]), (
             "a Restart pod swapped models before its roll"
         )
 
@@ -170,4 +183,62 @@ def test_rasa_pulls_through_the_model_server_and_follows_a_tag_move(
     with RasaServer(
         endpoints=tmp_path / "production.yml", workdir=tmp_path / "rasa-rolled", env=rolled
     ) as new_pod:
-        assert new_pod.wait_until_ready(timeout=180)["model_file"] == models["b"].name
+        assert new_pod.wait_until_ready(timeout=180)["model_file"] == served_name(models["b"])
+
+
+def test_a_pod_on_the_old_content_of_a_model_uploaded_again_does_not_count_as_serving_it(
+    kubectl, operator, model_server, models, tmp_path
+):
+    """A model uploaded again under the same name: what a real Rasa reports after pulling
+    it through the model server names the content, so botenv's verification counts a pod
+    that still has the old content as not serving the tag's model."""
+    ns = "rasa-reupload"
+    name = "reuploaded.tar.gz"
+    kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    (MODELS / name).write_bytes(models["a"].read_bytes())
+    kubectl.apply(
+        tag(ns, "production", name, create_model=False),
+        env(ns, "canary", modelTag="production", pullIntervalSeconds=2, rollout="HotSwap"),
+    )
+    rendered_endpoints(kubectl, ns, "canary", model_server, tmp_path / "canary.yml")
+    digest_a = hashlib.md5(models["a"].read_bytes()).hexdigest()
+    digest_b = hashlib.md5(models["b"].read_bytes()).hexdigest()
+    eventually(
+        lambda: kubectl.get("mtag", "production", ns).get("status", {}).get("digest") == digest_a,
+        message="the tag resolves the first upload",
+    )
+    with RasaServer(
+        endpoints=tmp_path / "canary.yml",
+        workdir=tmp_path / "rasa-canary",
+        env={"BOTENV_PULL_TOKEN": pull_token(kubectl, ns, "canary")},
+    ) as rasa:
+        assert rasa.wait_until_ready(timeout=180)["model_file"] == f"reuploaded@{digest_a}.tar.gz"
+        pod = [{"name": "canary-0", "ip": "127.0.0.1", "ready": True}]
+
+        def ask() -> dict[str, str]:
+            return asyncio.run(served_models(pod, port=rasa.port, token=None))
+
+        on_a = ask()
+        assert served(name, on_a, 1, digest_a)[0].done
+
+        # The same name, other content: the tag's digest moves, the old answer no longer
+        # counts (by file name alone it would).
+        partial = MODELS / f".{name}.part"
+        partial.write_bytes(models["b"].read_bytes())
+        os.replace(partial, MODELS / name)
+        operator.resync_now()
+        eventually(
+            lambda: kubectl.get("mtag", "production", ns)["status"]["digest"] == digest_b,
+            message="the tag resolves the new upload",
+        )
+        progress, listing = served(name, on_a, 1, digest_b)
+        assert not progress.done
+        assert listing == [{"name": name, "digest": digest_a, "replicas": 1}]
+
+        # Rasa pulls the new content under the new file name; then it counts.
+        eventually(
+            lambda: rasa.status().get("model_file") == f"reuploaded@{digest_b}.tar.gz",
+            timeout=30,
+            message="Rasa loads the new content",
+        )
+        assert served(name, ask(), 1, digest_b)[0].done

@@ -10,6 +10,7 @@ the slow part, small.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import subprocess
@@ -205,6 +206,13 @@ def served(kubectl: Kubectl, name: str) -> list[dict]:
     return _benv(kubectl, name).get("status", {}).get("servedModels", [])
 
 
+def one_pod_serving(model: Path) -> list[dict]:
+    """servedModels with one pod on `model`, as pulled through the model server: its file
+    name carries the content's digest (the S3 ETag, the file's MD5)."""
+    digest = hashlib.md5(model.read_bytes()).hexdigest()
+    return [{"name": model.name, "digest": digest, "replicas": 1}]
+
+
 @pytest.fixture(scope="module")
 def bots(
     kubectl: Kubectl,
@@ -261,7 +269,7 @@ def test_1_conversations_land_in_their_own_store_and_queue(kubectl, kubelet, bot
     assert say(kubectl, kubelet, "production", "prod-user") == [ANSWERS["a"]]
     assert say(kubectl, kubelet, "experimental", "exp-user") == [ANSWERS["a"]]
     for name in ("production", "experimental"):
-        assert served(kubectl, name) == [{"name": bots["models"]["a"].name, "replicas": 1}]
+        assert served(kubectl, name) == one_pod_serving(bots["models"]["a"])
 
     rows = bots["postgres"].query("SELECT DISTINCT sender_id FROM events")
     assert {r[0] for r in rows} == {"prod-user"}
@@ -296,7 +304,7 @@ def test_2_move_promote_and_roll_back(kubectl, kubelet, bots, tmp_path) -> None:
         interval=1,
         message="experimental rolled to model B and Ready",
     )
-    assert served(kubectl, "experimental") == [{"name": models["b"].name, "replicas": 1}]
+    assert served(kubectl, "experimental") == one_pod_serving(models["b"])
     assert say(kubectl, kubelet, "experimental", "exp-user-2") == [ANSWERS["b"]]
     # production: same pods, same model
     assert {p["metadata"]["uid"] for p in rasa_pods(kubectl, "production")} == production_pods
@@ -326,7 +334,7 @@ def test_2_move_promote_and_roll_back(kubectl, kubelet, bots, tmp_path) -> None:
     assert promote.returncode == 0, promote.stderr
     eventually(
         lambda: (
-            served(kubectl, "production") == [{"name": models["b"].name, "replicas": 1}]
+            served(kubectl, "production") == one_pod_serving(models["b"])
             and _ready(kubectl, "production")
         ),
         timeout=240,
@@ -347,7 +355,7 @@ def test_2_move_promote_and_roll_back(kubectl, kubelet, bots, tmp_path) -> None:
     assert rollback.returncode == 0, rollback.stderr
     eventually(
         lambda: (
-            served(kubectl, "production") == [{"name": models["a"].name, "replicas": 1}]
+            served(kubectl, "production") == one_pod_serving(models["a"])
             and _ready(kubectl, "production")
         ),
         timeout=240,

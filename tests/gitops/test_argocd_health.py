@@ -9,6 +9,7 @@ import pytest
 
 from botenv.controller import resolve, tag
 from botenv.controller.environment import apply as environment_apply
+from botenv.controller.environment import gate as environment_gate
 from botenv.controller.environment import gather as environment_gather
 from botenv.controller.environment import plan as environment_plan
 from botenv.controller.environment import report as environment_report
@@ -77,6 +78,7 @@ def test_every_environment_reason_the_operator_reports_has_the_right_health():
         for module in (
             environment_gather,
             environment_plan,
+            environment_gate,
             environment_apply,
             environment_report,
             status_render,
@@ -94,6 +96,7 @@ def test_every_environment_reason_the_operator_reports_has_the_right_health():
         "ApplyFailed",
         "SecretUnreadable",
         "RolloutStalled",
+        "ModelIncompatible",
     } <= reasons
     for _, reason, keywords in found:
         flag = keywords.get("degraded", True)

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from botenv.modelserver.app import make_app
 from botenv.modelserver.cache import TEMP_PREFIX, DiskCache, file_name
 from botenv.modelserver.catalog import Resolution, StaticCatalog
+from botenv.render.modelfile import served_file_name
 from botenv.storage.base import AccessDenied, ObjectNotFound, StorageUnavailable
 from tests.modelserver.doubles import BrokenStorage, DirStorage, FlakyStorage, resolution
 
@@ -94,7 +95,8 @@ def test_get_streams_model_with_rasa_headers(tmp_path):
             body = await resp.read()
             assert resp.status == 200
             assert resp.headers["ETag"] == f'"{res.digest}"'
-            assert resp.headers["filename"] == MODEL
+            # The digest in the name: Rasa's /status then says which content it loaded.
+            assert resp.headers["filename"] == f"20190506-100418@{res.digest}.tar.gz"
             assert resp.headers["Content-Length"] == str(res.size)
             assert resp.headers["Content-Type"] == "application/gzip"
             assert "Content-Encoding" not in resp.headers  # the client must not gunzip it
@@ -124,7 +126,7 @@ def test_304_on_matching_etag_and_200_after_the_tag_moves(tmp_path):
             resp = await client.get(URL, headers={**AUTH, "If-None-Match": etag})
             assert resp.status == 200
             assert resp.headers["ETag"] == f'"{second.digest}"'
-            assert resp.headers["filename"] == "20190601-120000.tar.gz"
+            assert resp.headers["filename"] == f"20190601-120000@{second.digest}.tar.gz"
             assert await resp.read() == model_bytes(seed=b"b")
 
             resp = await client.get(URL, headers={**AUTH, "If-None-Match": resp.headers["ETag"]})
@@ -143,7 +145,7 @@ def test_head_answers_headers_without_downloading(tmp_path):
                 resp = await client.head(URL, headers=AUTH)
                 assert resp.status == 200
                 assert resp.headers["ETag"] == f'"{res.digest}"'
-                assert resp.headers["filename"] == MODEL
+                assert resp.headers["filename"] == served_file_name(MODEL, res.digest)
                 assert resp.headers["Content-Length"] == str(res.size)
                 assert await resp.read() == b""
                 opens = world.storage.opens
@@ -453,7 +455,59 @@ def test_filename_is_the_bare_file_name_of_a_model_stored_in_folders(tmp_path):
         async with serving(world) as (client, _):
             resp = await client.get(URL, headers=AUTH)
             assert resp.status == 200
-            assert resp.headers["filename"] == "model.tar.gz"
+            assert resp.headers["filename"] == f"model@{res.digest}.tar.gz"
             assert await resp.read() == (world.models / res.key).read_bytes()
+
+    asyncio.run(scenario())
+
+
+def test_a_model_uploaded_again_under_its_name_is_served_under_another_file_name(tmp_path):
+    world = World(tmp_path)
+    first = world.add(MODEL, model_bytes(seed=b"a"))
+
+    async def scenario():
+        async with serving(world) as (client, _):
+            resp = await client.get(URL, headers=AUTH)
+            old_name = resp.headers["filename"]
+            await resp.read()
+            again = world.add(MODEL, model_bytes(seed=b"b"))  # same name, new content
+            assert again.digest != first.digest
+            resp = await client.get(URL, headers={**AUTH, "If-None-Match": f'"{first.digest}"'})
+            assert resp.status == 200
+            assert resp.headers["filename"] != old_name
+            assert resp.headers["filename"] == f"20190506-100418@{again.digest}.tar.gz"
+            await resp.read()
+
+    asyncio.run(scenario())
+
+
+def test_a_token_held_on_an_earlier_digest_gets_that_model_not_the_tags(tmp_path):
+    # An environment whose Rasa refused the tag's model (HotSwap) stays on its own.
+    world = World(tmp_path)
+    old = world.add(MODEL, model_bytes(seed=b"a"))
+    new = world.add("20190601-120000.tar.gz", model_bytes(seed=b"b"))
+
+    class Pinned(StaticCatalog):
+        def resolve(self, namespace, tag, digest=""):
+            return old if digest == old.digest else super().resolve(namespace, tag, digest)
+
+    catalog = Pinned([new])
+    catalog.add_token(NS, TAG, TOKEN)
+    catalog.add_token(NS, TAG, OTHER_TOKEN)
+    catalog.pin_token(TOKEN, old.digest)
+    world.catalog = catalog
+
+    async def scenario():
+        async with serving(world) as (client, _):
+            resp = await client.get(URL, headers={**AUTH, "If-None-Match": f'"{old.digest}"'})
+            assert (resp.status, resp.headers["ETag"]) == (304, f'"{old.digest}"')
+            other = {"Authorization": f"Bearer {OTHER_TOKEN}"}
+            resp = await client.get(URL, headers={**other, "If-None-Match": f'"{old.digest}"'})
+            assert (resp.status, resp.headers["ETag"]) == (200, f'"{new.digest}"')
+            await resp.read()
+            catalog.pin_token(TOKEN, "")  # released: the tag's model again
+            resp = await client.get(URL, headers={**AUTH, "If-None-Match": f'"{old.digest}"'})
+            assert (resp.status, resp.headers["ETag"]) == (200, f'"{new.digest}"')
+            await resp.read()
 
     asyncio.run(scenario())

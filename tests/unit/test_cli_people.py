@@ -600,3 +600,22 @@ def test_chat_keeps_the_first_way_that_answers_and_names_every_way_that_failed()
     )
     with pytest.raises(CliError, match="answered 'oops', not a message list"):
         Channel([("url", lambda payload: "oops")]).send("s", "a")
+
+
+def test_status_marks_the_environments_that_refuse_the_tags_model():
+    body = mtag("production", "old.tar.gz", environments=["canary", "production", "legacy"])
+    body["status"]["rasaVersion"] = "3.5.4"
+    body["status"]["refusedBy"] = [
+        {"environment": "canary", "message": "trained with Rasa 3.5.4, but ..."},
+        {"environment": "production", "message": "trained with Rasa 3.5.4, but ..."},
+    ]
+    text = output.status_text([], [output.tag_summary(body)], namespace="bots", now=NOW)
+    row = next(line for line in text.splitlines() if line.startswith("production"))
+    assert row.endswith("canary (refused), production (refused), legacy")
+    wide = output.status_text([], [output.tag_summary(body)], namespace="bots", now=NOW, wide=True)
+    header, row = (line.split() for line in wide.splitlines()[-2:])
+    assert header[-2:] == ["MODEL", "RASA"] and row[-1] == "3.5.4"
+    assert decisions.refusals(body) == {
+        "canary": "trained with Rasa 3.5.4, but ...",
+        "production": "trained with Rasa 3.5.4, but ...",
+    }

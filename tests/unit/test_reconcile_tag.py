@@ -11,13 +11,22 @@ from botenv.controller.resolve import Unresolved
 from botenv.render import conditions as cond
 from botenv.render.problem import Retry
 from botenv.storage import ObjectInfo
+from botenv.storage.modelmeta import ModelMetadata
 from tests.unit.builders import environment, tag
 from tests.unit.reconcile_fakes import FakeKube, state
 
 
 class FakeResolver:
-    def __init__(self, answer: ObjectInfo | Unresolved) -> None:
+    def __init__(
+        self, answer: ObjectInfo | Unresolved, metadata: ModelMetadata | str = "not read here"
+    ) -> None:
         self.answer = answer
+        self.answer_metadata = metadata
+        self.metadata_reads = 0
+
+    def metadata(self, namespace: str, spec: object, info: ObjectInfo) -> ModelMetadata | str:
+        self.metadata_reads += 1
+        return self.answer_metadata
 
     def resolve(self, namespace: str, name: str, spec: object) -> ObjectInfo:
         if isinstance(self.answer, Unresolved):

@@ -18,6 +18,7 @@ from botenv.api.podsettings import RASA, PodSettings, action_server_owned, parse
 from botenv.api.reader import Reader
 from botenv.api.refs import SecretKeyRef, secret_key
 from botenv.api.tag import StorageSpec
+from botenv.api.versions import VERSION_HINT, is_version
 
 TRACKER_TYPES = ("memory", "sql", "redis", "mongod", "dynamo", "custom")
 LOCK_TYPES = ("memory", "redis", "custom")
@@ -179,6 +180,8 @@ class EnvironmentSpec:
     promotion: PromotionSpec = PromotionSpec()
     ingress: IngressSpec | None = None
     http_route: HTTPRouteSpec | None = None
+    # The image's Rasa version when its tag does not tell (botenv's version gate).
+    rasa_version: str = ""
 
 
 def _credentials(parent: Reader, with_username: bool = True) -> CredentialRef | None:
@@ -452,9 +455,19 @@ def parse_environment(body: dict[str, Any], default_image: str) -> EnvironmentSp
             f"({parsed.jwt_method}): the readiness check needs a credential to ask "
             "Rasa's /status whether a model is loaded",
         )
+    rasa_version = _rasa_version(spec)
     if problems:
         raise SpecError(problems)
-    return parsed
+    return dataclasses.replace(parsed, rasa_version=rasa_version) if rasa_version else parsed
+
+
+def _rasa_version(spec: Reader) -> str:
+    value = spec.text("rasaVersion")
+    if value and not is_version(value):
+        spec.fail(
+            "spec.rasaVersion", f"must be a Rasa version such as {VERSION_HINT}, got {value!r}"
+        )
+    return value
 
 
 # spec.env must not redefine what botenv injects; these names are botenv's in every spec

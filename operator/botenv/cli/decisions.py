@@ -184,6 +184,14 @@ def wait_state(body: dict, model: str, generation: int) -> WaitState:
     return WaitState(False, waiting=f"the tag resolves to {status.get('model') or 'nothing'}")
 
 
+def refusals(tag: dict) -> dict[str, str]:
+    """Environment -> why its Rasa cannot load the tag's model (status.refusedBy)."""
+    return {
+        str(r.get("environment")): str(r.get("message") or "")
+        for r in (tag.get("status") or {}).get("refusedBy") or []
+    }
+
+
 def serving(environment: dict) -> bool:
     """Whether an environment is Ready and done rolling: its pods serve its model."""
     return (

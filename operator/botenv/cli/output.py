@@ -128,6 +128,8 @@ def tag_summary(body: dict) -> dict:
         "reason": ready.get("reason", ""),
         "message": ready.get("message", ""),
         "environments": list(status.get("environments") or []),
+        "rasaVersion": status.get("rasaVersion", ""),
+        "refusedBy": [r.get("environment", "") for r in status.get("refusedBy") or []],
         "observed": status.get("observedGeneration", 0) >= meta.get("generation", 0),
     }
 
@@ -143,6 +145,12 @@ def _tag_model(row: dict) -> str:
     if row["specModel"] and row["specModel"] != row["model"]:
         return f"{model} (moving to {row['specModel']})"
     return model
+
+
+def _tag_users(row: dict) -> str:
+    # An environment whose Rasa cannot load the tag's model stays on its own: marked.
+    refused = set(row.get("refusedBy") or ())
+    return ", ".join(f"{e} (refused)" if e in refused else e for e in row["environments"]) or "-"
 
 
 def _tag_ready(row: dict) -> str:
@@ -254,7 +262,7 @@ def status_text(
                     "RESOLVED",
                     "READY",
                     "ENVIRONMENTS",
-                    *(["SPEC MODEL"] if wide else []),
+                    *(["SPEC MODEL", "RASA"] if wide else []),
                 ],
                 [
                     [
@@ -264,8 +272,8 @@ def status_text(
                         digest(r["digest"]),
                         when(r["resolvedAt"], now),
                         _tag_ready(r),
-                        ", ".join(r["environments"]) or "-",
-                        *([r["specModel"] or "-"] if wide else []),
+                        _tag_users(r),
+                        *([r["specModel"] or "-", r["rasaVersion"] or "-"] if wide else []),
                     ]
                     for r in tags
                 ],

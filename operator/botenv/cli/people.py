@@ -265,7 +265,21 @@ def _move(
     if args.wait and not args.dry_run:
         deadline = time.monotonic() + args.timeout
         _wait(session, move, generation, args.timeout)
-        return _wait_environments(session, move.new, serving, deadline, args.timeout)
+        # An environment whose Rasa cannot load the model does not roll to it: say so now.
+        refused = decisions.refusals(session.tag(move.tag))
+        for name in serving:
+            if name in refused:
+                print(f"  botenvironment '{name}' refuses {move.new}: {refused[name]}", flush=True)
+        others = [n for n in serving if n not in refused]
+        _wait_environments(session, move.new, others, deadline, args.timeout)
+        stuck = [n for n in serving if n in refused]
+        if stuck:
+            raise CliError(
+                EXIT_FAILED,
+                f"{', '.join(repr(n) for n in stuck)} cannot load {move.new} and stay on "
+                "their model (ModelIncompatible): move the tag to a model their Rasa loads",
+            )
+        return EXIT_OK
     return EXIT_OK
 
 

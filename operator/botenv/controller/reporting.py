@@ -28,6 +28,11 @@ def report(
     for key in removable:
         if key in previous and key not in status:
             patch[key] = None
+    for key, value in status.items():
+        old = previous.get(key)
+        if isinstance(old, dict) and isinstance(value, dict) and old.keys() - value.keys():
+            # A merge patch keeps the keys of a nested object it does not name.
+            patch[key] = {**value, **dict.fromkeys(old.keys() - value.keys())}
     if patch != previous:
         state.remember(state.kube.patch_status(kind, meta["namespace"], meta["name"], patch))
     for type_, reason, message in events:

@@ -6,6 +6,7 @@ under the same name is noticed."""
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 
@@ -16,6 +17,7 @@ from botenv.kube.client import Kube
 from botenv.render.problem import Problem
 from botenv.storage import AccessDenied, ObjectInfo, ObjectNotFound, StorageError
 from botenv.storage.factory import key_for, storage_for
+from botenv.storage.modelmeta import MetadataError, ModelMetadata, read_metadata
 from botenv.storage.policy import LocationNotAllowed, StoragePolicy
 
 
@@ -35,12 +37,19 @@ def _where(spec: TagSpec) -> str:
     return f"{place} ({key_for(storage, spec.model)})"
 
 
+# How many models' metadata are remembered (by digest: a digest's content never changes).
+METADATA_ENTRIES = 512
+
+
 class Resolver:
     def __init__(self, kube: Kube, ttl_seconds: float, policy: StoragePolicy) -> None:
         self.kube = kube
         self.ttl = ttl_seconds
         self.policy = policy
         self._cache: dict[tuple[str, str], tuple[object, float, ObjectInfo]] = {}
+        self._metadata: collections.OrderedDict[tuple[object, ...], ModelMetadata | str] = (
+            collections.OrderedDict()
+        )
         self._lock = threading.Lock()
 
     def _credentials(self, namespace: str, spec: TagSpec) -> dict[str, str]:
@@ -88,6 +97,37 @@ class Resolver:
         with self._lock:
             self._cache[(namespace, name)] = (asked, time.monotonic(), info)
         return info
+
+    def metadata(self, namespace: str, spec: TagSpec, info: ObjectInfo) -> ModelMetadata | str:
+        """The metadata of the model `resolve` found (blocking), or why it cannot be read.
+        Read once per digest: the archive is streamed up to its metadata.json. A store that
+        fails meanwhile raises Unresolved (retried): the version gate needs the answer."""
+        asked = (spec.storage, spec.model, info.digest)
+        with self._lock:
+            known = self._metadata.get(asked)
+            if known is not None:
+                self._metadata.move_to_end(asked)
+                return known
+        try:
+            credentials = self._credentials(namespace, spec)
+            storage = storage_for(spec.storage, credentials, policy=self.policy)
+            key = key_for(spec.storage, spec.model)
+            found: ModelMetadata | str = read_metadata(storage.open(key))
+        except MetadataError as exc:
+            found = str(exc)
+        except LocationNotAllowed as exc:
+            raise Unresolved("StorageNotAllowed", f"{exc}; {self.policy.describe()}") from exc
+        except StorageError as exc:
+            raise Unresolved(
+                "StorageUnavailable",
+                f"{_where(spec)}: reading the model's metadata: {exc}",
+                retry=True,
+            ) from exc
+        with self._lock:
+            self._metadata[asked] = found
+            while len(self._metadata) > METADATA_ENTRIES:
+                self._metadata.popitem(last=False)
+        return found
 
     def forget(self, namespace: str, name: str) -> None:
         with self._lock:

@@ -13,29 +13,51 @@ import logging
 from typing import Any
 
 from botenv.api import SpecError, parse_tag
+from botenv.api.versions import is_version
 from botenv.controller import reporting
 from botenv.controller.resolve import Unresolved
 from botenv.controller.state import State, tag_of
+from botenv.render import compat
 from botenv.render import conditions as cond
 from botenv.render.problem import Problem, Retry
 from botenv.storage import ObjectInfo
+from botenv.storage.modelmeta import ModelMetadata
 
 log = logging.getLogger(__name__)
 
 
 # What one resolution of a tag is made of; a history entry keeps the same fields.
-RESOLVED = ("model", "digest", "size", "resolvedAt", "actionServerImage", "history")
-HISTORY_FIELDS = ("model", "digest", "size", "resolvedAt", "actionServerImage")
+RESOLVED = ("model", "digest", "size", "resolvedAt", "actionServerImage", "rasaVersion", "history")
+HISTORY_FIELDS = ("model", "digest", "size", "resolvedAt", "actionServerImage", "rasaVersion")
+# Status fields a new status may drop (a merge patch keeps what it does not name).
+REMOVABLE = (*RESOLVED, "refusedBy")
+
+
+def user_bodies(state: State, namespace: str, name: str) -> list[dict[str, Any]]:
+    return sorted(
+        (
+            b
+            for b in state.all_environments()
+            if b["metadata"]["namespace"] == namespace
+            and tag_of(b) == name
+            and not b["metadata"].get("deletionTimestamp")
+        ),
+        key=lambda b: str(b["metadata"]["name"]),
+    )
 
 
 def users(state: State, namespace: str, name: str) -> list[str]:
-    return sorted(
-        b["metadata"]["name"]
-        for b in state.all_environments()
-        if b["metadata"]["namespace"] == namespace
-        and tag_of(b) == name
-        and not b["metadata"].get("deletionTimestamp")
-    )
+    return [b["metadata"]["name"] for b in user_bodies(state, namespace, name)]
+
+
+def server_of(body: dict[str, Any], default_image: str) -> compat.Server:
+    """What the environment `body` runs, as far as its spec tells (an unreadable spec
+    tells nothing: its own status reports that)."""
+    spec = body.get("spec") or {}
+    image, version = spec.get("image") or default_image, spec.get("rasaVersion") or ""
+    if not isinstance(image, str) or not isinstance(version, str):
+        return compat.Server("", "")
+    return compat.server_of(image, version if is_version(version) else "")
 
 
 @dataclasses.dataclass
@@ -46,6 +68,10 @@ class Seen:
     environments: list[str]
     resolved: ObjectInfo | None = None  # None: not resolved (`problem` says why)
     problem: Problem | None = None
+    # The resolved model's metadata, or why it could not be read (None: not read).
+    metadata: ModelMetadata | str | None = None
+    # What each environment on the tag runs: who refuses a model is decided from it.
+    servers: dict[str, compat.Server] = dataclasses.field(default_factory=dict)
 
 
 def gather(state: State, namespace: str, name: str) -> Seen | None:
@@ -54,17 +80,25 @@ def gather(state: State, namespace: str, name: str) -> Seen | None:
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
     previous = body.get("status") or {}
+    bodies = user_bodies(state, namespace, name)
     seen = Seen(
         body=body,
         model=previous.get("model", ""),
         action_server_image=previous.get("actionServerImage", ""),
-        environments=users(state, namespace, name),
+        environments=[b["metadata"]["name"] for b in bodies],
+        servers={b["metadata"]["name"]: server_of(b, state.settings.default_image) for b in bodies},
     )
     try:
         spec = parse_tag(body)
         seen.model, seen.action_server_image = spec.model, spec.action_server_image
         assert state.resolver is not None
-        seen.resolved = state.resolver.resolve(namespace, name, spec)
+        resolved = state.resolver.resolve(namespace, name, spec)
+        if resolved.digest == previous.get("digest") and previous.get("rasaVersion"):
+            # Known already (also across operator restarts): not downloaded again.
+            seen.metadata = ModelMetadata(rasa_version=previous["rasaVersion"])
+        else:
+            seen.metadata = state.resolver.metadata(namespace, spec, resolved)
+        seen.resolved = resolved
     except SpecError as exc:
         seen.problem = Problem("InvalidSpec", str(exc))
     except Unresolved as exc:
@@ -83,11 +117,16 @@ def tag_status(
     history_limit: int,
     timestamp: str,
     action_server_image: str = "",
+    metadata: ModelMetadata | str | None = None,
+    servers: dict[str, compat.Server] | None = None,
 ) -> dict[str, Any]:
     """Pure: the tag's next status. `resolved` is what storage says about `model`, or None
     when it could not be resolved: the last good resolution then stays in force. The action
-    server image moves with the model, never before it resolves."""
+    server image moves with the model, never before it resolves. `metadata` is the resolved
+    model's (or why it is unknown); `servers` what each environment on the tag runs, so
+    the status lists those that cannot load the model in force."""
     status = {k: v for k, v in previous.items() if k in RESOLVED}
+    rasa_version = metadata.rasa_version if isinstance(metadata, ModelMetadata) else ""
     current = (previous.get("model"), previous.get("digest"), previous.get("actionServerImage", ""))
     if resolved is not None and (model, resolved.digest, action_server_image) != current:
         history = list(previous.get("history") or [])
@@ -102,7 +141,18 @@ def tag_status(
         }
         if action_server_image:
             status["actionServerImage"] = action_server_image
+        if rasa_version:
+            status["rasaVersion"] = rasa_version
+    elif resolved is not None and rasa_version:
+        status["rasaVersion"] = rasa_version  # read for a resolution made before
     status["environments"] = environments
+    refused = [
+        {"environment": env, "message": why}
+        for env in environments
+        if (why := compat.refusal(status.get("rasaVersion", ""), (servers or {}).get(env, _NONE)))
+    ]
+    if refused:
+        status["refusedBy"] = refused
     status["observedGeneration"] = generation
     if problem is not None:
         kept = (
@@ -118,11 +168,31 @@ def tag_status(
             cond.READY,
             True,
             "Resolved",
-            f"model {status['model']} (digest {status['digest']})",
+            f"model {status['model']} (digest {status['digest']})"
+            + _version_note(status, metadata),
             generation,
         )
     status["conditions"] = cond.merge(previous.get("conditions"), [ready], timestamp)
     return status
+
+
+_NONE = compat.Server("", "")
+
+
+def _version_note(status: dict[str, Any], metadata: ModelMetadata | str | None) -> str:
+    if status.get("rasaVersion"):
+        note = f", trained with Rasa {status['rasaVersion']}"
+    elif isinstance(metadata, str):
+        note = (
+            f"; its Rasa version is unknown ({metadata}): environments load it without a "
+            "version check"
+        )
+    else:
+        note = ""
+    refused = [r["environment"] for r in status.get("refusedBy") or []]
+    if refused:
+        note += f"; refused by {', '.join(refused)} (their Rasa cannot load it)"
+    return note
 
 
 def plan(seen: Seen, history_limit: int, timestamp: str) -> dict[str, Any]:
@@ -137,6 +207,8 @@ def plan(seen: Seen, history_limit: int, timestamp: str) -> dict[str, Any]:
         history_limit=history_limit,
         timestamp=timestamp,
         action_server_image=seen.action_server_image,
+        metadata=seen.metadata,
+        servers=seen.servers,
     )
 
 
@@ -155,6 +227,17 @@ def events(previous: dict[str, Any], status: dict[str, Any]) -> list[reporting.E
         if image != old_image:
             message += f", action server image {image or 'of each environment'}"
         out.append(("Normal", "Moved", f"{message}; environments: {users_}"))
+    was_refused = {(r["environment"], r["message"]) for r in previous.get("refusedBy") or []}
+    for refusal in status.get("refusedBy") or []:
+        if (refusal["environment"], refusal["message"]) not in was_refused:
+            out.append(
+                (
+                    "Warning",
+                    "ModelIncompatible",
+                    f"BotEnvironment {refusal['environment']} cannot load model "
+                    f"{status.get('model')}: {refusal['message']}; it does not roll to it",
+                )
+            )
     ready = cond.get(status["conditions"], cond.READY)
     if ready.get("status") == "False" and ready != cond.get(previous.get("conditions"), cond.READY):
         out.append(("Warning", ready["reason"], ready["message"]))
@@ -172,7 +255,7 @@ def report(state: State, body: dict[str, Any], status: dict[str, Any], timestamp
             log.info("ModelTag %s/%s %s", meta["namespace"], meta["name"], message)
     # merge patch: an image no longer set is removed
     reporting.report(
-        state, "ModelTag", body, status, removable=RESOLVED, events=found, timestamp=timestamp
+        state, "ModelTag", body, status, removable=REMOVABLE, events=found, timestamp=timestamp
     )
 
 

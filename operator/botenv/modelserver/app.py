@@ -31,6 +31,7 @@ from prometheus_client.registry import Collector
 
 from botenv.modelserver.cache import ContentMismatch, DiskCache
 from botenv.modelserver.catalog import Catalog, Resolution
+from botenv.render.modelfile import served_file_name
 from botenv.storage.base import AccessDenied, ObjectNotFound, StorageError, StorageUnavailable
 from botenv.storage.policy import LocationNotAllowed
 
@@ -218,7 +219,8 @@ class _Handlers:
                 401, f"a pull token for this tag is required{hint}", {"WWW-Authenticate": challenge}
             )
 
-        pinned = request.query.get("digest", "")
+        # A pod's own pin (rollout Restart) first, else its environment's (a refused model).
+        pinned = request.query.get("digest", "") or self.catalog.pin(namespace, tag, token)
         resolution = self.catalog.resolve(namespace, tag, pinned)
         if resolution is None and pinned and self.catalog.resolve(namespace, tag):
             return _text(
@@ -229,11 +231,12 @@ class _Handlers:
         if resolution is None:
             return _text(404, f"tag {namespace}/{tag} is unknown or not resolved yet")
 
-        # Rasa uses `filename` as a path inside its temp dir: send the bare file name of a
-        # model stored under folders (spec.model may be "2024/05/model.tar.gz").
+        # Rasa uses `filename` as a path inside its temp dir: the bare file name of a model
+        # stored under folders (spec.model may be "2024/05/model.tar.gz"), with the digest
+        # in it, so that what Rasa reports as its model names the content it loaded.
         headers = {
             "ETag": f'"{resolution.digest}"',
-            "filename": PurePosixPath(resolution.model).name,
+            "filename": served_file_name(PurePosixPath(resolution.model).name, resolution.digest),
         }
         if etag_matches(request.headers.getall("If-None-Match", ()), resolution.digest):
             return web.Response(status=304, headers=headers)

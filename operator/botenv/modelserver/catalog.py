@@ -38,6 +38,10 @@ class Catalog(Protocol):
     def authorize(self, namespace: str, tag: str, token: str) -> bool:
         """Whether `token` is a pull credential for exactly this namespace/tag."""
 
+    def pin(self, namespace: str, tag: str, token: str) -> str:
+        """The digest this (authorized) token is held on instead of the tag's current model,
+        "" for none: its environment's Rasa refused the current model."""
+
     def ready(self) -> bool:
         """Whether the catalog has loaded what it knows (False: answers may be incomplete)."""
 
@@ -55,6 +59,7 @@ class StaticCatalog:
         self._lock = threading.Lock()
         self._resolutions: dict[tuple[str, str], Resolution] = {}
         self._tokens: dict[str, tuple[str, str]] = {}
+        self._pins: dict[str, str] = {}
         self._ready = ready
         for resolution in resolutions:
             self.set(resolution)
@@ -78,6 +83,15 @@ class StaticCatalog:
             if owner is not None and owner != (namespace, tag):
                 raise ValueError("this pull token already belongs to another tag")
             self._tokens[key] = (namespace, tag)
+
+    def pin_token(self, token: str, digest: str) -> None:
+        """Hold `token` on the tag's model of `digest` ("" releases it)."""
+        with self._lock:
+            self._pins[_token_key(token)] = digest
+
+    def pin(self, namespace: str, tag: str, token: str) -> str:
+        with self._lock:
+            return self._pins.get(_token_key(token), "")
 
     def revoke_token(self, token: str) -> None:
         with self._lock:

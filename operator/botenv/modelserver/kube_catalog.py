@@ -90,7 +90,7 @@ class KubeCatalog:
             entry = status.get("pullToken")
             if not isinstance(entry, dict) or meta.get("deletionTimestamp"):
                 return {}
-            digest, tag = entry.get("sha256"), entry.get("tag")
+            digest, tag, pin = entry.get("sha256"), entry.get("tag"), entry.get("digest")
             if (
                 not isinstance(digest, str)
                 or not _SHA256.match(digest)
@@ -98,7 +98,7 @@ class KubeCatalog:
                 or not isinstance(tag, str)
             ):
                 return {}
-            return {digest: (namespace, tag)}
+            return {digest: (namespace, tag, pin if isinstance(pin, str) else "")}
 
         @kopf.on.startup(registry=self.registry, id="startup")
         def startup(
@@ -183,5 +183,11 @@ class KubeCatalog:
         # Exactly this namespace and tag: no shortened form of either.
         return any(
             hmac.compare_digest(f"{ns}\0{name}", f"{namespace}\0{tag}")
-            for ns, name in self._tokens[digest]
+            for ns, name, _ in self._tokens[digest]
         )
+
+    def pin(self, namespace: str, tag: str, token: str) -> str:
+        if self._tokens is None:
+            return ""
+        entries = self._tokens.get(sha256(token)) or ()
+        return next((p for ns, name, p in entries if (ns, name) == (namespace, tag) and p), "")

@@ -46,13 +46,18 @@ def sha256(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def status(*, environment: str, tag: str, token: str) -> dict[str, Any]:
-    """`status.pullToken`: what the model server authorizes the token for."""
-    return {
+def status(*, environment: str, tag: str, token: str, pin: str = "") -> dict[str, Any]:
+    """`status.pullToken`: what the model server authorizes the token for; `pin`, a digest
+    of the tag's model or history the model server serves to this token instead of the
+    tag's current model (an environment whose Rasa refused that model)."""
+    out = {
         "secret": names.pull_token_secret_name(environment),
         "tag": tag,
         "sha256": sha256(token),
     }
+    if pin:
+        out["digest"] = pin
+    return out
 
 
 def labels(environment: str, tag: str) -> dict[str, str]:

@@ -11,8 +11,8 @@ tag is not changed: it is its owner's.
   replica of the new ReplicaSet became ready in that time).
 - rollout HotSwap: the pods pull the tag's model themselves; the roll failed when, that
   long after the tag resolved it, the pods still do not all serve it (botenv's model check,
-  BOTENV_VERIFY_MODELS). The environment is then pinned to the model it served, as a
-  Restart environment is, until the tag moves.
+  BOTENV_VERIFY_MODELS). The model server then serves its pods the model they served
+  (the pull token's pin, status.pullToken.digest) until the tag moves.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ REASON = "RolledBack"
 class Decision:
     model: ModelRef  # what the children carry
     refused: dict[str, Any] | None  # status.refusedModel; None when none is refused
-    pinned: bool  # children pinned to `model` although the spec says HotSwap
+    pinned: bool  # a HotSwap environment held on `model` by the model server
 
 
 def _parse(timestamp: str | None) -> datetime.datetime | None:

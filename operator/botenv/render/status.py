@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 from botenv.render import conditions as cond
+from botenv.render.modelfile import base_name, parse_served, serves
 from botenv.render.problem import Problem
 
 __all__ = ["APPLIED_FIELDS", "Problem", "Rollout", "environment_status", "events", "rollout"]
@@ -40,31 +41,34 @@ def rollout(deployment: dict[str, Any] | None, replicas: int) -> Rollout:
     return Rollout(True, f"{available} of {replicas} replicas serve the model")
 
 
-def _model_name(model: str) -> str:
-    # Rasa reports the file name (pull: the `filename` header; remote storage: the key's
-    # last part), while a tag may name a model under folders.
-    return model.rsplit("/", 1)[-1]
-
-
 def served(
-    expected: str, answers: dict[str, str], replicas: int
+    expected: str, answers: dict[str, str], replicas: int, digest: str = ""
 ) -> tuple[Rollout, list[dict[str, Any]]]:
-    """Whether every ready pod serves `expected`, from what each pod's Rasa said (pod ->
-    model file, "" for no answer), and the per-model counts for status.servedModels."""
-    want = _model_name(expected)
-    counts: dict[str, int] = {}
+    """Whether every ready pod serves `expected` of `digest`, from what each pod's Rasa said
+    (pod -> model file, "" for no answer), and the per-model counts for
+    status.servedModels. A pod counts only when the digest in its file name is the
+    model's (render/modelfile.py): one still on older content of the same name does not."""
+    want = base_name(expected)
+    counts: dict[tuple[str, str], int] = {}
+    behind: dict[str, int] = {}  # what the pods that do not serve it report, for the message
     for model in answers.values():
-        name = _model_name(model) if model else "(no answer)"
-        counts[name] = counts.get(name, 0) + 1
-    listing = [{"name": n, "replicas": c} for n, c in sorted(counts.items())]
-    serving = counts.get(want, 0)
+        name, token = parse_served(model) if model else ("(no answer)", "")
+        counts[(name, token)] = counts.get((name, token), 0) + 1
+        if not (model and serves(model, expected, digest)):
+            shown = f"{name} (digest {token})" if token and name == want else name
+            behind[shown] = behind.get(shown, 0) + 1
+    listing = [
+        {"name": n, **({"digest": d} if d else {}), "replicas": c}
+        for (n, d), c in sorted(counts.items())
+    ]
+    serving = len(answers) - sum(behind.values())
     if len(answers) < replicas:
         return Rollout(
             False, f"waiting for the ready pods to be seen ({len(answers)} of {replicas})"
         ), listing
     if serving == len(answers):
         return Rollout(True, f"{serving} of {replicas} replicas serve model {want}"), listing
-    others = ", ".join(f"{c} {n}" for n, c in sorted(counts.items()) if n != want)
+    others = ", ".join(f"{c} {n}" for n, c in sorted(behind.items()))
     return Rollout(
         False, f"{serving} of {len(answers)} ready replicas serve model {want} (others: {others})"
     ), listing
@@ -142,7 +146,8 @@ def environment_status(
     progress = rollout(deployment, replicas)
     target = (status.get("model") or {}).get("name")
     if answers is not None and progress.done and target:
-        progress, listing = served(target, answers, replicas)
+        digest = (status.get("model") or {}).get("digest", "")
+        progress, listing = served(target, answers, replicas, digest)
         status["servedModels"] = listing
     if verifying and not progress.done and status.get("model") != previous.get("model"):
         if previous.get("model"):

@@ -64,6 +64,10 @@ async def reconcile(state: State, namespace: str, name: str) -> None:
     if (
         observed.answers is not None
         and cond.get(status["conditions"], cond.READY).get("status") != "True"
+        and (
+            observed.problem is None
+            or cond.get(status["conditions"], cond.PROGRESSING).get("status") == "True"
+        )
     ):
         # Pods pull or load the model on their own: nothing in the API tells when; look again.
         raise Requeue(VERIFY_AGAIN_SECONDS)

@@ -12,7 +12,7 @@ from botenv.api import SpecError, parse_tag
 from botenv.api.environment import EnvironmentSpec, check_tag_fits
 from botenv.api.tag import StorageSpec
 from botenv.controller import broker_queues, reachability
-from botenv.controller.environment import exposure
+from botenv.controller.environment import exposure, gate
 from botenv.controller.environment.seen import Seen
 from botenv.render import actionserver, names, pulltoken, risks, rollback
 from botenv.render import conditions as cond
@@ -59,8 +59,11 @@ class Plan:
     dependencies: list[reachability.Dependency] = dataclasses.field(default_factory=list)
     warning: tuple[str, str] | None = None  # (reason, message) of the Warning condition
     # status.refusedModel: the tag's model that did not get ready in time (render.rollback)
-    refused: dict[str, Any] | None = None
+    rolled_back: dict[str, Any] | None = None
     exposed: dict[str, Any] | None = None  # the Exposed condition (spec.ingress, httpRoute)
+    # The tag's model, refused by the environment's Rasa (gate.py): applied with the model
+    # it serves instead, and reported.
+    refused: Problem | None = None
 
     def __repr__(self) -> str:  # keeps the token out of any log or traceback
         return f"Plan({len(self.children)} children, problem={self.problem})"
@@ -232,6 +235,12 @@ def plan(seen: Seen, settings: Settings) -> Plan:
             out.problem = step
             return out
     assert isinstance(model, ModelRef) and isinstance(queue, str) and isinstance(uses, list)
+    served = (seen.body.get("status") or {}).get("model") or {}
+    gated = gate.gate(spec, seen.tag or {}, model, served)
+    if isinstance(gated, Problem):
+        out.problem = gated
+        return out
+    model, out.refused = gated
 
     data = dict(seen.secrets)
     if spec.delivery == "pull":
@@ -274,10 +283,8 @@ def plan(seen: Seen, settings: Settings) -> Plan:
         verifying=settings.verify_models,
         now=seen.now,
     )
-    out.refused = decision.refused
+    out.rolled_back = decision.refused
     model = decision.model
-    if decision.pinned:  # a HotSwap environment held on its model, as Restart pins it
-        spec = dataclasses.replace(spec, rollout="Restart")
     out.first, out.remove, action_status = _action_server(
         seen, spec, model, uid, se.hashed_values(se.action_server_secret_refs(spec), data)
     )
@@ -322,7 +329,15 @@ def plan(seen: Seen, settings: Settings) -> Plan:
         "url": routes.url,
         "actionServer": action_status,
         "pullToken": (
-            pulltoken.status(environment=spec.name, tag=spec.model_tag, token=out.pull_token.token)
+            pulltoken.status(
+                environment=spec.name,
+                tag=spec.model_tag,
+                token=out.pull_token.token,
+                # HotSwap pods follow the tag: the model server holds them on this model.
+                pin=model.digest
+                if spec.rollout == "HotSwap" and (out.refused or decision.pinned)
+                else "",
+            )
             if out.pull_token is not None
             else None
         ),

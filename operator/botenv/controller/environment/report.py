@@ -56,6 +56,9 @@ async def observe(state: State, seen: Seen, plan: Plan, done: Done) -> Observed:
                 seen.name,
                 observed.problem.message,
             )
+    if observed.problem is None and plan.refused is not None and applied:
+        # Applied with the model it serves: what runs is right, the tag's model is not.
+        observed.problem = plan.refused
     observed.verifying = (
         applied
         and not observed.lost
@@ -89,7 +92,7 @@ def status_of(seen: Seen, plan: Plan, observed: Observed, timestamp: str) -> dic
     generation = seen.body["metadata"].get("generation", 0)
     status = risks.with_warning(status, previous, plan.warning, generation, timestamp)
     # Kept as it was when nothing was applied: a passing problem must not retry the model.
-    refused = plan.refused if observed.applied else previous.get("refusedModel")
+    refused = plan.rolled_back if observed.applied else previous.get("refusedModel")
     status = rollback.report(status, previous, refused, generation, timestamp)
     if problem is not None and problem.reason == PULL_TOKEN_INVALID:
         status.pop("pullToken", None)  # revoked: never keep the last good one
