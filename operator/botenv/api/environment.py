@@ -9,6 +9,7 @@ from typing import Any
 from botenv.api.errors import SpecError
 from botenv.api.reader import Reader
 from botenv.api.refs import SecretKeyRef, secret_key
+from botenv.api.scaling import ScalingSpec, parse_scaling
 from botenv.api.tag import StorageSpec
 
 TRACKER_TYPES = ("memory", "sql", "redis", "mongod", "dynamo", "custom")
@@ -116,6 +117,7 @@ class ActionServerSpec:
     pod_annotations: dict[str, str] = dataclasses.field(default_factory=dict)
     image_pull_policy: str = ""
     args: tuple[str, ...] = ()  # the image's own start command when empty
+    scaling: ScalingSpec = ScalingSpec()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +153,7 @@ class EnvironmentSpec:
     pod_labels: dict[str, str] = dataclasses.field(default_factory=dict)
     service_account_name: str = ""
     service: ServiceSpec = ServiceSpec()
+    scaling: ScalingSpec = ScalingSpec()
 
 
 def _credentials(parent: Reader, with_username: bool = True) -> CredentialRef | None:
@@ -298,6 +301,7 @@ def _action_server(spec: Reader, name: str) -> ActionServerSpec | None:
         pod_annotations=server.text_map("podAnnotations"),
         image_pull_policy=server.text("imagePullPolicy"),
         args=_strings(server, "args"),
+        scaling=parse_scaling(server),
     )
 
 
@@ -377,19 +381,22 @@ def parse_environment(body: dict[str, Any], default_image: str) -> EnvironmentSp
             port=service.integer("port", 5005, minimum=1, maximum=65535) or 5005,
             annotations=service.text_map("annotations"),
         ),
+        scaling=parse_scaling(spec),
     )
-    if parsed.replicas > 1 and parsed.lock_store.type == "memory":
+    # With autoscaling, the most replicas the HPA may run.
+    most_field, most = parsed.scaling.most_replicas(parsed.replicas)
+    if most > 1 and parsed.lock_store.type == "memory":
         spec.fail(
             "spec.lockStore",
-            f"must be redis or custom when spec.replicas > 1 (got "
-            f"{parsed.replicas} replicas): an in-memory lock store lets two replicas "
+            f"must be redis or custom when spec.{most_field} > 1 (got "
+            f"{most} replicas): an in-memory lock store lets two replicas "
             "handle one conversation at once",
         )
-    if parsed.replicas > 1 and parsed.tracker_store.type == "memory":
+    if most > 1 and parsed.tracker_store.type == "memory":
         spec.fail(
             "spec.trackerStore",
-            f"must not be memory when spec.replicas > 1 (got "
-            f"{parsed.replicas} replicas): each replica would keep its own, partial "
+            f"must not be memory when spec.{most_field} > 1 (got "
+            f"{most} replicas): each replica would keep its own, partial "
             "conversations",
         )
     if parsed.rollout == "HotSwap" and parsed.delivery != "pull":

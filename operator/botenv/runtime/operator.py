@@ -31,9 +31,12 @@ from botenv.labels import (
     MANAGED_SELECTOR,
     TRAINING_LABEL,
 )
+from botenv.render import autoscaling, disruption
+from botenv.runtime.optional_apis import EitherIndex, quiet_optional_versions
 from botenv.settings import Settings
 
 log = logging.getLogger(__name__)
+quiet_optional_versions()
 
 CHILD_SELECTORS = (
     ("v1", "configmaps"),
@@ -41,6 +44,11 @@ CHILD_SELECTORS = (
     ("v1", "secrets"),
     ("apps", "v1", "deployments"),
     ("batch", "v1", "jobs"),
+    # Both versions of each: a server serves one or both (optional_apis.py).
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("autoscaling", "v2beta2", "horizontalpodautoscalers"),
+    ("policy", "v1", "poddisruptionbudgets"),
+    ("policy", "v1beta1", "poddisruptionbudgets"),
 )
 # Only the Rasa server pods: their /status says which model they serve.
 RASA_PODS = {**MANAGED, COMPONENT_LABEL: COMPONENT}
@@ -77,6 +85,10 @@ async def startup(
     pods_idx: kopf.Index,
     jobs_idx: kopf.Index,
     modeltrainings_idx: kopf.Index,
+    hpa_v2_idx: kopf.Index,
+    hpa_v2beta2_idx: kopf.Index,
+    pdb_v1_idx: kopf.Index,
+    pdb_v1beta1_idx: kopf.Index,
     **_: object,
 ) -> None:
     global STATE, QUEUE, FANOUT
@@ -102,6 +114,9 @@ async def startup(
             "Secret": secrets_idx,
             "Deployment": deployments_idx,
             "Job": jobs_idx,
+            # The version botenv writes in comes first (kube.Kube.served_version).
+            autoscaling.KIND: EitherIndex(hpa_v2_idx, hpa_v2beta2_idx),
+            disruption.KIND: EitherIndex(pdb_v1_idx, pdb_v1beta1_idx),
         },
         pods=pods_idx,
         trainings=modeltrainings_idx,
@@ -193,6 +208,26 @@ def modeltrainings_idx(namespace: str, name: str, body: kopf.Body, **_: object) 
     return {(namespace, name): snapshot(body)}
 
 
+@kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
+def hpa_v2_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+    return {(namespace, name): snapshot(body)}
+
+
+@kopf.index("autoscaling", "v2beta2", "horizontalpodautoscalers", labels=MANAGED)
+def hpa_v2beta2_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+    return {(namespace, name): snapshot(body)}
+
+
+@kopf.index("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
+def pdb_v1_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+    return {(namespace, name): snapshot(body)}
+
+
+@kopf.index("policy", "v1beta1", "poddisruptionbudgets", labels=MANAGED)
+def pdb_v1beta1_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+    return {(namespace, name): snapshot(body)}
+
+
 @kopf.on.event(GROUP, VERSION, "modeltrainings")
 def training_event(namespace: str, name: str, type: str | None, **_: object) -> None:
     if type == "DELETED" and STATE is not None:
@@ -241,6 +276,10 @@ def tag_event(namespace: str, name: str, type: str | None, **_: object) -> None:
 @kopf.on.event("v1", "services", labels=MANAGED)
 @kopf.on.event("v1", "secrets", labels=MANAGED)
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
+@kopf.on.event("autoscaling", "v2beta2", "horizontalpodautoscalers", labels=MANAGED)
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
+@kopf.on.event("policy", "v1beta1", "poddisruptionbudgets", labels=MANAGED)
 def child_event(
     namespace: str, name: str, labels: kopf.Labels, body: kopf.Body, type: str | None, **_: object
 ) -> None:

@@ -17,7 +17,7 @@ from botenv.controller.state import State
 from botenv.kube.client import api_message
 from botenv.kube.diff import contains
 from botenv.labels import ENVIRONMENT_LABEL, PULL_TOKEN_LABEL
-from botenv.render import names
+from botenv.render import autoscaling, disruption, names
 from botenv.render.problem import Problem
 from botenv.render.status import rollout
 
@@ -44,9 +44,9 @@ def apply(state: State, plan: Plan) -> Done:
     if plan.problem is not None:
         return Done()
     problem = (
-        _write(state, _stale(state, plan.first))
+        _write(state, _stale(state, plan.first), plan.handovers)
         or _wait_for_action_server(state, plan)
-        or _write(state, _stale(state, plan.children))
+        or _write(state, _stale(state, plan.children), plan.handovers)
         or _remove(state, plan.remove)
     )
     return Done(problem=problem)
@@ -110,9 +110,18 @@ def _stale(state: State, children: list[dict[str, Any]]) -> list[dict[str, Any]]
     ]
 
 
-def _write(state: State, stale: list[dict[str, Any]]) -> Problem | None:
+# Children that carry fields the spec passes through (an HPA's behavior, a budget's bounds):
+# checked with a dry run first, like a running Deployment.
+_CHECKED_FIRST = (autoscaling.KIND, disruption.KIND)
+
+
+def _write(
+    state: State,
+    stale: list[dict[str, Any]],
+    handovers: dict[tuple[str, str, str], dict[str, Any]],
+) -> Problem | None:
     """Apply `stale`; a Deployment already running is checked with a dry run first, so a
-    spec the server rejects changes nothing."""
+    spec the server rejects changes nothing. A child's handover is applied just before it."""
     if not stale:
         return None
     child = stale[0]
@@ -120,9 +129,18 @@ def _write(state: State, stale: list[dict[str, Any]]) -> Problem | None:
         for child in stale:
             meta = child["metadata"]
             running = state.child("Deployment", meta["namespace"], meta["name"])
-            if child["kind"] == "Deployment" and running is not None and len(stale) > 1:
+            checked = child["kind"] in _CHECKED_FIRST or (
+                child["kind"] == "Deployment" and running is not None
+            )
+            if checked and len(stale) > 1:
                 state.kube.apply(child, dry_run=True)
         for child in stale:
+            meta = child["metadata"]
+            handover = handovers.get((child["kind"], meta["namespace"], meta["name"]))
+            if handover is not None:
+                state.remember(
+                    state.kube.apply(handover, field_manager=autoscaling.HANDOVER_MANAGER)
+                )
             state.remember(state.kube.apply(child))
             log.info(
                 "applied %s %s/%s",
@@ -151,9 +169,8 @@ def _wait_for_action_server(state: State, plan: Plan) -> Problem | None:
     rasa = state.child(
         "Deployment", meta["namespace"], names.rasa_name(meta["labels"][ENVIRONMENT_LABEL])
     )
-    progress = rollout(
-        state.child("Deployment", meta["namespace"], meta["name"]), actions["spec"]["replicas"]
-    )
+    live = state.child("Deployment", meta["namespace"], meta["name"])
+    progress = rollout(live, autoscaling.desired_replicas(actions, live))
     if rasa is None or progress.done:
         return None
     image = actions["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -167,8 +184,10 @@ def _wait_for_action_server(state: State, plan: Plan) -> Problem | None:
 
 def _remove(state: State, remove: list[tuple[str, str, str]]) -> Problem | None:
     for kind, namespace, name in remove:
+        live = state.child(kind, namespace, name) or {}
+        api_version = live.get("apiVersion") or ("apps/v1" if kind == "Deployment" else "v1")
         try:
-            state.kube.delete("apps/v1" if kind == "Deployment" else "v1", kind, namespace, name)
+            state.kube.delete(api_version, kind, namespace, name)
             log.info("deleted %s %s/%s (no longer in the spec)", kind, namespace, name)
         except ApiException as exc:
             return Problem(

@@ -25,6 +25,11 @@ class Seen:
     secrets: dict[str, dict[str, str] | None] = dataclasses.field(default_factory=dict)
     unreadable: Problem | None = None  # a Secret the API server would not give
     new_token: str = ""  # the token of a pull-token Secret yet to be created
+    deployment: dict[str, Any] | None = None  # Rasa's Deployment, as the watch shows it
+    # HorizontalPodAutoscalers and PodDisruptionBudgets, (kind, name) -> as the watch shows it.
+    scaling: dict[tuple[str, str], dict[str, Any] | None] = dataclasses.field(default_factory=dict)
+    # kind -> the apiVersion botenv writes it in (what the API server serves), "" for none.
+    api_versions: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def deleting(self) -> bool:
@@ -32,6 +37,9 @@ class Seen:
 
     @property
     def replicas(self) -> int:
+        """Rasa's desired replicas: under an HPA, the ones its Deployment has now."""
+        if ((self.body or {}).get("spec") or {}).get("autoscaling") and self.deployment:
+            return int((self.deployment.get("spec") or {}).get("replicas", 1))
         if self.spec is not None:
             return self.spec.replicas
         raw = ((self.body or {}).get("spec") or {}).get("replicas", 1)
