@@ -140,7 +140,7 @@ def test_autoscaling_renders_an_hpa_and_leaves_replicas_to_it():
     reconcile(kube, body(**SHARED, replicas=3, autoscaling=AUTO))
     deploy = applied(kube, "Deployment")
     assert "replicas" not in deploy["spec"]
-    assert deploy["metadata"]["annotations"] == {autoscaling.AUTOSCALED_ANNOTATION: "true"}
+    assert deploy["metadata"]["labels"][autoscaling.AUTOSCALED_LABEL] == "true"
     hpa = applied(kube, "HorizontalPodAutoscaler")
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert hpa["metadata"]["ownerReferences"] == deploy["metadata"]["ownerReferences"]
@@ -214,7 +214,7 @@ def test_switching_back_sets_replicas_again_and_deletes_the_hpa():
     reconcile(kube, body(**SHARED, replicas=3), running, hpa)
     deploy = applied(kube, "Deployment")
     assert deploy["spec"]["replicas"] == 3
-    assert "annotations" not in deploy["metadata"]
+    assert autoscaling.AUTOSCALED_LABEL not in deploy["metadata"]["labels"]
     assert ("delete", "HorizontalPodAutoscaler", "bots", RASA, {}) in kube.writes
 
 
@@ -266,11 +266,11 @@ def test_pods_spread_over_nodes_and_zones_unless_the_spec_says_otherwise():
     assert applied(kube, "Deployment")["spec"]["template"]["spec"]["topologySpreadConstraints"] == [
         {**mine, "labelSelector": selector}
     ]  # its own pods, unless the spec names others
+    # off: applied as an empty list, which removes what botenv applied before
     kube = FakeKube()
     reconcile(kube, body(topologySpreadConstraints=[]))
-    assert (
-        "topologySpreadConstraints" not in applied(kube, "Deployment")["spec"]["template"]["spec"]
-    )
+    pod = applied(kube, "Deployment")["spec"]["template"]["spec"]
+    assert pod["topologySpreadConstraints"] == []
 
 
 def test_the_action_server_scales_on_its_own():
@@ -326,3 +326,17 @@ def test_the_status_names_the_rasa_pods_for_the_scale_subresource():
         "app.kubernetes.io/component=rasa-server,app.kubernetes.io/name=rasa,"
         "botenv.dev/environment=production"
     )
+
+
+def test_a_field_dropped_from_the_spec_is_applied_away():
+    """What botenv applies holds no dropped field, so the HPA carries its spec's hash: a
+    changed hash makes the apply that removes the field."""
+    behavior = {"scaleDown": {"stabilizationWindowSeconds": 600}}
+    kube = FakeKube()
+    reconcile(kube, body(**SHARED, autoscaling={**AUTO, "behavior": behavior}))
+    [token] = kube.written("create", "Secret")
+    running = live(applied(kube, "HorizontalPodAutoscaler"))
+    assert running["spec"]["behavior"] == behavior
+    kube = FakeKube()
+    reconcile(kube, body(**SHARED, autoscaling=AUTO), running, token)
+    assert "behavior" not in applied(kube, "HorizontalPodAutoscaler")["spec"]

@@ -12,12 +12,16 @@ import copy
 from typing import Any
 
 from botenv.api.scaling import AutoscalingSpec
+from botenv.render.hashing import stable_hash
 
 KIND = "HorizontalPodAutoscaler"
 # In the order botenv prefers them; 1.20 to 1.22 serve v2beta2 only (v2 is GA from 1.23).
 API_VERSIONS = ("autoscaling/v2", "autoscaling/v2beta2")
-# On a Deployment whose replicas botenv leaves to an HPA.
-AUTOSCALED_ANNOTATION = "botenv.dev/autoscaled"
+# A label on a Deployment whose replicas botenv leaves to an HPA. (A label: a changed
+# annotation would bump the Deployment's generation, and be copied to its ReplicaSets.)
+AUTOSCALED_LABEL = "botenv.dev/autoscaled"
+# On an HPA or a disruption budget: a hash of the spec botenv applied.
+SPEC_HASH_ANNOTATION = "botenv.dev/spec-hash"
 # Applies the replicas a running Deployment has when botenv stops applying them.
 HANDOVER_MANAGER = "botenv-replicas-handover"
 
@@ -51,6 +55,9 @@ def horizontal_pod_autoscaler(
             "name": meta["name"],
             "namespace": meta["namespace"],
             "labels": dict(meta["labels"]),
+            # A field the spec drops is not in what botenv applies, and so cannot show as a
+            # difference from what runs: its hash does, and the apply removes the field.
+            "annotations": {SPEC_HASH_ANNOTATION: stable_hash(spec)},
             "ownerReferences": copy.deepcopy(meta["ownerReferences"]),
         },
         "spec": spec,
@@ -61,13 +68,13 @@ def without_replicas(deployment: dict[str, Any]) -> dict[str, Any]:
     """`deployment` as botenv applies it under an HPA: no replicas, and marked so."""
     out = copy.deepcopy(deployment)
     out["spec"].pop("replicas", None)
-    out["metadata"].setdefault("annotations", {})[AUTOSCALED_ANNOTATION] = "true"
+    out["metadata"]["labels"] = {**out["metadata"]["labels"], AUTOSCALED_LABEL: "true"}
     return out
 
 
 def is_autoscaled(live: dict[str, Any] | None) -> bool:
-    annotations = ((live or {}).get("metadata") or {}).get("annotations") or {}
-    return annotations.get(AUTOSCALED_ANNOTATION) == "true"
+    labels = ((live or {}).get("metadata") or {}).get("labels") or {}
+    return labels.get(AUTOSCALED_LABEL) == "true"
 
 
 def handover(live: dict[str, Any], autoscaling: AutoscalingSpec) -> dict[str, Any]:

@@ -7,6 +7,8 @@ import copy
 from typing import Any
 
 from botenv.api.scaling import DisruptionBudgetSpec, ScalingSpec
+from botenv.render.autoscaling import SPEC_HASH_ANNOTATION
+from botenv.render.hashing import stable_hash
 
 KIND = "PodDisruptionBudget"
 # policy/v1 is GA from 1.21; 1.20 serves policy/v1beta1 only.
@@ -35,6 +37,9 @@ def pod_disruption_budget(
             "name": meta["name"],
             "namespace": meta["namespace"],
             "labels": dict(meta["labels"]),
+            # A field the spec drops is not in what botenv applies, and so cannot show as a
+            # difference from what runs: its hash does, and the apply removes the field.
+            "annotations": {SPEC_HASH_ANNOTATION: stable_hash(spec)},
             "ownerReferences": copy.deepcopy(meta["ownerReferences"]),
         },
         "spec": spec,

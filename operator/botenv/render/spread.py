@@ -28,12 +28,10 @@ def constraints(
 
 
 def spread(deployment: dict[str, Any], given: tuple[dict[str, Any], ...] | None) -> dict[str, Any]:
-    """`deployment` with its pods' topologySpreadConstraints (none for an empty list)."""
+    """`deployment` with its pods' topologySpreadConstraints. An empty list is applied as
+    such: it removes the constraints botenv applied before."""
     out = copy.deepcopy(deployment)
-    pod = out["spec"]["template"]["spec"]
-    rules = constraints(given, out["spec"]["selector"])
-    if rules:
-        pod["topologySpreadConstraints"] = rules
-    else:
-        pod.pop("topologySpreadConstraints", None)
+    out["spec"]["template"]["spec"]["topologySpreadConstraints"] = constraints(
+        given, out["spec"]["selector"]
+    )
     return out

@@ -54,7 +54,8 @@ class _QuietOptionalVersions(logging.Filter):
 
 
 def quiet_optional_versions() -> None:
-    """Keep kopf from warning about the version of these kinds a server does not serve."""
+    """Keep kopf from warning about the version of these kinds a server does not serve
+    (it still warns about any other resource it cannot find)."""
     logger = logging.getLogger("kopf._core.reactor.observation")
     if not any(isinstance(f, _QuietOptionalVersions) for f in logger.filters):
         logger.addFilter(_QuietOptionalVersions())
