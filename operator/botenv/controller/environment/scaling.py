@@ -33,19 +33,18 @@ def scale(
     server), each with one Deployment."""
     out = Scaled(rasa=[], actions=[])
     server = spec.action_server
-    fleets = (
-        ("spec", names.rasa_name(spec.name), spec.scaling, spec.replicas, rasa, out.rasa),
-        (
-            "spec.actionServer",
-            names.action_server_name(spec.name),
-            server.scaling if server else ScalingSpec(),
-            server.replicas if server else 0,
-            actions,
-            out.actions,
-        ),
+    rasa_fleet = ("spec", names.rasa_name(spec.name), spec.scaling, spec.replicas)
+    actions_fleet = (
+        "spec.actionServer",
+        names.action_server_name(spec.name),
+        server.scaling if server else ScalingSpec(),
+        server.replicas if server else 0,
     )
-    for field, name, wanted, replicas, rendered, into in fleets:
-        live = seen.deployment if into is out.rasa else seen.action_server.get("Deployment")
+    fleets = (
+        (*rasa_fleet, rasa, seen.deployment, out.rasa),
+        (*actions_fleet, actions, seen.action_server.get("Deployment"), out.actions),
+    )
+    for field, name, wanted, replicas, rendered, live, into in fleets:
         for child in rendered:
             if child["kind"] != "Deployment":
                 into.append(child)
