@@ -108,6 +108,44 @@ CASES = {
         "spec.eventBroker.secretRef",
         "Rasa's pika broker needs a username and a password",
     ),
+    "autoscaling-min-above-max": (
+        _env(
+            autoscaling={"minReplicas": 3, "maxReplicas": 2, "targetCPUUtilizationPercentage": 60}
+        ),
+        "spec.autoscaling.maxReplicas",
+        "must be at least",
+    ),
+    "autoscaling-needs-a-target": (
+        _env(autoscaling={"maxReplicas": 1}),
+        "spec.autoscaling",
+        "needs a target: targetCPUUtilizationPercentage and/or",
+    ),
+    "autoscaling-needs-a-shared-lock-store": (
+        _env(
+            autoscaling={"maxReplicas": 3, "targetCPUUtilizationPercentage": 60}, trackerStore=REDIS
+        ),
+        "spec.lockStore",
+        "must be redis or custom when spec.autoscaling.maxReplicas > 1",
+    ),
+    "action-server-autoscaling-min-above-max": (
+        _env(
+            actionServer={
+                "image": "acme/actions:1",
+                "autoscaling": {
+                    "minReplicas": 4,
+                    "maxReplicas": 2,
+                    "targetCPUUtilizationPercentage": 60,
+                },
+            }
+        ),
+        "spec.actionServer.autoscaling.maxReplicas",
+        "must be at least",
+    ),
+    "disruption-budget-has-both-bounds": (
+        _env(disruptionBudget={"maxUnavailable": 1, "minAvailable": 1}),
+        "spec.disruptionBudget.minAvailable",
+        "set either maxUnavailable or minAvailable, not both",
+    ),
     "s3-needs-a-bucket": (
         _tag({"provider": "s3"}),
         "spec.storage.bucket",
@@ -223,6 +261,13 @@ def test_a_broken_rule_is_refused_naming_the_field(
 VALID = {
     "replicas-with-shared-stores": _env("fleet", replicas=2, trackerStore=REDIS, lockStore=REDIS),
     "hotswap-with-pull": _env("swap", rollout="HotSwap", delivery="pull"),
+    "autoscaling-with-shared-stores": _env(
+        "auto",
+        autoscaling={"maxReplicas": 4, "targetMemoryUtilizationPercentage": 75},
+        trackerStore=REDIS,
+        lockStore=REDIS,
+        disruptionBudget={"minAvailable": "50%"},
+    ),
     "sqlite-tracker-store-without-host": _env(
         "lite", trackerStore={"type": "sql", "dialect": "sqlite"}
     ),

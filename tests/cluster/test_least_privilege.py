@@ -36,7 +36,7 @@ def can(kubectl: Kubectl, verb: str, resource: str, namespace: str = "") -> bool
     RESOURCE/NAME for a named object where the name is not a subresource."""
     resource, _, sub = resource.partition("/")
     args = ["auth", "can-i", verb, resource]
-    if sub in ("status", "exec", "finalizers"):
+    if sub in ("status", "exec", "finalizers", "scale"):
         args.append(f"--subresource={sub}")
     elif sub:
         args[-1] = f"{resource}/{sub}"
@@ -87,6 +87,14 @@ def test_operator_is_refused_what_it_does_not_need(as_operator: Kubectl) -> None
         ("delete", "configmaps", "bots"),
         ("update", "leases.coordination.k8s.io", "bots"),
         ("delete", "namespaces", ""),
+        # HPAs and budgets: applied (patch) and deleted, never updated or deleted in bulk
+        ("update", "horizontalpodautoscalers.autoscaling", "bots"),
+        ("deletecollection", "horizontalpodautoscalers.autoscaling", "bots"),
+        ("update", "poddisruptionbudgets.policy", "bots"),
+        ("deletecollection", "poddisruptionbudgets.policy", "bots"),
+        # the scale subresources: the HPA scales, not botenv
+        ("update", "deployments.apps/scale", "bots"),
+        ("update", "botenvironments.botenv.dev/scale", "bots"),
     ]
     allowed = [(v, r, n) for v, r, n in refused if can(as_operator, v, r, n)]
     assert allowed == []
@@ -96,6 +104,11 @@ def test_operator_is_refused_what_it_does_not_need(as_operator: Kubectl) -> None
     # Its own orphaned pull-token Secrets (tests/cluster/test_pull_tokens.py): deleted with
     # the Secret's uid as precondition, never a Secret it did not make.
     assert can(as_operator, "delete", "secrets", "bots")
+    # spec.autoscaling's HPA and the disruption budget: applied, and deleted when the spec no
+    # longer asks for them (tests/cluster/test_scaling.py).
+    for resource in ("horizontalpodautoscalers.autoscaling", "poddisruptionbudgets.policy"):
+        for verb in ("watch", "patch", "delete"):
+            assert can(as_operator, verb, resource, "bots"), (verb, resource)
 
 
 def test_operator_writes_routes_to_environments_only(as_operator: Kubectl) -> None:

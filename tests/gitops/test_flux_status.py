@@ -153,7 +153,7 @@ def _declared(schema: dict, value: object, path: str) -> None:
 def _status_schema(crd: str) -> dict:
     doc = yaml.safe_load((REPO / "crds" / crd).read_text())
     version = next(v for v in doc["spec"]["versions"] if v["storage"])
-    assert version["subresources"] == {"status": {}}
+    assert version["subresources"]["status"] == {}  # status is a subresource (and maybe scale)
     return version["schema"]["openAPIV3Schema"]["properties"]["status"]
 
 

@@ -68,6 +68,16 @@ OPERATOR_NAMESPACED = [
     # delete: an action server (Deployment + Service) whose spec.actionServer was removed.
     rule([""], ["services"], ["get", "list", "watch", "create", "patch", "delete"]),
     rule(["apps"], ["deployments"], ["get", "list", "watch", "create", "patch", "delete"]),
+    # delete: the HPA of autoscaling removed from a spec; the budget of a fleet that can run
+    # only one replica (or whose budget was turned off).
+    rule(
+        ["autoscaling"],
+        ["horizontalpodautoscalers"],
+        ["get", "list", "watch", "create", "patch", "delete"],
+    ),
+    rule(
+        ["policy"], ["poddisruptionbudgets"], ["get", "list", "watch", "create", "patch", "delete"]
+    ),
     rule([""], ["pods"], ["get", "list", "watch"]),
     # spec.ingress and spec.httpRoute; delete: the field was removed from the spec.
     rule(
@@ -463,6 +473,8 @@ def test_no_wildcards_and_deletes_only_action_servers(render, values):
                     ["secrets"],
                     ["ingresses"],
                     ["httproutes"],
+                    ["horizontalpodautoscalers"],
+                    ["poddisruptionbudgets"],
                 ), role
             if "pods" in r["resources"]:  # the operator reads Rasa pods; nobody writes them
                 assert r["resources"] == ["pods"] and set(r["verbs"]) <= {"get", "list", "watch"}, (
@@ -482,13 +494,19 @@ def test_user_roles(render):
     assert viewer["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
     assert editor["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
     assert "rbac.authorization.k8s.io/aggregate-to-view" not in promoter["metadata"]["labels"]
-    assert rules(viewer) == [
-        rule(
-            ["botenv.dev"],
-            ["botenvironments", "modeltags", "modeltrainings"],
-            ["get", "list", "watch"],
-        )
-    ]
+    assert rules(viewer) == sorted(
+        [
+            rule(
+                ["botenv.dev"],
+                ["botenvironments", "modeltags", "modeltrainings"],
+                ["get", "list", "watch"],
+            ),
+            rule(["botenv.dev"], ["botenvironments/scale"], ["get"]),
+        ]
+    )
+    assert rule(["botenv.dev"], ["botenvironments/scale"], ["get", "update", "patch"]) in rules(
+        editor
+    )
     assert rules(promoter) == sorted(
         [
             rule(["botenv.dev"], ["botenvironments", "modeltrainings"], ["get", "list", "watch"]),
@@ -496,7 +514,12 @@ def test_user_roles(render):
         ]
     )
     for role in (viewer, editor, promoter):  # status is the operator's
-        assert not any("/" in res for r in role["rules"] for res in r["resources"])
+        assert not any(res.endswith("/status") for r in role["rules"] for res in r["resources"])
+    # scale is only the environments' (kubectl scale benv/NAME)
+    subresources = {
+        res for o in (viewer, editor, promoter) for r in o["rules"] for res in r["resources"]
+    }
+    assert {res for res in subresources if "/" in res} == {"botenvironments/scale"}
     off = render("botenv", "botenv-system", None, "--set", "rbac.userRoles=false")
     assert not [
         o for o in off if o["metadata"]["name"].endswith(("-viewer", "-editor", "-promoter"))

@@ -79,6 +79,8 @@ def test_viewers_read_both_kinds_and_change_nothing(roles, group):
             assert can(roles, group, verb, resource)
         for verb in ("create", "patch", "update", "delete"):
             assert not can(roles, group, verb, resource)
+    assert can(roles, group, "get", ENV, subresource="scale")
+    assert not can(roles, group, "update", ENV, subresource="scale")
     assert not can(roles, group, "get", "secrets")
 
 
@@ -88,6 +90,9 @@ def test_editors_change_both_kinds_but_not_status(roles, group):
         for verb in ("get", "list", "create", "patch", "update", "delete", "deletecollection"):
             assert can(roles, group, verb, resource)
         assert not can(roles, group, "patch", resource, subresource="status")
+    # kubectl scale benv/NAME
+    for verb in ("get", "update", "patch"):
+        assert can(roles, group, verb, ENV, subresource="scale")
 
 
 def test_promoter_moves_tags_only(roles):
@@ -95,6 +100,7 @@ def test_promoter_moves_tags_only(roles):
     assert can(roles, "promoter", "get", ENV)
     for verb in ("create", "patch", "update", "delete"):
         assert not can(roles, "promoter", verb, ENV)
+    assert not can(roles, "promoter", "update", ENV, subresource="scale")
     for verb in ("get", "list", "watch", "patch", "update"):
         assert can(roles, "promoter", verb, TAG)
     for verb in ("create", "delete", "deletecollection"):

@@ -10,15 +10,29 @@ from kubernetes.client.exceptions import ApiException
 from botenv.controller.state import State
 from botenv.settings import Settings
 
-KINDS = ("ConfigMap", "Service", "Secret", "Deployment", "Job")
+KINDS = (
+    "ConfigMap",
+    "Service",
+    "Secret",
+    "Deployment",
+    "Job",
+    "HorizontalPodAutoscaler",
+    "PodDisruptionBudget",
+)
+# What the fake API server serves: a current one (a 1.20 server serves autoscaling/v2beta2
+# and policy/v1beta1 only).
+SERVED = ("autoscaling/v2", "autoscaling/v1", "policy/v1")
 
 
 class FakeKube:
     """Answers like the API server; every write is recorded in `writes` as
     (verb, kind, namespace, name, body)."""
 
-    def __init__(self, secrets: dict[str, dict[str, str]] | None = None) -> None:
+    def __init__(
+        self, secrets: dict[str, dict[str, str]] | None = None, served: tuple[str, ...] = SERVED
+    ) -> None:
         self.secrets = secrets or {}  # name -> base64 data, in the environment's namespace
+        self.served = served
         self.fail: dict[tuple[str, str], int] = {}  # (verb, kind) -> HTTP status to fail with
         self.writes: list[tuple[str, str, str, str, dict]] = []
         self._rv = itertools.count(100)
@@ -36,11 +50,15 @@ class FakeKube:
         self._check("get", "Secret")
         return self.secrets.get(name)
 
-    def apply(self, obj: dict, *, dry_run: bool = False) -> dict:
+    def served_version(self, api_versions: tuple[str, ...]) -> str:
+        return next((v for v in api_versions if v in self.served), "")
+
+    def apply(self, obj: dict, *, dry_run: bool = False, field_manager: str = "botenv") -> dict:
         self._check("apply", obj["kind"])
         if not dry_run:
             meta = obj["metadata"]
-            self.writes.append(("apply", obj["kind"], meta["namespace"], meta["name"], obj))
+            verb = "apply" if field_manager == "botenv" else f"apply as {field_manager}"
+            self.writes.append((verb, obj["kind"], meta["namespace"], meta["name"], obj))
         return self._stored(obj)
 
     def create(self, obj: dict, field_manager: str) -> dict | None:

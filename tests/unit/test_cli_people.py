@@ -130,6 +130,13 @@ def test_environment_summary_state(conditions, state, reason):
     assert row["replicas"] == 1
 
 
+def test_environment_summary_of_an_autoscaled_environment_counts_its_pods():
+    body = benv("production", replicas=1, ready=3)
+    body["spec"]["autoscaling"] = {"minReplicas": 2, "maxReplicas": 6}
+    body["status"]["replicas"] = 4  # the HPA scaled the Deployment; spec.replicas is ignored
+    assert output.environment_summary(body)["replicas"] == 4
+
+
 def test_status_text_shows_environments_tags_and_why_not_ready():
     environments = [
         output.environment_summary(

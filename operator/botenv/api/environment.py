@@ -17,6 +17,7 @@ from botenv.api.exposure import (
 from botenv.api.podsettings import RASA, PodSettings, action_server_owned, parse_pod_settings
 from botenv.api.reader import Reader
 from botenv.api.refs import SecretKeyRef, secret_key
+from botenv.api.scaling import ScalingSpec, parse_scaling
 from botenv.api.tag import StorageSpec
 from botenv.api.versions import VERSION_HINT, is_version
 
@@ -141,6 +142,7 @@ class ActionServerSpec:
     args: tuple[str, ...] = ()  # the image's own start command when empty
     service_account_name: str = ""
     pod: PodSettings = PodSettings()
+    scaling: ScalingSpec = ScalingSpec()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +184,7 @@ class EnvironmentSpec:
     http_route: HTTPRouteSpec | None = None
     # The image's Rasa version when its tag does not tell (botenv's version gate).
     rasa_version: str = ""
+    scaling: ScalingSpec = ScalingSpec()
 
 
 def _credentials(parent: Reader, with_username: bool = True) -> CredentialRef | None:
@@ -332,6 +335,7 @@ def _action_server(spec: Reader, name: str) -> ActionServerSpec | None:
         args=_strings(server, "args"),
         service_account_name=server.text("serviceAccountName"),
         pod=parse_pod_settings(server, action_server_owned(port), extra_args=False),
+        scaling=parse_scaling(server),
     )
 
 
@@ -424,22 +428,25 @@ def parse_environment(body: dict[str, Any], default_image: str) -> EnvironmentSp
         ingress=parse_ingress(spec),
         http_route=parse_http_route(spec),
         pod=parse_pod_settings(spec, RASA, extra_args=True),
+        scaling=parse_scaling(spec),
     )
     for i, item in enumerate(parsed.env):
         if item.get("name") == "RASA_ENVIRONMENT" or str(item.get("name")).startswith("BOTENV_"):
             spec.fail(f"spec.env[{i}].name", f"{item['name']} is set by botenv itself: {OWN_ENV}")
-    if parsed.replicas > 1 and parsed.lock_store.type == "memory":
+    # With autoscaling, the most replicas the HPA may run.
+    most_field, most = parsed.scaling.most_replicas(parsed.replicas)
+    if most > 1 and parsed.lock_store.type == "memory":
         spec.fail(
             "spec.lockStore",
-            f"must be redis or custom when spec.replicas > 1 (got "
-            f"{parsed.replicas} replicas): an in-memory lock store lets two replicas "
+            f"must be redis or custom when spec.{most_field} > 1 (got "
+            f"{most} replicas): an in-memory lock store lets two replicas "
             "handle one conversation at once",
         )
-    if parsed.replicas > 1 and parsed.tracker_store.type == "memory":
+    if most > 1 and parsed.tracker_store.type == "memory":
         spec.fail(
             "spec.trackerStore",
-            f"must not be memory when spec.replicas > 1 (got "
-            f"{parsed.replicas} replicas): each replica would keep its own, partial "
+            f"must not be memory when spec.{most_field} > 1 (got "
+            f"{most} replicas): each replica would keep its own, partial "
             "conversations",
         )
     if parsed.rollout == "HotSwap" and parsed.delivery != "pull":

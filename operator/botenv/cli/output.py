@@ -86,7 +86,8 @@ def environment_summary(body: dict) -> dict:
         )
     else:
         state, reason, message = "NotReady", ready.get("reason", ""), ready.get("message", "")
-    replicas = spec.get("replicas", 1)
+    # Under spec.autoscaling the HPA decides: the pods its Deployment runs, not spec.replicas.
+    replicas = status.get("replicas", 0) if spec.get("autoscaling") else spec.get("replicas", 1)
     return {
         "namespace": meta.get("namespace", ""),
         "name": meta["name"],

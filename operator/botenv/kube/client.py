@@ -40,6 +40,16 @@ _PATHS = {
     ("networking.k8s.io/v1", "Ingress"): "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses",
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): "/apis/gateway.networking.k8s.io/v1/"
     "namespaces/{ns}/httproutes",
+    **{
+        (f"autoscaling/{v}", "HorizontalPodAutoscaler"): f"/apis/autoscaling/{v}/namespaces/{{ns}}/"
+        "horizontalpodautoscalers"
+        for v in ("v2", "v2beta2")
+    },
+    **{
+        (f"policy/{v}", "PodDisruptionBudget"): f"/apis/policy/{v}/namespaces/{{ns}}/"
+        "poddisruptionbudgets"
+        for v in ("v1", "v1beta1")
+    },
 }
 
 
@@ -71,6 +81,7 @@ class Kube:
         # (what, namespace, name) -> count of write calls made
         self.writes: collections.Counter[tuple[str, str, str]] = collections.Counter()
         self._lock = threading.Lock()
+        self._served: dict[str, frozenset[str]] = {}  # API group -> versions served
 
     def _count(self, what: str, namespace: str, name: str) -> None:
         with self._lock:
@@ -215,17 +226,36 @@ class Kube:
             return None
         return {k: base64.b64decode(v).decode() for k, v in data.items()}
 
-    def apply(self, obj: dict[str, Any], *, dry_run: bool = False) -> dict[str, Any]:
-        """Server-side apply as botenv's field manager; force, since botenv owns these
-        fields of its children (a hand edit of them is drift to repair). A dry run checks
-        the object with the server's validation and admission, writing nothing."""
+    def served_version(self, api_versions: tuple[str, ...]) -> str:
+        """The first of `api_versions` (of one API group, e.g. autoscaling/v2 then
+        autoscaling/v2beta2) that the API server serves, "" for none. Discovery asks the
+        server once per group; the answer is kept."""
+        group = api_versions[0].split("/")[0]
+        if group not in self._served:
+            try:
+                found = self._call("GET", f"/apis/{group}").get("versions") or []
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                found = []
+            self._served[group] = frozenset(v.get("groupVersion", "") for v in found)
+        return next((v for v in api_versions if v in self._served[group]), "")
+
+    def apply(
+        self, obj: dict[str, Any], *, dry_run: bool = False, field_manager: str = FIELD_MANAGER
+    ) -> dict[str, Any]:
+        """Server-side apply as botenv's field manager (or `field_manager`); force, since
+        botenv owns these fields of its children (a hand edit of them is drift to repair).
+        A dry run checks the object with the server's validation and admission, writing
+        nothing."""
         meta = obj["metadata"]
         path = _path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
-        query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+        query = [("fieldManager", field_manager), ("force", "true")]
         if dry_run:
             query.append(("dryRun", "All"))
         else:
-            self._count(f"apply {obj['kind']}", meta["namespace"], meta["name"])
+            as_ = "" if field_manager == FIELD_MANAGER else f" as {field_manager}"
+            self._count(f"apply {obj['kind']}{as_}", meta["namespace"], meta["name"])
         return self._call(
             "PATCH",
             path,

@@ -31,9 +31,12 @@ from botenv.labels import (
     MANAGED_SELECTOR,
     TRAINING_LABEL,
 )
+from botenv.render import autoscaling, disruption
+from botenv.runtime.optional_apis import EitherIndex, quiet_optional_versions
 from botenv.settings import Settings
 
 log = logging.getLogger(__name__)
+quiet_optional_versions()
 
 CHILD_SELECTORS = (
     ("v1", "configmaps"),
@@ -45,6 +48,11 @@ CHILD_SELECTORS = (
     # Served only where the Gateway API's CRDs are installed: kopf watches it once they are
     # (it follows CRDs), and warns meanwhile that it cannot.
     ("gateway.networking.k8s.io", "v1", "httproutes"),
+    # Both versions of each: a server serves one or both (optional_apis.py).
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("autoscaling", "v2beta2", "horizontalpodautoscalers"),
+    ("policy", "v1", "poddisruptionbudgets"),
+    ("policy", "v1beta1", "poddisruptionbudgets"),
 )
 # Only the Rasa server pods: their /status says which model they serve.
 RASA_PODS = {**MANAGED, COMPONENT_LABEL: COMPONENT}
@@ -83,6 +91,10 @@ async def startup(
     modeltrainings_idx: kopf.Index,
     ingresses_idx: kopf.Index,
     httproutes_idx: kopf.Index,
+    hpa_v2_idx: kopf.Index,
+    hpa_v2beta2_idx: kopf.Index,
+    pdb_v1_idx: kopf.Index,
+    pdb_v1beta1_idx: kopf.Index,
     **_: object,
 ) -> None:
     global STATE, QUEUE, FANOUT
@@ -110,6 +122,9 @@ async def startup(
             "Job": jobs_idx,
             "Ingress": ingresses_idx,
             "HTTPRoute": httproutes_idx,
+            # The version botenv writes in comes first (kube.Kube.served_version).
+            autoscaling.KIND: EitherIndex(hpa_v2_idx, hpa_v2beta2_idx),
+            disruption.KIND: EitherIndex(pdb_v1_idx, pdb_v1beta1_idx),
         },
         pods=pods_idx,
         trainings=modeltrainings_idx,
@@ -212,6 +227,26 @@ def modeltrainings_idx(namespace: str, name: str, body: kopf.Body, **_: object) 
     return {(namespace, name): snapshot(body)}
 
 
+@kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
+def hpa_v2_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+    return {(namespace, name): snapshot(body)}
+
+
+@kopf.index("autoscaling", "v2beta2", "horizontalpodautoscalers", labels=MANAGED)
+def hpa_v2beta2_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+    return {(namespace, name): snapshot(body)}
+
+
+@kopf.index("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
+def pdb_v1_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+    return {(namespace, name): snapshot(body)}
+
+
+@kopf.index("policy", "v1beta1", "poddisruptionbudgets", labels=MANAGED)
+def pdb_v1beta1_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+    return {(namespace, name): snapshot(body)}
+
+
 @kopf.on.event(GROUP, VERSION, "modeltrainings")
 def training_event(namespace: str, name: str, type: str | None, **_: object) -> None:
     if type == "DELETED" and STATE is not None:
@@ -262,6 +297,10 @@ def tag_event(namespace: str, name: str, type: str | None, **_: object) -> None:
 @kopf.on.event("apps", "v1", "deployments", labels=MANAGED)
 @kopf.on.event("networking.k8s.io", "v1", "ingresses", labels=MANAGED)
 @kopf.on.event("gateway.networking.k8s.io", "v1", "httproutes", labels=MANAGED)
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
+@kopf.on.event("autoscaling", "v2beta2", "horizontalpodautoscalers", labels=MANAGED)
+@kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
+@kopf.on.event("policy", "v1beta1", "poddisruptionbudgets", labels=MANAGED)
 def child_event(
     namespace: str, name: str, labels: kopf.Labels, body: kopf.Body, type: str | None, **_: object
 ) -> None:

@@ -17,7 +17,7 @@ from botenv.controller.state import State
 from botenv.kube.client import api_message, api_version_of
 from botenv.kube.diff import contains
 from botenv.labels import ENVIRONMENT_LABEL, PULL_TOKEN_LABEL
-from botenv.render import names
+from botenv.render import autoscaling, disruption, names
 from botenv.render.problem import Problem
 from botenv.render.status import rollout
 
@@ -46,9 +46,9 @@ def apply(state: State, plan: Plan) -> Done:
     first, children = _stale(state, plan.first), _stale(state, plan.children)
     problem = (
         _dry_run(state, first + children)
-        or _write(state, first)
+        or _write(state, first, plan.handovers)
         or _wait_for_action_server(state, plan)
-        or _write(state, children)
+        or _write(state, children, plan.handovers)
         or _remove(state, plan.remove)
     )
     return Done(problem=problem)
@@ -112,26 +112,43 @@ def _stale(state: State, children: list[dict[str, Any]]) -> list[dict[str, Any]]
     ]
 
 
+# Children that carry fields the spec passes through (an HPA's behavior, a budget's bounds):
+# checked with a dry run before anything is written, even on a first creation.
+_CHECKED_FIRST = (autoscaling.KIND, disruption.KIND)
+
+
 def _dry_run(state: State, stale: list[dict[str, Any]]) -> Problem | None:
-    """All or nothing: when something runs already and more than one child changes, the
-    server checks every change (validation and admission, writing nothing) before the first
-    is written, so a change it rejects leaves every child as it was. A first creation has
-    nothing to keep and skips the round trips."""
+    """All or nothing: when something runs already (or a child carries pass-through fields)
+    and more than one child changes, the server checks every change (validation and
+    admission, writing nothing) before the first is written, so a change it rejects leaves
+    every child as it was. A plain first creation has nothing to keep and skips the round
+    trips."""
     running = any(
         state.child(c["kind"], c["metadata"]["namespace"], c["metadata"]["name"]) is not None
         for c in stale
     )
-    if len(stale) < 2 or not running:
+    checked = any(c["kind"] in _CHECKED_FIRST for c in stale)
+    if len(stale) < 2 or not (running or checked):
         return None
-    return _apply_each(state, stale, dry_run=True)
+    return _apply_each(state, stale, {}, dry_run=True)
 
 
-def _write(state: State, stale: list[dict[str, Any]]) -> Problem | None:
-    """Apply `stale`, in order."""
-    return _apply_each(state, stale, dry_run=False)
+def _write(
+    state: State,
+    stale: list[dict[str, Any]],
+    handovers: dict[tuple[str, str, str], dict[str, Any]],
+) -> Problem | None:
+    """Apply `stale`, in order; a child's handover is applied just before it."""
+    return _apply_each(state, stale, handovers, dry_run=False)
 
 
-def _apply_each(state: State, stale: list[dict[str, Any]], *, dry_run: bool) -> Problem | None:
+def _apply_each(
+    state: State,
+    stale: list[dict[str, Any]],
+    handovers: dict[tuple[str, str, str], dict[str, Any]],
+    *,
+    dry_run: bool,
+) -> Problem | None:
     if not stale:
         return None
     child = stale[0]
@@ -140,6 +157,12 @@ def _apply_each(state: State, stale: list[dict[str, Any]], *, dry_run: bool) -> 
             if dry_run:
                 state.kube.apply(child, dry_run=True)
                 continue
+            meta = child["metadata"]
+            handover = handovers.get((child["kind"], meta["namespace"], meta["name"]))
+            if handover is not None:
+                state.remember(
+                    state.kube.apply(handover, field_manager=autoscaling.HANDOVER_MANAGER)
+                )
             state.remember(state.kube.apply(child))
             log.info(
                 "applied %s %s/%s",
@@ -168,9 +191,8 @@ def _wait_for_action_server(state: State, plan: Plan) -> Problem | None:
     rasa = state.child(
         "Deployment", meta["namespace"], names.rasa_name(meta["labels"][ENVIRONMENT_LABEL])
     )
-    progress = rollout(
-        state.child("Deployment", meta["namespace"], meta["name"]), actions["spec"]["replicas"]
-    )
+    live = state.child("Deployment", meta["namespace"], meta["name"])
+    progress = rollout(live, autoscaling.desired_replicas(actions, live))
     if rasa is None or progress.done:
         return None
     image = actions["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -184,8 +206,10 @@ def _wait_for_action_server(state: State, plan: Plan) -> Problem | None:
 
 def _remove(state: State, remove: list[tuple[str, str, str]]) -> Problem | None:
     for kind, namespace, name in remove:
+        live = state.child(kind, namespace, name) or {}
+        api_version = live.get("apiVersion") or api_version_of(kind)
         try:
-            state.kube.delete(api_version_of(kind), kind, namespace, name)
+            state.kube.delete(api_version, kind, namespace, name)
             log.info("deleted %s %s/%s (no longer in the spec)", kind, namespace, name)
         except ApiException as exc:
             return Problem(

@@ -12,7 +12,7 @@ from botenv.controller.environment.plan import secrets_to_read
 from botenv.controller.environment.seen import Seen
 from botenv.controller.state import State
 from botenv.kube.client import api_message
-from botenv.render import names, pulltoken
+from botenv.render import autoscaling, disruption, names, pulltoken
 from botenv.render.problem import Problem
 
 
@@ -22,6 +22,7 @@ def gather(state: State, namespace: str, name: str) -> Seen:
         name,
         state.environment(namespace, name),
         pull_token=state.child("Secret", namespace, names.pull_token_secret_name(name)),
+        deployment=state.child("Deployment", namespace, names.rasa_name(name)),
     )
     if seen.body is None or seen.deleting:
         return seen
@@ -33,6 +34,18 @@ def gather(state: State, namespace: str, name: str) -> Seen:
     seen.tag = state.tag(namespace, spec.model_tag)
     seen.deployment = state.child("Deployment", namespace, names.rasa_name(name))
     seen.pods = state.pods_of(namespace, name)
+    for module in (autoscaling, disruption):
+        for child in (names.rasa_name(name), names.action_server_name(name)):
+            seen.scaling[(module.KIND, child)] = state.child(module.KIND, namespace, child)
+        try:  # API discovery, once per operator: which version the server serves
+            seen.api_versions[module.KIND] = state.kube.served_version(module.API_VERSIONS)
+        except ApiException as exc:
+            seen.unreadable = Problem(
+                "DiscoveryFailed",
+                f"could not read which {module.KIND} API the server serves "
+                f"({exc.status}): {api_message(exc)}; retrying",
+                retry=True,
+            )
     if spec.event_broker is not None:
         seen.environments = list(state.all_environments())
     seen.action_server = {

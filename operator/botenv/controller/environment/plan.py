@@ -12,7 +12,7 @@ from botenv.api import SpecError, parse_tag
 from botenv.api.environment import EnvironmentSpec, check_tag_fits
 from botenv.api.tag import StorageSpec
 from botenv.controller import broker_queues, reachability
-from botenv.controller.environment import exposure, gate
+from botenv.controller.environment import exposure, gate, scaling
 from botenv.controller.environment.seen import Seen
 from botenv.render import actionserver, names, pulltoken, risks, rollback
 from botenv.render import conditions as cond
@@ -52,6 +52,9 @@ class Plan:
     children: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     # Children botenv made earlier that the spec no longer asks for: (kind, namespace, name).
     remove: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    # (kind, namespace, name) of a child -> what another field manager applies just before
+    # it (a running Deployment's replicas, handed over to its new HPA).
+    handovers: dict[tuple[str, str, str], dict[str, Any]] = dataclasses.field(default_factory=dict)
     applied: dict[str, Any] | None = None  # status fields describing what the children serve
     # How botenv may ask the pods' Rasa which model they serve: None when it cannot (a
     # JWT-only API), "" without auth, else the auth token. Never logged or stored.
@@ -316,6 +319,14 @@ def plan(seen: Seen, settings: Settings) -> Plan:
         secrets_hash=secrets_hash(uid, hashed),
     )
     out.children = [config, service(spec, tag=spec.model_tag, uid=uid), deploy]
+    scaled = scaling.scale(seen, spec, rasa=out.children, actions=out.first)
+    if isinstance(scaled, Problem):
+        out.first, out.children, out.remove = [], [], []
+        out.problem = scaled
+        return out
+    out.children, out.first = scaled.rasa, scaled.actions
+    out.remove += scaled.remove
+    out.handovers = scaled.handovers
     routes = exposure.plan(seen, spec, uid, seen.body["metadata"].get("generation", 0))
     out.children += routes.children
     out.remove += routes.remove

@@ -13,8 +13,8 @@ from botenv.controller.environment.apply import Done
 from botenv.controller.environment.plan import PULL_TOKEN_INVALID, Plan
 from botenv.controller.environment.seen import Seen
 from botenv.controller.state import State
+from botenv.render import autoscaling, ingress, names, risks, rollback
 from botenv.render import conditions as cond
-from botenv.render import ingress, names, risks, rollback
 from botenv.render.deployment import RASA_PORT
 from botenv.render.problem import Problem
 from botenv.render.status import APPLIED_FIELDS, environment_status, events, rollout
@@ -96,6 +96,9 @@ def status_of(seen: Seen, plan: Plan, observed: Observed, timestamp: str) -> dic
     status = rollback.report(status, previous, refused, generation, timestamp)
     if problem is not None and problem.reason == PULL_TOKEN_INVALID:
         status.pop("pullToken", None)  # revoked: never keep the last good one
+    # The scale subresource's selector (labelSelectorPath): an HPA on the environment
+    # measures these pods.
+    status["selector"] = autoscaling.label_selector(names.selector_labels(seen.name))
     return ingress.with_exposed(
         status, previous, plan.exposed, applied=observed.applied, timestamp=timestamp
     )

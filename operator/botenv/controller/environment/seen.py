@@ -35,6 +35,10 @@ class Seen:
     # The environment's Ingress and HTTPRoute as the watches show them (kind -> object).
     routes: dict[str, dict[str, Any] | None] = dataclasses.field(default_factory=dict)
     route_api: bool = False  # the cluster serves HTTPRoute (asked only with spec.httpRoute)
+    # HorizontalPodAutoscalers and PodDisruptionBudgets, (kind, name) -> as the watch shows it.
+    scaling: dict[tuple[str, str], dict[str, Any] | None] = dataclasses.field(default_factory=dict)
+    # kind -> the apiVersion botenv writes it in (what the API server serves), "" for none.
+    api_versions: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def deleting(self) -> bool:
@@ -42,6 +46,9 @@ class Seen:
 
     @property
     def replicas(self) -> int:
+        """Rasa's desired replicas: under an HPA, the ones its Deployment has now."""
+        if ((self.body or {}).get("spec") or {}).get("autoscaling") and self.deployment:
+            return int((self.deployment.get("spec") or {}).get("replicas", 1))
         if self.spec is not None:
             return self.spec.replicas
         raw = ((self.body or {}).get("spec") or {}).get("replicas", 1)
