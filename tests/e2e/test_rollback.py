@@ -141,8 +141,13 @@ def test_a_model_that_does_not_load_is_rolled_back_and_not_retried(kubectl, setu
     assert f"did not become ready on every replica within {TIMEOUT} s" in degraded["message"]
     assert f"back on model {setup['good'].name}" in degraded["message"]
     assert status["model"]["name"] == setup["good"].name
-    # The tag is its owner's: it still names the broken model.
+    # The tag is its owner's: it still names the broken model, and says who went back.
     assert kubectl.get("mtag", "production", NS)["spec"]["model"] == setup["broken"].name
+    refused_by = eventually(
+        lambda: (kubectl.get("mtag", "production", NS).get("status") or {}).get("refusedBy"),
+        message="the tag lists production as refusing its model",
+    )
+    assert [(r["environment"], r["reason"]) for r in refused_by] == [("production", "RolledBack")]
     events = [e for e in kubectl.list("events", NS) if e["reason"] == "RolledBack"]
     assert events and events[0]["type"] == "Warning"
 

@@ -247,7 +247,11 @@ def test_the_tag_records_the_rasa_version_and_who_refuses_its_model():
     assert status["rasaVersion"] == "3.5.4"
     assert status["history"][0]["rasaVersion"] == "3.6.21"
     assert status["refusedBy"] == [
-        {"environment": "production", "message": compat.refusal("3.5.4", servers["production"])}
+        {
+            "environment": "production",
+            "reason": "ModelIncompatible",
+            "message": compat.refusal("3.5.4", servers["production"]),
+        }
     ]
     ready = status["conditions"][0]
     assert ready["status"] == "True"

@@ -109,3 +109,27 @@ def test_report_sets_degraded_rolled_back_and_clears_it():
     degraded = next(c for c in reported["conditions"] if c["type"] == "Degraded")
     assert (degraded["status"], degraded["reason"]) == ("True", "RolledBack")
     assert "refusedModel" not in rollback.report(reported, reported, None, 8, "x")
+
+
+def test_the_tag_lists_the_environments_that_went_back_from_its_model():
+    from botenv.controller.tag import tag_status
+    from botenv.storage.base import ObjectInfo
+
+    refused = {"name": "m2.tar.gz", "digest": "d2", "message": "did not become ready"}
+    status = tag_status(
+        {},
+        resolved=ObjectInfo(key="m2.tar.gz", digest="d2", size=2),
+        model="m2.tar.gz",
+        problem=None,
+        environments=["canary", "production"],
+        generation=1,
+        history_limit=5,
+        timestamp="2026-12-04T12:00:00Z",
+        # canary went back from an older digest: not this model's refusal
+        rolled_back={"production": refused, "canary": {**refused, "digest": "d1"}},
+    )
+    assert status["refusedBy"] == [
+        {"environment": "production", "reason": "RolledBack", "message": "did not become ready"}
+    ]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert "refused by production (it did not get ready on their pods in time" in ready["message"]

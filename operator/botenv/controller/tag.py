@@ -72,6 +72,8 @@ class Seen:
     metadata: ModelMetadata | str | None = None
     # What each environment on the tag runs: who refuses a model is decided from it.
     servers: dict[str, compat.Server] = dataclasses.field(default_factory=dict)
+    # The environments that went back from a model of this tag (their status.refusedModel).
+    rolled_back: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 def gather(state: State, namespace: str, name: str) -> Seen | None:
@@ -87,6 +89,11 @@ def gather(state: State, namespace: str, name: str) -> Seen | None:
         action_server_image=previous.get("actionServerImage", ""),
         environments=[b["metadata"]["name"] for b in bodies],
         servers={b["metadata"]["name"]: server_of(b, state.settings.default_image) for b in bodies},
+        rolled_back={
+            b["metadata"]["name"]: refused
+            for b in bodies
+            if (refused := (b.get("status") or {}).get("refusedModel"))
+        },
     )
     try:
         spec = parse_tag(body)
@@ -119,6 +126,7 @@ def tag_status(
     action_server_image: str = "",
     metadata: ModelMetadata | str | None = None,
     servers: dict[str, compat.Server] | None = None,
+    rolled_back: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Pure: the tag's next status. `resolved` is what storage says about `model`, or None
     when it could not be resolved: the last good resolution then stays in force. The action
@@ -147,9 +155,17 @@ def tag_status(
         status["rasaVersion"] = rasa_version  # read for a resolution made before
     status["environments"] = environments
     refused = [
-        {"environment": env, "message": why}
+        {"environment": env, "reason": "ModelIncompatible", "message": why}
         for env in environments
         if (why := compat.refusal(status.get("rasaVersion", ""), (servers or {}).get(env, _NONE)))
+    ]
+    listed = {r["environment"] for r in refused}
+    refused += [
+        {"environment": env, "reason": "RolledBack", "message": record.get("message", "")}
+        for env, record in sorted((rolled_back or {}).items())
+        if env in environments
+        and env not in listed
+        and record.get("digest") == status.get("digest")
     ]
     if refused:
         status["refusedBy"] = refused
@@ -189,9 +205,16 @@ def _version_note(status: dict[str, Any], metadata: ModelMetadata | str | None) 
         )
     else:
         note = ""
-    refused = [r["environment"] for r in status.get("refusedBy") or []]
-    if refused:
-        note += f"; refused by {', '.join(refused)} (their Rasa cannot load it)"
+    refusals = status.get("refusedBy") or []
+    for reason, why in (
+        ("ModelIncompatible", "their Rasa cannot load it"),
+        ("RolledBack", "it did not get ready on their pods in time; they went back"),
+    ):
+        names = [
+            r["environment"] for r in refusals if r.get("reason", "ModelIncompatible") == reason
+        ]
+        if names:
+            note += f"; refused by {', '.join(names)} ({why})"
     return note
 
 
@@ -209,6 +232,7 @@ def plan(seen: Seen, history_limit: int, timestamp: str) -> dict[str, Any]:
         action_server_image=seen.action_server_image,
         metadata=seen.metadata,
         servers=seen.servers,
+        rolled_back=seen.rolled_back,
     )
 
 
@@ -229,15 +253,22 @@ def events(previous: dict[str, Any], status: dict[str, Any]) -> list[reporting.E
         out.append(("Normal", "Moved", f"{message}; environments: {users_}"))
     was_refused = {(r["environment"], r["message"]) for r in previous.get("refusedBy") or []}
     for refusal in status.get("refusedBy") or []:
-        if (refusal["environment"], refusal["message"]) not in was_refused:
-            out.append(
-                (
-                    "Warning",
-                    "ModelIncompatible",
-                    f"BotEnvironment {refusal['environment']} cannot load model "
-                    f"{status.get('model')}: {refusal['message']}; it does not roll to it",
-                )
+        if (refusal["environment"], refusal["message"]) in was_refused:
+            continue
+        if refusal.get("reason") == "RolledBack":
+            said = f"went back from model {status.get('model')}: {refusal['message']}"
+        else:
+            said = (
+                f"cannot load model {status.get('model')}: {refusal['message']}; it does not "
+                "roll to it"
             )
+        out.append(
+            (
+                "Warning",
+                refusal.get("reason") or "ModelIncompatible",
+                f"BotEnvironment {refusal['environment']} {said}",
+            )
+        )
     ready = cond.get(status["conditions"], cond.READY)
     if ready.get("status") == "False" and ready != cond.get(previous.get("conditions"), cond.READY):
         out.append(("Warning", ready["reason"], ready["message"]))
