@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,7 +55,10 @@ def _left_behind(marker: str) -> list[str]:
 
 @pytest.fixture
 def demo(tmp_path: Path, rasa_python_venv: Path) -> Iterator[dict]:
-    state = tmp_path / "local"
+    # Not below /tmp: the training pods mount their own /tmp (botenv.local.demo refuses it).
+    cache = Path(os.environ.get("BOTENV_CACHE") or Path.home() / ".cache" / "botenv")
+    (cache / "test-runs").mkdir(parents=True, exist_ok=True)
+    state = Path(tempfile.mkdtemp(prefix="demo-", dir=cache / "test-runs"))
     log = tmp_path / "run.log"
     env = {
         k: v
@@ -84,6 +89,7 @@ def demo(tmp_path: Path, rasa_python_venv: Path) -> Iterator[dict]:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def botenv(kubeconfig: str, *args: str) -> subprocess.CompletedProcess[str]:

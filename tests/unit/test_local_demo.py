@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from botenv.local import demo
 
@@ -16,10 +21,23 @@ ROOT = Path(__file__).resolve().parents[2]
 BOT = ROOT / "examples" / "demo-bot"
 
 
-def run_demo(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+@pytest.fixture
+def state() -> Iterator[Path]:
+    """A state directory outside /tmp (the demo refuses one below the pods' own /tmp)."""
+    cache = Path(os.environ.get("BOTENV_CACHE") or Path.home() / ".cache" / "botenv")
+    (cache / "test-runs").mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix="demo-unit-", dir=cache / "test-runs"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def run_demo(
+    tmp_path: Path, state: Path | None = None, **env: str
+) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("BOTENV_")}
+    directory = state or tmp_path / "state"
     return subprocess.run(
-        [sys.executable, "-m", "botenv.local.demo", "--dir", str(tmp_path / "state")],
+        [sys.executable, "-m", "botenv.local.demo", "--dir", str(directory)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -28,8 +46,8 @@ def run_demo(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_without_python_3_10_it_says_what_to_install_and_exits(tmp_path):
-    proc = run_demo(tmp_path, BOTENV_RASA_PYTHON=str(tmp_path / "no-python3.10"))
+def test_without_python_3_10_it_says_what_to_install_and_exits(tmp_path, state):
+    proc = run_demo(tmp_path, state, BOTENV_RASA_PYTHON=str(tmp_path / "no-python3.10"))
     assert proc.returncode == demo.EXIT_MISSING, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("botenv: error: BOTENV_RASA_PYTHON is not usable"), proc.stderr
@@ -38,14 +56,12 @@ def test_without_python_3_10_it_says_what_to_install_and_exits(tmp_path):
     assert "[2/6]" not in proc.stdout
 
 
-def test_a_second_run_on_the_same_directory_is_refused(tmp_path):
-    state = tmp_path / "state"
-    state.mkdir()
+def test_a_second_run_on_the_same_directory_is_refused(tmp_path, state):
     with open(state / "run.lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         held.write("4242")
         held.flush()
-        proc = run_demo(tmp_path)
+        proc = run_demo(tmp_path, state)
     assert proc.returncode == demo.EXIT_MISSING
     assert proc.stderr.strip() == (
         f"botenv: error: another botenv run (pid 4242) uses {state}: stop it with Ctrl-C, "
@@ -139,3 +155,11 @@ def test_progress_lines():
         demo.progress("modeltraining", "t", training)
         == "modeltraining t: Training: rasa train runs"
     )
+
+
+def test_a_directory_below_the_pods_own_tmp_is_refused(tmp_path):
+    # tmp_path is below /tmp: a training pod's upload would write into its own /tmp volume.
+    proc = run_demo(tmp_path)
+    assert proc.returncode == demo.EXIT_MISSING
+    assert proc.stderr.startswith(f"botenv: error: {tmp_path / 'state'} is below /tmp"), proc.stderr
+    assert "BOTENV_LOCAL_DIR=DIR" in proc.stderr

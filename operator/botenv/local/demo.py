@@ -306,6 +306,7 @@ def run(directory: Path, bot: Path, crds: Path, timeout: float) -> int:
         venv_cached,
     )
 
+    _check_directory(directory)
     steps = Steps(6)
     with exclusive(directory), contextlib.ExitStack() as stack:
         try:
@@ -399,6 +400,24 @@ def run(directory: Path, bot: Path, crds: Path, timeout: float) -> int:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
             say("stopping everything this run started")
+
+
+def _check_directory(directory: Path) -> None:
+    """Local storage lives in `directory`; a training pod's upload step writes there. Pods
+    have their own /tmp and /workspace (volumes, as in a cluster, where the node maps them),
+    so a path below those would land in the pod's volume instead."""
+    from botenv.render.training import TMP_DIR
+    from botenv.render.workspace import WORK_DIR
+
+    for mounted in (TMP_DIR, str(Path(WORK_DIR).parent)):
+        if directory == Path(mounted) or Path(mounted) in directory.parents:
+            raise DemoError(
+                f"{directory} is below {mounted}, which the training pods mount for "
+                "themselves: the models they store would land in their own volume. Choose "
+                "another directory with BOTENV_LOCAL_DIR=DIR (default "
+                "~/.cache/botenv/local-cluster)",
+                EXIT_MISSING,
+            )
 
 
 def _kube(kubeconfig: Path) -> Any:
