@@ -9,7 +9,6 @@ import itertools
 import time
 from pathlib import Path
 
-import boto3
 import pytest
 import yaml
 
@@ -444,14 +443,7 @@ def test_no_secret_value_reaches_configmaps_annotations_status_or_events(kubectl
         "key": s3.secret_access_key,
     }
     bucket = f"models-{ns}"
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3.url,
-        region_name="us-east-1",
-        aws_access_key_id=s3.access_key_id,
-        aws_secret_access_key=s3.secret_access_key,
-    )
-    client.create_bucket(Bucket=bucket)
+    client = s3.bucket(bucket)
     client.put_object(Bucket=bucket, Key="m.tar.gz", Body=b"a model")
     storage = {"provider": "s3", "bucket": bucket, "endpoint": s3.url, "secretRef": {"name": "s3"}}
     kubectl.apply(

@@ -10,7 +10,6 @@ import os
 import re
 import urllib.request
 
-import boto3
 import pytest
 import yaml
 
@@ -80,16 +79,7 @@ def test_rasa_pulls_through_the_model_server_and_follows_a_tag_move(
     the roll replaces them (their pull URL is pinned to it), and new pods get the new one."""
     ns = "rasa-pull"
     kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3.url,
-        region_name="us-east-1",
-        aws_access_key_id=s3.access_key_id,
-        aws_secret_access_key=s3.secret_access_key,
-    )
-    client.create_bucket(Bucket="rasa-models")
-    for path in models.values():
-        client.upload_file(str(path), "rasa-models", f"acme/{path.name}")
+    s3.bucket("rasa-models", models.values(), prefix="acme/")
     storage = {
         "provider": "s3",
         "bucket": "rasa-models",

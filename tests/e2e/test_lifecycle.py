@@ -21,7 +21,6 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from tests.support.emulators import MotoServer
@@ -72,16 +71,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Path]) -> Iterator[MotoServer]:
     with MotoServer(tmp_path_factory.mktemp("moto")) as server:
-        client = boto3.client(
-            "s3",
-            endpoint_url=server.url,
-            region_name="us-east-1",
-            aws_access_key_id=server.access_key_id,
-            aws_secret_access_key=server.secret_access_key,
-        )
-        client.create_bucket(Bucket=BUCKET)
-        for path in models.values():
-            client.upload_file(str(path), BUCKET, f"acme/{path.name}")
+        server.bucket(BUCKET, models.values(), prefix="acme/")
         yield server
 
 

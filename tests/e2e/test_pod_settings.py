@@ -18,7 +18,6 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from tests.e2e.kubelet_fixtures import TINY_IMAGE, TINY_PORT, http, python
@@ -62,42 +61,14 @@ def setup(
         "sidecars",
     )
     with MotoServer(root / "moto") as s3:
-        client = boto3.client(
-            "s3",
-            endpoint_url=s3.url,
-            region_name="us-east-1",
-            aws_access_key_id=s3.access_key_id,
-            aws_secret_access_key=s3.secret_access_key,
-        )
-        client.create_bucket(Bucket=BUCKET)
-        client.upload_file(str(model), BUCKET, model.name)
+        s3.bucket(BUCKET, [model])
         kubectl.apply(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}},
+            *s3.tag_objects(NS, "production", model.name, BUCKET),
             {
                 "apiVersion": "scheduling.k8s.io/v1",
                 "kind": "PriorityClass",
                 "metadata": {"name": PRIORITY},
                 "value": 1000,
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "s3", "namespace": NS},
-                "stringData": s3.credentials,
-            },
-            {
-                "apiVersion": "botenv.dev/v1alpha1",
-                "kind": "ModelTag",
-                "metadata": {"name": "production", "namespace": NS},
-                "spec": {
-                    "model": model.name,
-                    "storage": {
-                        "provider": "s3",
-                        "bucket": BUCKET,
-                        "endpoint": s3.url,
-                        "secretRef": {"name": "s3"},
-                    },
-                },
             },
             environment(),
         )

@@ -20,7 +20,6 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
 import pytest
 
 from tests.support.emulators import MotoServer
@@ -68,38 +67,9 @@ def setup(
     )
     broken = broken_copy(good, root / "out" / "broken.tar.gz")
     with MotoServer(root / "moto") as s3:
-        client = boto3.client(
-            "s3",
-            endpoint_url=s3.url,
-            region_name="us-east-1",
-            aws_access_key_id=s3.access_key_id,
-            aws_secret_access_key=s3.secret_access_key,
-        )
-        client.create_bucket(Bucket=BUCKET)
-        for model in (good, following, broken):
-            client.upload_file(str(model), BUCKET, model.name)
+        s3.bucket(BUCKET, [good, following, broken])
         kubectl.apply(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}},
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "s3", "namespace": NS},
-                "stringData": s3.credentials,
-            },
-            {
-                "apiVersion": "botenv.dev/v1alpha1",
-                "kind": "ModelTag",
-                "metadata": {"name": "production", "namespace": NS},
-                "spec": {
-                    "model": good.name,
-                    "storage": {
-                        "provider": "s3",
-                        "bucket": BUCKET,
-                        "endpoint": s3.url,
-                        "secretRef": {"name": "s3"},
-                    },
-                },
-            },
+            *s3.tag_objects(NS, "production", good.name, BUCKET),
             {
                 "apiVersion": "botenv.dev/v1alpha1",
                 "kind": "BotEnvironment",

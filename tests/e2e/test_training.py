@@ -13,7 +13,6 @@ import time
 import urllib.request
 from collections.abc import Iterator
 
-import boto3
 import pytest
 
 from tests.support.emulators import MotoServer
@@ -40,40 +39,12 @@ def setup(
         "first",
     )
     with MotoServer(root / "moto") as s3:
-        client = boto3.client(
-            "s3",
-            endpoint_url=s3.url,
-            region_name="us-east-1",
-            aws_access_key_id=s3.access_key_id,
-            aws_secret_access_key=s3.secret_access_key,
-        )
-        client.create_bucket(Bucket=BUCKET)
-        client.upload_file(str(first), BUCKET, f"bots/{first.name}")
+        client = s3.bucket(BUCKET, [first], prefix="bots/")
         kubectl.apply(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}},
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "s3", "namespace": NS},
-                "stringData": s3.credentials,
-            },
-            {
-                "apiVersion": "botenv.dev/v1alpha1",
-                "kind": "ModelTag",
-                "metadata": {"name": "experimental", "namespace": NS},
-                "spec": {
-                    "model": first.name,
-                    "storage": {
-                        "provider": "s3",
-                        "bucket": BUCKET,
-                        "prefix": "bots/",
-                        "endpoint": s3.url,
-                        "secretRef": {"name": "s3"},
-                    },
-                    # `botenv train --tag experimental` moves it
-                    "trainings": {"allowed": True},
-                },
-            },
+            # `botenv train --tag experimental` moves it
+            *s3.tag_objects(
+                NS, "experimental", first.name, BUCKET, "bots/", trainings={"allowed": True}
+            ),
             {
                 "apiVersion": "botenv.dev/v1alpha1",
                 "kind": "BotEnvironment",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import boto3
 import pytest
 
 from tests.e2e.test_training import botenv_cli
@@ -65,38 +64,10 @@ def setup(
     (project / "tests" / "test_stories.yml").write_text(TEST_STORIES)
     (project / "tests" / "test_nlu.yml").write_text(TEST_NLU)
     with MotoServer(root / "moto") as s3:
-        client = boto3.client(
-            "s3",
-            endpoint_url=s3.url,
-            region_name="us-east-1",
-            aws_access_key_id=s3.access_key_id,
-            aws_secret_access_key=s3.secret_access_key,
-        )
-        client.create_bucket(Bucket=BUCKET)
+        client = s3.bucket(BUCKET)
         client.put_object(Bucket=BUCKET, Key="first.tar.gz", Body=b"the model before")
         kubectl.apply(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}},
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "s3", "namespace": NS},
-                "stringData": s3.credentials,
-            },
-            {
-                "apiVersion": "botenv.dev/v1alpha1",
-                "kind": "ModelTag",
-                "metadata": {"name": "experimental", "namespace": NS},
-                "spec": {
-                    "model": "first.tar.gz",
-                    "storage": {
-                        "provider": "s3",
-                        "bucket": BUCKET,
-                        "endpoint": s3.url,
-                        "secretRef": {"name": "s3"},
-                    },
-                    "trainings": {"allowed": True},
-                },
-            },
+            *s3.tag_objects(NS, "experimental", "first.tar.gz", BUCKET, trainings={"allowed": True})
         )
         yield {"project": project, "client": client}
 

@@ -25,11 +25,11 @@ import subprocess
 import sys
 import threading
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from botenv.local.processes import HOST, ManagedProcess, free_port
 
@@ -190,6 +190,61 @@ class MotoServer(ProcessEmulator):
             "AWS_ACCESS_KEY_ID": self.access_key_id,
             "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
         }
+
+    def client(self) -> Any:
+        """A boto3 S3 client of this server, with its credentials."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self.secret_access_key,
+        )
+
+    def bucket(self, name: str, files: Iterable[Path] = (), prefix: str = "") -> Any:
+        """Create bucket `name` holding `files` (under `prefix`, by file name); its client."""
+        client = self.client()
+        client.create_bucket(Bucket=name)
+        for path in files:
+            client.upload_file(str(path), name, f"{prefix}{path.name}")
+        return client
+
+    def tag_objects(
+        self,
+        namespace: str,
+        tag: str,
+        model: str,
+        bucket: str,
+        prefix: str = "",
+        **spec: Any,
+    ) -> list[dict[str, Any]]:
+        """The namespace, the Secret `s3` with this server's keys, and ModelTag `tag` on
+        `model` in `bucket` (`spec`: more of its fields): what a test applies to run an
+        environment on this storage."""
+        storage = {
+            "provider": "s3",
+            "bucket": bucket,
+            "endpoint": self.url,
+            "secretRef": {"name": "s3"},
+            **({"prefix": prefix} if prefix else {}),
+        }
+        return [
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "s3", "namespace": namespace},
+                "stringData": self.credentials,
+            },
+            {
+                "apiVersion": "botenv.dev/v1alpha1",
+                "kind": "ModelTag",
+                "metadata": {"name": tag, "namespace": namespace},
+                "spec": {"model": model, "storage": storage, **spec},
+            },
+        ]
 
 
 # -- GCS ----------------------------------------------------------------------------------
