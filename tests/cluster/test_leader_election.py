@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -85,6 +87,25 @@ def _health(port: int) -> str:
         return ""
 
 
+def _ready(port: int) -> tuple[int, str]:
+    """/readyz: 200 on the leader, 503 on a standby."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def _json_lines(log: Path) -> list[dict]:
+    """--log-format json: every line is one object with time, level, object and reason."""
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    for line in lines:
+        assert {"time", "level", "object", "reason", "message"} <= line.keys(), line
+    return lines
+
+
 def _start(control_plane: ControlPlane, name: str, port: int, log: Path) -> subprocess.Popen:
     env = {**os.environ, "KUBECONFIG": str(control_plane.kubeconfig), "POD_NAME": name}
     return subprocess.Popen(
@@ -100,6 +121,8 @@ def _start(control_plane: ControlPlane, name: str, port: int, log: Path) -> subp
             "lease-test-watch",
             "--health-address",
             f"127.0.0.1:{port}",
+            "--log-format",
+            "json",
         ],
         env=env,
         stdout=log.open("wb"),
@@ -125,6 +148,10 @@ def test_second_replica_stands_by_then_takes_over(
         )
         time.sleep(3)  # a few retry periods: it must still stand by
         assert _health(ports[1]) == "standby"
+        assert _ready(ports[1]) == (503, "standby")
+        eventually(
+            lambda: _ready(ports[0]) == (200, "leader"), timeout=30, message="leader not ready"
+        )
         assert b"botenv operator started" not in (tmp_path / "2.log").read_bytes()
         lease = kubectl.get("lease", "botenv-operator", NAMESPACE)
         assert lease["spec"]["holderIdentity"] == "operator-1"
@@ -144,6 +171,9 @@ def test_second_replica_stands_by_then_takes_over(
         lease = kubectl.get("lease", "botenv-operator", NAMESPACE)
         assert lease["spec"]["holderIdentity"] == "operator-2"
         assert lease["spec"]["leaseTransitions"] >= 1
+        eventually(lambda: _ready(ports[1])[0] == 200, message="the new leader is ready")
+        messages = [line["message"] for line in _json_lines(tmp_path / "2.log")]
+        assert any(m.startswith("botenv operator started") for m in messages), messages
     finally:
         for proc in (first, second):
             if proc is not None and proc.poll() is None:
