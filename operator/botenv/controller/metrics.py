@@ -147,14 +147,25 @@ class Promotions:
         self._lock = threading.Lock()  # kopf runs sync event handlers in threads
 
     def check(
-        self, state: State, namespace: str, tag_name: str, now: datetime.datetime
+        self,
+        state: State,
+        namespace: str,
+        tag_name: str,
+        environments: Iterable[str],
+        now: datetime.datetime,
     ) -> float | None:
-        """Look at one tag and its environments; the latency when a promotion just ended."""
+        """Look at one tag and the `environments` naming it (the fan-out knows them: no
+        scan); the latency when a promotion just ended."""
         with self._lock:
-            return self._check(state, namespace, tag_name, now)
+            return self._check(state, namespace, tag_name, environments, now)
 
     def _check(
-        self, state: State, namespace: str, tag_name: str, now: datetime.datetime
+        self,
+        state: State,
+        namespace: str,
+        tag_name: str,
+        environments: Iterable[str],
+        now: datetime.datetime,
     ) -> float | None:
         key = (namespace, tag_name)
         tag = state.tag(namespace, tag_name)
@@ -165,8 +176,8 @@ class Promotions:
             return None
         users = [
             env
-            for env in state.all_environments()
-            if env["metadata"].get("namespace") == namespace and tag_of(env) == tag_name
+            for name in environments
+            if (env := state.environment(namespace, name)) is not None and tag_of(env) == tag_name
         ]
         if not users:
             return None

@@ -301,7 +301,9 @@ def environment_event(
 def _promotion(namespace: str, tag: str) -> None:
     if STATE is None:
         return
-    seconds = PROMOTIONS.check(STATE, namespace, tag, datetime.datetime.now(datetime.UTC))
+    users = [key[2] for key in FANOUT.tag(namespace, tag) if key[0] == ENV]
+    now = datetime.datetime.now(datetime.UTC)
+    seconds = PROMOTIONS.check(STATE, namespace, tag, users, now)
     if seconds is not None:
         log.info(
             "ModelTag %s/%s: every environment serves its model, %.1fs after it was resolved",
