@@ -179,3 +179,61 @@ def test_second_replica_stands_by_then_takes_over(
             if proc is not None and proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def _status(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def test_healthz_fails_when_no_watch_event_or_resync_arrives(
+    control_plane: ControlPlane, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    """An operator whose watches deliver nothing and whose resync does not run for
+    BOTENV_STALL_SECONDS fails /healthz (here: an empty namespace, a resync hours away, a
+    stall limit of 3 s); the next event makes it healthy again."""
+    watched = "stall-test-watch"
+    kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": watched}})
+    port = free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(control_plane.kubeconfig),
+        "BOTENV_RESYNC_SECONDS": "3600",
+        "BOTENV_STALL_SECONDS": "3",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "botenv.cli", "operator", "-n", watched]
+        + ["--health-address", f"127.0.0.1:{port}"],
+        env=env,
+        stdout=(tmp_path / "operator.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        eventually(lambda: _status(port, "/readyz") == (200, "leader"), timeout=30)
+        code, text = eventually(
+            lambda: (s := _status(port, "/healthz"))[0] == 503 and s,
+            timeout=30,
+            message="/healthz never failed",
+        )
+        assert text.startswith("no watch event and no resync for "), text
+        kubectl.apply(
+            {
+                "apiVersion": "botenv.dev/v1alpha1",
+                "kind": "ModelTag",
+                "metadata": {"name": "wake", "namespace": watched},
+                "spec": {"model": "m.tar.gz", "storage": {"provider": "local", "path": "/m"}},
+            }
+        )
+        eventually(
+            lambda: _status(port, "/healthz") == (200, "leader"),
+            timeout=30,
+            message="an event did not make /healthz pass again",
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
