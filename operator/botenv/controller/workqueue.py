@@ -59,12 +59,8 @@ class WorkQueue:
         self.last_done = time.monotonic()
 
     @property
-    def depth(self) -> int:
-        """Keys waiting (not the ones being reconciled)."""
-        return len(self._queued)
-
-    @property
     def busy(self) -> bool:
+        """Keys wait or are being reconciled."""
         return bool(self._queued or self._running)
 
     def start(self) -> None:
