@@ -50,6 +50,9 @@ class Settings:
     # How long a tag's storage stat is trusted; a resync after that stats again, which is
     # how a model re-uploaded under the same name is noticed.
     resolve_seconds: float = 60.0
+    # /healthz fails after this long without a watch event or resync, or with work queued
+    # and no reconcile finished; 0: three resync periods.
+    stall_seconds: float = 0.0
     workers: int = 8
     # Ask each ready Rasa pod's /status which model it serves before calling an environment
     # Ready (the operator must reach pod IPs; turn off where a NetworkPolicy forbids it).
@@ -87,6 +90,7 @@ class Settings:
                 resync_seconds=float(get("RESYNC_SECONDS", str(default.resync_seconds))),
                 resolve_seconds=float(get("RESOLVE_SECONDS", str(default.resolve_seconds))),
                 workers=int(get("WORKERS", str(default.workers))),
+                stall_seconds=float(get("STALL_SECONDS", str(default.stall_seconds))),
                 verify_models=_bool(get("VERIFY_MODELS", str(default.verify_models))),
                 check_dependencies=_bool(
                     get("CHECK_DEPENDENCIES", str(default.check_dependencies))

@@ -300,7 +300,16 @@ def test_operator_deployment_contract(render):
     container = containers(objects, "botenv-operator")
     assert container["image"] == "ghcr.io/botenv/botenv:0.1.0"
     assert "command" not in container  # the image's entrypoint: botenv
-    assert container["args"] == ["operator", "--leader-elect", "--health-address", "0.0.0.0:8081"]
+    assert container["args"] == [
+        "operator",
+        "--leader-elect",
+        "--health-address",
+        "0.0.0.0:8081",
+        "--log-format",
+        "text",
+        "--log-level",
+        "info",
+    ]
     env = env_of(container)
     assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
@@ -314,6 +323,8 @@ def test_operator_deployment_contract(render):
 
     assert env["BOTENV_MODEL_SERVER_URL"] == Settings().model_server_url
     assert "BOTENV_NAMESPACES" not in env
+    # Not /readyz, which fails on a standby: a rolling update waits for the new pod to be
+    # ready, and it stands by until the old one stops.
     for probe in ("livenessProbe", "readinessProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert {"name": "health", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
@@ -548,6 +559,10 @@ def test_full_values_render_every_option(render):
     assert env["BOTENV_RESYNC_SECONDS"] == "120"
     assert env["BOTENV_RESOLVE_SECONDS"] == "30.5"
     assert env["BOTENV_WORKERS"] == "4"
+    assert env["BOTENV_STALL_SECONDS"] == "600"
+    args = operator["args"]
+    assert args[args.index("--log-format") + 1] == "json"
+    assert args[args.index("--log-level") + 1] == "warning"
     assert env["BOTENV_MODEL_SERVER_URL"] == ("http://full-bot-model-server.botenv-system.svc:9090")
     assert operator["args"][-1] == "--verbose"
     assert operator["image"].endswith("@sha256:" + "0" * 64)

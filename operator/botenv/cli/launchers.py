@@ -30,10 +30,13 @@ def _operator(args: argparse.Namespace) -> int:
     from botenv.kube.client import Kube
     from botenv.kube.config import load_kubernetes_config
     from botenv.leader import LeaderElector
+    from botenv.runtime import logformat
     from botenv.runtime.health import serve_health
 
-    namespaces = args.namespace or list(Settings.from_env().namespaces)
+    config = Settings.from_env()
+    namespaces = args.namespace or list(config.namespaces)
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
+    logformat.configure(args.log_format, "debug" if args.verbose else args.log_level)
     if not args.verbose:
         # kopf logs every event handler call; botenv's own log says what it changed.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
@@ -47,7 +50,9 @@ def _operator(args: argparse.Namespace) -> int:
         )
     if args.health_address:
         serve_health(
-            args.health_address, lambda: "standby" if elector and not elector.leading else "leader"
+            args.health_address,
+            lambda: elector is None or elector.leading,
+            stall_seconds=config.stall_seconds or 3 * config.resync_seconds,
         )
     stop_renewing = threading.Event()
     if elector is not None:
@@ -182,7 +187,21 @@ def add_launcher_commands(sub: argparse._SubParsersAction) -> None:
     op.add_argument(
         "--health-address",
         default="",
-        help="serve /healthz on HOST:PORT from start-up, standby included (e.g. 0.0.0.0:8081)",
+        help="serve /healthz, /readyz and /metrics on HOST:PORT from start-up, standby "
+        "included (e.g. 0.0.0.0:8081)",
+    )
+    op.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=_env_default("LOG_FORMAT", "text"),
+        help="log lines as text or JSON, each with time, level, object and reason "
+        "(default: $BOTENV_LOG_FORMAT or text)",
+    )
+    op.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default=_env_default("LOG_LEVEL", "info"),
+        help="least severe level logged (default: $BOTENV_LOG_LEVEL or info; --verbose: debug)",
     )
     op.add_argument("-v", "--verbose", action="store_true")
     op.set_defaults(func=_operator)

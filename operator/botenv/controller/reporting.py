@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any
 
 from botenv.controller.state import State
+
+log = logging.getLogger(__name__)
 
 Event = tuple[str, str, str]  # (type, reason, message)
 
@@ -37,3 +40,10 @@ def report(
         state.remember(state.kube.patch_status(kind, meta["namespace"], meta["name"], patch))
     for type_, reason, message in events:
         state.kube.event(body, type_, reason, message, timestamp)
+        # The log says what the Events say, with their reason (runtime/logformat.py).
+        log.log(
+            logging.WARNING if type_ == "Warning" else logging.INFO,
+            "%s",
+            message,
+            extra={"reason": reason, "object": f"{kind} {meta['namespace']}/{meta['name']}"},
+        )

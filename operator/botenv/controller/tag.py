@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 from typing import Any
 
 from botenv.api import SpecError, parse_tag
@@ -22,9 +21,6 @@ from botenv.render import conditions as cond
 from botenv.render.problem import Problem, Retry
 from botenv.storage import ObjectInfo
 from botenv.storage.modelmeta import ModelMetadata
-
-log = logging.getLogger(__name__)
-
 
 # What one resolution of a tag is made of; a history entry keeps the same fields.
 RESOLVED = ("model", "digest", "size", "resolvedAt", "actionServerImage", "rasaVersion", "history")
@@ -279,11 +275,7 @@ def report(state: State, body: dict[str, Any], status: dict[str, Any], timestamp
     previous = body.get("status") or {}
     if status == previous:
         return
-    found = events(previous, status)
-    meta = body["metadata"]
-    for _, reason, message in found:
-        if reason == "Moved":
-            log.info("ModelTag %s/%s %s", meta["namespace"], meta["name"], message)
+    found = events(previous, status)  # reporting logs each, with its reason
     # merge patch: an image no longer set is removed
     reporting.report(
         state, "ModelTag", body, status, removable=REMOVABLE, events=found, timestamp=timestamp

@@ -5,14 +5,21 @@ while it is being processed runs once more afterwards. Many events for one objec
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import time
 from collections.abc import Awaitable, Callable, Hashable
 
 from kubernetes.client.exceptions import ApiException
 
+from botenv.controller import metrics
+
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 60.0
+# The object a worker reconciles now ("BotEnvironment ns/name"): every log line written
+# during its reconcile names it (runtime/logformat.py).
+CURRENT_OBJECT: contextvars.ContextVar[str] = contextvars.ContextVar("botenv_object", default="")
 
 
 def _describe(exc: Exception) -> str:
@@ -46,7 +53,15 @@ class WorkQueue:
         self._dirty: set[Hashable] = set()
         self._failures: dict[Hashable, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._added_at: dict[Hashable, float] = {}
         self.idle = asyncio.Event()
+        # When a reconcile last finished (health: a queue with work that drains nothing).
+        self.last_done = time.monotonic()
+
+    @property
+    def busy(self) -> bool:
+        """Keys wait or are being reconciled."""
+        return bool(self._queued or self._running)
 
     def start(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -65,8 +80,11 @@ class WorkQueue:
             self._dirty.add(key)
         elif key not in self._queued:
             self._queued.add(key)
+            self._added_at[key] = time.monotonic()
             self.idle.clear()
             self._queue.put_nowait(key)
+            metrics.QUEUE_ADDS.inc()
+            metrics.QUEUE_DEPTH.set(len(self._queued))
 
     def add_after(self, key: Hashable, delay: float) -> None:
         asyncio.get_running_loop().call_later(delay, self.add, key)
@@ -76,20 +94,37 @@ class WorkQueue:
             key = await self._queue.get()
             self._queued.discard(key)
             self._running.add(key)
+            started = time.monotonic()
+            metrics.QUEUE_DEPTH.set(len(self._queued))
+            metrics.QUEUE_WAIT.observe(started - self._added_at.pop(key, started))
+            kind = metrics.kind_of(key)
+            CURRENT_OBJECT.set(f"{kind} {_name(key)}")
+            result = "success"
             try:
                 await self._handler(key)
                 self._failures.pop(key, None)
             except Requeue as again:
+                result = "requeue"
                 self._failures.pop(key, None)
                 self.add_after(key, again.delay)
             except Exception as exc:  # noqa: BLE001 -- a failed reconcile is retried
+                result = "error"
                 count = self._failures[key] = self._failures.get(key, 0) + 1
                 delay = min(MAX_BACKOFF, 0.5 * 2**count)
                 log.error(
-                    "reconcile of %s failed (retry in %.0fs): %s", _name(key), delay, _describe(exc)
+                    "reconcile of %s failed (retry in %.0fs): %s",
+                    _name(key),
+                    delay,
+                    _describe(exc),
+                    extra={"reason": "ReconcileFailed"},
                 )
+                metrics.QUEUE_RETRIES.inc()
                 self.add_after(key, delay)
             finally:
+                CURRENT_OBJECT.set("")
+                metrics.RECONCILES.labels(kind=kind, result=result).inc()
+                metrics.RECONCILE_SECONDS.labels(kind=kind).observe(time.monotonic() - started)
+                self.last_done = time.monotonic()
                 self._running.discard(key)
                 self._queue.task_done()
                 if key in self._dirty:

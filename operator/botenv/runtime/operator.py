@@ -7,19 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import datetime
 import logging
+import time
 from collections.abc import Hashable
 
 import kopf
 
 from botenv import GROUP, VERSION
 from botenv.controller import environment as environment_reconciler
+from botenv.controller import metrics, verify
 from botenv.controller import tag as tag_reconciler
 from botenv.controller import training as training_reconciler
-from botenv.controller import verify
 from botenv.controller.fanout import Fanout
 from botenv.controller.resolve import Resolver
-from botenv.controller.state import ENV, TAG, TRAIN, State
+from botenv.controller.state import ENV, TAG, TRAIN, State, tag_of
 from botenv.controller.workqueue import WorkQueue
 from botenv.kube.client import Kube
 from botenv.kube.config import load_kubernetes_config
@@ -61,6 +63,9 @@ STATE: State | None = None
 QUEUE: WorkQueue | None = None
 # Which keys an event touches (kept from the events themselves, so no handler scans).
 FANOUT = Fanout()
+PROMOTIONS = metrics.Promotions()
+# time.monotonic() of the last watch event and of the last periodic resync (health.py).
+LAST_EVENT = LAST_RESYNC = 0.0
 
 
 def snapshot(body: kopf.Body) -> dict:
@@ -97,7 +102,7 @@ async def startup(
     pdb_v1beta1_idx: kopf.Index,
     **_: object,
 ) -> None:
-    global STATE, QUEUE, FANOUT
+    global STATE, QUEUE, FANOUT, PROMOTIONS, LAST_EVENT, LAST_RESYNC
     config = Settings.from_env()
     # Children are watched through a server-side label selector: only botenv's own objects
     # are listed, never every ConfigMap of the cluster.
@@ -130,6 +135,9 @@ async def startup(
         trainings=modeltrainings_idx,
     )
     FANOUT = Fanout()  # a restarted operator learns again from the watches' first events
+    PROMOTIONS = metrics.Promotions()
+    metrics.FLEET.state = STATE
+    LAST_EVENT = LAST_RESYNC = time.monotonic()
     QUEUE = WorkQueue(_process, workers=config.workers)
     STATE.resolver = Resolver(STATE.kube, ttl_seconds=config.resolve_seconds, policy=config.storage)
     QUEUE.start()
@@ -143,6 +151,7 @@ async def startup(
 
 @kopf.on.cleanup()
 async def cleanup(**_: object) -> None:
+    metrics.FLEET.state = None
     if QUEUE is not None:
         await QUEUE.stop()
 
@@ -160,8 +169,10 @@ async def _process(key: Hashable) -> None:
 async def _resync(period: float) -> None:
     """Level-based safety net: every object is reconciled again periodically (this is
     also how a rotated Secret is noticed, since Secrets are not watched)."""
+    global LAST_RESYNC
     while True:
         await asyncio.sleep(period)
+        LAST_RESYNC = time.monotonic()
         STATE.discovery.forget()  # find APIs installed since (HTTPRoute's CRDs)
         for namespace, name in list(STATE.environments):
             QUEUE.add((ENV, namespace, name))
@@ -172,6 +183,8 @@ async def _resync(period: float) -> None:
 
 
 def _enqueue(key: tuple[str, str, str]) -> None:
+    global LAST_EVENT
+    LAST_EVENT = time.monotonic()  # every watch event handler passes here
     if QUEUE is not None:
         QUEUE.add(key)
 
@@ -281,14 +294,35 @@ def environment_event(
         STATE.forget("BotEnvironment", namespace, name)
     for key in FANOUT.environment(namespace, name, dict(body), deleted=type == "DELETED"):
         _enqueue(key)
+    # A status report may be the one that finishes a promotion of its tag.
+    _promotion(namespace, tag_of(dict(body)))
+
+
+def _promotion(namespace: str, tag: str) -> None:
+    if STATE is None:
+        return
+    users = [key[2] for key in FANOUT.tag(namespace, tag) if key[0] == ENV]
+    now = datetime.datetime.now(datetime.UTC)
+    seconds = PROMOTIONS.check(STATE, namespace, tag, users, now)
+    if seconds is not None:
+        log.info(
+            "ModelTag %s/%s: every environment serves its model, %.1fs after it was resolved",
+            namespace,
+            tag,
+            seconds,
+            extra={"reason": "PromotionComplete", "object": f"ModelTag {namespace}/{tag}"},
+        )
 
 
 @kopf.on.event(GROUP, VERSION, "modeltags")
 def tag_event(namespace: str, name: str, type: str | None, **_: object) -> None:
     if type == "DELETED" and STATE is not None:
         STATE.forget("ModelTag", namespace, name)
+        PROMOTIONS.forget(namespace, name)
     for key in FANOUT.tag(namespace, name):
         _enqueue(key)
+    if type != "DELETED":
+        _promotion(namespace, name)  # a new resolution starts a promotion
 
 
 @kopf.on.event("v1", "configmaps", labels=MANAGED)

@@ -50,6 +50,7 @@ async def reconcile(state: State, namespace: str, name: str) -> None:
             namespace,
             name,
             problem.message,
+            extra={"reason": problem.reason},
         )
 
     observed = await report.observe(state, seen, wanted, done)
