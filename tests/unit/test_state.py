@@ -51,3 +51,24 @@ def test_deleted_environment_is_not_resurrected_from_a_status_write():
     s = state(environments={})
     s.remember(obj("BotEnvironment", "gone", "20", status={"queue": "q"}))
     assert s.environment("ns", "gone") is None
+
+
+def test_a_child_botenv_deleted_is_not_seen_again_from_its_own_write():
+    """A kind whose watch started late (an HTTPRoute once the Gateway API is installed) may
+    never send the DELETED event: botenv's copy must not keep the child alive, or every
+    resync deletes it again (a write on an idle cluster)."""
+    from botenv.controller.environment.apply import _remove
+
+    class Kube:
+        deleted: list = []
+
+        def delete(self, api_version, kind, namespace, name, uid=None):
+            self.deleted.append((kind, name))
+
+    s = state()
+    s.kube = Kube()
+    s.children["HTTPRoute"] = {}
+    s.remember(obj("HTTPRoute", "rasa-chat", "7", apiVersion="gateway.networking.k8s.io/v1"))
+    assert _remove(s, [("HTTPRoute", "ns", "rasa-chat")]) is None
+    assert s.child("HTTPRoute", "ns", "rasa-chat") is None
+    assert Kube.deleted == [("HTTPRoute", "rasa-chat")]

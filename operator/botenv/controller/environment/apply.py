@@ -210,6 +210,9 @@ def _remove(state: State, remove: list[tuple[str, str, str]]) -> Problem | None:
         api_version = live.get("apiVersion") or api_version_of(kind)
         try:
             state.kube.delete(api_version, kind, namespace, name)
+            # Gone (or going): what botenv wrote of it must not stand in for it until a
+            # watch event comes (a kind whose watch started late may never send one).
+            state.forget(kind, namespace, name)
             log.info("deleted %s %s/%s (no longer in the spec)", kind, namespace, name)
         except ApiException as exc:
             return Problem(
