@@ -94,8 +94,9 @@ def test_a_model_that_meets_every_threshold_moves_the_tag(kubectl, setup) -> Non
         "1",
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for phase in ("Validating", "Training", "Testing"):
-        assert phase in proc.stdout, proc.stdout
+    # The phases are seen only when a poll (every 2 s) falls in them; the gates' results
+    # in the status say that each step ran.
+    assert "gates passed: validate passed" in proc.stdout, proc.stdout
     status = kubectl.get("mtrain", "gated", NS)["status"]
     assert (status["phase"], status["tag"]) == ("Succeeded", "experimental")
     gates = {g["name"]: g for g in status["gates"]}
