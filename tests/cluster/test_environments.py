@@ -373,9 +373,7 @@ def test_idle_reconcile_writes_nothing(kubectl, operator, ns):
     eventually(lambda: condition(kubectl.get("benv", "quiet", ns), "Progressing"))
     operator.settle()
     before = operator.writes
-    for _ in range(3):
-        operator.resync_now()
-        operator.settle()
+    operator.resyncs(3)
     assert operator.writes == before
 
 

@@ -152,9 +152,7 @@ def test_autoscaling_creates_an_hpa_and_leaves_the_replicas_to_it(kubectl, opera
     kubectl.run("scale", "deployment/rasa-auto", "--replicas=4", "-n", ns)
     operator.settle()
     before = operator.writes_in(ns, "rasa-auto")
-    for _ in range(3):
-        operator.resync_now()
-        operator.settle()
+    operator.resyncs(3)
     assert replicas(kubectl, ns, "rasa-auto") == 4
     assert operator.writes_in(ns, "rasa-auto") == before
 
@@ -294,9 +292,7 @@ def test_disruption_budget_and_spread_are_applied_and_follow_the_spec(kubectl, o
     )
     operator.settle()
     before = operator.writes
-    for _ in range(2):
-        operator.resync_now()
-        operator.settle()
+    operator.resyncs(2)
     assert operator.writes == before
 
 
@@ -395,7 +391,5 @@ def test_hpa_and_budget_use_the_api_versions_the_server_serves(
     assert kubectl.get("benv", "versions", ns)["status"]["selector"] == SELECTOR.format("versions")
     operator.settle()
     before = operator.writes
-    for _ in range(3):
-        operator.resync_now()
-        operator.settle()
+    operator.resyncs(3)
     assert operator.writes == before

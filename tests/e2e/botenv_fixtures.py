@@ -3,7 +3,6 @@ processes, under the chart's RBAC, against the e2e control plane and its test ku
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from botenv.local.controlplane import ControlPlane
-from botenv.local.processes import free_port
+from botenv.local.processes import free_port, own_environ
 from tests.cluster.conftest import MODEL_SERVER_TOKEN, OPERATOR_TOKEN, install_rbac
 from tests.support.kubectl import Kubectl, eventually
 from tests.support.kubelet import Image, TestKubelet
@@ -29,11 +28,8 @@ class Process:
     def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
         self.log = log
         # Not the settings another tier's in-process operator left in os.environ.
-        inherited = {
-            k: v for k, v in os.environ.items() if not k.startswith("BOTENV_") and k != "KUBECONFIG"
-        }
         self.proc = subprocess.Popen(
-            argv, env={**inherited, **env}, stdout=log.open("wb"), stderr=subprocess.STDOUT
+            argv, env=own_environ(**env), stdout=log.open("wb"), stderr=subprocess.STDOUT
         )
 
     def stop(self) -> None:

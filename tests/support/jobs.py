@@ -5,16 +5,10 @@ container runs: tests/e2e runs the steps for real.)"""
 
 from __future__ import annotations
 
-import datetime
-import json
 from collections.abc import Mapping
 
 from tests.support.kubectl import Kubectl, eventually
-from tests.support.pods import NODE, ensure_node
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+from tests.support.pods import bind, ensure_node, timestamp
 
 
 def finish_pod(
@@ -34,21 +28,8 @@ def finish_pod(
         lambda: next(iter(kubectl.list("pods", namespace, f"job-name={job}")), None),
         message=f"a pod of Job {job}",
     )
-    name, now = pod["metadata"]["name"], _now()
-    binding = {
-        "apiVersion": "v1",
-        "kind": "Binding",
-        "metadata": {"name": name, "namespace": namespace},
-        "target": {"apiVersion": "v1", "kind": "Node", "name": NODE},
-    }
-    kubectl.run(
-        "create",
-        "--raw",
-        f"/api/v1/namespaces/{namespace}/pods/{name}/binding",
-        "-f",
-        "-",
-        stdin=json.dumps(binding),
-    )
+    name, now = pod["metadata"]["name"], timestamp()
+    bind(kubectl, namespace, name)
     failed = False
 
     def status(container: dict) -> dict:

@@ -4,35 +4,18 @@ write counters; it talks to the API server through its own kubeconfig like any p
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
 from kopf.testing import KopfRunner
 
 import botenv.runtime.operator as wiring
-from botenv.local.processes import HOST
+from botenv.local.processes import HOST, model_server_argv  # noqa: F401  (re-exported)
 
 # The storage emulators listen on HOST: an operator or model server that reads from them
 # needs that address exempt from the storage policy (loopback is refused by default, which
 # tests/cluster/test_storage_policy.py shows on 127.0.0.2).
 EMULATORS_ALLOWED = {"BOTENV_STORAGE_ALLOWED_NETWORKS": f"{HOST}/32"}
-
-
-def model_server_argv(port: int, cache_dir: Path) -> list[str]:
-    """`botenv model-server` on HOST:port, as the cluster and e2e tiers run it."""
-    return [
-        sys.executable,
-        "-m",
-        "botenv",
-        "model-server",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--cache-dir",
-        str(cache_dir),
-    ]
 
 
 class OperatorProcess:
@@ -99,6 +82,13 @@ class OperatorProcess:
                 idle_since = None
             time.sleep(0.1)
         raise AssertionError("the operator did not settle")
+
+    def resyncs(self, count: int) -> None:
+        """`count` resyncs, each until the operator settles: an idle operator writes
+        nothing across them (compare `writes` or `writes_in` before and after)."""
+        for _ in range(count):
+            self.resync_now()
+            self.settle()
 
     def resync_now(self) -> None:
         """Enqueue every known object, as the periodic resync does."""

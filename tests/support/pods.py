@@ -5,13 +5,14 @@ the end-to-end tests with real Rasa processes are for.)"""
 from __future__ import annotations
 
 import datetime
+import json
 
 from tests.support.kubectl import Kubectl
 
 NODE = "botenv-test-node"
 
 
-def _now() -> str:
+def timestamp() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -19,6 +20,24 @@ def ensure_node(kubectl: Kubectl) -> None:
     if kubectl.run("get", "node", NODE, check=False).returncode == 0:
         return
     kubectl.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}})
+
+
+def bind(kubectl: Kubectl, namespace: str, name: str) -> None:
+    """Bind the pod to the fake Node, as the scheduler would (the Binding subresource)."""
+    binding = {
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": name, "namespace": namespace},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": NODE},
+    }
+    kubectl.run(
+        "create",
+        "--raw",
+        f"/api/v1/namespaces/{namespace}/pods/{name}/binding",
+        "-f",
+        "-",
+        stdin=json.dumps(binding),
+    )
 
 
 def make_ready(kubectl: Kubectl, namespace: str, selector: str, pod_ip: str = "10.0.0.1") -> int:
@@ -31,22 +50,9 @@ def make_ready(kubectl: Kubectl, namespace: str, selector: str, pod_ip: str = "1
             continue
         name = pod["metadata"]["name"]
         if not pod["spec"].get("nodeName"):
-            binding = {
-                "apiVersion": "v1",
-                "kind": "Binding",
-                "metadata": {"name": name, "namespace": namespace},
-                "target": {"apiVersion": "v1", "kind": "Node", "name": NODE},
-            }
-            kubectl.run(
-                "create",
-                "--raw",
-                f"/api/v1/namespaces/{namespace}/pods/{name}/binding",
-                "-f",
-                "-",
-                stdin=__import__("json").dumps(binding),
-            )
+            bind(kubectl, namespace, name)
         if pod.get("status", {}).get("phase") != "Running":
-            now = _now()
+            now = timestamp()
             status = {
                 "status": {
                     "phase": "Running",

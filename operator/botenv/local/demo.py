@@ -32,7 +32,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from botenv.local.processes import HOST, ManagedProcess, ProcessError, port_open
+from botenv.cli.decisions import condition
+from botenv.local.processes import (
+    HOST,
+    ManagedProcess,
+    ProcessError,
+    model_server_argv,
+    own_environ,
+    port_open,
+)
 
 NAMESPACE = "demo"
 ENVIRONMENTS = ("production", "experimental")
@@ -129,28 +137,14 @@ class BotenvProcess(ManagedProcess):
         self.extra_env = dict(extra_env)
 
     def env(self) -> Mapping[str, str]:
-        inherited = {
-            k: v for k, v in os.environ.items() if not k.startswith("BOTENV_") and k != "KUBECONFIG"
-        }
-        return {**inherited, "KUBECONFIG": str(self.kubeconfig), **self.extra_env}
+        return own_environ(KUBECONFIG=str(self.kubeconfig), **self.extra_env)
 
 
 class ModelServer(BotenvProcess):
     name = "model-server"
 
     def argv(self) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "botenv",
-            "model-server",
-            "--host",
-            HOST,
-            "--port",
-            str(self.port),
-            "--cache-dir",
-            str(self.workdir / "model-cache"),
-        ]
+        return model_server_argv(self.port, self.workdir / "model-cache", self.host)
 
     def ready(self) -> bool:
         if not port_open(self.port):
@@ -257,19 +251,12 @@ def demo_objects(bot: Path, models: Path) -> tuple[list[dict[str, Any]], list[st
 # -- waiting ----------------------------------------------------------------------------
 
 
-def condition(body: Mapping[str, Any], kind: str) -> dict[str, Any]:
-    for c in (body.get("status") or {}).get("conditions") or []:
-        if c.get("type") == kind:
-            return dict(c)
-    return {}
-
-
 def progress(kind: str, name: str, body: Mapping[str, Any] | None) -> str:
     """One line on where an object is."""
     status = (body or {}).get("status") or {}
     if not status:
         return f"{kind} {name}: waiting for the operator"
-    ready = condition(body or {}, "Ready")
+    ready = condition(body, "Ready")
     if kind == "modeltraining":
         phase = status.get("phase") or "Pending"
         return f"{kind} {name}: {phase}{': ' + ready['message'] if ready.get('message') else ''}"
@@ -468,7 +455,7 @@ def _wait(
                     f"modeltraining {name} failed: {status.get('message')}\n"
                     f"{status.get('logTail', '')}"
                 )
-            if kind == "BotEnvironment" and condition(body or {}, "Ready").get("status") == "True":
+            if kind == "BotEnvironment" and condition(body, "Ready").get("status") == "True":
                 ready += 1
         if ready == len(ENVIRONMENTS):
             return

@@ -315,3 +315,28 @@ class ManagedProcess:
             time.sleep(0.05)
             if proc.poll() is not None:
                 raise self.exited_error(proc.returncode)
+
+
+def model_server_argv(port: int, cache_dir: Path, host: str = HOST) -> list[str]:
+    """`botenv model-server` of this interpreter on host:port (loopback by default)."""
+    return [
+        sys.executable,
+        "-m",
+        "botenv",
+        "model-server",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--cache-dir",
+        str(cache_dir),
+    ]
+
+
+def own_environ(**settings: str) -> dict[str, str]:
+    """This process's environment for a botenv process of its own: without the caller's
+    botenv settings and kubeconfig (the process gets its own), plus `settings`."""
+    inherited = {
+        k: v for k, v in os.environ.items() if not k.startswith("BOTENV_") and k != "KUBECONFIG"
+    }
+    return {**inherited, **settings}

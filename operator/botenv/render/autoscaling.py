@@ -12,7 +12,7 @@ import copy
 from typing import Any
 
 from botenv.api.scaling import AutoscalingSpec
-from botenv.render.hashing import stable_hash
+from botenv.render.companion import companion
 
 KIND = "HorizontalPodAutoscaler"
 # In the order botenv prefers them; 1.20 to 1.22 serve v2beta2 only (v2 is GA from 1.23).
@@ -20,8 +20,6 @@ API_VERSIONS = ("autoscaling/v2", "autoscaling/v2beta2")
 # A label on a Deployment whose replicas botenv leaves to an HPA. (A label: a changed
 # annotation would bump the Deployment's generation, and be copied to its ReplicaSets.)
 AUTOSCALED_LABEL = "botenv.dev/autoscaled"
-# On an HPA or a disruption budget: a hash of the spec botenv applied.
-SPEC_HASH_ANNOTATION = "botenv.dev/spec-hash"
 # Applies the replicas a running Deployment has when botenv stops applying them.
 HANDOVER_MANAGER = "botenv-replicas-handover"
 
@@ -48,20 +46,7 @@ def horizontal_pod_autoscaler(
     }
     if autoscaling.behavior:
         spec["behavior"] = copy.deepcopy(autoscaling.behavior)
-    return {
-        "apiVersion": api_version,
-        "kind": KIND,
-        "metadata": {
-            "name": meta["name"],
-            "namespace": meta["namespace"],
-            "labels": dict(meta["labels"]),
-            # A field the spec drops is not in what botenv applies, and so cannot show as a
-            # difference from what runs: its hash does, and the apply removes the field.
-            "annotations": {SPEC_HASH_ANNOTATION: stable_hash(spec)},
-            "ownerReferences": copy.deepcopy(meta["ownerReferences"]),
-        },
-        "spec": spec,
-    }
+    return companion(deployment, spec, kind=KIND, api_version=api_version)
 
 
 def without_replicas(deployment: dict[str, Any]) -> dict[str, Any]:

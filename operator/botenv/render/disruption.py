@@ -7,8 +7,7 @@ import copy
 from typing import Any
 
 from botenv.api.scaling import DisruptionBudgetSpec, ScalingSpec
-from botenv.render.autoscaling import SPEC_HASH_ANNOTATION
-from botenv.render.hashing import stable_hash
+from botenv.render.companion import companion
 
 KIND = "PodDisruptionBudget"
 # policy/v1 is GA from 1.21; 1.20 serves policy/v1beta1 only.
@@ -24,23 +23,9 @@ def pod_disruption_budget(
     deployment: dict[str, Any], budget: DisruptionBudgetSpec, *, api_version: str
 ) -> dict[str, Any]:
     """The budget of `deployment`'s pods (as rendered): same name, labels, owner, selector."""
-    meta = deployment["metadata"]
     spec: dict[str, Any] = {"selector": copy.deepcopy(deployment["spec"]["selector"])}
     if budget.min_available is not None:
         spec["minAvailable"] = budget.min_available
     else:
         spec["maxUnavailable"] = 1 if budget.max_unavailable is None else budget.max_unavailable
-    return {
-        "apiVersion": api_version,
-        "kind": KIND,
-        "metadata": {
-            "name": meta["name"],
-            "namespace": meta["namespace"],
-            "labels": dict(meta["labels"]),
-            # A field the spec drops is not in what botenv applies, and so cannot show as a
-            # difference from what runs: its hash does, and the apply removes the field.
-            "annotations": {SPEC_HASH_ANNOTATION: stable_hash(spec)},
-            "ownerReferences": copy.deepcopy(meta["ownerReferences"]),
-        },
-        "spec": spec,
-    }
+    return companion(deployment, spec, kind=KIND, api_version=api_version)
