@@ -51,6 +51,10 @@ QUEUE_WAIT = Histogram(
     "Time a key waited in the work queue before a worker took it.",
     buckets=RECONCILE_BUCKETS,
 )
+LEADER = Gauge(
+    "botenv_leader",
+    "1 on the replica that holds the leader Lease and reconciles, 0 on a standby.",
+)
 PROMOTION_SECONDS = Histogram(
     "botenv_promotion_duration_seconds",
     "From a tag's resolution of a new model (status.resolvedAt) until every environment "
@@ -234,6 +238,12 @@ class FleetCollector(Collector):
             "Replicas serving the model of the environment's tag.",
             labels=["namespace", "name"],
         )
+        tag_ready = GaugeMetricFamily(
+            "botenv_modeltag_ready",
+            "1 when the tag's Ready condition is True (its spec.model resolved); 0 while it "
+            "cannot be resolved (the last resolution stays in force).",
+            labels=["namespace", "name"],
+        )
         info = InfoMetricFamily(
             "botenv_modeltag",
             "The model a tag resolves to now (value always 1).",
@@ -254,6 +264,8 @@ class FleetCollector(Collector):
                 continue
             model, digest = _tag_model(tag)
             info.add_metric([key[0], key[1], model, digest], {})
+            conditions = (tag.get("status") or {}).get("conditions")
+            tag_ready.add_metric([key[0], key[1]], _true(cond.get(conditions, cond.READY)))
         # Kube.writes is the one place writes are counted; it starts with the operator.
         writes = CounterMetricFamily(
             "botenv_api_writes",
@@ -263,7 +275,7 @@ class FleetCollector(Collector):
         )
         for (verb, kind), count in _retrying(lambda: _writes_by_kind(state)):
             writes.add_metric([verb, kind], count)
-        yield from (ready, degraded, desired, serving, info, writes)
+        yield from (ready, degraded, desired, serving, tag_ready, info, writes)
 
 
 def _true(condition: dict[str, Any]) -> float:

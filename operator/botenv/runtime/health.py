@@ -10,7 +10,7 @@ leader Lease would fail its liveness probe and be restarted again and again.
 - /readyz: 200 ("leader") on the replica that holds the Lease and reconciles; 503
   ("standby") on the others, and while the leader is still starting.
 - /metrics: Prometheus text format (controller/metrics.py, and prometheus_client's process
-  metrics).
+  metrics); botenv_leader says which of the above this replica is.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from botenv.controller import metrics
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +102,7 @@ def serve_health(
         def log_message(self, *args: object) -> None:  # probes every few seconds: no log
             pass
 
+    metrics.LEADER.set_function(lambda: 1.0 if leading() and activity().started else 0.0)
     server = http.server.ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler)
     threading.Thread(target=server.serve_forever, name="health", daemon=True).start()
     return server
