@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Install the service peers that the end-to-end tests start themselves
-# (tests/support/peers.py): PostgreSQL, Redis and RabbitMQ from Debian's
-# packages. Only what is missing is installed; when everything is there the
-# script exits at once without touching apt.
+# Install the service peers that the tests start themselves from Debian's
+# packages: PostgreSQL, Redis and RabbitMQ for the end-to-end tests
+# (tests/support/peers.py), Prometheus and promtool for the monitoring checks
+# (tests/support/prometheus.py). Only what is missing is installed; when
+# everything is there the script exits at once without touching apt.
 #
-#   scripts/install-peers.sh                  all three
+#   scripts/install-peers.sh                  all four
 #   scripts/install-peers.sh redis-server     only the named ones (postgresql,
-#                                             redis-server, rabbitmq-server)
+#                                             redis-server, rabbitmq-server,
+#                                             prometheus)
 #
 # It never starts a system service: the tests run private servers on free
 # loopback ports. Needs root (or sudo) for apt.
@@ -53,15 +55,17 @@ have_rabbitmq() {
     [[ -x /usr/lib/rabbitmq/bin/rabbitmq-server && -x /usr/lib/rabbitmq/bin/rabbitmqctl ]] &&
         command -v epmd >/dev/null
 }
+have_prometheus() { command -v prometheus >/dev/null && command -v promtool >/dev/null; }
 
 # package -> the check that says it is installed
-ALL_PACKAGES=(postgresql redis-server rabbitmq-server)
+ALL_PACKAGES=(postgresql redis-server rabbitmq-server prometheus)
 PACKAGES=()
 check_package() {
     case $1 in
         postgresql) have_postgres && have_psql ;;
         redis-server) have_redis ;;
         rabbitmq-server) have_rabbitmq ;;
+        prometheus) have_prometheus ;;
         *) return 2 ;;
     esac
 }
@@ -84,7 +88,7 @@ main() {
     local arg
     for arg in "$@"; do
         case $arg in
-            postgresql | redis-server | rabbitmq-server) PACKAGES+=("$arg") ;;
+            postgresql | redis-server | rabbitmq-server | prometheus) PACKAGES+=("$arg") ;;
             *)
                 say "unknown peer package '$arg' (known: ${ALL_PACKAGES[*]})"
                 exit 2
@@ -125,8 +129,8 @@ main() {
     fi
 
     # Package scripts must not start the system services (on a machine with systemd or
-    # SysV init they would): a policy-rc.d that refuses, only while this script runs,
-    # and only when the machine has none of its own.
+    # SysV init they would; prometheus ships a unit too): a policy-rc.d that refuses,
+    # only while this script runs, and only when the machine has none of its own.
     trap cleanup EXIT
     if [[ ! -e "$POLICY_RC" ]]; then
         printf '#!/bin/sh\n# botenv install-peers: no services started during install\nexit 101\n' |

@@ -61,14 +61,14 @@ class PeerError(RuntimeError):
 
 # -- installing -----------------------------------------------------------------------
 
-ALL_PACKAGES = ("postgresql", "rabbitmq-server", "redis-server")  # sorted
+ALL_PACKAGES = ("postgresql", "prometheus", "rabbitmq-server", "redis-server")  # sorted
 # packages -> True once installed, or the error of the failed attempt
 _install_results: dict[tuple[str, ...], PeerError | bool] = {}
 _install_lock = threading.Lock()
 
 
 def ensure_installed(*packages: str) -> None:
-    """Run scripts/install-peers.sh for the Debian packages given (default: all three) once
+    """Run scripts/install-peers.sh for the Debian packages given (default: all four) once
     per process; it returns at once when they are there, and prints numbered steps to
     stderr when it installs. A failure is remembered and raised again, not retried."""
     key = tuple(sorted(packages or ALL_PACKAGES))
