@@ -16,7 +16,7 @@ from tests.support.kubectl import CEL_SINCE, eventually
 
 pytestmark = [pytest.mark.install, pytest.mark.cluster]
 
-CRD_TYPED_KINDS = {"ServiceMonitor"}  # no CRD for it in this cluster
+CRD_TYPED_KINDS = {"ServiceMonitor", "PrometheusRule"}  # no CRDs for them in this cluster
 
 
 def namespace(kubectl, name: str) -> None:
@@ -85,7 +85,8 @@ def test_every_rendered_object_applies(kubectl, helm, release, values, watched):
     objects = [d for d in yaml.safe_load_all(rendered) if d]
     skipped = [o for o in objects if o["kind"] in CRD_TYPED_KINDS]
     applied = [o for o in objects if o["kind"] not in CRD_TYPED_KINDS]
-    assert len(skipped) == (1 if values == "full.yaml" else 0)
+    # full.yaml: both ServiceMonitors and the PrometheusRule
+    assert len(skipped) == (3 if values == "full.yaml" else 0)
     proc = kubectl.run("apply", "-f", "-", stdin=yaml.safe_dump_all(applied))
     assert proc.stdout.count("\n") == len(applied), proc.stdout
     check_applied(kubectl, applied, ns, release)

@@ -26,7 +26,7 @@ SCHEMA_VERSIONS = ("1.25.0", "1.28.0", "1.37.0")
 # with --validate=false (README "Supported Kubernetes versions"); from 1.28 on they validate.
 CEL_FIELDS_SINCE_1_28 = ("fieldPath", "messageExpression", "reason")
 # Kinds defined by CRDs that the upstream schemas do not know: the only ones not validated.
-CRD_TYPED_KINDS = {"ServiceMonitor"}
+CRD_TYPED_KINDS = {"ServiceMonitor", "PrometheusRule"}
 VALUE_SETS = (None, "namespaces.yaml", "full.yaml")
 
 
@@ -578,6 +578,14 @@ def test_full_values_render_every_option(render):
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
     assert monitor["spec"]["endpoints"][0]["port"] == "http"
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    operator_monitor = find(objects, "ServiceMonitor", "full-bot-operator")
+    assert operator_monitor["spec"]["endpoints"][0]["port"] == "http-metrics"
+    rule = find(objects, "PrometheusRule", "full-bot")
+    exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    assert any('job="botenv-operator-metrics"' in e for e in exprs)
+    assert not any("botenv_leader" in e for e in exprs)  # noLeader: enabled false
+    dashboard = find(objects, "ConfigMap", "full-bot-dashboard", "install-full-a")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "botenv"
 
 
 def test_chart_crds_are_identical_copies():
