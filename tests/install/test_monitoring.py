@@ -242,6 +242,10 @@ def test_changed_thresholds_change_what_fires(promtool, tmp_path):
     promtool_test(promtool, test, rules, tmp_path)
 
 
+def promotion_slow(**settings: object) -> dict:
+    return {"metrics": {"prometheusRule": {"alerts": {"promotionSlow": settings}}}}
+
+
 def test_promotion_threshold_must_be_a_bucket_bound(helm):
     proc = helm(
         *template_args("botenv", "botenv-system", None),
@@ -266,10 +270,6 @@ def test_promotion_threshold_must_be_a_bucket_bound(helm):
         assert f'le=~"{bound}(\\\\.0)?"' in rules["BotenvPromotionSlow"]["expr"]
     off = alerts(chart_rules(promotion_slow(enabled=False, thresholdSeconds=700)))
     assert "BotenvPromotionSlow" not in off
-
-
-def promotion_slow(**settings: object) -> dict:
-    return {"metrics": {"prometheusRule": {"alerts": {"promotionSlow": settings}}}}
 
 
 def test_every_alert_says_what_and_where():
