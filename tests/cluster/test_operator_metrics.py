@@ -115,6 +115,8 @@ def test_metrics_follow_a_tag_move_and_measure_the_promotion(kubectl, operator, 
             value(samples, "botenv_environment_replicas_serving", namespace=ns, name=name)
             == replicas
         )
+    assert value(samples, "botenv_leader") == 1
+    assert value(samples, "botenv_modeltag_ready", namespace=ns, name="production") == 1
     digest_v1 = kubectl.get("mtag", "production", ns)["status"]["digest"]
     assert (
         value(
