@@ -61,9 +61,7 @@ def served(kubectl, ns: str, model: str) -> None:
         )
 
 
-def test_a_move_records_when_every_environment_served_it(
-    kubectl, operator, control_plane, ns
-):
+def test_a_move_records_when_every_environment_served_it(kubectl, operator, control_plane, ns):
     def cli(*args: str) -> str:
         return ok(botenv(control_plane.kubeconfig, *args, "-n", ns))
 

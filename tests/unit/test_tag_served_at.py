@@ -156,7 +156,9 @@ def reconcile(*users: dict) -> dict | None:
 def test_the_reconcile_records_it_when_its_environments_serve_the_model():
     served = reconcile(user("production", "m1.tar.gz"), user("canary", "m1.tar.gz"))
     assert served is not None and served["servedAt"] >= T0
-    one_rolling = reconcile(user("production", "m1.tar.gz"), user("canary", "m1.tar.gz", ready="False"))
+    one_rolling = reconcile(
+        user("production", "m1.tar.gz"), user("canary", "m1.tar.gz", ready="False")
+    )
     assert one_rolling is not None and "servedAt" not in one_rolling
     other_model = reconcile(user("production", "m0.tar.gz"))
     assert other_model is not None and "servedAt" not in other_model
