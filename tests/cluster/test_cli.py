@@ -136,7 +136,7 @@ def test_rollback_returns_to_the_previous_model_and_history_lists_it(kubectl, op
 
     ok(cli("promote", "t", "--model", "cli-v2.tar.gz", "-n", ns, "--wait"))
     lines = ok(cli("history", "t", "-n", ns)).splitlines()
-    assert lines[0].split() == ["MODEL", "DIGEST", "RESOLVED", "AT"]
+    assert lines[0].split() == ["MODEL", "DIGEST", "RESOLVED", "AT", "PROMOTED"]
     assert lines[1].split()[:2] == ["*", "cli-v2.tar.gz"]
     assert lines[2].split()[0] == "cli-v1.tar.gz"
 

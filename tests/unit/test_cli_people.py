@@ -199,10 +199,13 @@ def test_status_text_shows_environments_tags_and_why_not_ready():
         "MODEL",
         "DIGEST",
         "RESOLVED",
+        "PROMOTED",
         "READY",
         "ENVIRONMENTS",
     ]
     production = lines[tag_header + 1]
+    # Its environments do not serve its model yet (no status.servedAt).
+    assert production[lines[tag_header].index("PROMOTED") :].split()[0] == "rolling"
     assert "0123456789ab " in production and "0123456789abc" not in production
     assert "2024-06-12T11:55:00Z (5m ago)" in production
     assert production.split()[-3:] == ["True", "production,", "worker"]
@@ -255,7 +258,7 @@ def test_history_marks_the_current_model_first():
         ("m1.tar.gz", False),
     ]
     lines = output.history_text(body, NOW).splitlines()
-    assert lines[0].split() == ["MODEL", "DIGEST", "RESOLVED", "AT"]
+    assert lines[0].split() == ["MODEL", "DIGEST", "RESOLVED", "AT", "PROMOTED"]
     assert lines[1].startswith("*  m3.tar.gz")
     assert lines[2].startswith("   m2.tar.gz  feedbeef")
 

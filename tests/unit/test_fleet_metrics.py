@@ -1,8 +1,9 @@
-"""The per-environment gauges' view of "serving the tag's model" (controller.metrics)."""
+"""Whether an environment serves its tag's model (controller.serving): the fleet gauges,
+the promotion-latency metric and the tag's status.servedAt all ask it."""
 
 from __future__ import annotations
 
-from botenv.controller.metrics import desired_replicas, serves, serving_replicas
+from botenv.controller.serving import desired_replicas, serves, serving_replicas
 
 TAG = {"status": {"model": "v2.tar.gz", "digest": "d2"}}
 

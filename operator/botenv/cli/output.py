@@ -38,6 +38,36 @@ def age(timestamp: str | None, now: datetime.datetime) -> str:
     return f"{seconds}s"
 
 
+def duration(seconds: float) -> str:
+    """A span in its two largest units: 45s, 2m13s, 1h2m, 1d1h."""
+    left = max(0, int(seconds))
+    for unit, size, smaller, small in (("d", 86400, "h", 3600), ("h", 3600, "m", 60)):
+        if left >= size:
+            return f"{left // size}{unit}{left % size // small}{smaller}"
+    return f"{left // 60}m{left % 60}s" if left >= 60 else f"{left}s"
+
+
+def between(start: str | None, end: str | None) -> int | None:
+    """Whole seconds from `start` to `end` (timestamps), None when either is missing."""
+    first, last = _parse_time(start or ""), _parse_time(end or "")
+    if first is None or last is None:
+        return None
+    return max(0, int((last - first).total_seconds()))
+
+
+def promotion(
+    seconds: int | None, *, current: bool, environments: list[str], refused: list[str]
+) -> str:
+    """How long a move took until every environment on the tag served it; for the move in
+    force without that time: "refused" (an environment will not load it), "rolling" (its
+    environments do not all serve it yet) or "-" (no environment uses the tag)."""
+    if seconds is not None:
+        return duration(seconds)
+    if not current or not environments:
+        return "-"
+    return "refused" if refused else "rolling"
+
+
 def when(timestamp: str | None, now: datetime.datetime) -> str:
     if not timestamp:
         return "-"
@@ -125,6 +155,9 @@ def tag_summary(body: dict) -> dict:
         "specModel": spec.get("model", ""),
         "digest": status.get("digest", ""),
         "resolvedAt": status.get("resolvedAt", ""),
+        # When every environment on the tag first served the resolution: the move's time.
+        "servedAt": status.get("servedAt", ""),
+        "promotionSeconds": between(status.get("resolvedAt"), status.get("servedAt")),
         "ready": ready.get("status", "Unknown"),
         "reason": ready.get("reason", ""),
         "message": ready.get("message", ""),
@@ -152,6 +185,15 @@ def _tag_users(row: dict) -> str:
     # An environment whose Rasa cannot load the tag's model stays on its own: marked.
     refused = set(row.get("refusedBy") or ())
     return ", ".join(f"{e} (refused)" if e in refused else e for e in row["environments"]) or "-"
+
+
+def _tag_promoted(row: dict) -> str:
+    return promotion(
+        row["promotionSeconds"],
+        current=bool(row["model"]),
+        environments=row["environments"],
+        refused=row["refusedBy"],
+    )
 
 
 def _tag_ready(row: dict) -> str:
@@ -261,6 +303,7 @@ def status_text(
                     "MODEL",
                     "DIGEST",
                     "RESOLVED",
+                    "PROMOTED",
                     "READY",
                     "ENVIRONMENTS",
                     *(["SPEC MODEL", "RASA"] if wide else []),
@@ -272,6 +315,7 @@ def status_text(
                         _tag_model(r),
                         digest(r["digest"]),
                         when(r["resolvedAt"], now),
+                        _tag_promoted(r),
                         _tag_ready(r),
                         _tag_users(r),
                         *([r["specModel"] or "-", r["rasaVersion"] or "-"] if wide else []),
@@ -336,6 +380,7 @@ def history_rows(body: dict) -> list[dict]:
                 "model": status["model"],
                 "digest": status.get("digest", ""),
                 "resolvedAt": status.get("resolvedAt", ""),
+                "servedAt": status.get("servedAt", ""),
                 "actionServerImage": status.get("actionServerImage", ""),
                 "current": True,
             }
@@ -346,6 +391,7 @@ def history_rows(body: dict) -> list[dict]:
                 "model": entry.get("model", ""),
                 "digest": entry.get("digest", ""),
                 "resolvedAt": entry.get("resolvedAt", ""),
+                "servedAt": entry.get("servedAt", ""),
                 "actionServerImage": entry.get("actionServerImage", ""),
                 "current": False,
             }
@@ -357,8 +403,10 @@ def history_text(
     body: dict, now: datetime.datetime, *, wide: bool = False, no_headers: bool = False
 ) -> str:
     """`wide` adds the full digest and the action server image; `no_headers` prints the
-    rows alone (the current model marked *, as in the table)."""
+    rows alone (the current model marked *, as in the table). PROMOTED is each move's
+    promotion time (`promotion`)."""
     meta, spec = body["metadata"], body.get("spec") or {}
+    status = body.get("status") or {}
     rows = history_rows(body)
     where = f"modeltag '{meta['name']}' in namespace '{meta.get('namespace', '')}'"
     if not rows:
@@ -366,13 +414,19 @@ def history_text(
             return ""
         return f"{where} has not resolved a model yet (spec.model {spec.get('model', '-')})."
     rendered = table(
-        ["", "MODEL", "DIGEST", "RESOLVED AT", *(["ACTION SERVER"] if wide else [])],
+        ["", "MODEL", "DIGEST", "RESOLVED AT", "PROMOTED", *(["ACTION SERVER"] if wide else [])],
         [
             [
                 "*" if r["current"] else "",
                 r["model"],
                 (r["digest"] or "-") if wide else short_digest(r["digest"]),
                 when(r["resolvedAt"], now) if not no_headers else r["resolvedAt"] or "-",
+                promotion(
+                    between(r["resolvedAt"], r["servedAt"]),
+                    current=r["current"],
+                    environments=list(status.get("environments") or []),
+                    refused=[x.get("environment", "") for x in status.get("refusedBy") or []],
+                ),
                 *([r["actionServerImage"] or "-"] if wide else []),
             ]
             for r in rows

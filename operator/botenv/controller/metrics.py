@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from botenv.controller.serving import desired_replicas, serves, serving_replicas, tag_model
 from botenv.controller.state import State, tag_of
 from botenv.render import conditions as cond
 
@@ -79,63 +80,6 @@ def _parse_time(value: object) -> datetime.datetime | None:
         return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-
-
-def desired_replicas(env: dict[str, Any]) -> int:
-    """spec.replicas (default 1); under autoscaling, the count the environment has now."""
-    spec = env.get("spec") or {}
-    if spec.get("autoscaling"):
-        return int((env.get("status") or {}).get("replicas") or 0)
-    raw = spec.get("replicas", 1)
-    return raw if isinstance(raw, int) else 1
-
-
-def serving_replicas(env: dict[str, Any], tag: dict[str, Any] | None) -> int:
-    """Replicas that serve the tag's current model. With the pods' answers (servedModels),
-    the ones reporting its name and digest; without (verification off), the ready replicas
-    of the current template once status.model is the tag's model."""
-    model, digest = _tag_model(tag)
-    status = env.get("status") or {}
-    if not model:
-        return 0
-    served = status.get("servedModels")
-    if isinstance(served, list):
-        return sum(
-            int(s.get("replicas") or 0)
-            for s in served
-            if s.get("name") == model and (not digest or s.get("digest", digest) == digest)
-        )
-    current = status.get("model") or {}
-    if current.get("name") != model or (digest and current.get("digest", digest) != digest):
-        return 0
-    # Ready pods of the current template, at least: during a roll the old pods are ready
-    # too, and are not counted.
-    old = int(status.get("replicas") or 0) - int(status.get("updatedReplicas") or 0)
-    count = max(0, int(status.get("readyReplicas") or 0) - max(0, old))
-    if cond.get(status.get("conditions"), cond.READY).get("reason") == "RollingOut":
-        # The counts may predate the roll (the Deployment controller has not seen it yet).
-        count = min(count, max(0, desired_replicas(env) - 1))
-    return count
-
-
-def _tag_model(tag: dict[str, Any] | None) -> tuple[str, str]:
-    status = (tag or {}).get("status") or {}
-    return str(status.get("model") or ""), str(status.get("digest") or "")
-
-
-def serves(env: dict[str, Any], tag: dict[str, Any] | None) -> bool:
-    """The environment serves the tag's model: status.model is it, Ready is True and every
-    desired replica serves it."""
-    model, digest = _tag_model(tag)
-    status = env.get("status") or {}
-    current = status.get("model") or {}
-    if not model or current.get("name") != model:
-        return False
-    if digest and current.get("digest") and current.get("digest") != digest:
-        return False
-    if cond.get(status.get("conditions"), cond.READY).get("status") != "True":
-        return False
-    return serving_replicas(env, tag) >= desired_replicas(env)
 
 
 class Promotions:
@@ -262,7 +206,7 @@ class FleetCollector(Collector):
             tag = state.tag(*key)
             if tag is None:
                 continue
-            model, digest = _tag_model(tag)
+            model, digest = tag_model(tag)
             info.add_metric([key[0], key[1], model, digest], {})
             conditions = (tag.get("status") or {}).get("conditions")
             tag_ready.add_metric([key[0], key[1]], _true(cond.get(conditions, cond.READY)))

@@ -1,7 +1,9 @@
 """One reconcile of a ModelTag, in the same steps as every kind:
 
-gather   the tag and the environments using it (indexes); its model, stat-ed in storage
-plan     pure: the tag's next status (its resolution, history and users)
+gather   the tag and the environments using it (indexes), whether each serves the tag's
+         model (controller/serving.py); its model, stat-ed in storage
+plan     pure: the tag's next status (its resolution, history and users, and servedAt once
+         every user serves the resolution)
 apply    nothing: a tag owns no children
 report   the status patch, and Events for a move or a new problem"""
 
@@ -15,6 +17,7 @@ from botenv.api import SpecError, parse_tag
 from botenv.api.versions import is_version
 from botenv.controller import reporting
 from botenv.controller.resolve import Unresolved
+from botenv.controller.serving import serves
 from botenv.controller.state import State, tag_of
 from botenv.render import compat
 from botenv.render import conditions as cond
@@ -23,8 +26,17 @@ from botenv.storage import ObjectInfo
 from botenv.storage.modelmeta import ModelMetadata
 
 # What one resolution of a tag is made of; a history entry keeps the same fields.
-RESOLVED = ("model", "digest", "size", "resolvedAt", "actionServerImage", "rasaVersion", "history")
-HISTORY_FIELDS = ("model", "digest", "size", "resolvedAt", "actionServerImage", "rasaVersion")
+# servedAt: when every environment on the tag first served it (its promotion time).
+HISTORY_FIELDS = (
+    "model",
+    "digest",
+    "size",
+    "resolvedAt",
+    "actionServerImage",
+    "rasaVersion",
+    "servedAt",
+)
+RESOLVED = (*HISTORY_FIELDS, "history")
 # Status fields a new status may drop (a merge patch keeps what it does not name).
 REMOVABLE = (*RESOLVED, "refusedBy")
 
@@ -70,6 +82,8 @@ class Seen:
     servers: dict[str, compat.Server] = dataclasses.field(default_factory=dict)
     # The environments that went back from a model of this tag (their status.refusedModel).
     rolled_back: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # Whether each environment serves the resolution in the tag's status as gathered.
+    serving: dict[str, bool] = dataclasses.field(default_factory=dict)
 
 
 def gather(state: State, namespace: str, name: str) -> Seen | None:
@@ -90,6 +104,7 @@ def gather(state: State, namespace: str, name: str) -> Seen | None:
             for b in bodies
             if (refused := (b.get("status") or {}).get("refusedModel"))
         },
+        serving={b["metadata"]["name"]: serves(b, body) for b in bodies},
     )
     try:
         spec = parse_tag(body)
@@ -123,16 +138,19 @@ def tag_status(
     metadata: ModelMetadata | str | None = None,
     servers: dict[str, compat.Server] | None = None,
     rolled_back: dict[str, dict[str, Any]] | None = None,
+    serving: dict[str, bool] | None = None,
 ) -> dict[str, Any]:
     """Pure: the tag's next status. `resolved` is what storage says about `model`, or None
     when it could not be resolved: the last good resolution then stays in force. The action
     server image moves with the model, never before it resolves. `metadata` is the resolved
     model's (or why it is unknown); `servers` what each environment on the tag runs, so
-    the status lists those that cannot load the model in force."""
+    the status lists those that cannot load the model in force. `serving` says which
+    environments serve the resolution in `previous`: once all do, servedAt records when."""
     status = {k: v for k, v in previous.items() if k in RESOLVED}
     rasa_version = metadata.rasa_version if isinstance(metadata, ModelMetadata) else ""
     current = (previous.get("model"), previous.get("digest"), previous.get("actionServerImage", ""))
-    if resolved is not None and (model, resolved.digest, action_server_image) != current:
+    moved = resolved is not None and (model, resolved.digest, action_server_image) != current
+    if resolved is not None and moved:
         history = list(previous.get("history") or [])
         if previous.get("model"):
             history = [{k: previous[k] for k in HISTORY_FIELDS if previous.get(k)}, *history]
@@ -165,6 +183,8 @@ def tag_status(
     ]
     if refused:
         status["refusedBy"] = refused
+    if not moved and _first_served(status, environments, serving or {}):
+        status["servedAt"] = timestamp
     status["observedGeneration"] = generation
     if problem is not None:
         kept = (
@@ -189,6 +209,21 @@ def tag_status(
 
 
 _NONE = compat.Server("", "")
+
+
+def _first_served(
+    status: dict[str, Any], environments: list[str], serving: dict[str, bool]
+) -> bool:
+    """Every environment on the tag now serves its resolution in force, for the first time.
+    Set once: a resync never moves it, and a new resolution starts without it. A model an
+    environment refuses (or went back from) is never served by all."""
+    return (
+        bool(status.get("model"))
+        and "servedAt" not in status
+        and bool(environments)
+        and not status.get("refusedBy")
+        and all(serving.get(env, False) for env in environments)
+    )
 
 
 def _version_note(status: dict[str, Any], metadata: ModelMetadata | str | None) -> str:
@@ -229,6 +264,7 @@ def plan(seen: Seen, history_limit: int, timestamp: str) -> dict[str, Any]:
         metadata=seen.metadata,
         servers=seen.servers,
         rolled_back=seen.rolled_back,
+        serving=seen.serving,
     )
 
 
