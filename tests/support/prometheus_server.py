@@ -138,7 +138,11 @@ class PrometheusServer:
     def firing(self) -> set[tuple[str, str, str]]:
         """(alertname, namespace, name) of the firing alerts."""
         return {
-            (a["labels"]["alertname"], a["labels"].get("namespace", ""), a["labels"].get("name", ""))
+            (
+                a["labels"]["alertname"],
+                a["labels"].get("namespace", ""),
+                a["labels"].get("name", ""),
+            )
             for a in self.alerts()
             if a["state"] == "firing"
         }
