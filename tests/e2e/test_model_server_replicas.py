@@ -11,7 +11,8 @@ being deleted and its replacement all decide where pulls go, as they would there
 The scenario: an environment of two Rasa 3.6.21 pods (rollout Restart) serves model A. The
 tag moves to B; as the roll's first new pod appears, one model server replica is evicted
 (as a node drain, an eviction or a rollout takes it) and its replacement cannot start (the
-node cannot run its image) until every Rasa pod is Ready on B. The environment's
+node cannot run its image) until every Rasa pod is Ready on B; the chart's disruption
+budget refuses to evict another one meanwhile. The environment's
 pullIntervalSeconds is an hour, so a Rasa start whose first pull fails stays without a model
 for the rest of the test: the claim is about the replicas, not about Rasa pulling again
 later. With one replica (the chart's default before) the new pods' pulls are refused and
@@ -205,22 +206,25 @@ def served_model_pulls(text: str) -> float:
     return sample(text, r'botenv_modelserver_requests_total\{code="200",route="model"\}')
 
 
-def evict(kubectl: Kubectl, pod: dict) -> None:
-    """What a node drain does to a pod: the Eviction API, which honours the budget."""
+def evict(kubectl: Kubectl, pod: dict, *, check: bool = True) -> str:
+    """What a node drain does to a pod: the Eviction API, which honours the budget. Returns
+    what kubectl said when it failed (check=False)."""
     name = pod["metadata"]["name"]
     eviction = {
         "apiVersion": "policy/v1",
         "kind": "Eviction",
         "metadata": {"name": name, "namespace": SYSTEM},
     }
-    kubectl.run(
+    proc = kubectl.run(
         "create",
         "--raw",
         f"/api/v1/namespaces/{SYSTEM}/pods/{name}/eviction",
         "-f",
         "-",
         stdin=json.dumps(eviction),
+        check=check,
     )
+    return "" if proc.returncode == 0 else proc.stderr
 
 
 def pull(pod: dict, path: str, token: str) -> int:
@@ -307,6 +311,9 @@ def test_a_replica_evicted_during_a_roll_fails_no_rasa_start(
     kubelet.images.pop(IMAGE)
     try:
         evict(kubectl, victim)
+        # The disruption budget keeps a drain from taking the next one meanwhile.
+        for survivor in survivors:
+            assert "disruption budget" in evict(kubectl, survivor, check=False)
         b_digest = hashlib.md5(models["b"].read_bytes()).hexdigest()
         eventually(
             lambda: (
