@@ -10,6 +10,7 @@ while a download goes on in the background; Rasa keeps its current model meanwhi
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 import time
@@ -51,12 +52,10 @@ class Metrics:
 
     def __init__(self, cache: DiskCache) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "botenv_modelserver_requests",
-            "HTTP requests answered",
-            ["code", "route"],
-            registry=self.registry,
-        )
+        # Requests answered per (code, route): plain integers on the event loop, read at
+        # scrape time; a prometheus Counter would take a lock on every revalidation.
+        self.requests: collections.Counter[tuple[int, str]] = collections.Counter()
+        self.registry.register(_RequestsCollector(self.requests))
         self.bytes_served = Counter(
             "botenv_modelserver_served_bytes", "Model bytes sent to clients", registry=self.registry
         )
@@ -77,15 +76,21 @@ class Metrics:
         cache.add_fill_observer(
             lambda seconds, ok: self.fetch_seconds.labels("ok" if ok else "error").observe(seconds)
         )
-        self._requests_by: dict[tuple[int, str], Counter] = {}
 
-    def count(self, status: int, route: str) -> None:
-        """One request answered: the labelled child made once per code and route (labels()
-        would look it up under a lock on every request)."""
-        child = self._requests_by.get((status, route))
-        if child is None:
-            child = self._requests_by[(status, route)] = self.requests.labels(str(status), route)
-        child.inc()
+
+class _RequestsCollector(Collector):
+    """botenv_modelserver_requests_total{code, route}, from Metrics.requests."""
+
+    def __init__(self, counts: collections.Counter[tuple[int, str]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "botenv_modelserver_requests", "HTTP requests answered", labels=["code", "route"]
+        )
+        for (code, route), value in sorted(self._counts.items()):
+            family.add_metric([str(code), route], value)
+        yield family
 
 
 class _CacheCollector(Collector):
@@ -361,7 +366,7 @@ def _observer(metrics: Metrics) -> Callable[[str, Observed], Observed]:
                 status = CLIENT_CLOSED
                 raise
             finally:
-                metrics.count(status, route)
+                metrics.requests[(status, route)] += 1
                 # A 304 is Rasa's revalidation, every pull interval from every pod: the
                 # metrics count them; the log shows them at DEBUG (--verbose), every other
                 # answer at INFO.
