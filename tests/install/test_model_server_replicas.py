@@ -199,3 +199,25 @@ def test_the_values_schema_knows_the_settings(helm, setting, field, why):
     proc = helm(*template_args("botenv", "x", None, "--set", setting), check=False)
     assert proc.returncode != 0
     assert f"- {field}: " in proc.stderr and why in proc.stderr, proc.stderr
+
+
+@pytest.mark.cluster
+@pytest.mark.compat
+def test_helm_picks_the_budget_version_the_server_serves(helm, control_plane, kubectl):
+    """helm install (here --dry-run=server) renders policy/v1 from 1.21 on, v1beta1 on 1.20."""
+    kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "install-pdb"}})
+    proc = helm(
+        "install",
+        "pdb",
+        str(REPO_ROOT / "helm" / "botenv"),
+        "--namespace",
+        "install-pdb",
+        "--dry-run=server",
+        "--kubeconfig",
+        str(control_plane.kubeconfig),
+    )
+    manifest = proc.stdout.split("MANIFEST:", 1)[1].split("NOTES:", 1)[0]
+    (budget,) = budgets([d for d in yaml.safe_load_all(manifest) if d])
+    assert budget["apiVersion"] == (
+        "policy/v1" if control_plane.version >= (1, 21) else "policy/v1beta1"
+    )
