@@ -42,6 +42,33 @@ class Process:
                 self.proc.wait()
 
 
+def start_operator(control_plane: ControlPlane, workdir: Path) -> Process:
+    """botenv's operator as its own process, as the chart's operator ServiceAccount."""
+    return Process(
+        [sys.executable, "-m", "botenv", "operator"],
+        {
+            "KUBECONFIG": str(control_plane.kubeconfig_for(OPERATOR_TOKEN)),
+            # Secrets are not watched: a short resync notices a rotation (and an outage) soon.
+            "BOTENV_RESYNC_SECONDS": "5",
+            "BOTENV_RESOLVE_SECONDS": "2",
+            # The defaults, said out loud: these tests are about them.
+            "BOTENV_VERIFY_MODELS": "true",
+            "BOTENV_CHECK_DEPENDENCIES": "true",
+            "BOTENV_IMAGE": BOTENV_IMAGE,
+            **EMULATORS_ALLOWED,
+        },
+        workdir / "operator.log",
+    )
+
+
+def wait_started(operator: Process) -> None:
+    eventually(
+        lambda: b"botenv operator started" in operator.log.read_bytes(),
+        timeout=60,
+        message="the operator did not start",
+    )
+
+
 @pytest.fixture(scope="module")
 def botenv(
     control_plane: ControlPlane,
@@ -64,28 +91,10 @@ def botenv(
     )
     # The pods reach it through its Service name, as in a cluster (the kubelet's proxy).
     kubelet.service_hosts[MODEL_SERVER_SERVICE] = f"127.0.0.1:{port}"
-    operator = Process(
-        [sys.executable, "-m", "botenv", "operator"],
-        {
-            "KUBECONFIG": str(control_plane.kubeconfig_for(OPERATOR_TOKEN)),
-            # Secrets are not watched: a short resync notices a rotation (and an outage) soon.
-            "BOTENV_RESYNC_SECONDS": "5",
-            "BOTENV_RESOLVE_SECONDS": "2",
-            # The defaults, said out loud: these tests are about them.
-            "BOTENV_VERIFY_MODELS": "true",
-            "BOTENV_CHECK_DEPENDENCIES": "true",
-            "BOTENV_IMAGE": BOTENV_IMAGE,
-            **EMULATORS_ALLOWED,
-        },
-        workdir / "operator.log",
-    )
+    operator = start_operator(control_plane, workdir)
     processes = {"model server": model_server, "operator": operator}
     try:
-        eventually(
-            lambda: b"botenv operator started" in operator.log.read_bytes(),
-            timeout=60,
-            message="the operator did not start",
-        )
+        wait_started(operator)
         yield processes
     finally:
         for process in processes.values():

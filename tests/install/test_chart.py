@@ -349,6 +349,8 @@ def test_model_server_deployment_contract(render):
         "15",
         "--max-connections",
         "512",
+        "--shutdown-delay",
+        "5",
     ]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}

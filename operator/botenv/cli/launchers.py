@@ -116,6 +116,7 @@ def _model_server(args: argparse.Namespace) -> int:
                 header_timeout=args.header_timeout,
                 keepalive_timeout=args.keepalive_timeout,
                 max_connections=args.max_connections,
+                shutdown_delay=args.shutdown_delay,
             ),
         )
 
@@ -139,6 +140,16 @@ def _seconds(value: str) -> float:
         seconds = 0.0
     if not 0 < seconds < float("inf"):
         raise argparse.ArgumentTypeError(f"not a positive number of seconds: {value!r}")
+    return seconds
+
+
+def _delay(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 3600:
+        raise argparse.ArgumentTypeError(f"not a number of seconds from 0 to 3600: {value!r}")
     return seconds
 
 
@@ -247,6 +258,14 @@ def add_launcher_commands(sub: argparse._SubParsersAction) -> None:
         default=_env_default("MODEL_SERVER_MAX_CONNECTIONS", "512"),
         help="connections beyond this many are closed at once (default 512, or "
         "BOTENV_MODEL_SERVER_MAX_CONNECTIONS)",
+    )
+    ms.add_argument(
+        "--shutdown-delay",
+        type=_delay,
+        default=_env_default("MODEL_SERVER_SHUTDOWN_DELAY", "0"),
+        help="seconds between SIGTERM and closing the listener, failing /readyz and still "
+        "answering, so that a replica leaves its Service before it stops accepting "
+        "(default 0, or BOTENV_MODEL_SERVER_SHUTDOWN_DELAY)",
     )
     ms.add_argument("-v", "--verbose", action="store_true")
     ms.set_defaults(func=_model_server)

@@ -10,14 +10,15 @@ while a download goes on in the background; Rasa keeps its current model meanwhi
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import PurePosixPath
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
-from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -51,12 +52,10 @@ class Metrics:
 
     def __init__(self, cache: DiskCache) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "botenv_modelserver_requests",
-            "HTTP requests answered",
-            ["code", "route"],
-            registry=self.registry,
-        )
+        # Requests answered per (code, route): plain integers on the event loop, read at
+        # scrape time; a prometheus Counter would take a lock on every revalidation.
+        self.requests: collections.Counter[tuple[int, str]] = collections.Counter()
+        self.registry.register(_RequestsCollector(self.requests))
         self.bytes_served = Counter(
             "botenv_modelserver_served_bytes", "Model bytes sent to clients", registry=self.registry
         )
@@ -77,6 +76,21 @@ class Metrics:
         cache.add_fill_observer(
             lambda seconds, ok: self.fetch_seconds.labels("ok" if ok else "error").observe(seconds)
         )
+
+
+class _RequestsCollector(Collector):
+    """botenv_modelserver_requests_total{code, route}, from Metrics.requests."""
+
+    def __init__(self, counts: collections.Counter[tuple[int, str]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(
+            "botenv_modelserver_requests", "HTTP requests answered", labels=["code", "route"]
+        )
+        for (code, route), value in sorted(self._counts.items()):
+            family.add_metric([str(code), route], value)
+        yield family
 
 
 class _CacheCollector(Collector):
@@ -114,6 +128,16 @@ class _CacheCollector(Collector):
 
 
 METRICS_KEY = web.AppKey("botenv_modelserver_metrics", Metrics)
+
+
+class Lifecycle:
+    """Whether the server is stopping (set by server.serve): /readyz then fails, so that
+    the replica leaves its Service, while requests that still come are answered."""
+
+    draining = False
+
+
+LIFECYCLE_KEY = web.AppKey("botenv_modelserver_lifecycle", Lifecycle)
 
 
 class _ModelFileResponse(web.FileResponse):
@@ -159,6 +183,16 @@ def etag_matches(header_values: Iterable[str], digest: str) -> bool:
     return any(value in ("*", digest) for value in _etag_values(header_values))
 
 
+@functools.lru_cache(maxsize=1024)
+def _answer_headers(model: str, digest: str) -> tuple[str, str]:
+    """ETag and `filename` of a model: the same for every request, so made once.
+
+    Rasa uses `filename` as a path inside its temp dir: the bare file name of a model
+    stored under folders (spec.model may be "2024/05/model.tar.gz"), with the digest in
+    it, so that what Rasa reports as its model names the content it loaded."""
+    return f'"{digest}"', served_file_name(PurePosixPath(model).name, digest)
+
+
 def _text(status: int, text: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.Response(status=status, text=text + "\n", headers=headers)
 
@@ -186,8 +220,10 @@ class _Handlers:
         metrics: Metrics,
         answer_within: float,
         retry_after: int,
+        lifecycle: Lifecycle,
     ) -> None:
         self.catalog = catalog
+        self.lifecycle = lifecycle
         self.cache = cache
         self.metrics = metrics
         self.answer_within = answer_within
@@ -199,14 +235,18 @@ class _Handlers:
         )
 
     async def model(self, request: web.Request) -> web.StreamResponse:
-        namespace = request.match_info["namespace"]
-        tag = request.match_info["tag"]
+        # Rasa revalidates every pullIntervalSeconds from every pod, so most requests end
+        # in the 304 below: nothing on their way reads the disk, calls the API or parses
+        # JSON; the catalog answers from its watched indexes and remembered resolutions.
+        match = request.match_info
+        namespace, tag = match["namespace"], match["tag"]
         if not self.catalog.ready():
             return self._unavailable("the model catalog is still loading")
 
         # Authentication first: an unauthenticated caller must not learn whether a tag exists.
         token = _bearer(request)
-        if token is None or not self.catalog.authorize(namespace, tag, token):
+        grant = None if token is None else self.catalog.grant(namespace, tag, token)
+        if grant is None:
             challenge = 'Bearer realm="botenv"'
             if token is not None:
                 challenge += ', error="invalid_token"'
@@ -220,7 +260,7 @@ class _Handlers:
             )
 
         # A pod's own pin (rollout Restart) first, else its environment's (a refused model).
-        pinned = request.query.get("digest", "") or self.catalog.pin(namespace, tag, token)
+        pinned = (request.query.get("digest", "") if request.query_string else "") or grant
         resolution = self.catalog.resolve(namespace, tag, pinned)
         if resolution is None and pinned and self.catalog.resolve(namespace, tag):
             return _text(
@@ -231,14 +271,13 @@ class _Handlers:
         if resolution is None:
             return _text(404, f"tag {namespace}/{tag} is unknown or not resolved yet")
 
-        # Rasa uses `filename` as a path inside its temp dir: the bare file name of a model
-        # stored under folders (spec.model may be "2024/05/model.tar.gz"), with the digest
-        # in it, so that what Rasa reports as its model names the content it loaded.
-        headers = {
-            "ETag": f'"{resolution.digest}"',
-            "filename": served_file_name(PurePosixPath(resolution.model).name, resolution.digest),
-        }
-        if etag_matches(request.headers.getall("If-None-Match", ()), resolution.digest):
+        etag, filename = _answer_headers(resolution.model, resolution.digest)
+        headers = {"ETag": etag, "filename": filename}
+        # Rasa sends back exactly the ETag it got: compared as is before any parsing.
+        seen = request.headers.get("If-None-Match")
+        if seen is not None and (
+            seen == etag or etag_matches(request.headers.getall("If-None-Match"), resolution.digest)
+        ):
             return web.Response(status=304, headers=headers)
         headers["Content-Type"] = CONTENT_TYPE
         if request.method == "HEAD":
@@ -289,6 +328,9 @@ class _Handlers:
         return _text(200, "ok")
 
     async def readyz(self, request: web.Request) -> web.Response:
+        # Ready while it can serve: not before the catalog is loaded, not once it stops.
+        if self.lifecycle.draining:
+            return _text(503, "the model server is shutting down")
         if self.catalog.ready():
             return _text(200, "ready")
         return _text(503, "the model catalog is still loading")
@@ -300,37 +342,62 @@ class _Handlers:
         )
 
 
-def _observe(metrics: Metrics) -> Middleware:
-    @web.middleware
-    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-        started = time.monotonic()
-        status = 500
-        size: int | None = None
-        try:
-            response = await handler(request)
-            status, size = response.status, response.content_length
-            return response
-        except web.HTTPException as error:  # aiohttp's own 404/405 for unknown routes
-            status = error.status
-            raise
-        except (ConnectionError, asyncio.CancelledError):
-            status = CLIENT_CLOSED
-            raise
-        finally:
-            # Probes and scrapes are counted apart from model pulls.
-            route = "model" if request.path.startswith("/models/") else "other"
-            metrics.requests.labels(str(status), route).inc()
-            access_log.info(
-                '%s "%s %s" %s %s %.3fs',
-                request.remote,
-                request.method,
-                request.path,
-                status,
-                "-" if size is None else size,
-                time.monotonic() - started,
-            )
+Observed = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _observer(metrics: Metrics) -> Callable[[str, Observed], Observed]:
+    """Wraps a route's handler: counts its answers per code and logs them (no request
+    header, no query string). Not a middleware: any middleware makes aiohttp run its own
+    per-request wrapper too, which cost a revalidation more than all of botenv's work."""
+
+    def observe(route: str, handler: Observed) -> Observed:
+        async def observed(request: web.Request) -> web.StreamResponse:
+            started = time.monotonic()
+            status = 500
+            size: int | None = None
+            try:
+                response = await handler(request)
+                status, size = response.status, response.content_length
+                return response
+            except web.HTTPException as error:  # 404/405 of unknown routes (`unmatched`)
+                status = error.status
+                raise
+            except (ConnectionError, asyncio.CancelledError):
+                status = CLIENT_CLOSED
+                raise
+            finally:
+                metrics.requests[(status, route)] += 1
+                # A 304 is Rasa's revalidation, every pull interval from every pod: the
+                # metrics count them; the log shows them at DEBUG (--verbose), every other
+                # answer at INFO.
+                level = logging.DEBUG if status == 304 else logging.INFO
+                if access_log.isEnabledFor(level):
+                    access_log.log(
+                        level,
+                        '%s "%s %s" %s %s %.3fs',
+                        request.remote,
+                        request.method,
+                        request.path,
+                        status,
+                        "-" if size is None else size,
+                        time.monotonic() - started,
+                    )
+
+        return observed
 
     return observe
+
+
+async def _unmatched(request: web.Request) -> web.StreamResponse:
+    """What aiohttp answers a path or method no route takes (404, 405 with Allow), from a
+    catch-all route so that the answer is observed like any other."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is not request.match_info.route.resource:
+            allowed |= (await resource.resolve(request))[1]
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
 
 
 def make_app(
@@ -338,11 +405,16 @@ def make_app(
 ) -> web.Application:
     """The model server app. The caller owns `cache` (and closes it)."""
     metrics = Metrics(cache)
-    handlers = _Handlers(catalog, cache, metrics, answer_within, retry_after)
-    app = web.Application(middlewares=[_observe(metrics)])
+    lifecycle = Lifecycle()
+    handlers = _Handlers(catalog, cache, metrics, answer_within, retry_after, lifecycle)
+    observe = _observer(metrics)
+    app = web.Application()
     app[METRICS_KEY] = metrics
-    app.router.add_get(MODEL_ROUTE, handlers.model)  # also answers HEAD
-    app.router.add_get("/healthz", handlers.healthz)
-    app.router.add_get("/readyz", handlers.readyz)
-    app.router.add_get("/metrics", handlers.metrics_page)
+    app[LIFECYCLE_KEY] = lifecycle
+    # Pulls are counted apart from probes and scrapes. add_get also answers HEAD.
+    app.router.add_get(MODEL_ROUTE, observe("model", handlers.model))
+    app.router.add_get("/healthz", observe("other", handlers.healthz))
+    app.router.add_get("/readyz", observe("other", handlers.readyz))
+    app.router.add_get("/metrics", observe("other", handlers.metrics_page))
+    app.router.add_route("*", "/{path:.*}", observe("other", _unmatched))  # the last one
     return app

@@ -42,6 +42,10 @@ class Catalog(Protocol):
         """The digest this (authorized) token is held on instead of the tag's current model,
         "" for none: its environment's Rasa refused the current model."""
 
+    def grant(self, namespace: str, tag: str, token: str) -> str | None:
+        """`authorize` and `pin` in one look-up (the token hashed once, every request):
+        None when `token` may not pull namespace/tag, else its pin ("" for none)."""
+
     def ready(self) -> bool:
         """Whether the catalog has loaded what it knows (False: answers may be incomplete)."""
 
@@ -92,6 +96,15 @@ class StaticCatalog:
     def pin(self, namespace: str, tag: str, token: str) -> str:
         with self._lock:
             return self._pins.get(_token_key(token), "")
+
+    def grant(self, namespace: str, tag: str, token: str) -> str | None:
+        if not token:
+            return None
+        key = _token_key(token)
+        with self._lock:
+            if self._tokens.get(key) != (namespace, tag):
+                return None
+            return self._pins.get(key, "")
 
     def revoke_token(self, token: str) -> None:
         with self._lock:

@@ -62,6 +62,8 @@ class _StorageWithSecret:
 
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+# Resolutions remembered (per tag and pinned digest); far above what a cluster asks for.
+_MAX_RESOLVED = 4096
 
 
 class KubeCatalog:
@@ -72,6 +74,8 @@ class KubeCatalog:
         self._tags: kopf.Index | None = None
         self._tokens: kopf.Index | None = None
         self._ready = asyncio.Event()
+        # (namespace, tag, digest) -> (the index entry it was resolved from, the answer)
+        self._resolved: dict[tuple[str, str, str], tuple[object, Resolution | None]] = {}
         self._register()
 
     def _register(self) -> None:
@@ -142,6 +146,22 @@ class KubeCatalog:
         if self._tags is None or (namespace, tag) not in self._tags:
             return None
         body = next(iter(self._tags[(namespace, tag)]), None)
+        # Every revalidation asks this: the answer is kept while the index holds the same
+        # entry (kopf replaces an object's entry on each of its events), so a request
+        # parses no spec and builds no storage client.
+        key = (namespace, tag, digest)
+        memo = self._resolved.get(key)
+        if memo is not None and memo[0] is body:
+            return memo[1]
+        resolution = self._resolve(namespace, tag, digest, body)
+        if len(self._resolved) >= _MAX_RESOLVED:
+            self._resolved.clear()  # stale entries of moved or deleted tags go with it
+        self._resolved[key] = (body, resolution)
+        return resolution
+
+    def _resolve(
+        self, namespace: str, tag: str, digest: str, body: dict | None
+    ) -> Resolution | None:
         status = (body or {}).get("status") or {}
         if not status.get("model") or not status.get("digest"):
             return None  # not resolved by the operator (yet): nothing to serve
@@ -158,7 +178,7 @@ class KubeCatalog:
             if entry is None:
                 return None
         try:
-            spec = parse_tag({"spec": body["spec"]})
+            spec = parse_tag({"spec": (body or {}).get("spec") or {}})
         except SpecError:
             return None
         found = entry["digest"]
@@ -174,20 +194,25 @@ class KubeCatalog:
             storage=_StorageWithSecret(self.kube, namespace, spec.storage, self.policy),
         )
 
-    def authorize(self, namespace: str, tag: str, token: str) -> bool:
+    def grant(self, namespace: str, tag: str, token: str) -> str | None:
         if len(token.encode()) < MIN_TOKEN_BYTES or self._tokens is None:
-            return False
+            return None
         digest = sha256(token)
         if digest not in self._tokens:
-            return False
+            return None
         # Exactly this namespace and tag: no shortened form of either.
-        return any(
-            hmac.compare_digest(f"{ns}\0{name}", f"{namespace}\0{tag}")
-            for ns, name, _ in self._tokens[digest]
-        )
+        wanted = f"{namespace}\0{tag}"
+        pins = [
+            p
+            for ns, name, p in self._tokens[digest]
+            if hmac.compare_digest(f"{ns}\0{name}", wanted)
+        ]
+        if not pins:
+            return None
+        return next((p for p in pins if p), "")
+
+    def authorize(self, namespace: str, tag: str, token: str) -> bool:
+        return self.grant(namespace, tag, token) is not None
 
     def pin(self, namespace: str, tag: str, token: str) -> str:
-        if self._tokens is None:
-            return ""
-        entries = self._tokens.get(sha256(token)) or ()
-        return next((p for ns, name, p in entries if (ns, name) == (namespace, tag) and p), "")
+        return self.grant(namespace, tag, token) or ""

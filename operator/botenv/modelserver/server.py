@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from botenv.modelserver.app import make_app
+from botenv.modelserver.app import LIFECYCLE_KEY, make_app
 from botenv.modelserver.cache import DiskCache
 from botenv.modelserver.catalog import Catalog
 from botenv.modelserver.connections import ConnectionLimits, GuardedRunner
@@ -32,6 +32,7 @@ async def serve(
     header_timeout: float = 10.0,
     keepalive_timeout: float = 15.0,
     max_connections: int = 512,
+    shutdown_delay: float = 0.0,
     on_started: Callable[[int], None] | None = None,
 ) -> None:
     """Serve until `stop` is set. For callers that run other tasks (a Kubernetes-backed
@@ -39,7 +40,12 @@ async def serve(
 
     A client must send a request's head within `header_timeout` seconds, may idle between
     requests for `keepalive_timeout` seconds, and connections beyond `max_connections` are
-    closed at once (botenv.modelserver.connections)."""
+    closed at once (botenv.modelserver.connections).
+
+    Once `stop` is set, /readyz fails and requests are still answered for `shutdown_delay`
+    seconds: a replica being deleted leaves its Service's endpoints at the same time as it
+    gets SIGTERM, and the nodes' proxies learn it a moment later, so connections keep coming
+    for that moment. Then the listener closes and responses in progress finish."""
     limits = ConnectionLimits(header_timeout, keepalive_timeout, max_connections)
     cache = DiskCache(cache_dir, cache_max_bytes, fill_workers=fill_workers)
     app = make_app(catalog, cache, answer_within=answer_within, retry_after=retry_after)
@@ -65,6 +71,10 @@ async def serve(
         if on_started is not None:
             on_started(bound)
         await stop.wait()
+        app[LIFECYCLE_KEY].draining = True
+        if shutdown_delay > 0:
+            log.info("model server stopping: not ready, still answering for %g s", shutdown_delay)
+            await asyncio.sleep(shutdown_delay)
         log.info("model server stopping")
     finally:
         await runner.cleanup()  # lets responses in progress finish (graceful timeout)
@@ -84,6 +94,7 @@ def run(
     header_timeout: float = 10.0,
     keepalive_timeout: float = 15.0,
     max_connections: int = 512,
+    shutdown_delay: float = 0.0,
     on_started: Callable[[int], None] | None = None,
 ) -> None:
     """Run the model server in a new event loop until SIGTERM or SIGINT."""
@@ -106,6 +117,7 @@ def run(
             header_timeout=header_timeout,
             keepalive_timeout=keepalive_timeout,
             max_connections=max_connections,
+            shutdown_delay=shutdown_delay,
             on_started=on_started,
         )
 
