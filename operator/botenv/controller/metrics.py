@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
@@ -273,9 +273,18 @@ class FleetCollector(Collector):
             "delete, status) and kind of object.",
             labels=["verb", "kind"],
         )
-        for (verb, kind), count in _retrying(lambda: _writes_by_kind(state)):
+        for (verb, kind), count in _retrying(lambda: _by_kind(state.kube.writes)):
             writes.add_metric([verb, kind], count)
-        yield from (ready, degraded, desired, serving, tag_ready, info, writes)
+        reads = CounterMetricFamily(
+            "botenv_api_reads",
+            "Calls to the Kubernetes API that change nothing, by verb (get, list, proxy, "
+            "dry-run) and kind of object (discovery for API discovery); the watches are not "
+            "counted.",
+            labels=["verb", "kind"],
+        )
+        for (verb, kind), count in _retrying(lambda: _by_kind(state.kube.reads)):
+            reads.add_metric([verb, kind], count)
+        yield from (ready, degraded, desired, serving, tag_ready, info, writes, reads)
 
 
 def _true(condition: dict[str, Any]) -> float:
@@ -292,10 +301,11 @@ def _retrying(read: Any) -> list[Any]:
     return []
 
 
-def _writes_by_kind(state: State) -> list[tuple[tuple[str, str], int]]:
-    """Kube.writes keys are "VERB Kind[ as MANAGER]" per object: summed by verb and kind."""
+def _by_kind(counts: Mapping[tuple[str, str, str], int]) -> list[tuple[tuple[str, str], int]]:
+    """Kube.writes and Kube.reads keys are "VERB Kind[ as MANAGER]" per object: summed by
+    verb and kind."""
     totals: dict[tuple[str, str], int] = {}
-    for (what, _, _), count in list(state.kube.writes.items()):
+    for (what, _, _), count in list(counts.items()):
         verb, _, rest = what.partition(" ")
         key = (verb, rest.split(" ", 1)[0])
         totals[key] = totals.get(key, 0) + count
