@@ -6,7 +6,6 @@ finalizers): status is the only field botenv writes on its custom resources."""
 from __future__ import annotations
 
 import asyncio
-import copy
 import datetime
 import logging
 import time
@@ -69,10 +68,25 @@ LAST_EVENT = LAST_RESYNC = 0.0
 
 
 def snapshot(body: kopf.Body) -> dict:
-    """A plain copy for the indexes, without managedFields (large, and never read)."""
-    data = copy.deepcopy(dict(body))
-    data["metadata"] = {k: v for k, v in data.get("metadata", {}).items() if k != "managedFields"}
+    """What the indexes keep of an object: the watch event's own parsed JSON (kopf makes a
+    new one per event and never changes it), without managedFields (large, never read)."""
+    data = dict(body)
+    data["metadata"] = {k: v for k, v in body.get("metadata", {}).items() if k != "managedFields"}
     return data
+
+
+class NoDiffBase(kopf.DiffBaseStorage):
+    """botenv has no change-detecting handlers (only indexes and event handlers): kopf need
+    not copy every object of every event to diff it with nothing."""
+
+    def build(self, *, body: kopf.Body, extra_fields: object = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        pass
 
 
 @kopf.on.login()
@@ -112,6 +126,7 @@ async def startup(
         f"{k}={v}" for k, v in RASA_PODS.items()
     )
     settings.posting.enabled = False  # botenv posts its own, deduplicated Events
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.server_timeout = 300
     load_kubernetes_config()
     STATE = State(
@@ -190,85 +205,85 @@ def _enqueue(key: tuple[str, str, str]) -> None:
 
 
 @kopf.index(GROUP, VERSION, "botenvironments")
-def botenvironments_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def botenvironments_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index(GROUP, VERSION, "modeltags")
-def modeltags_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def modeltags_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index("v1", "configmaps", labels=MANAGED)
-def configmaps_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def configmaps_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index("v1", "services", labels=MANAGED)
-def services_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def services_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index("v1", "secrets", labels=MANAGED)
-def secrets_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def secrets_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     # Only botenv's own Secrets (pull tokens) match the selector; users' are never listed.
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)
-def deployments_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def deployments_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index("batch", "v1", "jobs", labels=MANAGED)
-def jobs_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def jobs_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index("networking.k8s.io", "v1", "ingresses", labels=MANAGED)
-def ingresses_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def ingresses_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index("gateway.networking.k8s.io", "v1", "httproutes", labels=MANAGED)
-def httproutes_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def httproutes_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index(GROUP, VERSION, "modeltrainings")
-def modeltrainings_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def modeltrainings_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
-def hpa_v2_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def hpa_v2_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index("autoscaling", "v2beta2", "horizontalpodautoscalers", labels=MANAGED)
-def hpa_v2beta2_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def hpa_v2beta2_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
-def pdb_v1_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def pdb_v1_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index("policy", "v1beta1", "poddisruptionbudgets", labels=MANAGED)
-def pdb_v1beta1_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def pdb_v1beta1_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.on.event(GROUP, VERSION, "modeltrainings")
-def training_event(namespace: str, name: str, type: str | None, **_: object) -> None:
+async def training_event(namespace: str, name: str, type: str | None, **_: object) -> None:
     if type == "DELETED" and STATE is not None:
         STATE.forget("ModelTraining", namespace, name)
     _enqueue((TRAIN, namespace, name))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
-def job_event(
+async def job_event(
     namespace: str, name: str, labels: kopf.Labels, body: kopf.Body, type: str | None, **_: object
 ) -> None:
     if type == "DELETED" and STATE is not None:
@@ -282,12 +297,12 @@ def job_event(
 # Deployment's status says when a rollout is done; the pods are asked then, and again every
 # few seconds until they all serve the model.
 @kopf.index("v1", "pods", labels=RASA_PODS)
-def pods_idx(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: object) -> dict:
+async def pods_idx(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: object) -> dict:
     return {(namespace, labels.get(ENVIRONMENT_LABEL, "")): verify.pod_view(dict(body))}
 
 
 @kopf.on.event(GROUP, VERSION, "botenvironments")
-def environment_event(
+async def environment_event(
     namespace: str, name: str, body: kopf.Body, type: str | None, **_: object
 ) -> None:
     if type == "DELETED" and STATE is not None:
@@ -315,7 +330,7 @@ def _promotion(namespace: str, tag: str) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "modeltags")
-def tag_event(namespace: str, name: str, type: str | None, **_: object) -> None:
+async def tag_event(namespace: str, name: str, type: str | None, **_: object) -> None:
     if type == "DELETED" and STATE is not None:
         STATE.forget("ModelTag", namespace, name)
         PROMOTIONS.forget(namespace, name)
@@ -335,7 +350,7 @@ def tag_event(namespace: str, name: str, type: str | None, **_: object) -> None:
 @kopf.on.event("autoscaling", "v2beta2", "horizontalpodautoscalers", labels=MANAGED)
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
 @kopf.on.event("policy", "v1beta1", "poddisruptionbudgets", labels=MANAGED)
-def child_event(
+async def child_event(
     namespace: str, name: str, labels: kopf.Labels, body: kopf.Body, type: str | None, **_: object
 ) -> None:
     if type == "DELETED" and STATE is not None:
