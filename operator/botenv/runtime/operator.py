@@ -150,6 +150,7 @@ async def startup(
         trainings=modeltrainings_idx,
     )
     FANOUT = Fanout()  # a restarted operator learns again from the watches' first events
+    STATE.tag_users = FANOUT
     PROMOTIONS = metrics.Promotions()
     metrics.FLEET.state = STATE
     LAST_EVENT = LAST_RESYNC = time.monotonic()
@@ -301,24 +302,38 @@ async def pods_idx(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: ob
     return {(namespace, labels.get(ENVIRONMENT_LABEL, "")): verify.pod_view(dict(body))}
 
 
+def _echo(kind: str, namespace: str, name: str, body: kopf.Body, type: str | None) -> bool:
+    """The event shows botenv's own write (the reconcile that made it has seen it): it
+    starts no reconcile of that object. A deletion forgets botenv's copy."""
+    if STATE is None:
+        return False
+    if type == "DELETED":
+        STATE.forget(kind, namespace, name)
+        return False
+    version = str(body.get("metadata", {}).get("resourceVersion") or "")
+    return STATE.echo(kind, namespace, name, version)
+
+
 @kopf.on.event(GROUP, VERSION, "botenvironments")
 async def environment_event(
     namespace: str, name: str, body: kopf.Body, type: str | None, **_: object
 ) -> None:
-    if type == "DELETED" and STATE is not None:
-        STATE.forget("BotEnvironment", namespace, name)
-    for key in FANOUT.environment(namespace, name, dict(body), deleted=type == "DELETED"):
-        _enqueue(key)
+    echo = _echo("BotEnvironment", namespace, name, body, type)
+    data = dict(body)
+    for key in FANOUT.environment(namespace, name, data, deleted=type == "DELETED"):
+        if not (echo and key == (ENV, namespace, name)):
+            _enqueue(key)
     # A status report may be the one that finishes a promotion of its tag.
-    _promotion(namespace, tag_of(dict(body)))
+    _promotion(namespace, tag_of(data), changed=None if type == "DELETED" else data)
 
 
-def _promotion(namespace: str, tag: str) -> None:
+def _promotion(namespace: str, tag: str, changed: dict | None = None) -> None:
     if STATE is None:
         return
-    users = [key[2] for key in FANOUT.tag(namespace, tag) if key[0] == ENV]
     now = datetime.datetime.now(datetime.UTC)
-    seconds = PROMOTIONS.check(STATE, namespace, tag, users, now)
+    seconds = PROMOTIONS.check(
+        STATE, namespace, tag, lambda: FANOUT.users(namespace, tag), now, changed=changed
+    )
     if seconds is not None:
         log.info(
             "ModelTag %s/%s: every environment serves its model, %.1fs after it was resolved",
@@ -330,12 +345,15 @@ def _promotion(namespace: str, tag: str) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "modeltags")
-async def tag_event(namespace: str, name: str, type: str | None, **_: object) -> None:
-    if type == "DELETED" and STATE is not None:
-        STATE.forget("ModelTag", namespace, name)
+async def tag_event(
+    namespace: str, name: str, body: kopf.Body, type: str | None, **_: object
+) -> None:
+    echo = _echo("ModelTag", namespace, name, body, type)
+    if type == "DELETED":
         PROMOTIONS.forget(namespace, name)
-    for key in FANOUT.tag(namespace, name):
-        _enqueue(key)
+    for key in FANOUT.tag(namespace, name, dict(body), deleted=type == "DELETED"):
+        if not (echo and key == (TAG, namespace, name)):
+            _enqueue(key)
     if type != "DELETED":
         _promotion(namespace, name)  # a new resolution starts a promotion
 
@@ -353,8 +371,8 @@ async def tag_event(namespace: str, name: str, type: str | None, **_: object) ->
 async def child_event(
     namespace: str, name: str, labels: kopf.Labels, body: kopf.Body, type: str | None, **_: object
 ) -> None:
-    if type == "DELETED" and STATE is not None:
-        STATE.forget(body.get("kind", ""), namespace, name)
+    if _echo(body.get("kind", ""), namespace, name, body, type):
+        return
     environment = labels.get(ENVIRONMENT_LABEL)
     if environment:
         _enqueue((ENV, namespace, environment))
