@@ -263,9 +263,11 @@ def profile(directory: str, pid: int, phase: str) -> subprocess.Popen | None:
     return spy
 
 
-def profile_server(directory: str, cp: ControlPlane, seconds: int) -> threading.Thread | None:
+def profile_server(
+    directory: str, cp: ControlPlane, seconds: int, phase: str
+) -> threading.Thread | None:
     """The API server's own CPU profile (Go pprof) over the next `seconds`, into DIR:
-    read it with `go tool pprof -top DIR/kube-apiserver.pprof`."""
+    read it with `go tool pprof -top DIR/kube-apiserver-PHASE.pprof`."""
     if not directory:
         return None
 
@@ -277,7 +279,7 @@ def profile_server(directory: str, cp: ControlPlane, seconds: int) -> threading.
         insecure = ssl.create_default_context()
         insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
         with urllib.request.urlopen(request, timeout=seconds + 30, context=insecure) as r:
-            (Path(directory) / "kube-apiserver.pprof").write_bytes(r.read())
+            (Path(directory) / f"kube-apiserver-{phase}.pprof").write_bytes(r.read())
 
     thread = threading.Thread(target=fetch, daemon=True)
     thread.start()
@@ -348,11 +350,14 @@ def main() -> int:
             {},
             Path(tmp) / "baseline.log",
         )
+        server_spy = profile_server(args.profile, cp, 5, "baseline")
         with CPU({"operator": proc.pid, **server}) as cpu:
             base["cold"] = wait(
                 "baseline Deployments", lambda: count(kc, "deployments", "bench-baseline") >= n
             )
         base["cpu"] = cpu.used
+        if server_spy is not None:
+            server_spy.join()
         base["peak"] = status_mb(proc.pid, "VmHWM")
         if args.unrelated:
             time.sleep(3)
@@ -390,7 +395,7 @@ def main() -> int:
         apply(kc, docs)
         proc, metrics = botenv(kc, "bench-botenv", models, 3600, tmp, "botenv.log")
         spy = profile(args.profile, proc.pid, "cold-start")
-        server_spy = profile_server(args.profile, cp, 20)
+        server_spy = profile_server(args.profile, cp, 15, "botenv")
         with CPU({"operator": proc.pid, **server}) as cpu:
             mine["cold"] = wait(
                 "botenv Deployments", lambda: count(kc, "deployments", "bench-botenv") >= n
