@@ -270,6 +270,7 @@ def profile_server(
     read it with `go tool pprof -top DIR/kube-apiserver-PHASE.pprof`."""
     if not directory:
         return None
+    Path(directory).mkdir(parents=True, exist_ok=True)
 
     def fetch() -> None:
         request = urllib.request.Request(
