@@ -85,12 +85,39 @@ def unrelated(namespace: str, count: int) -> list[dict]:
     ]
 
 
-def count(kubeconfig: Path, kind: str, namespace: str) -> int:
-    return len(kubectl(kubeconfig, "get", kind, "-n", namespace, "-o", "name").split())
+class Api:
+    """Plain GETs on the API server with the admin token: polling through kubectl would
+    start a process and list whole objects four times a second, a load on the two cores
+    that grows with the objects botenv writes."""
+
+    def __init__(self, cp: ControlPlane) -> None:
+        self.server, self.token = cp.server, cp.admin_token
+        self.context = ssl.create_default_context()
+        self.context.check_hostname, self.context.verify_mode = False, ssl.CERT_NONE
+
+    def get(self, path: str) -> dict:
+        request = urllib.request.Request(
+            f"{self.server}{path}",
+            headers={"Authorization": f"Bearer {self.token}", "Accept": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60, context=self.context) as answer:
+            return json.loads(answer.read())
+
+    def count(self, path: str) -> int:
+        """How many objects a list holds, from a list of one (remainingItemCount)."""
+        page = self.get(f"{path}?limit=1")
+        return len(page["items"]) + int(page["metadata"].get("remainingItemCount") or 0)
+
+    def deployments(self, namespace: str, query: str = "") -> list[dict]:
+        return self.get(f"/apis/apps/v1/namespaces/{namespace}/deployments{query}")["items"]
 
 
-def converged_environments(kubeconfig: Path, namespace: str) -> int:
-    items = json.loads(kubectl(kubeconfig, "get", "benv", "-n", namespace, "-o", "json"))["items"]
+def deployments(api: Api, namespace: str) -> int:
+    return api.count(f"/apis/apps/v1/namespaces/{namespace}/deployments")
+
+
+def converged_environments(api: Api, namespace: str) -> int:
+    items = api.get(f"/apis/botenv.dev/v1alpha1/namespaces/{namespace}/botenvironments")["items"]
     return sum(
         1
         for b in items
@@ -98,14 +125,13 @@ def converged_environments(kubeconfig: Path, namespace: str) -> int:
     )
 
 
-def rolled_out(kubeconfig: Path, namespace: str) -> bool:
+def rolled_out(api: Api, namespace: str) -> bool:
     """The controller manager has caught up with every Deployment (its ReplicaSet and pods
     made): it works at 20 requests/s, long after the operators are done."""
-    items = json.loads(kubectl(kubeconfig, "get", "deploy", "-n", namespace, "-o", "json"))
     return all(
         (d.get("status") or {}).get("observedGeneration") == d["metadata"]["generation"]
         and (d.get("status") or {}).get("updatedReplicas") == d["spec"]["replicas"]
-        for d in items["items"]
+        for d in api.deployments(namespace)
     )
 
 
@@ -294,9 +320,12 @@ def end_profile(spy: subprocess.Popen | None) -> None:
 
 
 def botenv(
-    kc: Path, namespace: str, models: Path, resync: float, tmp: str, log: str
+    kc: Path, namespace: str, models: Path, resync: float, tmp: str, log: str, workers: int
 ) -> tuple[subprocess.Popen, Metrics]:
     port = free_port()
+    env = {"BOTENV_RESYNC_SECONDS": str(resync), "BOTENV_STORAGE_LOCAL_ROOTS": str(models)}
+    if workers:
+        env["BOTENV_WORKERS"] = str(workers)
     proc = run_operator(
         kc,
         [
@@ -307,7 +336,7 @@ def botenv(
             "--health-address",
             f"127.0.0.1:{port}",
         ],
-        {"BOTENV_RESYNC_SECONDS": str(resync), "BOTENV_STORAGE_LOCAL_ROOTS": str(models)},
+        env,
         Path(tmp) / log,
     )
     return proc, Metrics(port)
@@ -321,6 +350,7 @@ def main() -> int:
         "--resync", type=float, default=20, help="botenv's resync period after its restart (s)"
     )
     parser.add_argument("--unrelated", type=int, default=5000, help="Secrets and ConfigMaps")
+    parser.add_argument("--workers", type=int, default=0, help="BOTENV_WORKERS (0: its default)")
     parser.add_argument("--profile", default="", help="write py-spy profiles of botenv here")
     args = parser.parse_args()
     n, users = args.environments, args.tag_users
@@ -329,7 +359,7 @@ def main() -> int:
     tmp = tempfile.mkdtemp(prefix="botenv-bench-")
     print(f"operator logs in {tmp}", flush=True)
     with ControlPlane(Path(tmp) / "cluster") as cp:
-        kc = cp.kubeconfig
+        kc, api = cp.kubeconfig, Api(cp)
         server = cp.pids
         kubectl(kc, "apply", "-f", str(REPO / "crds"))
         kubectl(kc, "wait", "--for=condition=Established", "crd", "--all")
@@ -354,7 +384,7 @@ def main() -> int:
         server_spy = profile_server(args.profile, cp, 5, "baseline")
         with CPU({"operator": proc.pid, **server}) as cpu:
             base["cold"] = wait(
-                "baseline Deployments", lambda: count(kc, "deployments", "bench-baseline") >= n
+                "baseline Deployments", lambda: deployments(api, "bench-baseline") >= n
             )
         base["cpu"] = cpu.used
         if server_spy is not None:
@@ -368,7 +398,7 @@ def main() -> int:
             base["rss_after"] = status_mb(proc.pid, "VmRSS")
         stop(proc)
         # Its controller-manager work must not weigh on botenv's cold start.
-        wait("the baseline's ReplicaSets and pods", lambda: rolled_out(kc, "bench-baseline"), 900)
+        wait("the baseline's ReplicaSets and pods", lambda: rolled_out(api, "bench-baseline"), 900)
 
         # botenv: N environments on one tag (+ a tag with `users` environments to move).
         kubectl(kc, "create", "namespace", "bench-botenv")
@@ -394,15 +424,13 @@ def main() -> int:
         for doc in docs[:users]:
             doc["spec"]["modelTag"] = "moved"
         apply(kc, docs)
-        proc, metrics = botenv(kc, "bench-botenv", models, 3600, tmp, "botenv.log")
+        proc, metrics = botenv(kc, "bench-botenv", models, 3600, tmp, "botenv.log", args.workers)
         spy = profile(args.profile, proc.pid, "cold-start")
         server_spy = profile_server(args.profile, cp, 15, "botenv")
         with CPU({"operator": proc.pid, **server}) as cpu:
-            mine["cold"] = wait(
-                "botenv Deployments", lambda: count(kc, "deployments", "bench-botenv") >= n
-            )
+            mine["cold"] = wait("botenv Deployments", lambda: deployments(api, "bench-botenv") >= n)
             mine["status"] = mine["cold"] + wait(
-                "botenv status", lambda: converged_environments(kc, "bench-botenv") >= n
+                "botenv status", lambda: converged_environments(api, "bench-botenv") >= n
             )
         end_profile(spy)
         if server_spy is not None:
@@ -416,28 +444,11 @@ def main() -> int:
         )
 
         def moved() -> bool:
-            items = json.loads(
-                kubectl(
-                    kc,
-                    "get",
-                    "deployments",
-                    "-n",
-                    "bench-botenv",
-                    "-l",
-                    "botenv.dev/tag=moved",
-                    "-o",
-                    "json",
-                )
-            )["items"]
-            return (
-                sum(
-                    1
-                    for d in items
-                    if d["spec"]["template"]["metadata"]["annotations"].get("botenv.dev/model")
-                    == "m2.tar.gz"
-                )
-                >= users
+            annotations = (
+                d["spec"]["template"]["metadata"]["annotations"]
+                for d in api.deployments("bench-botenv", "?labelSelector=botenv.dev%2Ftag%3Dmoved")
             )
+            return sum(1 for a in annotations if a.get("botenv.dev/model") == "m2.tar.gz") >= users
 
         spy = profile(args.profile, proc.pid, "tag-move")
         kubectl(
@@ -458,12 +469,14 @@ def main() -> int:
         mine["move_calls"] = metrics.calls() - calls
         mine["peak"] = status_mb(proc.pid, "VmHWM")
         # The warm start must find nothing new to report: the controller manager done.
-        wait("botenv's ReplicaSets and pods", lambda: rolled_out(kc, "bench-botenv"), 900)
+        wait("botenv's ReplicaSets and pods", lambda: rolled_out(api, "bench-botenv"), 900)
         metrics.settle()
         stop(proc)
 
         # botenv again, on what it made: a warm start, resyncs, unrelated objects.
-        proc, metrics = botenv(kc, "bench-botenv", models, args.resync, tmp, "botenv-warm.log")
+        proc, metrics = botenv(
+            kc, "bench-botenv", models, args.resync, tmp, "botenv-warm.log", args.workers
+        )
         wait("botenv's health port", lambda: _answers(metrics), timeout=60)
         # From its health port (imports done) until every object was reconciled once.
         mine["warm"] = wait("the warm start", lambda: metrics.reconciles() >= n + 2)
@@ -542,7 +555,7 @@ def report(n: int, users: int, args: argparse.Namespace, base: dict, mine: dict)
     print(f"botenv API calls per moved environment: {per_environment(mine['move_calls'], users)}")
     print(f"botenv API calls per environment, warm start: {per_environment(mine['warm_calls'], n)}")
     print(
-        "(times include kubectl polling every 0.25 s; targets: cold start <= 3x the bare "
+        "(times include polling every 0.25 s; targets: cold start <= 3x the bare "
         "operator, tag move <= 0.5 s, peak RSS <= 120 MB, 0 idle writes, RSS x1.00)"
     )
 

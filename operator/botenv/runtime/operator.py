@@ -6,12 +6,14 @@ finalizers): status is the only field botenv writes on its custom resources."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime
 import logging
 import time
 from collections.abc import Hashable
 
 import kopf
+import kubernetes
 
 from botenv import GROUP, VERSION
 from botenv.controller import environment as environment_reconciler
@@ -129,8 +131,17 @@ async def startup(
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.server_timeout = 300
     load_kubernetes_config()
+    # Every worker may wait on the API server at once: asyncio's default executor has
+    # cpu_count + 4 threads, and the client keeps cpu_count * 5 connections (a TLS
+    # handshake for each call above that).
+    threads = config.workers + 2
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="botenv")
+    )
+    client = kubernetes.client.Configuration.get_default_copy()
+    client.connection_pool_maxsize = max(client.connection_pool_maxsize, threads)
     STATE = State(
-        kube=Kube(),
+        kube=Kube(kubernetes.client.ApiClient(client)),
         settings=config,
         environments=botenvironments_idx,
         tags=modeltags_idx,
@@ -154,7 +165,7 @@ async def startup(
     PROMOTIONS = metrics.Promotions()
     metrics.FLEET.state = STATE
     LAST_EVENT = LAST_RESYNC = time.monotonic()
-    QUEUE = WorkQueue(_process, workers=config.workers)
+    QUEUE = WorkQueue(_process, workers=config.workers, priority=_priority)
     STATE.resolver = Resolver(STATE.kube, ttl_seconds=config.resolve_seconds, policy=config.storage)
     QUEUE.start()
     asyncio.get_running_loop().create_task(_resync(config.resync_seconds))
@@ -170,6 +181,11 @@ async def cleanup(**_: object) -> None:
     metrics.FLEET.state = None
     if QUEUE is not None:
         await QUEUE.stop()
+
+
+def _priority(key: Hashable) -> int:
+    """Tags first: their environments wait for the model they resolve to."""
+    return 0 if isinstance(key, tuple) and key[0] == TAG else 1
 
 
 async def _process(key: Hashable) -> None:
