@@ -103,6 +103,43 @@ class Api:
         with urllib.request.urlopen(request, timeout=60, context=self.context) as answer:
             return json.loads(answer.read())
 
+    def patch(self, path: str, patch: dict) -> None:
+        request = urllib.request.Request(
+            f"{self.server}{path}",
+            data=json.dumps(patch).encode(),
+            method="PATCH",
+            headers={
+                "Authorization": f"Bearer {self.token}",
+                "Content-Type": "application/merge-patch+json",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=60, context=self.context) as answer:
+            answer.read()
+
+    def watch_until(self, path: str, done: Callable[[dict[str, dict]], bool]) -> threading.Event:
+        """Watch a list from now on (`path` with its query); the event is set when
+        `done(name -> object)` first holds. Events come as they happen: no polling delay."""
+        listed = self.get(path)
+        seen = {o["metadata"]["name"]: o for o in listed["items"]}
+        version = listed["metadata"]["resourceVersion"]
+        finished = threading.Event()
+
+        def follow() -> None:
+            request = urllib.request.Request(
+                f"{self.server}{path}&watch=1&resourceVersion={version}",
+                headers={"Authorization": f"Bearer {self.token}"},
+            )
+            with urllib.request.urlopen(request, timeout=600, context=self.context) as stream:
+                for line in stream:
+                    event = json.loads(line)
+                    seen[event["object"]["metadata"]["name"]] = event["object"]
+                    if done(seen):
+                        finished.set()
+                        return
+
+        threading.Thread(target=follow, daemon=True).start()
+        return finished
+
     def count(self, path: str) -> int:
         """How many objects a list holds, from a list of one (remainingItemCount)."""
         page = self.get(f"{path}?limit=1")
@@ -443,27 +480,31 @@ def main() -> int:
             metrics.reconciles("ModelTag"),
         )
 
-        def moved() -> bool:
-            annotations = (
-                d["spec"]["template"]["metadata"]["annotations"]
-                for d in api.deployments("bench-botenv", "?labelSelector=botenv.dev%2Ftag%3Dmoved")
+        def moved(deployments: dict[str, dict]) -> bool:
+            return (
+                sum(
+                    1
+                    for d in deployments.values()
+                    if d["spec"]["template"]["metadata"]["annotations"].get("botenv.dev/model")
+                    == "m2.tar.gz"
+                )
+                >= users
             )
-            return sum(1 for a in annotations if a.get("botenv.dev/model") == "m2.tar.gz") >= users
 
         spy = profile(args.profile, proc.pid, "tag-move")
-        kubectl(
-            kc,
-            "patch",
-            "mtag",
-            "moved",
-            "-n",
-            "bench-botenv",
-            "--type",
-            "merge",
-            "-p",
-            '{"spec":{"model":"m2.tar.gz"}}',
+        finished = api.watch_until(
+            "/apis/apps/v1/namespaces/bench-botenv/deployments"
+            "?labelSelector=botenv.dev%2Ftag%3Dmoved",
+            moved,
         )
-        mine["move"] = wait("tag move", moved)
+        began = time.monotonic()
+        api.patch(
+            "/apis/botenv.dev/v1alpha1/namespaces/bench-botenv/modeltags/moved",
+            {"spec": {"model": "m2.tar.gz"}},
+        )
+        if not finished.wait(300):
+            raise SystemExit("timed out waiting for the tag move")
+        mine["move"] = time.monotonic() - began
         end_profile(spy)
         metrics.settle()
         mine["move_calls"] = metrics.calls() - calls
@@ -555,8 +596,9 @@ def report(n: int, users: int, args: argparse.Namespace, base: dict, mine: dict)
     print(f"botenv API calls per moved environment: {per_environment(mine['move_calls'], users)}")
     print(f"botenv API calls per environment, warm start: {per_environment(mine['warm_calls'], n)}")
     print(
-        "(times include polling every 0.25 s; targets: cold start <= 3x the bare "
-        "operator, tag move <= 0.5 s, peak RSS <= 120 MB, 0 idle writes, RSS x1.00)"
+        "(cold start times include polling every 0.25 s, the tag move is watched; targets: "
+        "cold start <= 3x the bare operator, tag move <= 0.5 s, peak RSS <= 120 MB, 0 idle "
+        "writes, RSS x1.00)"
     )
 
 
