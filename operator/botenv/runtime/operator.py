@@ -36,6 +36,7 @@ from botenv.labels import (
 )
 from botenv.render import autoscaling, disruption
 from botenv.runtime.optional_apis import EitherIndex, quiet_optional_versions
+from botenv.runtime.snapshot import snapshot
 from botenv.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,14 +68,6 @@ FANOUT = Fanout()
 PROMOTIONS = metrics.Promotions()
 # time.monotonic() of the last watch event and of the last periodic resync (health.py).
 LAST_EVENT = LAST_RESYNC = 0.0
-
-
-def snapshot(body: kopf.Body) -> dict:
-    """What the indexes keep of an object: the watch event's own parsed JSON (kopf makes a
-    new one per event and never changes it), without managedFields (large, never read)."""
-    data = dict(body)
-    data["metadata"] = {k: v for k, v in body.get("metadata", {}).items() if k != "managedFields"}
-    return data
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
