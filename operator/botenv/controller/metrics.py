@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
@@ -92,28 +92,36 @@ class Promotions:
     def __init__(self) -> None:
         self._pending: dict[tuple[str, str], str] = {}  # tag -> resolvedAt not yet served
         self._done: dict[tuple[str, str], str] = {}  # tag -> resolvedAt last measured
-        self._lock = threading.Lock()  # kopf runs sync event handlers in threads
+        # tag -> the last environment found not serving it: looked at first, so an event
+        # costs one look, not one per user, until that environment serves
+        self._lagging: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()  # tag reconciles and event handlers
 
     def check(
         self,
         state: State,
         namespace: str,
         tag_name: str,
-        environments: Iterable[str],
+        environments: Callable[[], Iterable[str]],
         now: datetime.datetime,
+        *,
+        changed: dict[str, Any] | None = None,
     ) -> float | None:
         """Look at one tag and the `environments` naming it (the fan-out knows them: no
-        scan); the latency when a promotion just ended."""
+        scan; asked for only when needed); the latency when a promotion just ended.
+        `changed`: the environment whose event asks; when it does not serve the tag's
+        model, the promotion did not end with it, and no other environment is looked at."""
         with self._lock:
-            return self._check(state, namespace, tag_name, environments, now)
+            return self._check(state, namespace, tag_name, environments, now, changed)
 
     def _check(
         self,
         state: State,
         namespace: str,
         tag_name: str,
-        environments: Iterable[str],
+        environments: Callable[[], Iterable[str]],
         now: datetime.datetime,
+        changed: dict[str, Any] | None,
     ) -> float | None:
         key = (namespace, tag_name)
         tag = state.tag(namespace, tag_name)
@@ -121,18 +129,26 @@ class Promotions:
         resolved_at = str(status.get("resolvedAt") or "")
         if tag is None or not resolved_at or not status.get("model"):
             self._pending.pop(key, None)
+            self._lagging.pop(key, None)
             return None
+        lagging = self._lagging.get(key)
+        lagger = state.environment(namespace, lagging) if lagging else None
+        for env in (changed, lagger):
+            if env is not None and tag_of(env) == tag_name and not serves(env, tag):
+                self._unfinished(key, resolved_at, env)
+                return None
         users = [
             env
-            for name in environments
+            for name in environments()
             if (env := state.environment(namespace, name)) is not None and tag_of(env) == tag_name
         ]
         if not users:
             return None
-        if not all(serves(env, tag) for env in users):
-            if self._done.get(key) != resolved_at:
-                self._pending[key] = resolved_at
+        behind = next((env for env in users if not serves(env, tag)), None)
+        if behind is not None:
+            self._unfinished(key, resolved_at, behind)
             return None
+        self._lagging.pop(key, None)
         if self._pending.pop(key, None) != resolved_at:
             return None
         self._done[key] = resolved_at
@@ -143,10 +159,17 @@ class Promotions:
         PROMOTION_SECONDS.labels(namespace=namespace).observe(seconds)
         return seconds
 
+    def _unfinished(self, key: tuple[str, str], resolved_at: str, env: dict[str, Any]) -> None:
+        """`env` does not serve the tag's resolution yet: the promotion is unfinished."""
+        self._lagging[key] = env["metadata"]["name"]
+        if self._done.get(key) != resolved_at:
+            self._pending[key] = resolved_at
+
     def forget(self, namespace: str, tag_name: str) -> None:
         with self._lock:
             self._pending.pop((namespace, tag_name), None)
             self._done.pop((namespace, tag_name), None)
+            self._lagging.pop((namespace, tag_name), None)
 
 
 class FleetCollector(Collector):
@@ -217,9 +240,18 @@ class FleetCollector(Collector):
             "delete, status) and kind of object.",
             labels=["verb", "kind"],
         )
-        for (verb, kind), count in _retrying(lambda: _writes_by_kind(state)):
+        for (verb, kind), count in _retrying(lambda: _by_kind(state.kube.writes)):
             writes.add_metric([verb, kind], count)
-        yield from (ready, degraded, desired, serving, tag_ready, info, writes)
+        reads = CounterMetricFamily(
+            "botenv_api_reads",
+            "Calls to the Kubernetes API that change nothing, by verb (get, list, proxy, "
+            "dry-run) and kind of object (discovery for API discovery); the watches are not "
+            "counted.",
+            labels=["verb", "kind"],
+        )
+        for (verb, kind), count in _retrying(lambda: _by_kind(state.kube.reads)):
+            reads.add_metric([verb, kind], count)
+        yield from (ready, degraded, desired, serving, tag_ready, info, writes, reads)
 
 
 def _true(condition: dict[str, Any]) -> float:
@@ -236,10 +268,11 @@ def _retrying(read: Any) -> list[Any]:
     return []
 
 
-def _writes_by_kind(state: State) -> list[tuple[tuple[str, str], int]]:
-    """Kube.writes keys are "VERB Kind[ as MANAGER]" per object: summed by verb and kind."""
+def _by_kind(counts: Mapping[tuple[str, str, str], int]) -> list[tuple[tuple[str, str], int]]:
+    """Kube.writes and Kube.reads keys are "VERB Kind[ as MANAGER]" per object: summed by
+    verb and kind."""
     totals: dict[tuple[str, str], int] = {}
-    for (what, _, _), count in list(state.kube.writes.items()):
+    for (what, _, _), count in list(counts.items()):
         verb, _, rest = what.partition(" ")
         key = (verb, rest.split(" ", 1)[0])
         totals[key] = totals.get(key, 0) + count

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from botenv.kube.client import Kube
 from botenv.kube.discovery import Discovery
@@ -23,6 +24,20 @@ def _rv(obj: dict[str, Any]) -> int:
         return int(obj["metadata"]["resourceVersion"])
     except (KeyError, ValueError):
         return -1
+
+
+def _without_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    """A write's answer as the indexes keep objects: managedFields (large) are never read."""
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict) or "managedFields" not in meta:
+        return obj
+    return {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+
+
+class TagUsers(Protocol):
+    """Who names a tag (controller/fanout.py keeps it from the watch events)."""
+
+    def users(self, namespace: str, tag: str) -> list[str]: ...
 
 
 def only(index: Index | None, key: object) -> dict[str, Any] | None:
@@ -47,19 +62,46 @@ class State:
     # delivers that version (or a newer one): without this, a reconcile that runs before
     # the watch event arrives would see the old object and write the same change again.
     written: dict[tuple[str, str, str], dict[str, Any]] = dataclasses.field(default_factory=dict)
+    # Who names which tag, from the watch events (runtime/operator.py sets it): a tag's users
+    # without a scan of every environment. None: scanned (tests without one).
+    tag_users: TagUsers | None = None
     # Optional APIs the cluster serves (HTTPRoute); forgotten at each resync.
     discovery: Discovery = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
         self.discovery = Discovery(self.kube)
+        self._written_lock = threading.Lock()  # reconciles write it from threads
 
     def remember(self, obj: dict[str, Any]) -> None:
         meta = obj.get("metadata") or {}
         if obj.get("kind") and meta.get("name"):
-            self.written[(obj["kind"], meta.get("namespace", ""), meta["name"])] = obj
+            key = (obj["kind"], meta.get("namespace", ""), meta["name"])
+            with self._written_lock:
+                self.written[key] = _without_managed_fields(obj)
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
-        self.written.pop((kind, namespace, name), None)
+        with self._written_lock:
+            self.written.pop((kind, namespace, name), None)
+
+    def _caught_up(self, key: tuple[str, str, str], version: int) -> dict[str, Any] | None:
+        """Forget botenv's own copy of an object once the watch shows `version` of it (or a
+        newer one); the copy forgotten, else None."""
+        with self._written_lock:
+            mine = self.written.get(key)
+            if mine is None or version < _rv(mine):
+                return None
+            return self.written.pop(key)
+
+    def echo(self, kind: str, namespace: str, name: str, resource_version: str) -> bool:
+        """The watch delivered `resource_version` of an object (the index holds it now).
+        True when it is the very version botenv wrote: the reconcile that wrote it has seen
+        it already, and need not run again for it."""
+        try:
+            version = int(resource_version)
+        except ValueError:
+            return False
+        mine = self._caught_up((kind, namespace, name), version)
+        return mine is not None and _rv(mine) == version
 
     def _fresher(
         self, kind: str, namespace: str, name: str, indexed: dict[str, Any] | None
@@ -69,7 +111,10 @@ class State:
         if mine is None:
             return indexed
         if indexed is not None and _rv(indexed) >= _rv(mine):
-            self.written.pop(key, None)  # the watch has caught up
+            if _rv(indexed) > _rv(mine):
+                # The watch has gone past it. (The very version is left to the event
+                # handler that follows its indexing: echo() tells it apart.)
+                self._caught_up(key, _rv(indexed))
             return indexed
         return mine
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
 from botenv.api import SpecError, parse_tag
@@ -42,20 +43,24 @@ REMOVABLE = (*RESOLVED, "refusedBy")
 
 
 def user_bodies(state: State, namespace: str, name: str) -> list[dict[str, Any]]:
+    """The environments that name the tag and are not being deleted, by name. From the
+    fan-out's users (kept from the events): a scan of every environment per tag reconcile
+    would make a fleet's start quadratic."""
+    if state.tag_users is None:
+        candidates: Iterable[dict[str, Any]] = state.all_environments()
+    else:
+        found = (state.environment(namespace, n) for n in state.tag_users.users(namespace, name))
+        candidates = (b for b in found if b is not None)
     return sorted(
         (
             b
-            for b in state.all_environments()
+            for b in candidates
             if b["metadata"]["namespace"] == namespace
             and tag_of(b) == name
             and not b["metadata"].get("deletionTimestamp")
         ),
         key=lambda b: str(b["metadata"]["name"]),
     )
-
-
-def users(state: State, namespace: str, name: str) -> list[str]:
-    return [b["metadata"]["name"] for b in user_bodies(state, namespace, name)]
 
 
 def server_of(body: dict[str, Any], default_image: str) -> compat.Server:

@@ -1,11 +1,14 @@
 """A coalescing work queue: each key is processed by one worker at a time, and a key added
 while it is being processed runs once more afterwards. Many events for one object
-(a rollout produces dozens) collapse into few reconciles."""
+(a rollout produces dozens) collapse into few reconciles. Keys of a lower `priority` are
+taken first (a tag before the environments that wait for its resolution); keys of one
+priority in the order they came."""
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
@@ -44,10 +47,17 @@ class Requeue(Exception):  # noqa: N818 (a signal, not an error)
 
 
 class WorkQueue:
-    def __init__(self, handler: Callable[[Hashable], Awaitable[None]], workers: int) -> None:
+    def __init__(
+        self,
+        handler: Callable[[Hashable], Awaitable[None]],
+        workers: int,
+        priority: Callable[[Hashable], int] = lambda _: 0,
+    ) -> None:
         self._handler = handler
         self._workers = workers
-        self._queue: asyncio.Queue[Hashable] = asyncio.Queue()
+        self._priority = priority
+        self._order = itertools.count()  # first come, first served within a priority
+        self._queue: asyncio.PriorityQueue[tuple[int, int, Hashable]] = asyncio.PriorityQueue()
         self._queued: set[Hashable] = set()
         self._running: set[Hashable] = set()
         self._dirty: set[Hashable] = set()
@@ -82,7 +92,7 @@ class WorkQueue:
             self._queued.add(key)
             self._added_at[key] = time.monotonic()
             self.idle.clear()
-            self._queue.put_nowait(key)
+            self._queue.put_nowait((self._priority(key), next(self._order), key))
             metrics.QUEUE_ADDS.inc()
             metrics.QUEUE_DEPTH.set(len(self._queued))
 
@@ -91,7 +101,7 @@ class WorkQueue:
 
     async def _work(self) -> None:
         while True:
-            key = await self._queue.get()
+            *_, key = await self._queue.get()
             self._queued.discard(key)
             self._running.add(key)
             started = time.monotonic()

@@ -1,7 +1,7 @@
 """A small typed facade over the kubernetes client: the few calls botenv makes.
 
-Every write goes through here and is counted (`writes`), so tests and metrics can check
-that an idle operator writes nothing.
+Every call goes through here and is counted (`writes`, `reads`), so tests and metrics can
+check that an idle operator writes nothing, and benchmarks how many calls a reconcile makes.
 """
 
 from __future__ import annotations
@@ -80,12 +80,19 @@ class Kube:
         self.api = api_client or kubernetes.client.ApiClient()
         # (what, namespace, name) -> count of write calls made
         self.writes: collections.Counter[tuple[str, str, str]] = collections.Counter()
+        # (what, namespace, name) -> count of calls that change nothing: GET, LIST,
+        # discovery, the service proxy and dry runs
+        self.reads: collections.Counter[tuple[str, str, str]] = collections.Counter()
         self._lock = threading.Lock()
         self._served: dict[str, frozenset[str]] = {}  # API group -> versions served
 
     def _count(self, what: str, namespace: str, name: str) -> None:
         with self._lock:
             self.writes[(what, namespace, name)] += 1
+
+    def _count_read(self, what: str, namespace: str = "", name: str = "") -> None:
+        with self._lock:
+            self.reads[(what, namespace, name)] += 1
 
     def _call(
         self,
@@ -115,6 +122,7 @@ class Kube:
 
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
+        self._count_read(f"get {kind}", namespace, name)
         try:
             return self._call("GET", _path(api_version, kind, namespace, name))
         except ApiException as exc:
@@ -125,6 +133,7 @@ class Kube:
     def served_resources(self, group_version: str) -> set[str]:
         """The resources the server serves in `group_version` (API discovery, which every
         authenticated client may read): empty when it does not serve that group version."""
+        self._count_read("get discovery", "", group_version)
         try:
             found = self._call("GET", f"/apis/{group_version}")
         except ApiException as exc:
@@ -160,6 +169,7 @@ class Kube:
 
     def get_object(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any]:
         """GET one object; raises ApiException (404 when it or its kind does not exist)."""
+        self._count_read(f"get {kind}", namespace, name)
         return self._call("GET", _path(api_version, kind, namespace, name))
 
     def list_objects(
@@ -172,6 +182,7 @@ class Kube:
             else _all_namespaces_path(api_version, kind)
         )
         query = [("labelSelector", label_selector)] if label_selector else None
+        self._count_read(f"list {kind}", namespace)
         return list(self._call("GET", path, query=query).get("items") or [])
 
     def service_proxy_post(
@@ -179,6 +190,7 @@ class Kube:
     ) -> Any:
         """POST JSON to a Service's port through the API server's proxy (what `kubectl
         proxy` users reach); the answer's JSON. Needs `create` on services/proxy."""
+        self._count_read("proxy Service", namespace, service)
         return self._call(
             "POST",
             f"/api/v1/namespaces/{namespace}/services/{service}:{port}/proxy/{path.lstrip('/')}",
@@ -203,6 +215,7 @@ class Kube:
         query = [("fieldManager", field_manager)]
         if dry_run:
             query.append(("dryRun", "All"))
+            self._count_read(f"dry-run {kind}", namespace, name)
         else:
             self._count(f"patch {kind}", namespace, name)
         return self._call(
@@ -232,6 +245,7 @@ class Kube:
         server once per group; the answer is kept."""
         group = api_versions[0].split("/")[0]
         if group not in self._served:
+            self._count_read("get discovery", "", group)
             try:
                 found = self._call("GET", f"/apis/{group}").get("versions") or []
             except ApiException as exc:
@@ -253,6 +267,7 @@ class Kube:
         query = [("fieldManager", field_manager), ("force", "true")]
         if dry_run:
             query.append(("dryRun", "All"))
+            self._count_read(f"dry-run {obj['kind']}", meta["namespace"], meta["name"])
         else:
             as_ = "" if field_manager == FIELD_MANAGER else f" as {field_manager}"
             self._count(f"apply {obj['kind']}{as_}", meta["namespace"], meta["name"])

@@ -269,6 +269,11 @@ class ControlPlane:
         """Whether every started process is still alive."""
         return bool(self._procs) and all(p.poll() is None for p in self._procs.values())
 
+    @property
+    def pids(self) -> dict[str, int]:
+        """Process name (etcd, kube-apiserver, ...) -> pid, for benchmarks that account CPU."""
+        return {name: proc.pid for name, proc in self._procs.items()}
+
     def __enter__(self) -> ControlPlane:
         return self.start()
 

@@ -6,13 +6,14 @@ finalizers): status is the only field botenv writes on its custom resources."""
 from __future__ import annotations
 
 import asyncio
-import copy
+import concurrent.futures
 import datetime
 import logging
 import time
 from collections.abc import Hashable
 
 import kopf
+import kubernetes
 
 from botenv import GROUP, VERSION
 from botenv.controller import environment as environment_reconciler
@@ -35,6 +36,7 @@ from botenv.labels import (
 )
 from botenv.render import autoscaling, disruption
 from botenv.runtime.optional_apis import EitherIndex, quiet_optional_versions
+from botenv.runtime.snapshot import snapshot
 from botenv.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -68,11 +70,18 @@ PROMOTIONS = metrics.Promotions()
 LAST_EVENT = LAST_RESYNC = 0.0
 
 
-def snapshot(body: kopf.Body) -> dict:
-    """A plain copy for the indexes, without managedFields (large, and never read)."""
-    data = copy.deepcopy(dict(body))
-    data["metadata"] = {k: v for k, v in data.get("metadata", {}).items() if k != "managedFields"}
-    return data
+class NoDiffBase(kopf.DiffBaseStorage):
+    """botenv has no change-detecting handlers (only indexes and event handlers): kopf need
+    not copy every object of every event to diff it with nothing."""
+
+    def build(self, *, body: kopf.Body, extra_fields: object = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        pass
 
 
 @kopf.on.login()
@@ -112,10 +121,20 @@ async def startup(
         f"{k}={v}" for k, v in RASA_PODS.items()
     )
     settings.posting.enabled = False  # botenv posts its own, deduplicated Events
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.watching.server_timeout = 300
     load_kubernetes_config()
+    # Every worker may wait on the API server at once: asyncio's default executor has
+    # cpu_count + 4 threads, and the client keeps cpu_count * 5 connections (a TLS
+    # handshake for each call above that).
+    threads = config.workers + 2
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="botenv")
+    )
+    client = kubernetes.client.Configuration.get_default_copy()
+    client.connection_pool_maxsize = max(client.connection_pool_maxsize, threads)
     STATE = State(
-        kube=Kube(),
+        kube=Kube(kubernetes.client.ApiClient(client)),
         settings=config,
         environments=botenvironments_idx,
         tags=modeltags_idx,
@@ -135,10 +154,11 @@ async def startup(
         trainings=modeltrainings_idx,
     )
     FANOUT = Fanout()  # a restarted operator learns again from the watches' first events
+    STATE.tag_users = FANOUT
     PROMOTIONS = metrics.Promotions()
     metrics.FLEET.state = STATE
     LAST_EVENT = LAST_RESYNC = time.monotonic()
-    QUEUE = WorkQueue(_process, workers=config.workers)
+    QUEUE = WorkQueue(_process, workers=config.workers, priority=_priority)
     STATE.resolver = Resolver(STATE.kube, ttl_seconds=config.resolve_seconds, policy=config.storage)
     QUEUE.start()
     asyncio.get_running_loop().create_task(_resync(config.resync_seconds))
@@ -154,6 +174,11 @@ async def cleanup(**_: object) -> None:
     metrics.FLEET.state = None
     if QUEUE is not None:
         await QUEUE.stop()
+
+
+def _priority(key: Hashable) -> int:
+    """Tags first: their environments wait for the model they resolve to."""
+    return 0 if isinstance(key, tuple) and key[0] == TAG else 1
 
 
 async def _process(key: Hashable) -> None:
@@ -190,85 +215,85 @@ def _enqueue(key: tuple[str, str, str]) -> None:
 
 
 @kopf.index(GROUP, VERSION, "botenvironments")
-def botenvironments_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def botenvironments_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index(GROUP, VERSION, "modeltags")
-def modeltags_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def modeltags_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index("v1", "configmaps", labels=MANAGED)
-def configmaps_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def configmaps_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index("v1", "services", labels=MANAGED)
-def services_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def services_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index("v1", "secrets", labels=MANAGED)
-def secrets_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def secrets_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     # Only botenv's own Secrets (pull tokens) match the selector; users' are never listed.
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index("apps", "v1", "deployments", labels=MANAGED)
-def deployments_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def deployments_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index("batch", "v1", "jobs", labels=MANAGED)
-def jobs_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def jobs_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index("networking.k8s.io", "v1", "ingresses", labels=MANAGED)
-def ingresses_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def ingresses_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index("gateway.networking.k8s.io", "v1", "httproutes", labels=MANAGED)
-def httproutes_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def httproutes_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index(GROUP, VERSION, "modeltrainings")
-def modeltrainings_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def modeltrainings_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index("autoscaling", "v2", "horizontalpodautoscalers", labels=MANAGED)
-def hpa_v2_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def hpa_v2_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index("autoscaling", "v2beta2", "horizontalpodautoscalers", labels=MANAGED)
-def hpa_v2beta2_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def hpa_v2beta2_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
-def pdb_v1_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def pdb_v1_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.index("policy", "v1beta1", "poddisruptionbudgets", labels=MANAGED)
-def pdb_v1beta1_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
+async def pdb_v1beta1_idx(namespace: str, name: str, body: kopf.Body, **_: object) -> dict:
     return {(namespace, name): snapshot(body)}
 
 
 @kopf.on.event(GROUP, VERSION, "modeltrainings")
-def training_event(namespace: str, name: str, type: str | None, **_: object) -> None:
+async def training_event(namespace: str, name: str, type: str | None, **_: object) -> None:
     if type == "DELETED" and STATE is not None:
         STATE.forget("ModelTraining", namespace, name)
     _enqueue((TRAIN, namespace, name))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=MANAGED)
-def job_event(
+async def job_event(
     namespace: str, name: str, labels: kopf.Labels, body: kopf.Body, type: str | None, **_: object
 ) -> None:
     if type == "DELETED" and STATE is not None:
@@ -282,28 +307,42 @@ def job_event(
 # Deployment's status says when a rollout is done; the pods are asked then, and again every
 # few seconds until they all serve the model.
 @kopf.index("v1", "pods", labels=RASA_PODS)
-def pods_idx(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: object) -> dict:
+async def pods_idx(namespace: str, labels: kopf.Labels, body: kopf.Body, **_: object) -> dict:
     return {(namespace, labels.get(ENVIRONMENT_LABEL, "")): verify.pod_view(dict(body))}
 
 
+def _echo(kind: str, namespace: str, name: str, body: kopf.Body, type: str | None) -> bool:
+    """The event shows botenv's own write (the reconcile that made it has seen it): it
+    starts no reconcile of that object. A deletion forgets botenv's copy."""
+    if STATE is None:
+        return False
+    if type == "DELETED":
+        STATE.forget(kind, namespace, name)
+        return False
+    version = str(body.get("metadata", {}).get("resourceVersion") or "")
+    return STATE.echo(kind, namespace, name, version)
+
+
 @kopf.on.event(GROUP, VERSION, "botenvironments")
-def environment_event(
+async def environment_event(
     namespace: str, name: str, body: kopf.Body, type: str | None, **_: object
 ) -> None:
-    if type == "DELETED" and STATE is not None:
-        STATE.forget("BotEnvironment", namespace, name)
-    for key in FANOUT.environment(namespace, name, dict(body), deleted=type == "DELETED"):
-        _enqueue(key)
+    echo = _echo("BotEnvironment", namespace, name, body, type)
+    data = dict(body)
+    for key in FANOUT.environment(namespace, name, data, deleted=type == "DELETED"):
+        if not (echo and key == (ENV, namespace, name)):
+            _enqueue(key)
     # A status report may be the one that finishes a promotion of its tag.
-    _promotion(namespace, tag_of(dict(body)))
+    _promotion(namespace, tag_of(data), changed=None if type == "DELETED" else data)
 
 
-def _promotion(namespace: str, tag: str) -> None:
+def _promotion(namespace: str, tag: str, changed: dict | None = None) -> None:
     if STATE is None:
         return
-    users = [key[2] for key in FANOUT.tag(namespace, tag) if key[0] == ENV]
     now = datetime.datetime.now(datetime.UTC)
-    seconds = PROMOTIONS.check(STATE, namespace, tag, users, now)
+    seconds = PROMOTIONS.check(
+        STATE, namespace, tag, lambda: FANOUT.users(namespace, tag), now, changed=changed
+    )
     if seconds is not None:
         log.info(
             "ModelTag %s/%s: every environment serves its model, %.1fs after it was resolved",
@@ -315,12 +354,15 @@ def _promotion(namespace: str, tag: str) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, "modeltags")
-def tag_event(namespace: str, name: str, type: str | None, **_: object) -> None:
-    if type == "DELETED" and STATE is not None:
-        STATE.forget("ModelTag", namespace, name)
+async def tag_event(
+    namespace: str, name: str, body: kopf.Body, type: str | None, **_: object
+) -> None:
+    echo = _echo("ModelTag", namespace, name, body, type)
+    if type == "DELETED":
         PROMOTIONS.forget(namespace, name)
-    for key in FANOUT.tag(namespace, name):
-        _enqueue(key)
+    for key in FANOUT.tag(namespace, name, dict(body), deleted=type == "DELETED"):
+        if not (echo and key == (TAG, namespace, name)):
+            _enqueue(key)
     if type != "DELETED":
         _promotion(namespace, name)  # a new resolution starts a promotion
 
@@ -335,11 +377,11 @@ def tag_event(namespace: str, name: str, type: str | None, **_: object) -> None:
 @kopf.on.event("autoscaling", "v2beta2", "horizontalpodautoscalers", labels=MANAGED)
 @kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=MANAGED)
 @kopf.on.event("policy", "v1beta1", "poddisruptionbudgets", labels=MANAGED)
-def child_event(
+async def child_event(
     namespace: str, name: str, labels: kopf.Labels, body: kopf.Body, type: str | None, **_: object
 ) -> None:
-    if type == "DELETED" and STATE is not None:
-        STATE.forget(body.get("kind", ""), namespace, name)
+    if _echo(body.get("kind", ""), namespace, name, body, type):
+        return
     environment = labels.get(ENVIRONMENT_LABEL)
     if environment:
         _enqueue((ENV, namespace, environment))
