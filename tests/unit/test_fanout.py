@@ -92,3 +92,20 @@ def test_a_waiter_that_got_its_queue_is_no_longer_woken():
         "bots", "holder", environment("holder", eventBroker=BROKER), deleted=False
     )
     assert keys == [("env", "bots", "holder"), ("tag", "bots", "holder")]
+
+
+def test_an_environment_that_comes_to_serve_its_model_touches_its_tag():
+    """The tag's status.servedAt waits for the last of its environments to serve."""
+    fan = Fanout()
+    rolling = {
+        "model": {"name": "v2.tar.gz"},
+        "conditions": [{"type": "Ready", "status": "False", "reason": "RollingOut"}],
+    }
+    serving = {**rolling, "conditions": [{"type": "Ready", "status": "True", "reason": "Ready"}]}
+    fan.environment("bots", "a", environment("a", modelTag="prod", status=rolling), deleted=False)
+    assert fan.environment(
+        "bots", "a", environment("a", modelTag="prod", status=rolling), deleted=False
+    ) == [("env", "bots", "a")]
+    assert fan.environment(
+        "bots", "a", environment("a", modelTag="prod", status=serving), deleted=False
+    ) == [("env", "bots", "a"), ("tag", "bots", "prod")]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from botenv.controller import broker_queues
+from botenv.controller import broker_queues, serving
 from botenv.controller.state import ENV, TAG, tag_of
 from botenv.render import conditions as cond
 
@@ -128,8 +128,8 @@ class Fanout:
 
 def user_view(body: dict[str, Any]) -> tuple[Any, ...]:
     """What a tag's status reads of an environment naming it (controller/tag.py): the tag,
-    whether it is being deleted, what it runs (spec.image, spec.rasaVersion) and the model
-    it refused (status.refusedModel)."""
+    whether it is being deleted, what it runs (spec.image, spec.rasaVersion), the model
+    it refused (status.refusedModel) and whether it serves the tag's model."""
     spec, status = body.get("spec") or {}, body.get("status") or {}
     return (
         tag_of(body),
@@ -137,6 +137,8 @@ def user_view(body: dict[str, Any]) -> tuple[Any, ...]:
         spec.get("image"),
         spec.get("rasaVersion"),
         status.get("refusedModel"),
+        # Whether it serves the tag's model: the tag's status.servedAt waits for the last one.
+        serving.view(body),
     )
 
 

@@ -66,3 +66,22 @@ def serves(env: dict[str, Any], tag: dict[str, Any] | None) -> bool:
     if cond.get(status.get("conditions"), cond.READY).get("status") != "True":
         return False
     return serving_replicas(env, tag) >= desired_replicas(env)
+
+
+def view(env: dict[str, Any]) -> tuple[Any, ...]:
+    """What the functions above read of an environment: when it changes, whether it serves
+    its tag's model may have changed (controller/fanout.py reconciles the tag then, for its
+    status.servedAt)."""
+    spec, status = env.get("spec") or {}, env.get("status") or {}
+    ready = cond.get(status.get("conditions"), cond.READY)
+    return (
+        repr(status.get("model")),
+        ready.get("status"),
+        ready.get("reason"),
+        repr(status.get("servedModels")),
+        status.get("replicas"),
+        status.get("readyReplicas"),
+        status.get("updatedReplicas"),
+        repr(spec.get("replicas")),
+        bool(spec.get("autoscaling")),
+    )
