@@ -122,6 +122,9 @@ async def startup(
     )
     settings.posting.enabled = False  # botenv posts its own, deduplicated Events
     settings.persistence.diffbase_storage = NoDiffBase()
+    # kopf's per-object worker keeps the object's last event (managedFields and all) until
+    # it exits, 5 s after that event by default: across a fleet's start, every object's.
+    settings.queueing.idle_timeout = 0.5
     settings.watching.server_timeout = 300
     load_kubernetes_config()
     # Every worker may wait on the API server at once: asyncio's default executor has
