@@ -473,7 +473,10 @@ def main() -> int:
         if server_spy is not None:
             server_spy.join()
         mine["cpu"] = cpu.used
-        metrics.settle()  # let status updates from the cold start drain
+        # Until the controller manager made every ReplicaSet and pod (20 requests/s) and
+        # botenv reported what it did: all a cold start costs, and a quiet cluster for the move.
+        wait("botenv's ReplicaSets and pods", lambda: rolled_out(api, "bench-botenv"), 900)
+        metrics.settle()
         mine["cold_calls"] = calls = metrics.calls()
         mine["cold_reconciles"] = (
             metrics.reconciles("BotEnvironment"),
