@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import itertools
 import logging
 import time
@@ -39,11 +40,17 @@ def _name(key: Hashable) -> str:
 
 class Requeue(Exception):  # noqa: N818 (a signal, not an error)
     """Raised by a handler that wants to look again after `delay` seconds (nothing failed:
-    no backoff, no error log)."""
+    no backoff, no error log); `after_others`: only once the keys of its priority that wait
+    have been taken."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float, *, after_others: bool = False) -> None:
         super().__init__(f"again in {delay}s")
         self.delay = delay
+        self.after_others = after_others
+
+
+# Added to a key's priority when it is to wait for the others of its priority.
+AFTER_OTHERS = 2
 
 
 class WorkQueue:
@@ -85,19 +92,22 @@ class WorkQueue:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def add(self, key: Hashable) -> None:
+    def add(self, key: Hashable, *, after_others: bool = False) -> None:
         if key in self._running:
             self._dirty.add(key)
         elif key not in self._queued:
             self._queued.add(key)
             self._added_at[key] = time.monotonic()
             self.idle.clear()
-            self._queue.put_nowait((self._priority(key), next(self._order), key))
+            priority = self._priority(key) + (AFTER_OTHERS if after_others else 0)
+            self._queue.put_nowait((priority, next(self._order), key))
             metrics.QUEUE_ADDS.inc()
             metrics.QUEUE_DEPTH.set(len(self._queued))
 
-    def add_after(self, key: Hashable, delay: float) -> None:
-        asyncio.get_running_loop().call_later(delay, self.add, key)
+    def add_after(self, key: Hashable, delay: float, *, after_others: bool = False) -> None:
+        asyncio.get_running_loop().call_later(
+            delay, functools.partial(self.add, key, after_others=after_others)
+        )
 
     async def _work(self) -> None:
         while True:
@@ -116,7 +126,7 @@ class WorkQueue:
             except Requeue as again:
                 result = "requeue"
                 self._failures.pop(key, None)
-                self.add_after(key, again.delay)
+                self.add_after(key, again.delay, after_others=again.after_others)
             except Exception as exc:  # noqa: BLE001 -- a failed reconcile is retried
                 result = "error"
                 count = self._failures[key] = self._failures.get(key, 0) + 1

@@ -274,7 +274,8 @@ class Kube:
         return self._call(
             "PATCH",
             path,
-            body=json.dumps(obj),
+            # Compact: the server parses it as YAML, byte by byte.
+            body=json.dumps(obj, separators=(",", ":")),
             query=query,
             content_type="application/apply-patch+yaml",
         )

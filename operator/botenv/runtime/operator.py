@@ -23,7 +23,7 @@ from botenv.controller import training as training_reconciler
 from botenv.controller.fanout import Fanout
 from botenv.controller.resolve import Resolver
 from botenv.controller.state import ENV, TAG, TRAIN, State, tag_of
-from botenv.controller.workqueue import WorkQueue
+from botenv.controller.workqueue import Requeue, WorkQueue
 from botenv.kube.client import Kube
 from botenv.kube.config import load_kubernetes_config
 from botenv.labels import (
@@ -66,6 +66,8 @@ QUEUE: WorkQueue | None = None
 # Which keys an event touches (kept from the events themselves, so no handler scans).
 FANOUT = Fanout()
 PROMOTIONS = metrics.Promotions()
+# Environments whose children were written and whose status report is due (_process).
+REPORTS_DUE: set[Hashable] = set()
 # time.monotonic() of the last watch event and of the last periodic resync (health.py).
 LAST_EVENT = LAST_RESYNC = 0.0
 
@@ -122,6 +124,9 @@ async def startup(
     )
     settings.posting.enabled = False  # botenv posts its own, deduplicated Events
     settings.persistence.diffbase_storage = NoDiffBase()
+    # kopf's per-object worker keeps the object's last event (managedFields and all) until
+    # it exits, 5 s after that event by default: across a fleet's start, every object's.
+    settings.queueing.idle_timeout = 0.5
     settings.watching.server_timeout = 300
     load_kubernetes_config()
     # Every worker may wait on the API server at once: asyncio's default executor has
@@ -156,6 +161,7 @@ async def startup(
     FANOUT = Fanout()  # a restarted operator learns again from the watches' first events
     STATE.tag_users = FANOUT
     PROMOTIONS = metrics.Promotions()
+    REPORTS_DUE.clear()
     metrics.FLEET.state = STATE
     LAST_EVENT = LAST_RESYNC = time.monotonic()
     QUEUE = WorkQueue(_process, workers=config.workers, priority=_priority)
@@ -184,7 +190,16 @@ def _priority(key: Hashable) -> int:
 async def _process(key: Hashable) -> None:
     kind, namespace, name = key  # type: ignore[misc]
     if kind == ENV:
-        await environment_reconciler.reconcile(STATE, namespace, name)
+        # An environment whose children were just written reports once the others waiting
+        # have been applied; then it reports, whatever it writes.
+        due = key in REPORTS_DUE
+        REPORTS_DUE.discard(key)
+        try:
+            await environment_reconciler.reconcile(STATE, namespace, name, report_later=not due)
+        except Requeue as again:
+            if again.after_others:
+                REPORTS_DUE.add(key)
+            raise
     elif kind == TRAIN:
         await training_reconciler.reconcile(STATE, namespace, name)
     else:

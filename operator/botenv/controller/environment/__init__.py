@@ -27,7 +27,10 @@ VERIFY_AGAIN_SECONDS = 3.0
 REPLAN_SECONDS = 1.0
 
 
-async def reconcile(state: State, namespace: str, name: str) -> None:
+async def reconcile(state: State, namespace: str, name: str, *, report_later: bool = False) -> None:
+    """`report_later`: once children were written, leave the status report to a later
+    reconcile that waits for the other environments' (a tag move's fan-out applies every
+    Deployment first, then reports)."""
     seen = await asyncio.to_thread(gather.gather, state, namespace, name)
     if seen.body is None:
         # Deleted: garbage collection removes the children, but not those it orphaned.
@@ -40,6 +43,8 @@ async def reconcile(state: State, namespace: str, name: str) -> None:
     done = await asyncio.to_thread(apply.apply, state, wanted)
     if done.replan:
         raise Requeue(REPLAN_SECONDS)
+    if report_later and done.wrote and done.problem is None and wanted.problem is None:
+        raise Requeue(0.0, after_others=True)
     # A failed write comes first: the plan's own problems are all found after the step
     # that writes the pull token (the only write made despite a problem).
     problem = done.problem or wanted.problem

@@ -34,15 +34,18 @@ class Done:
     # The pull-token Secret existed after all (the watch had not shown it yet): its token
     # is not the one the children were rendered for; plan again.
     replan: bool = False
+    wrote: bool = False  # something was written (or its write tried)
 
 
 def apply(state: State, plan: Plan) -> Done:
+    wrote = False
     if plan.pull_token is not None:
         done = _pull_token(state, plan.pull_token)
         if done.problem is not None or done.replan:
             return done
+        wrote = done.wrote
     if plan.problem is not None:
-        return Done()
+        return Done(wrote=wrote)
     first, children = _stale(state, plan.first), _stale(state, plan.children)
     problem = (
         _dry_run(state, first + children)
@@ -51,7 +54,7 @@ def apply(state: State, plan: Plan) -> Done:
         or _write(state, children, plan.handovers)
         or _remove(state, plan.remove)
     )
-    return Done(problem=problem)
+    return Done(problem=problem, wrote=wrote or bool(first or children or plan.remove))
 
 
 def apply_gone(state: State, seen: Seen) -> None:
@@ -80,6 +83,7 @@ def apply_gone(state: State, seen: Seen) -> None:
 
 def _pull_token(state: State, pull: PullToken) -> Done:
     meta = pull.labels["metadata"]
+    wrote = False
     try:
         live = pull.live
         if pull.create is not None:
@@ -87,9 +91,11 @@ def _pull_token(state: State, pull: PullToken) -> Done:
             if live is None:  # it existed already (the watch had not shown it yet)
                 return Done(replan=True)
             state.remember(live)
+            wrote = True
             log.info("created pull token Secret %s/%s", meta["namespace"], meta["name"])
         if not contains(live, pull.labels):
             state.remember(state.kube.apply(pull.labels))
+            wrote = True
     except ApiException as exc:
         return Done(
             problem=Problem(
@@ -99,7 +105,7 @@ def _pull_token(state: State, pull: PullToken) -> Done:
                 retry=True,
             )
         )
-    return Done()
+    return Done(wrote=wrote)
 
 
 def _stale(state: State, children: list[dict[str, Any]]) -> list[dict[str, Any]]:
