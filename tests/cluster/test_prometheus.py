@@ -95,7 +95,8 @@ def test_prometheus_sees_a_promotion_the_fleet_and_the_model_server(
     eventually(lambda: get(url, token)[0] == 200, message="a pull through the model server")
 
     promotions = f'sum(botenv_promotion_duration_seconds_count{{namespace="{ns}"}})'
-    before = prometheus.value(promotions) or 0.0
+    # The first resolution is a promotion too: both environments came to serve v1.
+    eventually(lambda: prometheus.value(promotions) == 1, message="v1's promotion seen")
     kubectl.patch("mtag", "production", ns, {"spec": {"model": "prom-v2.tar.gz"}})
     tag(ns, "production", "prom-v2.tar.gz")  # writes the model file
     for name in ("production", "canary"):
@@ -104,7 +105,7 @@ def test_prometheus_sees_a_promotion_the_fleet_and_the_model_server(
         )
 
     # The promotion, through Prometheus: one observation, and a latency from its histogram.
-    eventually(lambda: prometheus.value(promotions) == before + 1, message="one promotion seen")
+    eventually(lambda: prometheus.value(promotions) == 2, message="v2's promotion seen")
     p90 = prometheus.value(
         "histogram_quantile(0.9, sum by (le) "
         f'(botenv_promotion_duration_seconds_bucket{{namespace="{ns}"}}))'
