@@ -154,8 +154,8 @@ def test_metrics_follow_a_tag_move_and_measure_the_promotion(kubectl, operator, 
 
     # The tag moves: both environments roll; while they do, serving < desired and no
     # promotion is measured; once both serve it, exactly one observation.
+    tag(ns, "production", "metrics-v2.tar.gz")  # uploads the model first, as a release does
     kubectl.patch("mtag", "production", ns, {"spec": {"model": "metrics-v2.tar.gz"}})
-    tag(ns, "production", "metrics-v2.tar.gz")  # writes the model file
     eventually(
         lambda: kubectl.get("mtag", "production", ns)["status"].get("model") == "metrics-v2.tar.gz",
         message="the tag resolves v2",

@@ -97,8 +97,8 @@ def test_prometheus_sees_a_promotion_the_fleet_and_the_model_server(
     promotions = f'sum(botenv_promotion_duration_seconds_count{{namespace="{ns}"}})'
     # The first resolution is a promotion too: both environments came to serve v1.
     eventually(lambda: prometheus.value(promotions) == 1, message="v1's promotion seen")
+    tag(ns, "production", "prom-v2.tar.gz")  # uploads the model first, as a release does
     kubectl.patch("mtag", "production", ns, {"spec": {"model": "prom-v2.tar.gz"}})
-    tag(ns, "production", "prom-v2.tar.gz")  # writes the model file
     for name in ("production", "canary"):
         eventually(
             lambda n=name: serves(kubectl, ns, n, "prom-v2.tar.gz"), message=f"{name} serves v2"

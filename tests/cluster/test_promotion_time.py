@@ -78,8 +78,8 @@ def test_a_move_records_when_every_environment_served_it(kubectl, operator, cont
     assert first["servedAt"] >= first["resolvedAt"]
 
     # The move: a new resolution, without servedAt until both environments serve it.
+    tag(ns, "production", "promoted-v2.tar.gz")  # uploads the model first, as a release does
     kubectl.patch("mtag", "production", ns, {"spec": {"model": "promoted-v2.tar.gz"}})
-    tag(ns, "production", "promoted-v2.tar.gz")  # writes the model file
     moved = eventually(
         lambda: (
             tag_status(kubectl, ns)
