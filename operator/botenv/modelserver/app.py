@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 
 from botenv.modelserver.cache import ContentMismatch, DiskCache
 from botenv.modelserver.catalog import Catalog, Resolution
+from botenv.modelserver.revalidation import FastPath, Revalidation
 from botenv.render.modelfile import served_file_name
 from botenv.storage.base import AccessDenied, ObjectNotFound, StorageError, StorageUnavailable
 from botenv.storage.policy import LocationNotAllowed
@@ -128,6 +129,8 @@ class _CacheCollector(Collector):
 
 
 METRICS_KEY = web.AppKey("botenv_modelserver_metrics", Metrics)
+# Answers revalidations before aiohttp parses them (server.serve hands it to the runner).
+FAST_PATH_KEY = web.AppKey("botenv_modelserver_fast_path", FastPath)
 
 
 class Lifecycle:
@@ -181,6 +184,12 @@ def _etag_values(header_values: Iterable[str]) -> Iterator[str]:
 
 def etag_matches(header_values: Iterable[str], digest: str) -> bool:
     return any(value in ("*", digest) for value in _etag_values(header_values))
+
+
+def _unchanged(etag: str, digest: str, seen: str, every: Callable[[], list[str]]) -> bool:
+    """Whether If-None-Match (`seen`, the first; `every` value) names the served model.
+    Rasa sends back exactly the ETag it got: compared as is before any parsing."""
+    return seen == etag or etag_matches(every(), digest)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -273,10 +282,9 @@ class _Handlers:
 
         etag, filename = _answer_headers(resolution.model, resolution.digest)
         headers = {"ETag": etag, "filename": filename}
-        # Rasa sends back exactly the ETag it got: compared as is before any parsing.
         seen = request.headers.get("If-None-Match")
-        if seen is not None and (
-            seen == etag or etag_matches(request.headers.getall("If-None-Match"), resolution.digest)
+        if seen is not None and _unchanged(
+            etag, resolution.digest, seen, lambda: request.headers.getall("If-None-Match")
         ):
             return web.Response(status=304, headers=headers)
         headers["Content-Type"] = CONTENT_TYPE
@@ -287,6 +295,23 @@ class _Handlers:
             await response.prepare(request)
             return response
         return await self._send(request, resolution, headers)
+
+    def revalidated(self, request: Revalidation) -> tuple[str, str] | None:
+        """ETag and filename of the 304 that `model` answers this revalidation with, or
+        None when it answers anything else (the fast path then leaves it to `model`)."""
+        if not self.catalog.ready():
+            return None
+        grant = self.catalog.grant(request.namespace, request.tag, request.token)
+        if grant is None:
+            return None
+        resolution = self.catalog.resolve(request.namespace, request.tag, grant)
+        if resolution is None:
+            return None
+        etag, filename = _answer_headers(resolution.model, resolution.digest)
+        seen = request.if_none_match
+        if not _unchanged(etag, resolution.digest, seen, lambda: [seen]):
+            return None
+        return etag, filename
 
     async def _send(
         self, request: web.Request, resolution: Resolution, headers: dict[str, str]
@@ -411,6 +436,14 @@ def make_app(
     app = web.Application()
     app[METRICS_KEY] = metrics
     app[LIFECYCLE_KEY] = lifecycle
+
+    def answered(request: Revalidation, peer: str) -> None:  # as `observe` does for `model`
+        metrics.requests[(304, "model")] += 1
+        if access_log.isEnabledFor(logging.DEBUG):
+            path = MODEL_ROUTE.format(namespace=request.namespace, tag=request.tag)
+            access_log.debug('%s "GET %s" 304 - 0.000s', peer, path)
+
+    app[FAST_PATH_KEY] = FastPath(handlers.revalidated, answered)
     # Pulls are counted apart from probes and scrapes. add_get also answers HEAD.
     app.router.add_get(MODEL_ROUTE, observe("model", handlers.model))
     app.router.add_get("/healthz", observe("other", handlers.healthz))

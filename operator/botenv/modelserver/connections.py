@@ -16,8 +16,9 @@ the time a request's head takes to arrive nor the connections. Three limits, per
 
 aiohttp has no hook for the protocol class (web.Server.__call__ makes a RequestHandler), so
 `GuardedRunner` hands TCPSite a web.Server subclass that makes `_GuardedHandler`s. These
-read a few of RequestHandler's attributes (`_request_count`, `_waiter`, `_loop`) and
-web.Server's `_kwargs`, as of aiohttp 3.14 (constraints.txt); tests/modelserver/
+read a few of RequestHandler's attributes (`_request_count`, `_waiter`, `_loop`, and
+`_keepalive_timeout`, `_next_keepalive_close_time` for the fast path) and web.Server's
+`_kwargs`, as of aiohttp 3.14 (constraints.txt); tests/modelserver/
 test_slow_clients.py checks every limit over real sockets after an upgrade.
 """
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -47,12 +49,20 @@ class ConnectionLimits:
             raise ValueError("max_connections must be at least 1")
 
 
+# Given the bytes a connection sent and its peer, the complete answer to write back, or None
+# for aiohttp to handle them (botenv.modelserver.revalidation).
+FastPath = Callable[[bytes, str], "bytes | None"]
+
+
 class _GuardedServer(web.Server):
     """aiohttp's protocol factory, making `_GuardedHandler`s and counting their connections."""
 
-    def __init__(self, limits: ConnectionLimits, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, limits: ConnectionLimits, fast_path: FastPath | None, *args: Any, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits
+        self.fast_path = fast_path
         self.open_connections = 0
 
     def __call__(self) -> RequestHandler:
@@ -60,13 +70,17 @@ class _GuardedServer(web.Server):
 
 
 class _GuardedHandler(RequestHandler):
-    __slots__ = ("_guard", "_counted", "_header_timer")
+    __slots__ = ("_guard", "_counted", "_header_timer", "_fast", "_peer")
 
     def __init__(self, manager: _GuardedServer, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
         self._guard = manager  # aiohttp drops its own reference on connection_lost
         self._counted = False
         self._header_timer: asyncio.TimerHandle | None = None
+        # The fast path, while every byte this connection sent was answered by it: aiohttp's
+        # parser then has no partial request and no answer of aiohttp's is outstanding.
+        self._fast = manager.fast_path
+        self._peer = ""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self._guard.open_connections >= self._guard.limits.max_connections:
@@ -75,6 +89,9 @@ class _GuardedHandler(RequestHandler):
         self._guard.open_connections += 1
         self._counted = True
         super().connection_made(transport)
+        if self._fast is not None:
+            peer = transport.get_extra_info("peername")
+            self._peer = str(peer[0]) if isinstance(peer, tuple) else ""
         self._arm_header_timer()
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -85,6 +102,17 @@ class _GuardedHandler(RequestHandler):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._fast is not None:
+            # Not while the client does not read its answers: aiohttp's writer then waits.
+            answer = None if self.writing_paused else self._fast(data, self._peer)
+            if answer is not None and self.transport is not None:
+                self._cancel_header_timer()
+                self.transport.write(answer)
+                # Idle from now on: aiohttp's keep-alive timer (armed when the connection
+                # was made) closes the connection keepalive_timeout after this answer.
+                self._next_keepalive_close_time = self._loop.time() + self._keepalive_timeout
+                return
+            self._fast = None  # from here on every byte goes to aiohttp's parser
         received = self._request_count
         super().data_received(data)
         if self._request_count != received:
@@ -140,16 +168,26 @@ class _GuardedHandler(RequestHandler):
 
 
 class GuardedRunner(web.AppRunner):
-    """web.AppRunner whose connections are bounded by `limits`."""
+    """web.AppRunner whose connections are bounded by `limits`; `fast_path` may answer a
+    connection's requests before aiohttp sees them, for as long as it answers every one."""
 
-    def __init__(self, app: web.Application, limits: ConnectionLimits, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        app: web.Application,
+        limits: ConnectionLimits,
+        *,
+        fast_path: FastPath | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(app, keepalive_timeout=limits.keepalive_timeout, **kwargs)
         self._limits = limits
+        self._fast_path = fast_path
 
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()  # starts the app; aiohttp's handler options
         return _GuardedServer(
             self._limits,
+            self._fast_path,
             plain.request_handler,
             request_factory=plain.request_factory,
             handler_cancellation=plain.handler_cancellation,

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from botenv.modelserver.app import LIFECYCLE_KEY, make_app
+from botenv.modelserver.app import FAST_PATH_KEY, LIFECYCLE_KEY, make_app
 from botenv.modelserver.cache import DiskCache
 from botenv.modelserver.catalog import Catalog
 from botenv.modelserver.connections import ConnectionLimits, GuardedRunner
@@ -34,6 +34,7 @@ async def serve(
     max_connections: int = 512,
     shutdown_delay: float = 0.0,
     on_started: Callable[[int], None] | None = None,
+    fast_revalidation: bool = True,
 ) -> None:
     """Serve until `stop` is set. For callers that run other tasks (a Kubernetes-backed
     catalog's watches) in the same loop. `on_started` gets the bound port (useful with 0).
@@ -45,13 +46,23 @@ async def serve(
     Once `stop` is set, /readyz fails and requests are still answered for `shutdown_delay`
     seconds: a replica being deleted leaves its Service's endpoints at the same time as it
     gets SIGTERM, and the nodes' proxies learn it a moment later, so connections keep coming
-    for that moment. Then the listener closes and responses in progress finish."""
+    for that moment. Then the listener closes and responses in progress finish.
+
+    `fast_revalidation`: Rasa's 304 revalidations are answered before aiohttp parses them
+    (botenv.modelserver.revalidation); False sends every request through aiohttp (the
+    tests compare the two)."""
     limits = ConnectionLimits(header_timeout, keepalive_timeout, max_connections)
     cache = DiskCache(cache_dir, cache_max_bytes, fill_workers=fill_workers)
     app = make_app(catalog, cache, answer_within=answer_within, retry_after=retry_after)
     # access_log=None: aiohttp's default access log prints the query string, where a
     # misconfigured client's token would be; the app logs requests without it.
-    runner = GuardedRunner(app, limits, access_log=None, handle_signals=False)
+    runner = GuardedRunner(
+        app,
+        limits,
+        fast_path=app[FAST_PATH_KEY].answer if fast_revalidation else None,
+        access_log=None,
+        handle_signals=False,
+    )
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
