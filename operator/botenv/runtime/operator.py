@@ -35,12 +35,14 @@ from botenv.labels import (
     TRAINING_LABEL,
 )
 from botenv.render import autoscaling, disruption
+from botenv.runtime import index_gate
 from botenv.runtime.optional_apis import EitherIndex, quiet_optional_versions
 from botenv.runtime.snapshot import snapshot
 from botenv.settings import Settings
 
 log = logging.getLogger(__name__)
 quiet_optional_versions()
+index_gate.install()  # a restart's cost linear in the fleet, not quadratic
 
 CHILD_SELECTORS = (
     ("v1", "configmaps"),
