@@ -33,6 +33,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+log = logging.getLogger(__name__)
 access_log = logging.getLogger("botenv.modelserver.access")
 
 
@@ -103,8 +104,13 @@ class _GuardedHandler(RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         if self._fast is not None:
+            answer = None
             # Not while the client does not read its answers: aiohttp's writer then waits.
-            answer = None if self.writing_paused else self._fast(data, self._peer)
+            if not self.writing_paused:
+                try:
+                    answer = self._fast(data, self._peer)
+                except Exception:  # then aiohttp takes it, as any other request
+                    log.exception("revalidation fast path failed")
             if answer is not None and self.transport is not None:
                 self._cancel_header_timer()
                 self.transport.write(answer)
