@@ -14,7 +14,7 @@ from botenv.controller import tag as tag_reconciler
 from botenv.controller.fanout import Fanout
 from botenv.controller.metrics import Promotions
 from botenv.controller.state import ENV, TAG, State
-from botenv.controller.workqueue import WorkQueue
+from botenv.controller.workqueue import Requeue, WorkQueue
 from botenv.runtime.snapshot import snapshot
 from botenv.settings import Settings
 from tests.unit.builders import environment, tag
@@ -205,6 +205,41 @@ def test_the_work_queue_takes_tags_before_the_environments_waiting_for_them():
 
     asyncio.run(run())
     assert done == [(TAG, "ns", "t"), (ENV, "ns", "a"), (ENV, "ns", "b"), (ENV, "ns", "c")]
+
+
+def test_a_key_requeued_after_the_others_waits_for_those_of_its_priority():
+    """A tag move's fan-out: each environment applies its Deployment, then reports its
+    status only once the other environments waiting have applied theirs, also those whose
+    events came after its own apply."""
+    done: list[tuple[str, str]] = []
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+
+        async def handler(key: tuple[str, str, str]) -> None:
+            name = key[2]
+            first = (name, "apply") not in done
+            done.append((name, "apply" if first else "report"))
+            if name == "slow":  # b and c arrive while it runs, after a's report was queued
+                await asyncio.sleep(0.1)
+            elif first:
+                raise Requeue(0.0, after_others=True)
+
+        queue = WorkQueue(handler, workers=1, priority=lambda key: 0 if key[0] == TAG else 1)
+        queue.add((ENV, "ns", "a"))
+        queue.add((ENV, "ns", "slow"))
+        loop.call_later(0.03, queue.add, (ENV, "ns", "b"))
+        loop.call_later(0.03, queue.add, (ENV, "ns", "c"))
+        queue.start()
+        await asyncio.sleep(0.2)
+        await asyncio.wait_for(queue.idle.wait(), 5)
+        await queue.stop()
+
+    asyncio.run(run())
+    applied = [name for name, step in done if step == "apply"]
+    assert applied == ["a", "slow", "b", "c"]
+    assert done.index(("c", "apply")) < done.index(("a", "report"))
+    assert sorted(name for name, step in done if step == "report") == ["a", "b", "c"]
 
 
 # -- promotions: one look per event ----------------------------------------------------------
