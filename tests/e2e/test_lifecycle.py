@@ -27,7 +27,7 @@ from tests.support.emulators import MotoServer
 from tests.support.kubectl import Kubectl, condition, eventually
 from tests.support.kubelet import TestKubelet
 from tests.support.peers import PostgresServer, RabbitMQServer, RedisServer
-from tests.support.rasa import train, write_project
+from tests.support.rasa import greeting_models
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rasa]
 
@@ -55,17 +55,7 @@ def report_timings(request: pytest.FixtureRequest) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("e2e-models")
-    return {
-        name: train(
-            write_project(
-                root / name, intents={"greet": ["hello", "hi"]}, responses={"greet": answer}
-            ),
-            root / "out",
-            f"e2e-model-{name}",
-        )
-        for name, answer in ANSWERS.items()
-    }
+    return greeting_models(tmp_path_factory.mktemp("e2e-models"), ANSWERS)
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ from tests.support.helm import CHART, run_helm
 from tests.support.kubectl import Kubectl, condition, eventually
 from tests.support.kubelet import Image, TestKubelet
 from tests.support.peers import RedisServer
-from tests.support.rasa import train, write_project
+from tests.support.rasa import greeting_models
 
 pytestmark = [pytest.mark.e2e, pytest.mark.rasa]
 
@@ -155,17 +155,7 @@ def botenv_in_pods(
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("models")
-    return {  # the projects of test_lifecycle.py: trained once, cached by content
-        name: train(
-            write_project(
-                root / name, intents={"greet": ["hello", "hi"]}, responses={"greet": answer}
-            ),
-            root / "out",
-            f"e2e-model-{name}",
-        )
-        for name, answer in ANSWERS.items()
-    }
+    return greeting_models(tmp_path_factory.mktemp("models"), ANSWERS)
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,8 @@ import asyncio
 
 import pytest
 
-from botenv.modelserver.server import serve
 from tests.modelserver.test_modelserver import AUTH, URL, World
-from tests.modelserver.test_slow_clients import Conn, warm
+from tests.modelserver.test_slow_clients import Conn, start, warm
 
 pytestmark = [pytest.mark.modelserver, pytest.mark.timeout(60)]
 
@@ -32,21 +31,8 @@ def test_a_stopping_replica_is_not_ready_but_answers_during_its_shutdown_delay(t
     world.add()
 
     async def scenario() -> None:
-        stop = asyncio.Event()
-        started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(
-            serve(
-                world.catalog,
-                host="127.0.0.1",
-                port=0,
-                cache_dir=world.cache_dir,
-                cache_max_bytes=1 << 30,
-                stop=stop,
-                shutdown_delay=600,  # far longer than this test: the delay is not timed here
-                on_started=started.set_result,
-            )
-        )
-        port = await asyncio.wait_for(started, 10)
+        # A delay far longer than this test: the delay is not timed here.
+        port, stop, task = await start(world, shutdown_delay=600)
         try:
             etag = await warm(port)
             assert await get(port, "/readyz") == 200
@@ -75,20 +61,7 @@ def test_without_a_shutdown_delay_the_listener_closes_at_once(tmp_path):
     world.add()
 
     async def scenario() -> None:
-        stop = asyncio.Event()
-        started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(
-            serve(
-                world.catalog,
-                host="127.0.0.1",
-                port=0,
-                cache_dir=world.cache_dir,
-                cache_max_bytes=1 << 30,
-                stop=stop,
-                on_started=started.set_result,
-            )
-        )
-        port = await asyncio.wait_for(started, 10)
+        port, stop, task = await start(world)
         assert await get(port, "/readyz") == 200
         stop.set()
         await asyncio.wait_for(task, 30)

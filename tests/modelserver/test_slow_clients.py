@@ -22,9 +22,9 @@ MARGIN = 1.5  # seconds a close may come after its timeout on a loaded test mach
 GOOD = 2.0  # a good request is answered within this, whatever the other clients do
 
 
-@contextlib.asynccontextmanager
-async def running(world: World, **options: float) -> AsyncIterator[int]:
-    """The model server on a free loopback port, with its model already in the cache."""
+async def start(world: World, **options: float) -> tuple[int, asyncio.Event, asyncio.Task]:
+    """The model server (server.serve) on a free loopback port: its port, the event that
+    stops it (what SIGTERM sets) and its task."""
     stop = asyncio.Event()
     started: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(
@@ -42,7 +42,13 @@ async def running(world: World, **options: float) -> AsyncIterator[int]:
     done, _ = await asyncio.wait([started, task], timeout=10, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
         task.result()  # raises what made serve() stop
-    port = started.result()
+    return started.result(), stop, task
+
+
+@contextlib.asynccontextmanager
+async def running(world: World, **options: float) -> AsyncIterator[int]:
+    """The model server on a free loopback port, stopped at the end."""
+    port, stop, task = await start(world, **options)
     try:
         yield port
     finally:

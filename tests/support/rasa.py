@@ -465,3 +465,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def greeting_models(root: Path, answers: dict[str, str]) -> dict[str, Path]:
+    """One trained model per entry of `answers`, each answering "hello" with its text
+    (name -> model file; cached by content like `train`)."""
+    return {
+        name: train(
+            write_project(
+                root / name, intents={"greet": ["hello", "hi"]}, responses={"greet": answer}
+            ),
+            root / "out",
+            f"e2e-model-{name}",
+        )
+        for name, answer in answers.items()
+    }
