@@ -43,7 +43,17 @@ async def reconcile(state: State, namespace: str, name: str, *, report_later: bo
     done = await asyncio.to_thread(apply.apply, state, wanted)
     if done.replan:
         raise Requeue(REPLAN_SECONDS)
-    if report_later and done.wrote and done.problem is None and wanted.problem is None:
+    if (
+        report_later
+        and done.wrote
+        and done.problem is None
+        and wanted.problem is None
+        # A rollback or a refused model is recorded in the status only (refusedModel):
+        # reported with its write, or the next plan, which no longer sees the timed-out
+        # roll, would roll forward again.
+        and wanted.rolled_back is None
+        and wanted.refused is None
+    ):
         raise Requeue(0.0, after_others=True)
     # A failed write comes first: the plan's own problems are all found after the step
     # that writes the pull token (the only write made despite a problem).
