@@ -14,6 +14,7 @@ import yaml
 
 from botenv.local.controlplane import ControlPlane, find_binaries
 from botenv.local.processes import free_port
+from botenv.runtime.health import serve_health
 from tests.support.emulators import MotoServer
 from tests.support.kubectl import Kubectl, eventually
 from tests.support.operator import EMULATORS_ALLOWED, OperatorProcess, model_server_argv
@@ -157,6 +158,17 @@ def operator(
     ).start()
     yield process
     process.stop()
+
+
+@pytest.fixture
+def health(operator: OperatorProcess) -> Iterator[str]:
+    """The base URL of the health port as `botenv operator --health-address` serves it, for
+    this process's operator (it leads: no election in this tier)."""
+    port = free_port()
+    server = serve_health(f"127.0.0.1:{port}", lambda: True, stall_seconds=3600)
+    yield f"http://127.0.0.1:{port}"
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture(scope="session")

@@ -11,13 +11,10 @@ from __future__ import annotations
 import itertools
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from botenv.local.processes import free_port
-from botenv.runtime.health import serve_health
 from tests.cluster.test_environments import env, replicasets, tag
 from tests.support.kubectl import condition, eventually
 from tests.support.pods import make_ready
@@ -37,17 +34,6 @@ def ns(kubectl):
     name = f"metrics-{next(_names)}"
     kubectl.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     return name
-
-
-@pytest.fixture
-def health(operator) -> Iterator[str]:
-    """The health port as `botenv operator --health-address` serves it, for this process's
-    operator (it leads: no election in this tier)."""
-    port = free_port()
-    server = serve_health(f"127.0.0.1:{port}", lambda: True, stall_seconds=3600)
-    yield f"http://127.0.0.1:{port}"
-    server.shutdown()
-    server.server_close()
 
 
 def get(url: str) -> tuple[int, str]:

@@ -16,8 +16,6 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from botenv.local.processes import free_port
-from botenv.runtime.health import serve_health
 from tests.cluster.test_environments import env, tag
 from tests.cluster.test_model_server import get, pull_token
 from tests.support.kubectl import condition, eventually
@@ -43,22 +41,12 @@ def ns(kubectl):
 
 
 @pytest.fixture
-def health(operator) -> Iterator[str]:
-    """The operator's health port, as `botenv operator --health-address` serves it."""
-    port = free_port()
-    server = serve_health(f"127.0.0.1:{port}", lambda: True, stall_seconds=3600)
-    yield f"127.0.0.1:{port}"
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
 def prometheus(tmp_path, health, model_server) -> Iterator[PrometheusServer]:
     binary, _ = ensure_prometheus()
     rules = tmp_path / "rules.yml"
     rules.write_text(yaml.safe_dump(chart_rules(SHORT_ALERTS)))
     targets = {
-        OPERATOR_JOB: health,
+        OPERATOR_JOB: urllib.parse.urlsplit(health).netloc,
         MODEL_SERVER_JOB: urllib.parse.urlsplit(model_server).netloc,
     }
     with PrometheusServer(binary, tmp_path, targets, rule_files=[rules]) as server:
