@@ -35,16 +35,10 @@ class Catalog(Protocol):
         `digest`, the tag's model of that digest: the current one or one in its history
         (pods of a `Restart` environment pin the model they were started with)."""
 
-    def authorize(self, namespace: str, tag: str, token: str) -> bool:
-        """Whether `token` is a pull credential for exactly this namespace/tag."""
-
-    def pin(self, namespace: str, tag: str, token: str) -> str:
-        """The digest this (authorized) token is held on instead of the tag's current model,
-        "" for none: its environment's Rasa refused the current model."""
-
     def grant(self, namespace: str, tag: str, token: str) -> str | None:
-        """`authorize` and `pin` in one look-up (the token hashed once, every request):
-        None when `token` may not pull namespace/tag, else its pin ("" for none)."""
+        """None when `token` is not a pull credential for exactly this namespace/tag; else
+        the digest it is held on instead of the tag's current model ("" for none: its
+        environment's Rasa refused the current model). One look-up, every request."""
 
     def ready(self) -> bool:
         """Whether the catalog has loaded what it knows (False: answers may be incomplete)."""
@@ -93,10 +87,6 @@ class StaticCatalog:
         with self._lock:
             self._pins[_token_key(token)] = digest
 
-    def pin(self, namespace: str, tag: str, token: str) -> str:
-        with self._lock:
-            return self._pins.get(_token_key(token), "")
-
     def grant(self, namespace: str, tag: str, token: str) -> str | None:
         if not token:
             return None
@@ -117,12 +107,6 @@ class StaticCatalog:
         with self._lock:
             current = self._resolutions.get((namespace, tag))
         return current if current and digest in ("", current.digest) else None
-
-    def authorize(self, namespace: str, tag: str, token: str) -> bool:
-        if not token:
-            return False
-        with self._lock:
-            return self._tokens.get(_token_key(token)) == (namespace, tag)
 
     def ready(self) -> bool:
         return self._ready

@@ -210,9 +210,3 @@ class KubeCatalog:
         if not pins:
             return None
         return next((p for p in pins if p), "")
-
-    def authorize(self, namespace: str, tag: str, token: str) -> bool:
-        return self.grant(namespace, tag, token) is not None
-
-    def pin(self, namespace: str, tag: str, token: str) -> str:
-        return self.grant(namespace, tag, token) or ""
